@@ -1,0 +1,84 @@
+"""The Backbone module (DESIGN.md, "A backbone"): a timm model that takes uint8 images and returns embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .embedding import embedding_recipe
+from .preprocessing import Preprocessing
+
+
+class Backbone(nn.Module):
+    """Wraps a timm model: normalises uint8 images on the device with the weights' own mean/std, optionally
+    resizes them to ``resize_to``, and returns ``B x embed_dim`` embeddings by the named recipe.
+
+    ``freeze()`` makes it a fixed feature extractor for good: no gradients, and ``train()`` keeps it in eval mode
+    so BatchNorm statistics and dropout never move.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        name: str,
+        preprocessing: Preprocessing,
+        embedding: str = "pre_logits",
+        resize_to: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.name = name
+        self.preprocessing = preprocessing
+        self.embedding = embedding
+        self.resize_to = resize_to
+        self._embed, multiple = embedding_recipe(embedding)
+        self.embed_dim = int(model.num_features) * multiple
+        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1) * 255, persistent=False)
+        self.frozen = False
+        self._fingerprint: str | None = None
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (or float on the 0-255 scale) ``B x 3 x H x W`` to the model's input."""
+        x = images.float()
+        if self.resize_to is not None and tuple(x.shape[-2:]) != (self.resize_to, self.resize_to):
+            mode = self.preprocessing.interpolation
+            x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode=mode,
+                              align_corners=False if mode in ("bilinear", "bicubic") else None, antialias=True)
+        return (x - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self._embed(self.model, self.normalise(images))
+
+    def freeze(self) -> Backbone:
+        self.frozen = True
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return super().train(False)
+
+    def train(self, mode: bool = True) -> Backbone:
+        return super().train(mode and not self.frozen)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 (first 16 hex digits) of the weights as loaded; identifies them in stores and results."""
+        if self._fingerprint is None:
+            self._fingerprint = state_dict_fingerprint(self.model.state_dict())
+        return self._fingerprint
+
+    def describe(self) -> dict:
+        return {"name": self.name, "fingerprint": self.fingerprint, "embed_dim": self.embed_dim,
+                "embedding": self.embedding, "preprocessing": self.preprocessing.to_dict()}
+
+
+def state_dict_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous().reshape(-1)
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]

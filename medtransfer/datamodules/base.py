@@ -1,0 +1,156 @@
+"""The datamodule base every dataset builds on: splits as sources, label fractions, transforms, samplers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import abstractmethod
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from ..task import Task
+from .dataset import TransformedDataset
+from .fractions import select_fraction
+from .samplers import EpochSampler, UnpaddedSampler
+from .sources import Source
+from .transforms import PRESETS, build_transform
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class MedicalDataModule(pl.LightningDataModule):
+    """Base datamodule. Subclasses set ``task`` in ``__init__`` and implement ``build_sources``.
+
+    Args:
+        batch_size: training batch size per process.
+        eval_batch_size: batch size for validation/test/extraction (default: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        image_size: side of the square images fed to the model.
+        train_fraction: a float in (0, 1] or a sample count of the TRAINING split to use (DESIGN.md).
+        fraction_seed: seed of the label-fraction subset (nested across fractions for one seed).
+        augmentation: modality preset for training images (``none``, ``natural``, ``histology``, ``fundus``,
+            ``chest_xray``); ``None`` takes the dataset's default.
+    """
+
+    default_augmentation = "natural"
+    task: Task
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        image_size: int = 224,
+        train_fraction: float = 1.0,
+        fraction_seed: int = 0,
+        augmentation: str | None = None,
+    ) -> None:
+        super().__init__()
+        if augmentation is not None and augmentation not in PRESETS:
+            raise ValueError(f"data.augmentation: unknown preset {augmentation!r}; choose one of {list(PRESETS)}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.image_size = image_size
+        self.train_fraction = train_fraction
+        self.fraction_seed = fraction_seed
+        self.augmentation = augmentation or self.default_augmentation
+        self._sources: dict[str, Source] | None = None
+        self._train_indices: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abstractmethod
+    def build_sources(self) -> dict[str, Source]:
+        """Read the dataset's native layout: one source per split in ``SPLITS``."""
+
+    def data_fingerprint(self) -> dict:
+        """What identifies this dataset's samples and splits (for feature stores and results.json)."""
+        return {"dataset": self.name}
+
+    # -- splits ---------------------------------------------------------------------------------------------
+    def sources(self) -> dict[str, Source]:
+        if self._sources is None:
+            sources = self.build_sources()
+            missing = [s for s in SPLITS if s not in sources]
+            if missing:
+                raise RuntimeError(f"{self.name}.build_sources returned no {missing} split")
+            self._sources = sources
+        return self._sources
+
+    def train_indices(self) -> np.ndarray:
+        """Rows of the training source in the label fraction (all rows for ``train_fraction=1``)."""
+        if self._train_indices is None:
+            train = self.sources()["train"]
+            self._train_indices = select_fraction(train.labels, self.train_fraction, self.fraction_seed, train.groups)
+            if len(self._train_indices) < len(train):
+                log.info("%s: train_fraction=%s keeps %d of %d training samples (fraction_seed=%d)",
+                         self.name, self.train_fraction, len(self._train_indices), len(train), self.fraction_seed)
+        return self._train_indices
+
+    def split_source(self, split: str) -> Source:
+        """The source a stage uses: the label-fraction subset for ``train``, the whole split otherwise."""
+        if split == "train":
+            return self.sources()["train"].subset(self.train_indices())
+        return self.sources()[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        self.sources()
+        self.train_indices()
+
+    # -- loaders --------------------------------------------------------------------------------------------
+    def dataset(self, split: str, train_transform: bool) -> TransformedDataset:
+        transform = build_transform(self.augmentation, self.image_size, train_transform)
+        return TransformedDataset(self.split_source(split), transform, seed=_run_seed(),
+                                  multilabel=self.task.kind == "multilabel")
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.dataset("train", train_transform=True)
+        world, rank = self._world()
+        sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=_run_seed(), drop_last=False)
+        return self._loader(dataset, sampler, self.batch_size)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """Deterministic, unaugmented, unpadded loader over a whole split (the label fraction for ``train``)."""
+        dataset = self.dataset(split, train_transform=False)
+        world, rank = self._world()
+        return self._loader(dataset, UnpaddedSampler(dataset, world, rank), self.eval_batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("test")
+
+    def _loader(self, dataset, sampler, batch_size: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=False)
+
+    def describe(self) -> dict:
+        """The data part of results.json."""
+        sizes = {}
+        if self._sources is not None:
+            sizes = {split: len(self.split_source(split)) for split in SPLITS}
+        return {"name": self.name, "train_fraction": self.train_fraction, "fraction_seed": self.fraction_seed,
+                "image_size": self.image_size, "augmentation": self.augmentation, "num_samples": sizes,
+                **self.data_fingerprint()}
+
+
+def _run_seed() -> int:
+    """The run's seed as set by ``seed_everything`` (LightningCLI's ``seed_everything`` key)."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))

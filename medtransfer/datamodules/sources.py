@@ -1,0 +1,74 @@
+"""Sources: the raw samples of one split (image, label, id, patient), before any transform.
+
+Every datamodule reads its native layout into one ``Source`` per split; everything downstream (label fractions,
+transforms, samplers, feature stores) works on sources and never on a dataset's own format.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class Source(ABC):
+    """One split of a dataset: ``ids``, ``labels`` (``N`` ints, or ``N x C`` floats for multilabel) and optional
+    ``groups`` (patient ids, so that label fractions and carved splits never separate one patient's images)."""
+
+    ids: list[str]
+    labels: np.ndarray
+    groups: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @abstractmethod
+    def load_image(self, index: int) -> np.ndarray:
+        """The image at ``index`` as ``H x W x 3`` uint8 (grey images repeated to three channels)."""
+
+    def subset(self, indices: np.ndarray) -> SubsetSource:
+        return SubsetSource(self, np.asarray(indices, dtype=np.int64))
+
+
+class SubsetSource(Source):
+    """A view on some rows of another source, used for carved splits and label fractions."""
+
+    def __init__(self, parent: Source, indices: np.ndarray) -> None:
+        self.parent = parent
+        self.indices = indices
+        self.ids = [parent.ids[i] for i in indices]
+        self.labels = parent.labels[indices]
+        self.groups = None if parent.groups is None else parent.groups[indices]
+
+    def load_image(self, index: int) -> np.ndarray:
+        return self.parent.load_image(int(self.indices[index]))
+
+
+class ArraySource(Source):
+    """Images already in memory as ``N x H x W`` or ``N x H x W x 3`` uint8 (MedMNIST, synthetic data)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, ids: list[str], groups: np.ndarray | None = None):
+        if len(images) != len(labels) or len(images) != len(ids):
+            raise ValueError(f"{len(images)} images, {len(labels)} labels and {len(ids)} ids differ in number")
+        self.images = images
+        self.labels = labels
+        self.ids = list(ids)
+        self.groups = groups
+
+    def load_image(self, index: int) -> np.ndarray:
+        return as_rgb_uint8(self.images[index])
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """``H x W``, ``H x W x 1``, ``H x W x 3`` or ``H x W x 4`` to ``H x W x 3`` uint8 (DESIGN.md: grey is repeated)."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an H x W (x 1/3/4) image, got shape {tuple(image.shape)}")
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image)

@@ -1,0 +1,195 @@
+"""The task-aware LightningModule base: loss, metrics, logging and optimisation shared by every head."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from ..task import Task, TaskMismatchError
+from .metrics import build_metrics, build_per_class_auroc, metric_targets, probabilities, task_loss
+
+STAGES = ("train", "val", "test")
+
+
+class TaskModule(pl.LightningModule):
+    """Base for LinearProbe, Finetune and DVME.
+
+    Subclasses build their networks from ``self.task`` and implement ``logits(batch)``; this base turns logits
+    into the task's loss and into metrics logged as ``{stage}/{metric}`` once per epoch over the whole split
+    (synchronised across DDP ranks), keeps the last values in ``epoch_metrics`` for results.json, and sets up
+    AdamW or SGD with an optional linear warm-up and cosine decay.
+
+    Args:
+        task: filled in by LightningCLI from the datamodule (``data.task``); pass ``datamodule.task`` in Python.
+        lr: base learning rate.
+        weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
+        optimizer: ``adamw`` or ``sgd`` (momentum 0.9).
+        scheduler: ``cosine`` (per step, to zero at the end of training) or ``constant``.
+        warmup_epochs: linear warm-up length, in epochs (may be fractional).
+    """
+
+    def __init__(
+        self,
+        task: Task | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: str = "adamw",
+        scheduler: str = "cosine",
+        warmup_epochs: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if task is None:
+            raise ValueError(
+                f"{type(self).__name__} needs the task: the CLI links it from the datamodule (data.task); "
+                "in Python pass task=datamodule.task"
+            )
+        if optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"model.optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+        if scheduler not in ("cosine", "constant"):
+            raise ValueError(f"model.scheduler must be 'cosine' or 'constant', got {scheduler!r}")
+        self.task = task
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer_name = optimizer
+        self.scheduler_name = scheduler
+        self.warmup_epochs = warmup_epochs
+        # ModuleDict keys cannot be "train" (nn.Module.train), hence the "_split" suffix
+        self.split_metrics = nn.ModuleDict({f"{stage}_split": build_metrics(task) for stage in STAGES})
+        self.split_losses = nn.ModuleDict({f"{stage}_split": MeanMetric() for stage in STAGES})
+        self.per_class_auroc = build_per_class_auroc(task)
+        self.epoch_metrics: dict[str, dict[str, float]] = {}
+
+    def save_task_hyperparameters(self, ignore: tuple[str, ...] = ()) -> None:
+        """Save init arguments to checkpoints as plain data (the task as a dict), loadable with weights_only."""
+        self.save_hyperparameters(ignore=["task", *ignore])
+        self.hparams["task"] = self.task.to_dict()
+
+    # -- network ----------------------------------------------------------------------------------------------
+    def logits(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backbone_descriptions(self) -> list[dict]:
+        """Names and fingerprints of the weights this model holds, for results.json."""
+        return []
+
+    def extra_results(self) -> dict:
+        """Model-specific findings for results.json (e.g. DVME importance); none by default."""
+        return {}
+
+    # -- steps ------------------------------------------------------------------------------------------------
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        logits = self.logits(batch)
+        labels = batch["label"]
+        loss = task_loss(self.task, logits, labels)
+        probs = probabilities(self.task, logits.detach())
+        targets = metric_targets(self.task, labels)
+        self.split_metrics[f"{stage}_split"].update(probs, targets)
+        self.split_losses[f"{stage}_split"].update(loss.detach(), weight=len(labels))
+        if stage == "test" and self.per_class_auroc is not None:
+            self.per_class_auroc.update(probs, targets)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        self.log("train/loss_step", loss, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"id": batch["id"], "probabilities": probabilities(self.task, self.logits(batch))}
+
+    # -- epoch ends: compute once over the whole split, log, remember -----------------------------------------
+    def _finish_epoch(self, stage: str) -> None:
+        values = {name: float(v) for name, v in self.split_metrics[f"{stage}_split"].compute().items()}
+        values["loss"] = float(self.split_losses[f"{stage}_split"].compute())
+        if stage == "test" and self.per_class_auroc is not None:
+            per_class = self.per_class_auroc.compute()
+            values.update({f"auroc/{c}": float(v) for c, v in zip(self.task.class_names, per_class, strict=True)})
+            self.per_class_auroc.reset()
+        self.split_metrics[f"{stage}_split"].reset()
+        self.split_losses[f"{stage}_split"].reset()
+        self.epoch_metrics[stage] = values
+        # values are already synchronised across ranks by torchmetrics: no further reduction
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val", sync_dist=False,
+                      rank_zero_only=False)
+
+    def on_train_epoch_start(self) -> None:
+        reseed_for_epoch(self.current_epoch)
+
+    def on_train_epoch_end(self) -> None:
+        self._finish_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._finish_epoch("val")
+        else:
+            self.split_metrics["val_split"].reset()
+            self.split_losses["val_split"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_epoch("test")
+
+    # -- task checks ------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_task = getattr(datamodule, "task", None)
+        if data_task is not None:
+            self.task.check_matches(data_task, what=f"the data ({type(datamodule).__name__})")
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("hyper_parameters", {}).get("task")
+        if saved is not None:
+            try:
+                Task.from_dict(saved).check_matches(self.task, what="this run's data")
+            except TaskMismatchError as err:
+                raise TaskMismatchError(f"the checkpoint does not fit: {err}") from None
+
+    # -- optimisation -----------------------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict]:
+        """Trainable parameters with their learning rates; subclasses split backbone and head."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": self.lr}]
+
+    def configure_optimizers(self):
+        groups = [g for g in self.parameter_groups() if g["params"]]
+        if self.optimizer_name == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler_name == "constant" and self.warmup_epochs == 0:
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(round(self.warmup_epochs * total / max(1, self.trainer.max_epochs or 1)))
+        cosine = self.scheduler_name == "cosine"
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, cosine))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to zero at ``total`` (or constant)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if not cosine:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def reseed_for_epoch(epoch: int) -> None:
+    """Seed every generator from (run seed, epoch) at the start of each training epoch, so that an epoch's
+    randomness (dropout, worker seeds) is the same whether the run was resumed or not."""
+    seed = (int(os.environ.get("PL_GLOBAL_SEED", 0)) * 10_007 + epoch) % (2**31)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

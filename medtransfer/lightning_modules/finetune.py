@@ -1,0 +1,59 @@
+"""Finetuning: the whole network trains, the backbone optionally at a lower learning rate."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..backbones import create_backbone
+from ..task import Task
+from .base import TaskModule
+
+
+class Finetune(TaskModule):
+    """Backbone plus linear head, all trainable.
+
+    Args:
+        backbone, checkpoint, backbone_kwargs, embedding, resize_to: as for ``LinearProbe``.
+        backbone_lr_multiplier: the backbone's learning rate is ``lr * backbone_lr_multiplier`` (e.g. 0.1).
+        head_dropout: dropout before the linear head.
+        task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule``.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50.tv_in1k",
+        checkpoint: str | None = None,
+        backbone_kwargs: dict | None = None,
+        embedding: str | None = None,
+        resize_to: int | None = None,
+        backbone_lr_multiplier: float = 1.0,
+        head_dropout: float = 0.0,
+        task: Task | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        optimizer: str = "adamw",
+        scheduler: str = "cosine",
+        warmup_epochs: float = 0.0,
+    ) -> None:
+        super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs)
+        self.save_task_hyperparameters()
+        self.backbone = create_backbone(backbone, checkpoint=checkpoint, embedding=embedding, resize_to=resize_to,
+                                        **(backbone_kwargs or {}))
+        self.backbone_lr_multiplier = backbone_lr_multiplier
+        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.backbone.embed_dim, self.task.num_outputs))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    def logits(self, batch: dict) -> torch.Tensor:
+        return self(batch["image"])
+
+    def parameter_groups(self) -> list[dict]:
+        return [
+            {"params": list(self.backbone.parameters()), "lr": self.lr * self.backbone_lr_multiplier},
+            {"params": list(self.head.parameters()), "lr": self.lr},
+        ]
+
+    def backbone_descriptions(self) -> list[dict]:
+        return [self.backbone.describe()]

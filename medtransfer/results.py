@@ -1,0 +1,55 @@
+"""results.json (DESIGN.md, "A run's results"): what a run measured and everything needed to place it in a table."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from . import __version__
+
+SCHEMA = "medtransfer.results/1"
+
+
+def build_results(
+    verb: str,
+    metrics: dict[str, dict[str, float]],
+    task: dict,
+    data: dict,
+    model: dict,
+    seed: int | None,
+    config: dict,
+    wall_time_s: float,
+    extra: dict | None = None,
+) -> dict:
+    """The results document. ``metrics`` maps a split (``train``/``val``/``test``) to its metric values."""
+    return {
+        "schema": SCHEMA,
+        "medtransfer_version": __version__,
+        "verb": verb,
+        "metrics": metrics,
+        "task": task,
+        "data": data,
+        "model": model,
+        "seed": seed,
+        "wall_time_s": round(wall_time_s, 3),
+        "extra": extra or {},
+        "config": config,
+    }
+
+
+def write_json_atomic(path: str | Path, document: dict) -> Path:
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle, indent=2, default=str, allow_nan=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
