@@ -16,7 +16,11 @@ from .lightning_modules import TaskModule
 from .results import build_results, write_json_atomic
 
 # verbs outside LightningCLI: name -> (module with main(argv), one-line help)
-TOOL_VERBS: dict[str, tuple[str, str]] = {}
+TOOL_VERBS: dict[str, tuple[str, str]] = {
+    "extract": ("medtransfer.features.cli", "compute (or reuse) the feature stores of a frozen backbone"),
+    "weights": ("medtransfer.backbones.cli", "list, check and download pretrained weights"),
+    "benchmark": ("medtransfer.benchmark.cli", "run a grid of experiments and report tables and plots"),
+}
 
 
 class MedTransferCLI(LightningCLI):
