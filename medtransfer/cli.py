@@ -6,14 +6,17 @@ import importlib
 import os
 import sys
 import time
+from pathlib import Path
 
+import torch
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningCLI
 
-from .callbacks import TaskCheckpoint
+from .callbacks import PredictionWriter, TaskCheckpoint, TestPlots, TrainingImageGrid
 from .datamodules import MedicalDataModule
 from .lightning_modules import TaskModule
 from .results import build_results, write_json_atomic
+from .task import Task, TaskMismatchError
 
 # verbs outside LightningCLI: name -> (module with main(argv), one-line help)
 TOOL_VERBS: dict[str, tuple[str, str]] = {
@@ -35,6 +38,51 @@ class MedTransferCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         self._started = time.perf_counter()
 
+    def _parse_ckpt_path(self) -> None:
+        """Resolve ``--ckpt_path last`` to the newest ``last.ckpt`` of this logger's runs (``fit`` then
+        continues in that run's version directory), and apply the checkpoint's model hyperparameters, except
+        the task, which always comes from the data and is checked against the checkpoint's once the classes
+        exist."""
+        self._checkpoint_task: tuple[Task, str] | None = None
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if config.get("ckpt_path") == "last":
+            config.ckpt_path = resolve_last_checkpoint(config, continue_run=subcommand == "fit")
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path in (None, "best", "hpc", "registry"):
+            return
+        if not Path(ckpt_path).is_file():
+            self.parser.error(f"--ckpt_path: no checkpoint file at {ckpt_path!r} (give a .ckpt written by "
+                              "`medtransfer fit`, e.g. runs/<name>/version_<n>/checkpoints/last.ckpt, or "
+                              "`last`)")
+        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        hparams = dict(checkpoint.get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        saved_task = hparams.pop("task", None)
+        if saved_task is not None:
+            self._checkpoint_task = (Task.from_dict(saved_task), str(ckpt_path))
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write(f"the model hyperparameters saved in {ckpt_path} do not parse (see above)\n")
+            raise
+
+    def after_instantiate_classes(self) -> None:
+        """Fail before any training when the checkpoint was trained for another task than the data's."""
+        data_task = getattr(self.datamodule, "task", None)
+        if self._checkpoint_task is not None and data_task is not None:
+            saved, path = self._checkpoint_task
+            try:
+                saved.check_matches(data_task, what=f"the data ({type(self.datamodule).__name__})")
+            except TaskMismatchError as err:
+                raise TaskMismatchError(f"checkpoint {path} does not fit: {err}") from None
+
     def after_fit(self) -> None:
         metrics = {}
         if self.model.epoch_metrics.get("train"):
@@ -55,6 +103,11 @@ class MedTransferCLI(LightningCLI):
     def after_test(self) -> None:
         self._write_results("test", {"test": self.model.epoch_metrics.get("test", {})})
 
+    def after_predict(self) -> None:
+        writer = next((cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter)), None)
+        if writer is not None and writer.path is not None:
+            print(f"predictions: {writer.path}")
+
     def _best_checkpoint(self) -> str | None:
         callback = self.trainer.checkpoint_callback
         if callback is None:
@@ -72,34 +125,78 @@ class MedTransferCLI(LightningCLI):
         model: TaskModule = self.model
         datamodule: MedicalDataModule = self.datamodule
         config = self._config()
+        seed = os.environ.get("PL_GLOBAL_SEED")  # the seed really used, also when the config asked for any
         results = build_results(
             verb=verb,
             metrics=metrics,
             task=model.task.to_dict(),
             data=datamodule.describe() if hasattr(datamodule, "describe") else {},
             model={"name": type(model).__name__, "backbones": model.backbone_descriptions()},
-            seed=config.get("seed_everything"),
+            seed=int(seed) if seed is not None else config.get("seed_everything"),
             config=config,
             wall_time_s=time.perf_counter() - self._started,
             extra=model.extra_results(),
+            checkpoint=self.trainer.ckpt_path,
         )
         log_dir = self.trainer.log_dir or os.getcwd()
         path = write_json_atomic(os.path.join(log_dir, "results.json"), results)
         print(f"results: {path}")
         if "test" in metrics:
-            print("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items() if "/" not in k))
+            shown = {k: v for k, v in metrics["test"].items() if "/" not in k}
+            print("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+
+
+def resolve_last_checkpoint(config, continue_run: bool) -> str | None:
+    """The newest ``last*.ckpt`` among this config's runs (``<save_dir>/<name>/version_*/checkpoints``, or the
+    pinned ``version``). With ``continue_run`` the logger is pinned to that run's version, so logs,
+    checkpoints and results.json continue in one directory, and no checkpoint yet means a fresh start (said on
+    stderr), which lets a SLURM job script always pass ``--ckpt_path last``."""
+    runs_dir, pattern, logger_args = _last_checkpoint_glob(config.trainer)
+    candidates = sorted(runs_dir.glob(pattern), key=lambda path: path.stat().st_mtime)
+    if not candidates:
+        if continue_run:
+            sys.stderr.write(f"--ckpt_path last: no {runs_dir / pattern}; starting a new run\n")
+            return None
+        raise SystemExit(f"error: --ckpt_path last: no {runs_dir / pattern}; give the checkpoint file, or "
+                         "the --trainer.logger settings of the run that wrote it")
+    newest = candidates[-1]
+    if continue_run and logger_args is not None and logger_args.get("version") is None:
+        logger_args.version = newest.parent.parent.name
+    sys.stderr.write(f"--ckpt_path last: {newest}\n")
+    return str(newest)
+
+
+def _last_checkpoint_glob(trainer_config) -> tuple[Path, str, object | None]:
+    """(runs directory, glob of last checkpoints in it, the logger's init_args when its version can be
+    pinned)."""
+    root = Path(trainer_config.get("default_root_dir") or os.getcwd())
+    logger = trainer_config.get("logger")
+    if isinstance(logger, list):
+        logger = logger[0] if logger else False
+    if logger is False:
+        return root, "checkpoints/last*.ckpt", None
+    init_args = logger.get("init_args") if hasattr(logger, "get") else None
+    if init_args is None or init_args.get("save_dir") is None:
+        return root / "lightning_logs", "*/checkpoints/last*.ckpt", None
+    name, version = init_args.get("name", "lightning_logs"), init_args.get("version")
+    runs_dir = Path(init_args.get("save_dir")) / name if name else Path(init_args.get("save_dir"))
+    run = "*" if version is None else (version if isinstance(version, str) else f"version_{version}")
+    return runs_dir, f"{run}/checkpoints/last*.ckpt", init_args
 
 
 def trainer_defaults() -> dict:
     return {
         "logger": {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
                    "init_args": {"save_dir": "runs", "name": "medtransfer"}},
-        "callbacks": [TaskCheckpoint(), LearningRateMonitor(logging_interval="epoch")],
+        "callbacks": [TaskCheckpoint(), LearningRateMonitor(logging_interval="epoch"), TrainingImageGrid(),
+                      TestPlots(), PredictionWriter()],
     }
 
 
-def run_lightning_cli(argv: list[str]) -> MedTransferCLI:
-    return MedTransferCLI(
+def run_lightning_cli(argv: list[str], cli_class: type[MedTransferCLI] = MedTransferCLI) -> MedTransferCLI:
+    """The CLI on ``argv``; ``cli_class`` lets tools reuse the exact parser (e.g. the benchmark's config
+    check)."""
+    return cli_class(
         model_class=TaskModule,
         datamodule_class=MedicalDataModule,
         subclass_mode_model=True,
@@ -119,7 +216,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(module.main(argv[1:]))
     if not argv or argv[0] in ("-h", "--help"):
         print(tool_verbs_help())
-    run_lightning_cli(argv)
+    try:
+        run_lightning_cli(argv)
+    except TaskMismatchError as err:
+        sys.exit(f"error: {err}")
 
 
 def tool_verbs_help() -> str:

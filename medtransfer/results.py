@@ -1,4 +1,5 @@
-"""results.json (DESIGN.md, "A run's results"): what a run measured and everything needed to place it in a table."""
+"""results.json (DESIGN.md, "A run's results"): what a run measured and everything needed to place it in a
+table."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ def build_results(
     config: dict,
     wall_time_s: float,
     extra: dict | None = None,
+    checkpoint: str | None = None,
 ) -> dict:
-    """The results document. ``metrics`` maps a split (``train``/``val``/``test``) to its metric values."""
+    """The results document. ``metrics`` maps a split (``train``/``val``/``test``) to its metric values;
+    ``checkpoint`` is the file the last evaluation loaded (the best checkpoint after ``fit``)."""
     return {
         "schema": SCHEMA,
         "medtransfer_version": __version__,
@@ -33,6 +36,7 @@ def build_results(
         "data": data,
         "model": model,
         "seed": seed,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
         "wall_time_s": round(wall_time_s, 3),
         "extra": extra or {},
         "config": config,

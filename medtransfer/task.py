@@ -19,7 +19,8 @@ class Task:
     """What a dataset asks of a model: the kind of labels, the classes and the metric that ranks models.
 
     ``binary`` models emit one logit and take long labels in {0, 1}; ``multiclass`` models emit one logit per
-    class and take long labels; ``multilabel`` models emit one logit per class and take float ``B x C`` labels.
+    class and take long labels; ``multilabel`` models emit one logit per class and take float ``B x C``
+    labels.
     """
 
     kind: TaskKind
@@ -67,10 +68,14 @@ class Task:
         )
 
     def check_matches(self, other: Task, what: str = "the data") -> None:
-        """Raise a sentence saying how ``other`` differs, when a model built for ``self`` meets it."""
-        if self.kind != other.kind or self.num_classes != other.num_classes:
-            raise TaskMismatchError(
-                f"the model was built for a {self.kind} task with {self.num_classes} classes "
-                f"{list(self.class_names)}, but {what} is a {other.kind} task with {other.num_classes} classes "
-                f"{list(other.class_names)}: use a model config for this dataset, or a checkpoint trained on it"
-            )
+        """Raise a sentence saying how ``other`` differs, when a model built for ``self`` meets it.
+
+        Kind, number and names of the classes must agree: a binary "pneumonia" head scored against "lesion"
+        labels would produce numbers that look fine and mean nothing."""
+        if (self.kind, self.class_names) == (other.kind, other.class_names):
+            return
+        raise TaskMismatchError(
+            f"the model was built for a {self.kind} task with {self.num_classes} classes "
+            f"{list(self.class_names)}, but {what} is a {other.kind} task with {other.num_classes} classes "
+            f"{list(other.class_names)}: use a model config for this dataset, or a checkpoint trained on it"
+        )

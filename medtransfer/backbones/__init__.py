@@ -1,7 +1,29 @@
 """Backbones: pretrained weights by name, checkpoint adapters and the Backbone module (DESIGN.md)."""
 
 from .backbone import Backbone
-from .factory import create_backbone
+from .errors import (
+    CheckpointFormatError,
+    CheckpointMismatchError,
+    ChecksumError,
+    WeightsError,
+    WeightsNotFoundError,
+)
+from .factory import build_backbone, create_backbone
+from .loading import LoadReport
 from .preprocessing import Preprocessing
+from .registry import REGISTRY, WeightsEntry
 
-__all__ = ["Backbone", "Preprocessing", "create_backbone"]
+__all__ = [
+    "REGISTRY",
+    "Backbone",
+    "CheckpointFormatError",
+    "CheckpointMismatchError",
+    "ChecksumError",
+    "LoadReport",
+    "Preprocessing",
+    "WeightsEntry",
+    "WeightsError",
+    "WeightsNotFoundError",
+    "build_backbone",
+    "create_backbone",
+]

@@ -1,4 +1,4 @@
-"""The Backbone module (DESIGN.md, "A backbone"): a timm model that takes uint8 images and returns embeddings."""
+"""The Backbone module (DESIGN.md, "A backbone"): a timm model taking uint8 images, returning embeddings."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ class Backbone(nn.Module):
     """Wraps a timm model: normalises uint8 images on the device with the weights' own mean/std, optionally
     resizes them to ``resize_to``, and returns ``B x embed_dim`` embeddings by the named recipe.
 
-    ``freeze()`` makes it a fixed feature extractor for good: no gradients, and ``train()`` keeps it in eval mode
-    so BatchNorm statistics and dropout never move.
+    ``freeze()`` makes it a fixed feature extractor for good: no gradients, and ``train()`` keeps it in eval
+    mode so BatchNorm statistics and dropout never move.
     """
 
     def __init__(
@@ -36,8 +36,9 @@ class Backbone(nn.Module):
         self.resize_to = resize_to
         self._embed, multiple = embedding_recipe(embedding)
         self.embed_dim = int(model.num_features) * multiple
-        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1) * 255, persistent=False)
+        mean, std = torch.tensor(preprocessing.mean), torch.tensor(preprocessing.std)
+        self.register_buffer("mean", mean.view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", std.view(1, 3, 1, 1) * 255, persistent=False)
         self.frozen = False
         self._fingerprint: str | None = None
 
@@ -46,8 +47,9 @@ class Backbone(nn.Module):
         x = images.float()
         if self.resize_to is not None and tuple(x.shape[-2:]) != (self.resize_to, self.resize_to):
             mode = self.preprocessing.interpolation
+            smooth = mode in ("bilinear", "bicubic")
             x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode=mode,
-                              align_corners=False if mode in ("bilinear", "bicubic") else None, antialias=True)
+                              align_corners=False if smooth else None, antialias=smooth)
         return (x - self.mean) / self.std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

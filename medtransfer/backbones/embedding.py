@@ -16,7 +16,7 @@ def pre_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def cls_last4(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """DINO's linear-evaluation recipe for ViTs: the normed CLS tokens of the last four blocks, concatenated."""
+    """DINO's linear-evaluation recipe for ViTs: the normed CLS tokens of the last 4 blocks, concatenated."""
     blocks = model.get_intermediate_layers(images, n=4, return_prefix_tokens=True, norm=True)
     return torch.cat([prefix[:, 0] for _, prefix in blocks], dim=-1)
 

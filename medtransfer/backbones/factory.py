@@ -1,12 +1,19 @@
 """``create_backbone``: a name (registry weights or any timm architecture) and an optional checkpoint to a
-Backbone."""
+Backbone whose weights were loaded exactly (``loading.py``) and fingerprinted before any training."""
 
 from __future__ import annotations
 
 import timm
+from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
 
 from .backbone import Backbone
+from .download import resolve_weights_file
+from .embedding import RECIPES
+from .layouts import get_layout
+from .loading import LoadReport, load_weights
 from .preprocessing import Preprocessing
+from .registry import REGISTRY, WeightsEntry, get_entry
 
 
 def create_backbone(
@@ -14,22 +21,93 @@ def create_backbone(
     checkpoint: str | None = None,
     embedding: str | None = None,
     resize_to: int | None = None,
-    **model_kwargs,
+    **timm_kwargs,
 ) -> Backbone:
-    """A Backbone for ``name``: a timm architecture with random initialisation (named pretrained weights and
-    checkpoint files are resolved by the weights registry)."""
-    if checkpoint is not None:
-        raise NotImplementedError("loading checkpoints needs the weights registry")
-    if name not in timm.list_models():
-        raise ValueError(f"unknown backbone {name!r}: not a timm architecture (see timm.list_models())")
-    model = timm.create_model(name, pretrained=False, num_classes=0, **model_kwargs)
+    """A Backbone for ``name``.
+
+    - a registry name (``resnet50.swav_in1k``, see ``medtransfer weights list``): its architecture,
+      preprocessing and embedding recipe, with the weights from ``checkpoint`` if given, else the cache,
+      else a download;
+    - a timm architecture (``resnet50``): random initialisation, or the weights of ``checkpoint`` in any
+      layout that ``format: auto`` recognises (``layouts.detect_layout``).
+
+    Loading is exact or fails (``CheckpointMismatchError`` listing the keys). ``timm_kwargs`` go to
+    ``timm.create_model`` (e.g. ``img_size``, ``dynamic_img_size``).
+    """
+    return build_backbone(name, checkpoint, embedding, resize_to, **timm_kwargs)[0]
+
+
+def build_backbone(
+    name: str,
+    checkpoint: str | None = None,
+    embedding: str | None = None,
+    resize_to: int | None = None,
+    **timm_kwargs,
+) -> tuple[Backbone, LoadReport | None]:
+    """``create_backbone`` plus the report of what was loaded and dropped (None for random initialisation)."""
+    entry = get_entry(name)
+    if entry is not None:
+        kwargs = entry_kwargs(entry, timm_kwargs)
+        model = timm.create_model(entry.arch, pretrained=False, num_classes=0, **kwargs)
+        preprocessing, default_embedding = entry.preprocessing, entry.embedding
+        layout = get_layout(entry.layout)
+    else:
+        check_architecture(name)
+        model = timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs)
+        preprocessing, default_embedding, layout = timm_preprocessing(model), "pre_logits", None
+    recipe = embedding or default_embedding
+    check_recipe(recipe, model, name)
+    report = None
+    if entry is not None or checkpoint is not None:
+        path = resolve_weights_file(entry, checkpoint)
+        report = load_weights(model, path, layout)
+        rank_zero_info(f"{name}: {report.summary()}")
+    backbone = Backbone(model, name, preprocessing, embedding=recipe, resize_to=resize_to)
+    _ = backbone.fingerprint  # of the weights as loaded, before any training changes them
+    return backbone, report
+
+
+def entry_kwargs(entry: WeightsEntry, timm_kwargs: dict) -> dict:
+    """The entry's timm arguments (which make the architecture match the checkpoint) plus the caller's; the
+    caller may not contradict the entry's."""
+    conflicts = {k: v for k, v in timm_kwargs.items() if k in entry.timm_kwargs and entry.timm_kwargs[k] != v}
+    if conflicts:
+        raise ValueError(
+            f"{entry.name} needs {entry.timm_kwargs} to match its checkpoint; backbone_kwargs {conflicts} "
+            "would build a different network. Remove them."
+        )
+    return {**entry.timm_kwargs, **timm_kwargs}
+
+
+def check_architecture(name: str) -> None:
+    if name in timm.list_models():
+        return
+    arch = name.split(".")[0]
+    if arch in timm.list_models():
+        raise ValueError(
+            f"unknown backbone {name!r}: not in the weights registry (medtransfer weights list shows its "
+            f"{len(REGISTRY)} entries). For other weights of {arch!r}, name the architecture {arch!r} and "
+            "pass the file as the checkpoint (model.init_args.checkpoint)."
+        )
+    raise ValueError(
+        f"unknown backbone {name!r}: neither a registry name (medtransfer weights list) nor a timm "
+        "architecture (timm.list_models())"
+    )
+
+
+def check_recipe(recipe: str, model: nn.Module, name: str) -> None:
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown embedding recipe {recipe!r} for {name}; choose one of {sorted(RECIPES)}")
+    if recipe == "cls_last4" and not hasattr(model, "get_intermediate_layers"):
+        raise ValueError(f"embedding 'cls_last4' needs a Vision Transformer; {name} is not one "
+                         "(use pre_logits)")
+
+
+def timm_preprocessing(model: nn.Module) -> Preprocessing:
     cfg = model.pretrained_cfg
-    preprocessing = Preprocessing(
+    return Preprocessing(
         mean=tuple(cfg.get("mean", Preprocessing.mean)),
         std=tuple(cfg.get("std", Preprocessing.std)),
         input_size=int(cfg.get("input_size", (3, 224, 224))[-1]),
         interpolation=cfg.get("interpolation", "bilinear"),
     )
-    backbone = Backbone(model, name, preprocessing, embedding=embedding or "pre_logits", resize_to=resize_to)
-    _ = backbone.fingerprint  # of the weights as created, before any training changes them
-    return backbone

@@ -12,7 +12,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Preprocessing:
     """Mean/std on the [0, 1] scale, the input size and interpolation the weights expect.
 
-    ``mean=(0, 0, 0), std=(1, 1, 1)`` means inputs in [0, 1] with no normalisation (SimCLR v1 converted weights).
+    ``mean=(0, 0, 0), std=(1, 1, 1)`` means inputs in [0, 1], not normalised (SimCLR v1 converted weights).
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN

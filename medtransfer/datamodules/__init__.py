@@ -1,6 +1,24 @@
 """LightningDataModules: one per dataset, all producing DESIGN.md batches."""
 
 from .base import MedicalDataModule
+from .chestxray14 import ChestXray14
+from .csv_dataset import CSVDataset
+from .folder import ImageFolder
+from .medmnist import MedMNIST
+from .pcam import PCam
+from .pneumonia import ChestXrayPneumonia
+from .retinopathy import APTOS2019, EyePACS
 from .synthetic import SyntheticMedical
 
-__all__ = ["MedicalDataModule", "SyntheticMedical"]
+__all__ = [
+    "APTOS2019",
+    "CSVDataset",
+    "ChestXray14",
+    "ChestXrayPneumonia",
+    "EyePACS",
+    "ImageFolder",
+    "MedMNIST",
+    "MedicalDataModule",
+    "PCam",
+    "SyntheticMedical",
+]

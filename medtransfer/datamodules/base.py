@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from abc import abstractmethod
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from ..task import Task
-from .dataset import TransformedDataset
+from .dataset import TransformedDataset, collate_skipping
 from .fractions import select_fraction
 from .samplers import EpochSampler, UnpaddedSampler
 from .sources import Source
+from .splits import write_split_file
 from .transforms import PRESETS, build_transform
 
 log = logging.getLogger(__name__)
@@ -71,8 +74,23 @@ class MedicalDataModule(pl.LightningDataModule):
         """Read the dataset's native layout: one source per split in ``SPLITS``."""
 
     def data_fingerprint(self) -> dict:
-        """What identifies this dataset's samples and splits (for feature stores and results.json)."""
-        return {"dataset": self.name}
+        """What identifies this dataset's samples and splits (for feature stores and results.json): the dataset
+        and a digest of every split's ids and labels, so a copy of the data in another folder matches."""
+        return {"dataset": self.name, "splits": self.split_digests()}
+
+    def split_digests(self) -> dict[str, str]:
+        """A short hash of each split's sample ids and labels: equal digests mean the same samples."""
+        digests = {}
+        for split, source in self.sources().items():
+            digest = hashlib.sha256("\n".join(source.ids).encode())
+            digest.update(np.ascontiguousarray(source.labels, dtype=np.float32).tobytes())
+            digests[split] = digest.hexdigest()[:16]
+        return digests
+
+    def write_splits(self, path: str | Path) -> Path:
+        """Write ``id,split,label,patient`` for every sample (official and carved splits) to a CSV, to publish
+        the exact splits a result used; the label fraction is reproducible from ``fraction_seed``."""
+        return write_split_file(path, self.sources())
 
     # -- splits ---------------------------------------------------------------------------------------------
     def sources(self) -> dict[str, Source]:
@@ -117,6 +135,8 @@ class MedicalDataModule(pl.LightningDataModule):
         return trainer.world_size, trainer.global_rank
 
     def train_dataloader(self) -> DataLoader:
+        if (cached := self._feature_loader("train")) is not None:
+            return cached
         dataset = self.dataset("train", train_transform=True)
         world, rank = self._world()
         sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=_run_seed(), drop_last=False)
@@ -129,17 +149,36 @@ class MedicalDataModule(pl.LightningDataModule):
         return self._loader(dataset, UnpaddedSampler(dataset, world, rank), self.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("val")
+        return self._feature_loader("val") or self.eval_dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("test")
+        return self._feature_loader("test") or self.eval_dataloader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("test")
+        return self._feature_loader("test") or self.eval_dataloader("test")
+
+    # -- feature stores (medtransfer.features) ----------------------------------------------------------------
+    def eval_transform(self):
+        """The deterministic transform of evaluation and feature extraction (part of a store's fingerprint)."""
+        return build_transform(self.augmentation, self.image_size, train=False)
+
+    def extraction_dataloader(self, split: str, num_replicas: int = 1, rank: int = 0) -> DataLoader:
+        """Unaugmented loader over the WHOLE split, label fraction ignored (a feature store holds the whole split
+        and fractions select its rows by ``train_indices()``), as rank ``rank``'s unpadded shard."""
+        dataset = TransformedDataset(self.sources()[split], self.eval_transform(), seed=_run_seed(),
+                                     multilabel=self.task.kind == "multilabel")
+        return self._loader(dataset, UnpaddedSampler(dataset, num_replicas, rank), self.eval_batch_size)
+
+    def _feature_loader(self, split: str):
+        """Batches of cached features when the model trains on feature stores (``FrozenBackboneModule`` with
+        ``feature_cache`` on), else ``None``."""
+        model = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        provide = getattr(model, "feature_dataloader", None)
+        return provide(self, split) if callable(provide) else None
 
     def _loader(self, dataset, sampler, batch_size: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=False)
+                          persistent_workers=self.num_workers > 0, pin_memory=False, collate_fn=collate_skipping)
 
     def describe(self) -> dict:
         """The data part of results.json."""

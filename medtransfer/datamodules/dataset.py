@@ -5,8 +5,9 @@ from __future__ import annotations
 import albumentations as A
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
+from .errors import SkippedSample
 from .samplers import sample_seed
 from .sources import Source
 
@@ -16,6 +17,7 @@ class TransformedDataset(Dataset):
 
     A key ``(index, epoch)`` (from ``EpochSampler``) seeds the augmentation from ``(seed, epoch, index)``, so an
     epoch's augmented images do not depend on the number of workers or processes and repeat after a resume.
+    An image the source skips (``skip_corrupt``) becomes ``None``, which ``collate_skipping`` leaves out.
     """
 
     def __init__(self, source: Source, transform: A.Compose, seed: int = 0, multilabel: bool = False) -> None:
@@ -27,11 +29,15 @@ class TransformedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
         index, epoch = key if isinstance(key, tuple) else (int(key), None)
         if epoch is not None:
             self.transform.set_random_seed(sample_seed(self.seed, epoch, index))
-        image = self.transform(image=self.source.load_image(index))["image"]
+        try:
+            raw = self.source.load_image(index)
+        except SkippedSample:
+            return None
+        image = self.transform(image=raw)["image"]
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
             "label": self._label(index),
@@ -43,3 +49,15 @@ class TransformedDataset(Dataset):
         if self.multilabel:
             return torch.as_tensor(np.asarray(label, dtype=np.float32))
         return torch.as_tensor(int(label), dtype=torch.long)
+
+
+def collate_skipping(items: list[dict | None]) -> dict:
+    """Default collation of the items that were read; skipped (unreadable) images leave the batch one smaller.
+    A batch in which every image was skipped cannot be trained on, so it is an error naming the problem."""
+    kept = [item for item in items if item is not None]
+    if not kept:
+        raise RuntimeError(
+            f"all {len(items)} images of a batch were unreadable and skipped (skip_corrupt: true); see the "
+            "warnings above for the files, and fix or remove them"
+        )
+    return default_collate(kept)

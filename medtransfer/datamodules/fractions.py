@@ -1,8 +1,11 @@
-"""Label fractions (DESIGN.md): stratified, patient-grouped, seeded and nested subsets of the training split."""
+"""Label fractions (DESIGN.md): stratified, patient-grouped, seeded and nested subsets of the training split.
+
+Both label fractions and carved splits come from one seeded ordering of the patients (``stratified_group_keys``):
+every patient gets a key in [0, 1) by systematic sampling within its stratum, so any key threshold picks about
+the same share of every stratum, a smaller threshold picks a subset of a larger one, and a patient is never split.
+"""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -17,11 +20,47 @@ def strata_of(labels: np.ndarray) -> np.ndarray:
     return strata.reshape(-1)
 
 
-def group_ranking(groups: np.ndarray, seed: int) -> dict:
-    """A seeded random rank for every group; the same seed always ranks the same groups the same way."""
-    unique = sorted(set(groups.tolist()), key=str)
-    order = np.random.default_rng(seed).permutation(len(unique))
-    return {g: int(r) for g, r in zip(unique, order, strict=True)}
+def group_index(groups: np.ndarray | None, n: int) -> np.ndarray:
+    """A dense group number per sample (groups numbered in order of first appearance); each sample its own
+    group when ``groups`` is None."""
+    if groups is None:
+        return np.arange(n)
+    keys = np.asarray([str(g) for g in np.asarray(groups).tolist()])
+    if len(keys) != n:
+        raise ValueError(f"{len(keys)} patient ids for {n} samples")
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    appearance = np.argsort(np.argsort(first))
+    return appearance[inverse.reshape(-1)]
+
+
+def stratified_group_keys(
+    labels: np.ndarray, groups: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(group_of_sample, key_of_group, stratum_of_group)``: systematic random sampling of patients within each stratum.
+
+    A patient belongs to the stratum of its first sample. Within a stratum of ``n_s`` samples the patients are
+    shuffled by ``seed`` and patient ``g`` gets key ``(samples before g + u_s * size_g) / n_s`` with one random
+    offset ``u_s`` per stratum, so the patients with keys below ``t`` hold about ``t * n_s`` samples of every
+    stratum, for every ``t``, and even single-patient strata land at a uniformly random place.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    group_of = group_index(groups, n)
+    num_groups = int(group_of.max()) + 1 if n else 0
+    first_sample = np.full(num_groups, n, dtype=np.int64)
+    np.minimum.at(first_sample, group_of, np.arange(n))
+    sizes = np.bincount(group_of, minlength=num_groups)
+    group_stratum = strata_of(labels)[first_sample]
+
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(num_groups)
+    keys = np.empty(num_groups, dtype=np.float64)
+    for stratum in np.unique(group_stratum):
+        members = shuffled[group_stratum[shuffled] == stratum]
+        member_sizes = sizes[members]
+        before = np.concatenate([[0], np.cumsum(member_sizes)[:-1]])
+        keys[members] = (before + rng.random() * member_sizes) / member_sizes.sum()
+    return group_of, keys, group_stratum
 
 
 def select_fraction(
@@ -30,51 +69,57 @@ def select_fraction(
     seed: int,
     groups: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices of a stratified, grouped subset of ``labels`` holding ``fraction`` of them (or that many samples).
+    """Sorted indices of a stratified, patient-grouped subset holding ``fraction`` of ``labels`` (or that many
+    samples).
 
-    Groups (patients) are ranked once by ``seed`` and taken in rank order within each stratum until the stratum's
-    share is reached, so the subset for a smaller fraction is always contained in the one for a larger fraction
-    with the same seed. A group belongs to the stratum of its first sample, so a patient is never split.
+    Patients are taken in the seeded order of ``stratified_group_keys`` until the target count is reached, so the
+    subset for a smaller fraction is contained in the one for a larger fraction with the same seed; for
+    single-label data the first patient of every class comes first, so every class is represented. The count is
+    exact without patients and overshoots by less than one patient's images with them.
     """
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0:
         raise ValueError("cannot take a label fraction of an empty training split")
-    fraction = _as_fraction(fraction, n)
-    if fraction >= 1.0:
+    target = _target_count(fraction, n)
+    if target >= n:
         return np.arange(n)
-    groups = np.arange(n) if groups is None else np.asarray(groups)
-    strata = strata_of(labels)
-    rank = group_ranking(groups, seed)
-
-    first_stratum: dict = {}
-    members: dict = {}
-    for i, g in enumerate(groups.tolist()):
-        first_stratum.setdefault(g, strata[i])
-        members.setdefault(g, []).append(i)
-
-    chosen: list[int] = []
-    for stratum in np.unique(strata):
-        stratum_groups = sorted((g for g, s in first_stratum.items() if s == stratum), key=rank.__getitem__)
-        size = sum(len(members[g]) for g in stratum_groups)
-        target = max(1, math.ceil(fraction * size - 1e-9))
-        taken = 0
-        for g in stratum_groups:
-            if taken >= target:
-                break
-            chosen.extend(members[g])
-            taken += len(members[g])
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+    group_of, keys, group_stratum = stratified_group_keys(labels, groups, seed)
+    if labels.ndim == 1:
+        keys = _classes_first(keys, group_stratum)
+    order = np.argsort(keys, kind="stable")
+    taken = np.cumsum(np.bincount(group_of, minlength=len(keys))[order])
+    num_chosen = int(np.searchsorted(taken, target)) + 1
+    if labels.ndim == 1:
+        num_chosen = max(num_chosen, len(np.unique(labels)))
+    chosen = np.zeros(len(keys), dtype=bool)
+    chosen[order[:num_chosen]] = True
+    return np.flatnonzero(chosen[group_of])
 
 
-def _as_fraction(fraction: float | int, n: int) -> float:
-    if isinstance(fraction, bool):
+def _classes_first(keys: np.ndarray, group_stratum: np.ndarray) -> np.ndarray:
+    """Move the lowest-keyed patient of every class to the front (keys below 0), keeping the order otherwise."""
+    keys = keys.copy()
+    for stratum in np.unique(group_stratum):
+        members = np.flatnonzero(group_stratum == stratum)
+        best = members[np.argmin(keys[members])]
+        keys[best] -= 1.0
+    return keys
+
+
+def _target_count(fraction: float | int, n: int) -> int:
+    """The number of samples ``train_fraction`` asks for: a count as given, a fraction of ``n`` rounded; ``1``
+    (int or float) is the whole split, never a single sample."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float | np.integer | np.floating):
         raise ValueError(f"train_fraction must be a float in (0, 1] or a sample count, got {fraction!r}")
-    if isinstance(fraction, int) or (isinstance(fraction, float) and fraction > 1 and fraction.is_integer()):
+    if fraction == 1:
+        return n
+    is_count = isinstance(fraction, int | np.integer) or (float(fraction) > 1 and float(fraction).is_integer())
+    if is_count:
         count = int(fraction)
         if count < 1 or count > n:
             raise ValueError(f"train_fraction={count} samples, but the training split has {n}")
-        return count / n
+        return count
     if not 0.0 < float(fraction) <= 1.0:
         raise ValueError(f"train_fraction must be in (0, 1] or a sample count, got {fraction!r}")
-    return float(fraction)
+    return max(1, int(round(float(fraction) * n)))

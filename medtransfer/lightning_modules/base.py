@@ -27,7 +27,8 @@ class TaskModule(pl.LightningModule):
     AdamW or SGD with an optional linear warm-up and cosine decay.
 
     Args:
-        task: filled in by LightningCLI from the datamodule (``data.task``); pass ``datamodule.task`` in Python.
+        task: filled in by LightningCLI from the datamodule (``data.task``); in Python pass
+            ``datamodule.task``.
         lr: base learning rate.
         weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
         optimizer: ``adamw`` or ``sgd`` (momentum 0.9).
@@ -67,11 +68,12 @@ class TaskModule(pl.LightningModule):
         self.epoch_metrics: dict[str, dict[str, float]] = {}
 
     def save_task_hyperparameters(self, ignore: tuple[str, ...] = ()) -> None:
-        """Save init arguments to checkpoints as plain data (the task as a dict), loadable with weights_only."""
+        """Save init arguments to checkpoints as plain data (the task as a dict), loadable with
+        ``weights_only``."""
         self.save_hyperparameters(ignore=["task", *ignore])
         self.hparams["task"] = self.task.to_dict()
 
-    # -- network ----------------------------------------------------------------------------------------------
+    # -- network ---------------------------------------------------------------------------------------------
     def logits(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
@@ -83,8 +85,9 @@ class TaskModule(pl.LightningModule):
         """Model-specific findings for results.json (e.g. DVME importance); none by default."""
         return {}
 
-    # -- steps ------------------------------------------------------------------------------------------------
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+    # -- steps -----------------------------------------------------------------------------------------------
+    def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss of a batch; updates the stage's metrics. Returns (loss, probabilities, integer targets)."""
         logits = self.logits(batch)
         labels = batch["label"]
         loss = task_loss(self.task, logits, labels)
@@ -94,36 +97,43 @@ class TaskModule(pl.LightningModule):
         self.split_losses[f"{stage}_split"].update(loss.detach(), weight=len(labels))
         if stage == "test" and self.per_class_auroc is not None:
             self.per_class_auroc.update(probs, targets)
-        return loss
+        return loss, probs, targets
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
+        loss, _, _ = self._step(batch, "train")
         self.log("train/loss_step", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        """The batch's probabilities and targets, for callbacks (test-time ROC and confusion matrix)."""
+        _, probs, targets = self._step(batch, "test")
+        return {"probabilities": probs, "targets": targets}
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        return {"id": batch["id"], "probabilities": probabilities(self.task, self.logits(batch))}
+        """Sample ids, probabilities (see ``metrics.probabilities``) and labels where the batch has them."""
+        outputs = {"id": batch["id"], "probabilities": probabilities(self.task, self.logits(batch))}
+        if "label" in batch:
+            outputs["label"] = batch["label"]
+        return outputs
 
-    # -- epoch ends: compute once over the whole split, log, remember -----------------------------------------
+    # -- epoch ends: compute once over the whole split, log, remember ----------------------------------------
     def _finish_epoch(self, stage: str) -> None:
         values = {name: float(v) for name, v in self.split_metrics[f"{stage}_split"].compute().items()}
         values["loss"] = float(self.split_losses[f"{stage}_split"].compute())
         if stage == "test" and self.per_class_auroc is not None:
             per_class = self.per_class_auroc.compute()
-            values.update({f"auroc/{c}": float(v) for c, v in zip(self.task.class_names, per_class, strict=True)})
+            names = self.task.class_names
+            values.update({f"auroc/{c}": float(v) for c, v in zip(names, per_class, strict=True)})
             self.per_class_auroc.reset()
         self.split_metrics[f"{stage}_split"].reset()
         self.split_losses[f"{stage}_split"].reset()
         self.epoch_metrics[stage] = values
         # values are already synchronised across ranks by torchmetrics: no further reduction
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val", sync_dist=False,
-                      rank_zero_only=False)
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val",
+                      sync_dist=False, rank_zero_only=False)
 
     def on_train_epoch_start(self) -> None:
         reseed_for_epoch(self.current_epoch)
@@ -141,7 +151,7 @@ class TaskModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_epoch("test")
 
-    # -- task checks ------------------------------------------------------------------------------------------
+    # -- task checks -----------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         data_task = getattr(datamodule, "task", None)
@@ -156,7 +166,7 @@ class TaskModule(pl.LightningModule):
             except TaskMismatchError as err:
                 raise TaskMismatchError(f"the checkpoint does not fit: {err}") from None
 
-    # -- optimisation -----------------------------------------------------------------------------------------
+    # -- optimisation ----------------------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
         """Trainable parameters with their learning rates; subclasses split backbone and head."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": self.lr}]
@@ -172,7 +182,8 @@ class TaskModule(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(round(self.warmup_epochs * total / max(1, self.trainer.max_epochs or 1)))
         cosine = self.scheduler_name == "cosine"
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, cosine))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total, warmup, cosine))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

@@ -38,10 +38,11 @@ class Finetune(TaskModule):
     ) -> None:
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs)
         self.save_task_hyperparameters()
-        self.backbone = create_backbone(backbone, checkpoint=checkpoint, embedding=embedding, resize_to=resize_to,
-                                        **(backbone_kwargs or {}))
+        self.backbone = create_backbone(backbone, checkpoint=checkpoint, embedding=embedding,
+                                        resize_to=resize_to, **(backbone_kwargs or {}))
         self.backbone_lr_multiplier = backbone_lr_multiplier
-        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.backbone.embed_dim, self.task.num_outputs))
+        self.head = nn.Sequential(nn.Dropout(head_dropout),
+                                  nn.Linear(self.backbone.embed_dim, self.task.num_outputs))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))

@@ -1,26 +1,85 @@
 """torchmetrics per task kind, named as DESIGN.md says: ``auroc``, ``acc``, ``f1``, ``kappa`` (ordinal only).
 
 All are torchmetrics objects, so under DDP they are synchronised over the whole split when computed.
+
+AUROC is undefined for a class whose targets hold only positives or only negatives (e.g. a rare class missing
+from a small validation split). torchmetrics scores such a class 0 and averages it in, which silently drags
+the macro AUROC down; here it is NaN, left out of the macro average, and a warning names it.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_warn
 from torchmetrics import MetricCollection
 from torchmetrics import classification as C
+from torchmetrics.utilities import dim_zero_cat
 
 from ..task import Task
 
 
+def _defined_auroc(per_class: torch.Tensor, positives: torch.Tensor, total: int,
+                   names: list[str]) -> torch.Tensor:
+    """Per-class AUROC with NaN where a class has no positive or no negative target."""
+    defined = (positives > 0) & (positives < total)
+    if not bool(defined.all()):
+        missing = [name for name, ok in zip(names, defined.tolist(), strict=True) if not ok]
+        rank_zero_warn(f"AUROC is undefined for {missing}: the split has only positives or only negatives "
+                       "for them; reported as NaN and left out of the macro average")
+    return torch.where(defined, per_class.float(), torch.full_like(per_class.float(), float("nan")))
+
+
+class DefinedBinaryAUROC(C.BinaryAUROC):
+    """BinaryAUROC that is NaN (not 0) when the split holds one class only."""
+
+    def compute(self) -> torch.Tensor:
+        target = dim_zero_cat(self.target)
+        value = super().compute()
+        return _defined_auroc(value.reshape(1), target.sum().reshape(1), len(target), ["positive class"])[0]
+
+
+class DefinedMulticlassAUROC(C.MulticlassAUROC):
+    """One-vs-rest AUROC per class; ``macro`` averages over the classes where it is defined."""
+
+    def __init__(self, num_classes: int, average: str | None = "macro", class_names: list[str] | None = None):
+        super().__init__(num_classes=num_classes, average=None)
+        self.macro = average == "macro"
+        self.class_names = class_names or [str(c) for c in range(num_classes)]
+
+    def compute(self) -> torch.Tensor:
+        target = dim_zero_cat(self.target)
+        positives = torch.bincount(target.long(), minlength=self.num_classes)
+        per_class = _defined_auroc(super().compute(), positives, len(target), self.class_names)
+        return per_class.nanmean() if self.macro else per_class
+
+
+class DefinedMultilabelAUROC(C.MultilabelAUROC):
+    """Per-label AUROC; ``macro`` averages over the labels where it is defined."""
+
+    def __init__(self, num_labels: int, average: str | None = "macro", class_names: list[str] | None = None):
+        super().__init__(num_labels=num_labels, average=None)
+        self.macro = average == "macro"
+        self.class_names = class_names or [str(c) for c in range(num_labels)]
+
+    def compute(self) -> torch.Tensor:
+        target = dim_zero_cat(self.target)
+        per_class = _defined_auroc(super().compute(), target.sum(dim=0), len(target), self.class_names)
+        return per_class.nanmean() if self.macro else per_class
+
+
 def build_metrics(task: Task) -> MetricCollection:
-    """Macro-averaged AUROC and F1, accuracy, and quadratic weighted kappa for ordinal tasks."""
+    """Macro-averaged AUROC and F1, accuracy (fraction of correct predictions; per label for multilabel), and
+    quadratic weighted kappa for ordinal tasks. Thresholds: 0.5 for binary/multilabel, argmax for
+    multiclass."""
     n = task.num_classes
+    names = list(task.class_names)
     if task.kind == "binary":
-        return MetricCollection({"auroc": C.BinaryAUROC(), "acc": C.BinaryAccuracy(), "f1": C.BinaryF1Score()})
+        return MetricCollection({"auroc": DefinedBinaryAUROC(), "acc": C.BinaryAccuracy(),
+                                 "f1": C.BinaryF1Score()})
     if task.kind == "multiclass":
         metrics = {
-            "auroc": C.MulticlassAUROC(num_classes=n, average="macro"),
+            "auroc": DefinedMulticlassAUROC(num_classes=n, average="macro", class_names=names),
             "acc": C.MulticlassAccuracy(num_classes=n, average="micro"),
             "f1": C.MulticlassF1Score(num_classes=n, average="macro"),
         }
@@ -28,19 +87,36 @@ def build_metrics(task: Task) -> MetricCollection:
             metrics["kappa"] = C.MulticlassCohenKappa(num_classes=n, weights="quadratic")
         return MetricCollection(metrics)
     return MetricCollection({
-        "auroc": C.MultilabelAUROC(num_labels=n, average="macro"),
+        "auroc": DefinedMultilabelAUROC(num_labels=n, average="macro", class_names=names),
         "acc": C.MultilabelAccuracy(num_labels=n, average="macro"),
         "f1": C.MultilabelF1Score(num_labels=n, average="macro"),
     })
 
 
-def build_per_class_auroc(task: Task) -> C.MultilabelAUROC | None:
+def build_per_class_auroc(task: Task) -> DefinedMultilabelAUROC | None:
     """Per-class AUROC for multilabel tasks (``test/auroc/<class name>``)."""
-    return C.MultilabelAUROC(num_labels=task.num_classes, average=None) if task.kind == "multilabel" else None
+    if task.kind != "multilabel":
+        return None
+    return DefinedMultilabelAUROC(num_labels=task.num_classes, average=None,
+                                  class_names=list(task.class_names))
+
+
+def build_curve_metrics(task: Task) -> tuple[C.BinaryROC | C.MulticlassROC | C.MultilabelROC,
+                                             C.BinaryConfusionMatrix | C.MulticlassConfusionMatrix
+                                             | C.MultilabelConfusionMatrix]:
+    """ROC curves (one per class, one-vs-rest, for multiclass/multilabel) and the confusion matrix (one 2 x 2
+    matrix per class for multilabel), for the test-time pictures."""
+    n = task.num_classes
+    if task.kind == "binary":
+        return C.BinaryROC(), C.BinaryConfusionMatrix()
+    if task.kind == "multiclass":
+        return C.MulticlassROC(num_classes=n), C.MulticlassConfusionMatrix(num_classes=n)
+    return C.MultilabelROC(num_labels=n), C.MultilabelConfusionMatrix(num_labels=n)
 
 
 def probabilities(task: Task, logits: torch.Tensor) -> torch.Tensor:
-    """Binary: ``B`` positive-class probabilities; multiclass: softmax ``B x C``; multilabel: sigmoid ``B x C``."""
+    """Binary: ``B`` positive-class probabilities; multiclass: softmax ``B x C``; multilabel: sigmoid
+    ``B x C``."""
     logits = logits.float()
     if task.kind == "binary":
         return torch.sigmoid(logits.reshape(-1))
@@ -50,7 +126,7 @@ def probabilities(task: Task, logits: torch.Tensor) -> torch.Tensor:
 
 
 def task_loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """BCE-with-logits for binary and multilabel, cross-entropy for multiclass."""
+    """BCE-with-logits for binary and multilabel, cross-entropy for multiclass (computed in float32)."""
     logits = logits.float()
     if task.kind == "binary":
         return F.binary_cross_entropy_with_logits(logits.reshape(-1), labels.float().reshape(-1))
@@ -60,4 +136,5 @@ def task_loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 def metric_targets(task: Task, labels: torch.Tensor) -> torch.Tensor:
+    """Integer targets for torchmetrics (multilabel float labels rounded to 0/1)."""
     return labels.long() if task.kind != "multilabel" else labels.round().long()

@@ -1,0 +1,93 @@
+"""Where a registry entry's file comes from: a local file, else the torch hub cache, else a verified download.
+
+The cache follows torch.hub's convention, ``$TORCH_HOME/hub/checkpoints/<file name>``
+(``torch.hub.get_dir()``), so files that the projects' own ``torch.hub`` loaders cached are found too. Set
+``MEDTRANSFER_OFFLINE=1`` to never try the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+
+from .errors import ChecksumError, WeightsNotFoundError
+from .registry import WeightsEntry
+
+OFFLINE_ENV = "MEDTRANSFER_OFFLINE"
+
+
+def cache_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def cached_path(entry: WeightsEntry) -> Path:
+    return cache_dir() / entry.file_name
+
+
+def is_offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").lower() in ("1", "true", "yes")
+
+
+def resolve_weights_file(entry: WeightsEntry | None, checkpoint: str | Path | None) -> Path:
+    """The file to load: ``checkpoint`` when given (it must exist), else the cached file, else a download."""
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            hint = f" (the registry's file for {entry.name} is {entry.file_name})" if entry else ""
+            raise WeightsNotFoundError(f"checkpoint file {path} does not exist{hint}")
+        return path
+    if entry is None:
+        raise ValueError("a checkpoint file is needed to load weights into a plain timm architecture")
+    path = cached_path(entry)
+    if path.is_file():
+        return path
+    return download(entry)
+
+
+def download(entry: WeightsEntry, force: bool = False) -> Path:
+    """Download ``entry``'s file into the cache with a progress bar, verifying the published checksum."""
+    path = cached_path(entry)
+    if path.is_file() and not force:
+        return path
+    if entry.url is None:
+        raise WeightsNotFoundError(
+            f"{entry.name}: there is no direct download for these weights; {entry.instructions}. Then put "
+            f"the file at {path} or pass it as the checkpoint (model.init_args.checkpoint)."
+        )
+    if is_offline():
+        raise WeightsNotFoundError(_not_found_message(entry, path, f"offline ({OFFLINE_ENV} is set)"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(entry.url, str(path), hash_prefix=entry.sha256, progress=True)
+    except (URLError, OSError) as err:
+        raise WeightsNotFoundError(_not_found_message(entry, path, f"download failed: {err}")) from None
+    except RuntimeError as err:
+        if "invalid hash value" in str(err):
+            raise ChecksumError(
+                f"{entry.url}: the download does not have the published SHA-256 ({err}); nothing was kept at "
+                f"{path}. Try again; if it persists the file upstream changed: report it."
+            ) from None
+        raise
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_matches(entry: WeightsEntry, digest: str) -> bool | None:
+    """True/False against the published checksum (or its leading digits); None where none is published."""
+    return None if entry.sha256 is None else digest.startswith(entry.sha256)
+
+
+def _not_found_message(entry: WeightsEntry, path: Path, why: str) -> str:
+    return (f"{entry.name}: weights not found locally and {why}. Download {entry.url} and put it at {path} "
+            f"(or pass any path as the checkpoint: model.init_args.checkpoint / --checkpoint).")

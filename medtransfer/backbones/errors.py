@@ -1,0 +1,23 @@
+"""Errors of the weights registry and loader: each says which file, what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class WeightsError(Exception):
+    """Base of the errors below."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """The weights file is not on disk and could not be downloaded."""
+
+
+class ChecksumError(WeightsError):
+    """A downloaded file does not have the published checksum."""
+
+
+class CheckpointFormatError(WeightsError, ValueError):
+    """The file cannot be read safely, or holds no state dict."""
+
+
+class CheckpointMismatchError(WeightsError, ValueError):
+    """The checkpoint's weights do not fit the model exactly (missing, unexpected or misshapen keys)."""

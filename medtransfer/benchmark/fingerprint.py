@@ -1,0 +1,88 @@
+"""Run fingerprints: the identity of a run is its resolved config, minus where and on what hardware it ran.
+
+The same function reads a planned run's parsed config and the ``config`` a finished run stored in its
+results.json, so a finished run is recognised (and skipped) whoever started it, and a results.json can be matched
+to the run of a grid it belongs to.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+# where a run writes and which hardware it uses: not part of what it measures
+EXECUTION_KEYS = (
+    "config",
+    "trainer.logger",
+    "trainer.default_root_dir",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.accelerator",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "data.init_args.num_workers",
+    "data.init_args.eval_batch_size",
+)
+# where frozen-backbone models keep their feature stores (shared across the grid, so never part of a run's identity)
+STORE_ROOT_KEYS = ("model.init_args.features_dir",)
+SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
+
+
+def plain(config: Any) -> Any:
+    """The config as JSON data (paths and other objects as strings), as results.json stores it."""
+    return json.loads(json.dumps(config, default=str))
+
+
+def without(config: dict, keys: tuple[str, ...]) -> dict:
+    config = copy.deepcopy(config)
+    for dotted in keys:
+        node = config
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return config
+
+
+def digest(data: Any) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def run_fingerprint(config: dict) -> str:
+    """16 hex digits identifying what a run computes (its resolved ``fit`` config)."""
+    return digest(without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS))
+
+
+def group_fingerprint(config: dict) -> str:
+    """The fingerprint without the seeds: runs sharing it are repeats that a table cell averages."""
+    return digest(without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS + SEED_KEYS))
+
+
+def store_group(config: dict) -> str:
+    """Runs whose frozen backbones read the same feature stores: same data (any label fraction) and backbones."""
+    config = plain(config)
+    data = without(config.get("data") or {}, ("init_args.train_fraction", "init_args.fraction_seed",
+                                                "init_args.batch_size", "init_args.eval_batch_size",
+                                                "init_args.num_workers"))
+    args = (config.get("model") or {}).get("init_args") or {}
+    backbone = {k: args.get(k) for k in ("backbone", "backbones", "checkpoint", "checkpoints", "embedding",
+                                         "resize_to", "backbone_kwargs")}
+    return digest({"data": data, "backbone": backbone})
+
+
+def store_root_key(config: dict) -> str | None:
+    """The dotted key of the model's feature-store folder argument, when the model uses feature stores
+    (``FrozenBackboneModule`` with ``feature_cache`` on)."""
+    args = ((config.get("model") or {}).get("init_args")) or {}
+    if not args.get("feature_cache", True):
+        return None
+    for key in STORE_ROOT_KEYS:
+        if key.rsplit(".", 1)[-1] in args:
+            return key
+    return None

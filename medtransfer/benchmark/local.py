@@ -1,0 +1,161 @@
+"""The local launcher: runs one after another, or ``parallel`` at once, each process given its own devices.
+
+Each run is a ``medtransfer fit`` subprocess writing into its own folder (stdout and stderr to ``output.log``).
+Frozen-backbone runs that share feature stores wait for the first of them to finish, so every (backbone, dataset)
+is extracted once. Ctrl-C stops the running processes; their runs are redone next time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .plan import Run
+from .spec import GridSpec, LocalSettings
+from .state import LOG_FILE, RESULTS_FILE, prepare_run_dir
+
+
+class Handle(Protocol):
+    def poll(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+
+Starter = Callable[[Run, Path, list[str], dict[str, str]], Handle]
+
+
+def log_overrides(folder: Path) -> list[tuple[str, Any]]:
+    """Point the run's logger (and so its checkpoints and results.json) at ``folder``."""
+    return [("trainer.logger.init_args.save_dir", str(folder)), ("trainer.logger.init_args.name", ""),
+            ("trainer.logger.init_args.version", ""), ("trainer.default_root_dir", str(folder))]
+
+
+def cli_command() -> list[str]:
+    return [sys.executable, "-m", "medtransfer.cli"]
+
+
+class Process:
+    """A ``medtransfer fit`` subprocess in its own process group (so Ctrl-C can stop its workers too)."""
+
+    def __init__(self, run: Run, folder: Path, argv: list[str], env: dict[str, str]) -> None:
+        self.log = open(folder / LOG_FILE, "w")  # closed when the process ends
+        self.popen = subprocess.Popen([*cli_command(), *argv], stdout=self.log, stderr=subprocess.STDOUT,
+                                      env={**os.environ, **env}, start_new_session=True)
+
+    def poll(self) -> int | None:
+        code = self.popen.poll()
+        if code is not None and not self.log.closed:
+            self.log.close()
+        return code
+
+    def terminate(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+        self.log.close()
+
+
+@dataclass
+class Outcome:
+    run: Run
+    code: int
+    seconds: float
+
+
+def device_slots(settings: LocalSettings) -> list[tuple[int, ...]]:
+    """Disjoint device groups, one per concurrent run (none on CPU: every slot gets the base config's devices)."""
+    if not settings.devices:
+        return [()] * settings.parallel
+    k = settings.devices_per_run
+    slots = [tuple(settings.devices[i:i + k]) for i in range(0, len(settings.devices) - k + 1, k)]
+    if not slots:
+        raise ValueError(f"local.devices {list(settings.devices)} has fewer than devices_per_run={k} devices")
+    return slots[:settings.parallel]
+
+
+def slot_env(slot: tuple[int, ...], parallel: int) -> tuple[dict[str, str], list[tuple[str, Any]]]:
+    """Environment and overrides that give a run its devices (or its share of the CPU threads)."""
+    if slot:
+        return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, slot))}, [("trainer.devices", len(slot))]
+    if parallel > 1 and "OMP_NUM_THREADS" not in os.environ:
+        return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}, []
+    return {}, []
+
+
+def run_local(spec: GridSpec, output_dir: Path, runs: list[Run], settings: LocalSettings,
+              start: Starter = Process, say: Callable[[str], None] = print) -> list[Outcome]:
+    """Run ``runs`` (all unfinished); returns every outcome. Runs sharing feature stores wait for their first."""
+    leaders: dict[str, str] = {}
+    waits_for: dict[str, str | None] = {}
+    for run in runs:
+        if run.store_group is not None and run.store_group in leaders:
+            waits_for[run.id] = leaders[run.store_group]
+        else:
+            waits_for[run.id] = None
+            if run.store_group is not None:
+                leaders[run.store_group] = run.id
+    slots = device_slots(settings)
+    free = list(range(len(slots)))
+    queue = list(runs)
+    active: dict[int, tuple[Run, Handle, float]] = {}
+    ended: set[str] = set()
+    outcomes: list[Outcome] = []
+    try:
+        while queue or active:
+            for slot_index in list(free):
+                ready = next((r for r in queue if waits_for[r.id] in (None, *ended)), None)
+                if ready is None:
+                    break
+                queue.remove(ready)
+                free.remove(slot_index)
+                env, extra = slot_env(slots[slot_index], len(slots))
+                folder = output_dir / "runs" / ready.dir_name
+                argv = ready.fit_args(extra=[*log_overrides(folder), *extra])
+                folder = prepare_run_dir(output_dir, spec, ready, argv)
+                say(f"[{len(outcomes) + len(active) + 1}/{len(runs)}] start {ready.id}"
+                    + (f" on devices {','.join(map(str, slots[slot_index]))}" if slots[slot_index] else ""))
+                active[slot_index] = (ready, start(ready, folder, argv, env), time.perf_counter())
+            for slot_index, (run, handle, started) in list(active.items()):
+                code = handle.poll()
+                if code is None:
+                    continue
+                del active[slot_index]
+                free.append(slot_index)
+                ended.add(run.id)
+                outcome = Outcome(run, code, time.perf_counter() - started)
+                outcomes.append(outcome)
+                say(describe_outcome(outcome, output_dir / "runs" / run.dir_name))
+            if active:
+                time.sleep(0.2)
+    except BaseException:
+        for run, handle, _ in active.values():
+            handle.terminate()
+            say(f"stopped {run.id}; it will be redone next time")
+        raise
+    return outcomes
+
+
+def describe_outcome(outcome: Outcome, folder: Path) -> str:
+    if outcome.code != 0:
+        tail = ""
+        log = folder / LOG_FILE
+        if log.is_file():
+            tail = "\n    " + "\n    ".join(log.read_text(errors="replace").splitlines()[-15:])
+        return f"FAILED {outcome.run.id} (exit code {outcome.code}, {outcome.seconds:.0f} s); log: {log}{tail}"
+    try:
+        test = json.loads((folder / RESULTS_FILE).read_text())["metrics"].get("test", {})
+        scores = ", ".join(f"{k}={v:.4f}" for k, v in test.items() if "/" not in k and k != "loss")
+    except (OSError, ValueError, KeyError, AttributeError):
+        scores = "no results.json"
+    return f"done {outcome.run.id} in {outcome.seconds:.0f} s: test {scores}"

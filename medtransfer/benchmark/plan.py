@@ -1,0 +1,102 @@
+"""Expanding a grid spec into concrete runs: one ``medtransfer fit`` command per combination of axis levels."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .spec import GridSpec, GridSpecError, Level, format_override, sort_axes
+
+ID_PREFIX = {"fraction": "f", "seed": "s"}
+
+
+@dataclass
+class Run:
+    """One run of a grid. ``fingerprint`` (of the resolved config) and ``config`` are set by ``resolve``."""
+
+    id: str
+    levels: list[Level]
+    configs: list[str]
+    overrides: list[tuple[str, Any]]
+    fingerprint: str = ""
+    group: str = ""  # fingerprint without the seeds: the runs a table cell averages
+    store_group: str | None = None  # runs that read the same feature stores (frozen backbones)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {level.axis: level.label for level in self.levels}
+
+    @property
+    def dir_name(self) -> str:
+        return f"{self.id}-{self.fingerprint[:8]}" if self.fingerprint else self.id
+
+    def fit_args(self, extra: list[tuple[str, Any]] = ()) -> list[str]:
+        """Arguments after ``medtransfer``: config pieces in order, then overrides (later ones win)."""
+        args = ["fit"]
+        for piece in self.configs:
+            args += ["--config", piece]
+        return args + [format_override(k, v) for k, v in [*self.overrides, *extra]]
+
+
+def expand(spec: GridSpec) -> list[Run]:
+    """Every run of the grid, in a stable order; sub-grids are unioned, ``exclude`` rules drop combinations."""
+    order = spec.axis_names()
+    for i, rule in enumerate(spec.exclude):
+        unknown = set(rule) - set(order)
+        if unknown:
+            raise GridSpecError(f"{spec.path}: exclude[{i}] names unknown axis {sorted(unknown)}; axes: {order}")
+    runs: dict[str, Run] = {}
+    for block in spec.blocks:
+        axes = sorted(block, key=lambda a: order.index(a.name))
+        for combo in itertools.product(*(a.levels for a in axes)):
+            labels = {level.axis: level.label for level in combo}
+            if any(all(labels.get(k) == v for k, v in rule.items()) for rule in spec.exclude):
+                continue
+            run = _run(spec, list(combo))
+            if run.id in runs:
+                raise GridSpecError(f"{spec.path}: two sub-grids both produce run {run.id}; give their levels "
+                                    "different labels")
+            runs[run.id] = run
+    if not runs:
+        raise GridSpecError(f"{spec.path}: the grid has no runs (no axes, or every combination excluded)")
+    return list(runs.values())
+
+
+def _run(spec: GridSpec, levels: list[Level]) -> Run:
+    configs = list(spec.configs)
+    overrides = list(spec.overrides)
+    for level in levels:
+        configs += level.configs
+        overrides += level.overrides
+    return Run(run_id(levels), levels, configs, overrides)
+
+
+def run_id(levels: list[Level]) -> str:
+    parts = []
+    for level in levels:
+        prefix = ID_PREFIX.get(level.axis, "")
+        if "." in level.axis:
+            prefix = level.axis.rsplit(".", 1)[-1] + "="
+        parts.append(prefix + level.label)
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "-".join(parts)) or "run"
+
+
+def axis_order(runs: list[Run]) -> list[str]:
+    names: list[str] = []
+    for run in runs:
+        names += [a for a in run.labels if a not in names]
+    return sort_axes(names)
+
+
+def level_order(spec: GridSpec) -> dict[str, list[str]]:
+    """For each axis, its labels in the order the grid file gives them (tables and plots keep it)."""
+    order: dict[str, list[str]] = {}
+    for block in spec.blocks:
+        for axis in block:
+            order.setdefault(axis.name, [])
+            order[axis.name] += [lv.label for lv in axis.levels if lv.label not in order[axis.name]]
+    return order
+

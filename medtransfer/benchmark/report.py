@@ -1,0 +1,86 @@
+"""The report of a folder of results: results.csv (one row per run), summary.md (tables) and plots/*.png.
+
+Files are only rewritten when their contents change, so reporting the same results twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .aggregate import Collection, Record, cells, collect
+from .plots import fraction_figures, importance_figures
+from .tables import build_tables, summary_markdown
+
+
+@dataclass
+class Report:
+    folder: Path
+    collection: Collection
+    written: list[Path]  # files whose contents changed
+
+    @property
+    def summary(self) -> Path:
+        return self.folder / "summary.md"
+
+
+def write_report(root: str | Path, out: str | Path | None = None, metric: str | None = None,
+                 split: str | None = None, baseline: str | None = None) -> Report:
+    """Collect the results under ``root`` and write the report into ``out`` (default ``root/report``)."""
+    root = Path(root)
+    folder = Path(out) if out is not None else root / "report"
+    collection = collect(root, metric=metric, split=split)
+    all_cells = cells(collection)
+    tables = build_tables(collection, all_cells)
+    figures = {**fraction_figures(tables), **importance_figures(all_cells)}
+    plots = [f"plots/{name}" for name in sorted(figures)]
+    summary = summary_markdown(collection, tables, all_cells, plots, baseline or collection.baseline)
+    written = []
+    files: dict[str, bytes] = {"results.csv": results_csv(collection.records, root).encode(),
+                               "summary.md": summary.encode()}
+    files.update({f"plots/{name}": data for name, data in figures.items()})
+    for name, data in files.items():
+        if write_if_changed(folder / name, data):
+            written.append(folder / name)
+    return Report(folder, collection, written)
+
+
+def results_csv(records: list[Record], root: Path) -> str:
+    rows = []
+    for r in records:
+        row = {"grid": r.grid or "", "run": r.run_id or "", **{k: v for k, v in r.labels.items()},
+               "train_fraction": r.fraction, "seed": r.seed, "fraction_seed": r.results["data"].get("fraction_seed"),
+               "score": r.value, "score_name": f"{r.split}/{r.metric}", "model": r.results["model"].get("name"),
+               "backbones": "+".join(b.get("name", "?") for b in r.results["model"].get("backbones") or []),
+               "backbone_fingerprints": "+".join(b.get("fingerprint", "?")
+                                                 for b in r.results["model"].get("backbones") or []),
+               "config_fingerprint": r.fingerprint, "group": r.group,
+               "wall_time_s": r.results.get("wall_time_s"), "path": _relative(r.path, root)}
+        for split, values in sorted(r.results["metrics"].items()):
+            if isinstance(values, dict):
+                row.update({f"{split}/{k}": v for k, v in sorted(values.items()) if isinstance(v, (int, float))})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue()
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return True

@@ -1,0 +1,125 @@
+"""Checking every run's config with the real LightningCLI parser (nothing instantiated, nothing trained) and
+fingerprinting the resolved configs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+from .fingerprint import group_fingerprint, run_fingerprint, store_group, store_root_key
+from .plan import Run
+
+
+# jsonargparse's message for a config that lacks data or model so far (not an error while probing part of a run)
+INCOMPLETE = "the following arguments are required"
+
+
+class InvalidRunError(ValueError):
+    """A run whose config LightningCLI rejects; the message names the axis value or override responsible."""
+
+
+def _parser():
+    """The ``medtransfer fit`` parser, built by the same code as the real CLI but stopped before parsing."""
+    from jsonargparse import Namespace
+
+    from ..cli import MedTransferCLI, run_lightning_cli
+
+    class ParserOnlyCLI(MedTransferCLI):
+        def parse_arguments(self, parser, args) -> None:
+            self.config = Namespace(subcommand=None)
+
+        def _parse_ckpt_path(self) -> None:
+            pass
+
+        def _set_seed(self) -> None:
+            pass
+
+        def instantiate_classes(self) -> None:
+            pass
+
+    parser = run_lightning_cli([], cli_class=ParserOnlyCLI).parser
+    for sub in [parser, *parser._subcommands_action._name_parser_map.values()]:
+        sub.exit_on_error = False
+    return parser
+
+
+class ConfigResolver:
+    """Parses ``fit`` argument lists into resolved config dicts."""
+
+    def __init__(self) -> None:
+        self.parser = _parser()
+
+    def parse(self, args: list[str]) -> dict:
+        with contextlib.redirect_stderr(io.StringIO()):
+            namespace = self.parser.parse_args(args)
+        return namespace["fit"].as_dict()
+
+    def check(self, args: list[str]) -> str | None:
+        """None when ``args`` parse, else the parser's message."""
+        try:
+            self.parse(args)
+        except Exception as err:  # jsonargparse raises ArgumentError and, inside it, assorted errors
+            return str(err)
+        return None
+
+
+def resolve(runs: list[Run], store_dir: Path, resolver: ConfigResolver | None = None) -> None:
+    """Parse every run (fills ``config``, ``fingerprint``, ``group``, ``store_group``); frozen-backbone runs get
+    the grid's shared feature-store folder. Raises ``InvalidRunError`` naming the first bad axis value."""
+    resolver = resolver or ConfigResolver()
+    for run in runs:
+        try:
+            config = resolver.parse(run.fit_args())
+        except Exception as err:
+            raise InvalidRunError(_blame(run, resolver, str(err))) from None
+        key = store_root_key(config)
+        if key is not None and not any(k == key for k, _ in run.overrides):
+            run.overrides.append((key, str(store_dir)))
+            _set(config, key, str(store_dir))
+        run.config = config
+        run.fingerprint = run_fingerprint(config)
+        run.group = group_fingerprint(config)
+        run.store_group = store_group(config) if key is not None else None
+
+
+def _blame(run: Run, resolver: ConfigResolver, message: str) -> str:
+    """Add the run's parts one at a time (base pieces, overrides, then each axis level) until parsing fails."""
+    base_configs = [c for c in run.configs if not any(c in lv.configs for lv in run.levels)]
+    base_overrides = [o for o in run.overrides if not any(o in lv.overrides for lv in run.levels)]
+    parts: list[tuple[str, list[str], list[tuple[str, Any]]]] = [("the base config pieces", base_configs, []),
+                                                                 ("the grid's overrides", [], base_overrides)]
+    parts += [(f"axis {lv.axis} = {lv.label!r} ({_describe(lv)})", list(lv.configs), list(lv.overrides))
+              for lv in run.levels]
+    configs: list[str] = []
+    overrides: list[tuple[str, Any]] = []
+    culprit = "the combination of its axis values"
+    for what, more_configs, more_overrides in parts:
+        configs += more_configs
+        overrides += more_overrides
+        probe = Run(run.id, [], configs, overrides)
+        error = resolver.check(probe.fit_args())
+        if error is not None and not error.startswith(INCOMPLETE):
+            culprit, message = what, error
+            break
+    return (f"run {run.id}: {culprit} is not a valid medtransfer fit config:\n  "
+            + "\n  ".join(_short(message)))
+
+
+def _describe(level) -> str:
+    items = [f"--config {c}" for c in level.configs] + [f"{k}={v!r}" for k, v in level.overrides]
+    return ", ".join(items)
+
+
+def _short(message: str, lines: int = 12) -> list[str]:
+    kept = [line.rstrip() for line in message.splitlines() if line.strip()]
+    return kept[:lines] + (["..."] if len(kept) > lines else [])
+
+
+def _set(config: dict, dotted: str, value: Any) -> None:
+    node = config
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value

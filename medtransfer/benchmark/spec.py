@@ -1,0 +1,273 @@
+"""The grid spec: a YAML file naming base config pieces, overrides for every run, and the axes to cross.
+
+Every problem is reported with the grid file and the key that holds it, before any run starts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# axes with a meaning of their own; any other axis is a dotted override key (e.g. ``model.init_args.lr``)
+CONFIG_AXES = ("dataset", "protocol")
+NAMED_AXES = ("dataset", "protocol", "backbone", "fraction", "seed")
+BACKBONE_KEY = "model.init_args.backbone"
+BACKBONES_KEY = "model.init_args.backbones"  # DVME: a list of backbones
+FRACTION_KEY = "data.init_args.train_fraction"
+SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
+LEVEL_KEYS = {"value", "config", "overrides"}
+TOP_KEYS = {"name", "output_dir", "configs", "overrides", "axes", "grids", "exclude", "report", "local", "slurm"}
+
+
+class GridSpecError(ValueError):
+    """A grid file that cannot be expanded; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Level:
+    """One value of an axis: the label shown in tables, config pieces and dotted overrides it adds to a run."""
+
+    axis: str
+    label: str
+    value: Any
+    configs: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    levels: tuple[Level, ...]
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """``parallel`` runs at once; with ``devices`` (GPU ids) each run gets ``devices_per_run`` of them."""
+
+    parallel: int = 1
+    devices: tuple[int, ...] = ()
+    devices_per_run: int = 1
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """One array task per run; ``gpus_per_node`` x ``nodes`` processes per task run DDP through srun."""
+
+    partition: str | None = None
+    account: str | None = None
+    time: str = "24:00:00"
+    nodes: int = 1
+    gpus_per_node: int = 1
+    cpus_per_task: int = 8
+    mem: str | None = "64G"
+    max_parallel: int | None = None
+    setup: tuple[str, ...] = ()
+    sbatch_options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    baseline: str | None = None  # backbone label the gains are measured against
+    metric: str | None = None  # default: each dataset's primary metric
+    split: str = "test"
+
+
+@dataclass
+class GridSpec:
+    name: str
+    path: Path
+    output_dir: Path
+    configs: tuple[str, ...]
+    overrides: tuple[tuple[str, Any], ...]
+    blocks: list[list[Axis]]  # the grid is the union of the products of each block's axes
+    exclude: list[dict[str, str]] = field(default_factory=list)
+    report: ReportSettings = field(default_factory=ReportSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+
+    def axis_names(self) -> list[str]:
+        """All axes, in the order run ids and tables use (named axes first, seed last)."""
+        names: list[str] = []
+        for block in self.blocks:
+            names += [a.name for a in block if a.name not in names]
+        return sort_axes(names)
+
+
+def sort_axes(names: list[str]) -> list[str]:
+    head = [n for n in NAMED_AXES[:4] if n in names]
+    others = [n for n in names if n not in NAMED_AXES]
+    return head + others + (["seed"] if "seed" in names else [])
+
+
+def load_grid(path: str | Path, cwd: str | Path | None = None) -> GridSpec:
+    """Read and check a grid file; relative config pieces resolve against ``cwd``, then the grid file's folder."""
+    path = Path(path)
+    cwd = Path(cwd or Path.cwd())
+    if not path.is_file():
+        raise GridSpecError(f"grid file {path} does not exist (examples: configs/benchmark/smoke.yaml, paper.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise GridSpecError(f"grid file {path} is not valid YAML: {err}") from None
+    where = _Where(path, cwd)
+    if not isinstance(raw, dict):
+        raise GridSpecError(f"{path}: expected a mapping with keys name, configs, overrides, axes")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise GridSpecError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    name = str(raw.get("name") or path.stem)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise GridSpecError(f"{path}: name {name!r} may only hold letters, digits, '_', '.', '-'")
+    shared = _axes(raw.get("axes") or {}, "axes", where)
+    grids = raw.get("grids") or [{}]
+    if not isinstance(grids, list):
+        raise GridSpecError(f"{path}: grids must be a list of axis mappings (one sub-grid each)")
+    blocks = []
+    for i, grid in enumerate(grids):
+        own = _axes(grid, f"grids[{i}]", where)
+        clash = {a.name for a in own} & {a.name for a in shared}
+        if clash:
+            raise GridSpecError(f"{path}: grids[{i}] repeats axis {sorted(clash)} already given under axes")
+        blocks.append(shared + own)
+    spec = GridSpec(
+        name=name,
+        path=path.resolve(),
+        output_dir=(cwd / str(raw.get("output_dir") or f"runs/benchmark/{name}")).resolve(),
+        configs=tuple(where.config_pieces(raw.get("configs") or [], "configs")),
+        overrides=_overrides(raw.get("overrides") or {}, "overrides", where),
+        blocks=blocks,
+        exclude=_exclude(raw.get("exclude") or [], where),
+        report=_settings(ReportSettings, raw.get("report"), "report", where),
+        local=_settings(LocalSettings, raw.get("local"), "local", where),
+        slurm=_settings(SlurmSettings, raw.get("slurm"), "slurm", where),
+    )
+    if spec.local.parallel < 1 or spec.local.devices_per_run < 1:
+        raise GridSpecError(f"{path}: local.parallel and local.devices_per_run must be at least 1")
+    return spec
+
+
+class _Where:
+    """Error context (the grid file) and config-piece resolution."""
+
+    def __init__(self, path: Path, cwd: Path) -> None:
+        self.path = path
+        self.cwd = cwd
+
+    def error(self, key: str, message: str) -> GridSpecError:
+        return GridSpecError(f"{self.path}: {key}: {message}")
+
+    def config_pieces(self, value: Any, key: str) -> list[str]:
+        pieces = [value] if isinstance(value, str) else value
+        if not isinstance(pieces, list) or not all(isinstance(p, str) for p in pieces):
+            raise self.error(key, f"expected a config file path or a list of them, got {value!r}")
+        resolved = []
+        for piece in pieces:
+            candidates = [Path(piece)] if Path(piece).is_absolute() else [self.cwd / piece, self.path.parent / piece]
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                raise self.error(key, f"config piece {piece} does not exist (looked in {self.cwd} and "
+                                      f"{self.path.parent})")
+            resolved.append(str(found.resolve()))
+        return resolved
+
+
+def _axes(raw: Any, key: str, where: _Where) -> list[Axis]:
+    if not isinstance(raw, dict):
+        raise where.error(key, "expected a mapping of axis name to its values")
+    axes = []
+    for name, values in raw.items():
+        name = str(name)
+        if name not in NAMED_AXES and "." not in name:
+            raise where.error(f"{key}.{name}", f"unknown axis; use one of {list(NAMED_AXES)} or a dotted override "
+                                               "key such as model.init_args.lr")
+        if isinstance(values, dict):
+            items = [(str(label), v) for label, v in values.items()]
+        elif isinstance(values, list):
+            items = [(_label_of(v), v) for v in values]
+        else:
+            raise where.error(f"{key}.{name}", "expected a list of values or a mapping of label to value")
+        if not items:
+            raise where.error(f"{key}.{name}", "an axis needs at least one value")
+        labels = [label for label, _ in items]
+        if len(set(labels)) != len(labels):
+            raise where.error(f"{key}.{name}", f"labels repeat: {labels}")
+        axes.append(Axis(name, tuple(_level(name, label, v, f"{key}.{name}.{label}", where) for label, v in items)))
+    return axes
+
+
+def _label_of(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(str(v) for v in value)
+    return str(value)
+
+
+def _level(axis: str, label: str, raw: Any, key: str, where: _Where) -> Level:
+    """A level from its value, or from ``{value, config, overrides}``."""
+    if isinstance(raw, dict) and raw and set(raw) <= LEVEL_KEYS:
+        value = raw.get("value")
+        configs = where.config_pieces(raw.get("config") or [], f"{key}.config")
+        overrides = list(_overrides(raw.get("overrides") or {}, f"{key}.overrides", where))
+    else:
+        value, configs, overrides = raw, [], []
+    if axis in CONFIG_AXES:
+        if value is not None:
+            configs = where.config_pieces(value, key) + configs
+    elif value is not None:
+        overrides = _axis_overrides(axis, value, key, where) + overrides
+    if not configs and not overrides:
+        raise where.error(key, "this level changes nothing (give a value, config pieces or overrides)")
+    return Level(axis, label, value, tuple(configs), tuple(overrides))
+
+
+def _axis_overrides(axis: str, value: Any, key: str, where: _Where) -> list[tuple[str, Any]]:
+    if axis == "backbone":
+        if isinstance(value, str):
+            return [(BACKBONE_KEY, value)]
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return [(BACKBONES_KEY, value)]
+        raise where.error(key, f"a backbone is a name or a list of names (DVME), got {value!r}")
+    if axis == "fraction":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise where.error(key, f"a label fraction is a number in (0, 1] or a sample count, got {value!r}")
+        return [(FRACTION_KEY, value)]
+    if axis == "seed":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise where.error(key, f"a seed is an integer, got {value!r}")
+        return [(k, value) for k in SEED_KEYS]
+    return [(axis, value)]
+
+
+def _overrides(raw: Any, key: str, where: _Where) -> tuple[tuple[str, Any], ...]:
+    if not isinstance(raw, dict):
+        raise where.error(key, "expected a mapping of dotted keys to values, e.g. {trainer.max_epochs: 10}")
+    return tuple((str(k), v) for k, v in raw.items())
+
+
+def _exclude(raw: Any, where: _Where) -> list[dict[str, str]]:
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise where.error("exclude", "expected a list of {axis: label} mappings")
+    return [{str(k): str(v) for k, v in rule.items()} for rule in raw]
+
+
+def _settings(cls, raw: Any, key: str, where: _Where):
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise where.error(key, "expected a mapping")
+    allowed = set(cls.__dataclass_fields__)
+    unknown = set(raw) - allowed
+    if unknown:
+        raise where.error(key, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return cls(**values)
+
+
+def format_override(key: str, value: Any) -> str:
+    """``--key=value`` as LightningCLI reads it (strings as they are, everything else as JSON, which is YAML)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return f"--{key}={text}"

@@ -1,0 +1,107 @@
+"""A grid's folder on disk: the manifest (``grid.json``), one folder per run, and which runs are finished.
+
+```
+<output_dir>/grid.json          the grid's runs: id, folder, config fingerprint, axis labels
+<output_dir>/runs/<id>-<fp>/    one run's log directory: run.json, results.json, checkpoints, TensorBoard events
+<output_dir>/features/          feature stores shared by the grid's frozen-backbone runs
+<output_dir>/report/            results.csv, summary.md, plots/
+```
+
+A run is finished when its folder holds a readable results.json of a ``fit`` whose config has the run's
+fingerprint; a folder without one is a killed or failed attempt and the run is redone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..results import SCHEMA, write_json_atomic
+from .fingerprint import run_fingerprint
+from .plan import Run
+from .spec import GridSpec
+
+MANIFEST = "grid.json"
+MANIFEST_SCHEMA = "medtransfer.grid/1"
+RUN_FILE = "run.json"
+RESULTS_FILE = "results.json"
+LOG_FILE = "output.log"
+
+DONE, INCOMPLETE, PENDING = "done", "incomplete", "pending"
+
+
+class GridStateError(RuntimeError):
+    """The output folder belongs to another grid."""
+
+
+def run_dir(output_dir: Path, run: Run) -> Path:
+    return output_dir / "runs" / run.dir_name
+
+
+def status(output_dir: Path, run: Run) -> str:
+    folder = run_dir(output_dir, run)
+    if finished_fingerprint(folder / RESULTS_FILE) == run.fingerprint:
+        return DONE
+    return INCOMPLETE if folder.exists() else PENDING
+
+
+def finished_fingerprint(path: Path) -> str | None:
+    """The config fingerprint of a complete ``fit`` results.json, or None (absent, unreadable, other verb)."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(results, dict) or results.get("schema") != SCHEMA or results.get("verb") != "fit":
+        return None
+    config = results.get("config")
+    return run_fingerprint(config) if isinstance(config, dict) else None
+
+
+def prepare_run_dir(output_dir: Path, spec: GridSpec, run: Run, argv: list[str]) -> Path:
+    """An empty folder for a fresh attempt (a killed attempt's leftovers removed) with run.json in it."""
+    folder = run_dir(output_dir, run)
+    if folder.exists():
+        if not (folder / RUN_FILE).is_file():
+            raise GridStateError(f"{folder} exists but was not made by medtransfer benchmark (no {RUN_FILE}); "
+                                 "move it away or choose another output_dir")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    write_json_atomic(folder / RUN_FILE, {"grid": spec.name, "id": run.id, "fingerprint": run.fingerprint,
+                                          "labels": run.labels, "argv": argv})
+    return folder
+
+
+def write_manifest(output_dir: Path, spec: GridSpec, runs: list[Run], level_order: dict[str, list[str]]) -> Path:
+    """grid.json: which results belong to this grid (by fingerprint) and their labels, for the report."""
+    path = output_dir / MANIFEST
+    existing = read_manifest(path)
+    if existing is not None and existing.get("name") != spec.name:
+        raise GridStateError(f"{output_dir} holds grid {existing.get('name')!r}, not {spec.name!r}: set output_dir "
+                             f"in {spec.path} (or pass --output-dir) to a folder of its own")
+    document = {
+        "schema": MANIFEST_SCHEMA,
+        "name": spec.name,
+        "spec": str(spec.path),
+        "levels": level_order,
+        "baseline": spec.report.baseline,
+        "metric": spec.report.metric,
+        "split": spec.report.split,
+        "runs": [{"id": r.id, "dir": str(run_dir(output_dir, r).relative_to(output_dir)), "fingerprint": r.fingerprint,
+                  "group": r.group, "labels": r.labels} for r in runs],
+    }
+    if existing != document:
+        write_json_atomic(path, document)
+    return path
+
+
+def read_manifest(path: Path) -> dict | None:
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise GridStateError(f"{path} is not a readable grid manifest ({err}); delete it to start over") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+        raise GridStateError(f"{path} is not a medtransfer grid manifest (schema {MANIFEST_SCHEMA})")
+    return manifest

@@ -1,0 +1,128 @@
+"""Image files: decoding any PNG/JPEG/TIFF to ``H x W x 3`` uint8, and the Source over a list of files."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import CorruptImageError, SkippedSample
+from .sources import Source, as_rgb_uint8
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IGNORED_NAMES = ("__MACOSX",)
+
+
+def read_image(path: str | Path, grey: bool = False, draft_size: int | None = None) -> np.ndarray:
+    """Decode ``path`` to ``H x W x 3`` uint8; ``grey`` first converts to one channel (RGBA X-rays, DESIGN.md:
+    grey repeated to 3 channels); ``draft_size`` lets JPEG decode at a reduced scale no smaller than that side
+    (a 5000 px fundus photo does not need full decoding to become 224 px)."""
+    try:
+        with Image.open(path) as image:
+            if draft_size and image.format == "JPEG":
+                image.draft("L" if grey else "RGB", (draft_size, draft_size))
+            image.load()
+            return as_rgb_uint8(_to_uint8(image, grey))
+    except FileNotFoundError:
+        raise CorruptImageError(f"{path}: image file is missing") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise CorruptImageError(f"{path}: unreadable or truncated image ({err})") from None
+
+
+def _to_uint8(image: Image.Image, grey: bool) -> np.ndarray:
+    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit grey: scale the used range to 8 bits
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        return np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if grey:
+        return np.asarray(image.convert("L"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def iter_image_files(folder: Path) -> Iterator[Path]:
+    """Image files under ``folder``, sorted, ignoring dot files and macOS archive debris (``__MACOSX``)."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in IGNORED_NAMES)
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if is_image_file(path):
+                yield path
+
+
+class FileSource(Source):
+    """Images read lazily from files, one per sample.
+
+    Args:
+        paths: one image file per sample.
+        labels, ids, groups: as for every ``Source``.
+        origins: where each sample was listed (e.g. ``trainLabels.csv row 12``), for error messages.
+        grey: decode to one channel first (X-rays; RGBA PNGs become grey).
+        skip_corrupt: an unreadable image is logged, counted and dropped from its batch instead of stopping the run.
+        draft_size: see ``read_image``.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        labels: np.ndarray,
+        ids: Sequence[str],
+        groups: np.ndarray | None = None,
+        origins: Sequence[str] | None = None,
+        grey: bool = False,
+        skip_corrupt: bool = False,
+        draft_size: int | None = None,
+    ) -> None:
+        if not len(paths) == len(labels) == len(ids):
+            raise ValueError(f"{len(paths)} paths, {len(labels)} labels and {len(ids)} ids differ in number")
+        self.paths = [str(p) for p in paths]
+        self.labels = np.asarray(labels)
+        self.ids = list(ids)
+        self.groups = None if groups is None else np.asarray(groups)
+        self.origins = list(origins) if origins is not None else None
+        self.grey = grey
+        self.skip_corrupt = skip_corrupt
+        self.draft_size = draft_size
+        self.skipped: dict[str, str] = {}
+
+    def load_image(self, index: int) -> np.ndarray:
+        try:
+            return read_image(self.paths[index], self.grey, self.draft_size)
+        except CorruptImageError as err:
+            where = f" (listed in {self.origins[index]})" if self.origins else ""
+            if self.skip_corrupt:
+                self.skipped[self.ids[index]] = str(err)
+                log.warning("skip_corrupt: skipping sample %s: %s%s [%d skipped so far in this process]",
+                            self.ids[index], err, where, len(self.skipped))
+                raise SkippedSample(self.ids[index]) from err
+            raise CorruptImageError(
+                f"{err}{where}. Replace or remove the file, or set data.init_args.skip_corrupt: true to skip "
+                "unreadable images (each is logged and counted)"
+            ) from None
+
+
+def missing_files(paths: Sequence[str | Path], origins: Sequence[str] | None = None, limit: int = 5) -> str:
+    """'' when every file exists, else a message naming the first few missing files (and where they were
+    listed); one directory listing per folder, so this is cheap for 100k files."""
+    listings: dict[str, set[str]] = {}
+    missing = []
+    for i, path in enumerate(paths):
+        folder, name = os.path.split(str(path))
+        if folder not in listings:
+            listings[folder] = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        if name not in listings[folder]:
+            missing.append(f"{path}" + (f" ({origins[i]})" if origins else ""))
+    if not missing:
+        return ""
+    shown = "\n    ".join(missing[:limit])
+    more = f"\n    ... and {len(missing) - limit} more" if len(missing) > limit else ""
+    return f"{len(missing)} of {len(paths)} listed images are missing:\n    {shown}{more}"

@@ -1,0 +1,82 @@
+"""Label tables (CSV files listing images): reading them with errors that name the file, column and row, and
+turning them into FileSources whose images are checked to exist."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import BadLabelError, DatasetLayoutError
+from .images import FileSource, missing_files
+
+log = logging.getLogger(__name__)
+
+
+def read_table(path: Path, columns: Sequence[str], dataset: str, get_from: str = "") -> pd.DataFrame:
+    """A CSV with at least ``columns`` (read as strings), or an error naming the missing columns."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise DatasetLayoutError(f"{dataset}: cannot read {path} as CSV ({err})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        source = f"; the file from {get_from} has them" if get_from else ""
+        raise DatasetLayoutError(f"{dataset}: {path} has no column(s) {missing} (found {list(frame.columns)}), "
+                                 f"expected {list(columns)}{source}")
+    if frame.empty:
+        raise DatasetLayoutError(f"{dataset}: {path} lists no samples")
+    return frame
+
+
+def row_origins(path: Path, frame: pd.DataFrame) -> list[str]:
+    """``file row N`` for every row, N counting lines of the file as an editor does (the header is row 1)."""
+    return [f"{path.name} row {int(i) + 2}" for i in frame.index]
+
+
+def class_labels(values: Sequence[str], num_classes: int, path: Path, column: str, rows: Sequence[str]) -> np.ndarray:
+    """Integer class labels in ``0 .. num_classes - 1``, or an error naming the first bad row."""
+    labels = np.empty(len(values), dtype=np.int64)
+    for i, value in enumerate(values):
+        try:
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            labels[i] = int(number)
+        except ValueError:
+            raise BadLabelError(f"{path}, {rows[i]}: {column}={value!r} is not a class number") from None
+        if not 0 <= labels[i] < num_classes:
+            raise BadLabelError(f"{path}, {rows[i]}: {column}={value!r} is outside the {num_classes} classes "
+                                f"(0..{num_classes - 1})")
+    return labels
+
+
+def checked_file_source(
+    dataset: str,
+    paths: Sequence[Path],
+    labels: np.ndarray,
+    ids: Sequence[str],
+    origins: Sequence[str],
+    groups: np.ndarray | None = None,
+    skip_corrupt: bool = False,
+    **source_kwargs,
+) -> FileSource:
+    """A FileSource after checking that every listed image exists: missing images are an error, or, with
+    ``skip_corrupt``, left out with a warning that names and counts them."""
+    problem = missing_files(paths, origins)
+    if problem:
+        if not skip_corrupt:
+            raise DatasetLayoutError(f"{dataset}: {problem}\n  Restore the files, or set "
+                                     "data.init_args.skip_corrupt: true to leave them out (logged and counted)")
+        keep = np.asarray([Path(p).exists() for p in paths])
+        log.warning("%s: skip_corrupt: leaving out %d samples: %s", dataset, int((~keep).sum()), problem)
+        paths = [p for p, k in zip(paths, keep, strict=True) if k]
+        ids = [s for s, k in zip(ids, keep, strict=True) if k]
+        origins = [o for o, k in zip(origins, keep, strict=True) if k]
+        labels = labels[keep]
+        groups = None if groups is None else np.asarray(groups)[keep]
+    return FileSource(paths, labels, ids, groups, origins, skip_corrupt=skip_corrupt, **source_kwargs)

@@ -1,0 +1,256 @@
+"""DVME: Dynamic Visual Meta-Embedding, one classifier over the fused embeddings of several pretrained backbones
+(Truong et al. 2021, arXiv:2108.10048), with the ``dme``, ``concat`` and ``mean`` fusions as baselines.
+
+What a run reports besides the task metrics (TensorBoard scalars each epoch, and ``extra["dvme"]`` in
+results.json from the last evaluated split, the test split after ``fit``)::
+
+    "dvme": {"fusion": "dvme", "mode": "frozen", "backbones": ["resnet50.simclr_in1k", ...], "split": "test",
+             "importance": {"overall": {backbone: share}, "per_class": {class: {backbone: share}}},
+             "attention": {...same layout...}}      # "dme_weights" for fusion dme; neither for concat/mean
+
+``importance`` is the ablation share (``importance.py``), logged as ``{val,test}/importance/<backbone>`` and, at
+test time, ``test/importance/<class>/<backbone>``; ``attention`` (``dme_weights``) are the fusion's own mixing
+weights, logged as ``{train,val,test}/attention/<backbone>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from ..backbones import create_backbone
+from ..backbones.backbone import Backbone
+from ..task import Task
+from .frozen import FrozenBackboneModule
+from .fusion import FUSIONS, build_fusion
+from .importance import EmbeddingMeans, ImportanceMeter, ablation_importance, importance_table
+
+MODES = ("frozen", "end_to_end")
+PAPER_BACKBONES = ("resnet50.simclr_in1k", "resnet50.swav_in1k", "vit_small_patch16_224.dino")
+MIXING_NAMES = {"dvme": "attention", "dme": "dme_weights"}
+STAGES = ("train", "val", "test")
+
+
+@dataclass
+class BackboneSpec:
+    """One backbone of the fusion. In YAML a plain name, or a mapping with these keys.
+
+    Args:
+        name: registry weights (``resnet50.swav_in1k``) or any timm architecture.
+        checkpoint: a local weights file for ``name`` (see ``medtransfer weights``).
+        backbone_kwargs: extra timm arguments (e.g. ``img_size: 32`` for a ViT on small images).
+        embedding: embedding recipe override (e.g. ``cls_last4``); default: the weights' own.
+        resize_to: resize the batch on the device to this side for this backbone only (default: as loaded).
+    """
+
+    name: str
+    checkpoint: str | None = None
+    backbone_kwargs: dict | None = None
+    embedding: str | None = None
+    resize_to: int | None = None
+
+
+def as_spec(entry: BackboneSpec | str | dict) -> BackboneSpec:
+    """A backbone entry of ``model.backbones`` as a ``BackboneSpec``."""
+    if isinstance(entry, BackboneSpec):
+        return entry
+    if isinstance(entry, str):
+        return BackboneSpec(entry)
+    if isinstance(entry, dict):
+        allowed = {f.name for f in fields(BackboneSpec)}
+        unknown = sorted(set(entry) - allowed)
+        if unknown or "name" not in entry:
+            raise ValueError(f"model.backbones entry {entry}: expected the keys {sorted(allowed)} with at least "
+                             f"'name'" + (f"; unknown: {unknown}" if unknown else ""))
+        return BackboneSpec(**entry)
+    raise ValueError(f"model.backbones entries are backbone names or mappings with a 'name', got {entry!r}")
+
+
+def unique_labels(names: list[str]) -> list[str]:
+    """Backbone names, numbered where one appears more than once (``resnet18#1``, ``resnet18#2``)."""
+    return [f"{n}#{names[:i].count(n) + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+class DVME(FrozenBackboneModule):
+    """A classifier over the fusion of several backbones' embeddings.
+
+    DVME (``fusion: dvme``): each embedding ``e_k`` is projected to ``proj_dim`` (``z_k = W_k e_k + b_k``), tagged
+    with a learned per-backbone embedding, and the ``K`` tokens pass through ``layers`` ViT-style pre-norm
+    self-attention blocks that attend across backbones; the output tokens are concatenated, projected to
+    ``proj_dim`` and a linear head gives the task's logits. Every backbone keeps its own preprocessing: the one
+    uint8 batch is normalised (and resized with ``resize_to``) per backbone on the device.
+
+    Modes: ``frozen`` (default) keeps the backbones fixed and, with ``feature_cache`` on, trains on their feature
+    stores aligned by sample id, at about the cost of a linear probe once the stores exist; ``end_to_end`` trains
+    the backbones too, at ``lr * backbone_lr_multiplier`` (mixed precision and DDP through the trainer, as for
+    ``Finetune``; ``feature_cache`` does not apply).
+
+    Args:
+        backbones: the backbones to fuse, names or ``BackboneSpec`` mappings (default: the paper's SimCLR, SwAV
+            and DINO ViT-S/16).
+        fusion: ``dvme``, ``dme`` (Kiela et al. 2018), ``concat`` (raw embeddings side by side) or ``mean``
+            (average of the projections).
+        proj_dim: the common size of the projections and of the fused embedding.
+        layers, heads: self-attention blocks and heads of the ``dvme`` fusion (``proj_dim`` divisible by heads).
+        dropout: dropout in the attention blocks and before the linear head.
+        mode: ``frozen`` or ``end_to_end``.
+        backbone_lr_multiplier: end-to-end only: the backbones' learning rate is ``lr * backbone_lr_multiplier``.
+        feature_cache, features_dir: frozen mode: see ``FrozenBackboneModule``.
+        task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule`` (no weight decay on
+            biases, norms and the source embeddings).
+    """
+
+    def __init__(
+        self,
+        backbones: list[BackboneSpec | str] | None = None,
+        fusion: str = "dvme",
+        proj_dim: int = 512,
+        layers: int = 1,
+        heads: int = 8,
+        dropout: float = 0.1,
+        mode: str = "frozen",
+        backbone_lr_multiplier: float = 0.1,
+        feature_cache: bool = True,
+        features_dir: str | None = None,
+        task: Task | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        optimizer: str = "adamw",
+        scheduler: str = "cosine",
+        warmup_epochs: float = 0.0,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"model.mode must be one of {list(MODES)}, got {mode!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"model.fusion must be one of {list(FUSIONS)}, got {fusion!r}")
+        super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs,
+                         feature_cache=feature_cache and mode == "frozen", features_dir=features_dir)
+        specs = [as_spec(b) for b in (PAPER_BACKBONES if backbones is None else backbones)]
+        if not specs:
+            raise ValueError("model.backbones is empty: list at least one backbone to fuse")
+        self.save_task_hyperparameters()
+        self.hparams["backbones"] = [asdict(s) for s in specs]  # plain data: checkpoints load with weights_only
+        self.mode = mode
+        self.fusion_name = fusion
+        self.backbone_lr_multiplier = backbone_lr_multiplier
+        self.backbones = nn.ModuleList(self._create(spec) for spec in specs)
+        self.backbone_labels = unique_labels([spec.name for spec in specs])
+        dims = [b.embed_dim for b in self.backbones]
+        self.fusion = build_fusion(fusion, dims, proj_dim, layers, heads, dropout)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.fusion.out_dim, self.task.num_outputs))
+        self.embedding_means = EmbeddingMeans(dims)
+        self.mixing_name = MIXING_NAMES.get(fusion)
+        self.importance_meters = nn.ModuleDict({f"{s}_split": ImportanceMeter(self.task, len(dims))
+                                                for s in ("val", "test")})
+        self.mixing_meters = nn.ModuleDict({f"{s}_split": ImportanceMeter(self.task, len(dims)) for s in STAGES}
+                                           if self.mixing_name else {})
+        self.epoch_importance: dict[str, dict] = {}
+        self._last: tuple[list[torch.Tensor], torch.Tensor | None] | None = None
+
+    def _create(self, spec: BackboneSpec) -> Backbone:
+        backbone = create_backbone(spec.name, checkpoint=spec.checkpoint, embedding=spec.embedding,
+                                   resize_to=spec.resize_to, **(spec.backbone_kwargs or {}))
+        return backbone.freeze() if self.mode == "frozen" else backbone
+
+    # -- network ----------------------------------------------------------------------------------------------
+    def feature_backbones(self) -> list[Backbone]:
+        """Frozen mode: every backbone (stores, and checkpoints without their weights); end to end: none."""
+        return list(self.backbones) if self.mode == "frozen" else []
+
+    def source_embeddings(self, batch: dict) -> list[torch.Tensor]:
+        """One ``B x d_k`` embedding per backbone: cached features, or the backbones on the batch's images."""
+        if self.mode == "end_to_end":
+            return [backbone(batch["image"]) for backbone in self.backbones]
+        return self.embeddings(batch)
+
+    def fused_logits(self, embeddings: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and the fusion's mixing weights (``B x K``, or ``None``) from per-backbone embeddings."""
+        fused = self.fusion(embeddings)
+        return self.head(fused.embedding), fused.importance
+
+    def logits(self, batch: dict) -> torch.Tensor:
+        embeddings = self.source_embeddings(batch)
+        logits, mixing = self.fused_logits(embeddings)
+        self._last = (embeddings, mixing)  # read by _step for the importance meters
+        return logits
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fused_logits(self.source_embeddings({"image": images}))[0]
+
+    # -- importance -------------------------------------------------------------------------------------------
+    def _scores(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
+        """What the ablation importance measures changes of: logits, log-probabilities for multiclass tasks."""
+        logits = self.fused_logits(embeddings)[0].float()
+        return logits.log_softmax(dim=-1) if self.task.kind == "multiclass" else logits
+
+    @torch.no_grad()
+    def importance(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
+        """``B x K`` ablation importance of each backbone for these samples (see ``importance.py``)."""
+        if len(embeddings) == 1:
+            return torch.ones(len(embeddings[0]), 1, device=embeddings[0].device)
+        return ablation_importance(self._scores, [e.detach() for e in embeddings], self.embedding_means.means())
+
+    def _step(self, batch: dict, stage: str):
+        result = super()._step(batch, stage)
+        embeddings, mixing = self._last
+        self._last = None
+        labels = batch["label"]
+        if mixing is not None:
+            self.mixing_meters[f"{stage}_split"].update(mixing, labels)
+        if stage == "train":
+            self.embedding_means.update(embeddings)
+        elif self.embedding_means.ready:
+            self.importance_meters[f"{stage}_split"].update(self.importance(embeddings), labels)
+        return result
+
+    def _finish_epoch(self, stage: str) -> None:
+        super()._finish_epoch(stage)
+        tables = {}
+        measures = [("importance", self.importance_meters), (self.mixing_name, self.mixing_meters)]
+        for name, meters in measures:
+            meter = meters[f"{stage}_split"] if name and f"{stage}_split" in meters else None
+            if meter is None or not meter.update_called:
+                continue
+            overall, per_class = meter.compute()
+            meter.reset()
+            tables[name] = importance_table(overall, per_class, self.backbone_labels, self.task.class_names)
+            logged = {f"{stage}/{name}/{b}": v for b, v in tables[name]["overall"].items()}
+            if stage == "test":
+                logged.update({f"test/{name}/{c}/{b}": v for c, row in tables[name]["per_class"].items()
+                               for b, v in row.items()})
+            # meters are synchronised across ranks by torchmetrics: no further reduction
+            self.log_dict(logged, sync_dist=False, rank_zero_only=False)
+        if tables:
+            self.epoch_importance[stage] = tables
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self.trainer.sanity_checking:
+            for meters in (self.importance_meters, self.mixing_meters):
+                if "val_split" in meters:
+                    meters["val_split"].reset()
+
+    def extra_results(self) -> dict:
+        """``{"dvme": ...}`` for results.json: the fusion, mode, backbones and the last evaluated split's
+        importance (test after ``fit``)."""
+        summary: dict = {"fusion": self.fusion_name, "mode": self.mode, "backbones": self.backbone_labels}
+        split = next((s for s in ("test", "val") if s in self.epoch_importance), None)
+        if split is not None:
+            summary.update({"split": split, **self.epoch_importance[split]})
+        return {"dvme": summary}
+
+    # -- optimisation -----------------------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict]:
+        decay, no_decay = [], []
+        for name, param in [*self.fusion.named_parameters(), *self.head.named_parameters(prefix="head")]:
+            (no_decay if param.ndim < 2 or "source_embedding" in name else decay).append(param)
+        groups = [{"params": decay, "lr": self.lr}, {"params": no_decay, "lr": self.lr, "weight_decay": 0.0}]
+        if self.mode == "end_to_end":
+            backbone_params = [p for b in self.backbones for p in b.parameters()]
+            groups.insert(0, {"params": backbone_params, "lr": self.lr * self.backbone_lr_multiplier})
+        return groups
+
+    def backbone_descriptions(self) -> list[dict]:
+        return [backbone.describe() for backbone in self.backbones]

@@ -1,0 +1,141 @@
+"""The base of every head on frozen backbones: trains on feature stores instead of images when it can."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ..backbones.backbone import Backbone
+from ..datamodules.base import _run_seed
+from ..features import DEFAULT_ROOT, FeatureBatches, check_aligned, store_for
+from ..task import Task
+from .base import TaskModule
+
+FEATURES_DIR_ENV = "MEDTRANSFER_FEATURES"
+DEVICE_CACHE_BYTES = (
+    4 * 2**30
+)  # stores up to this size sit on the training device; larger ones in host memory
+MIN_EVAL_BATCH = 1024  # evaluation on cached features: few large batches (metrics do not depend on the size)
+
+
+class FeatureCacheError(RuntimeError):
+    """A checkpoint or a configuration that does not fit the frozen backbones of this model."""
+
+
+class FrozenBackboneModule(TaskModule):
+    """Base for LinearProbe, LinearSweep, KNN and frozen DVME.
+
+    With ``feature_cache`` on, the datamodule asks ``feature_dataloader`` for its loaders
+    (``MedicalDataModule`` does so for every split): each split is embedded once per backbone into a feature
+    store under ``features_dir`` (reused while its fingerprint matches), held in memory, and served as batches
+    whose ``features`` replace ``image``. Subclasses read embeddings with ``embeddings(batch)``, which runs
+    the frozen backbones on images when there are no features (``feature_cache: false``, for train-time
+    augmentation), so one ``logits`` serves both paths and the metric names are the same.
+
+    Checkpoints leave the frozen backbones out (they never change): they record the weights' fingerprints, and
+    loading rebuilds the backbones from the config and checks the fingerprints.
+
+    Args:
+        feature_cache: train and evaluate on feature stores (default) instead of running the backbone per
+        batch. features_dir: where stores live (default ``$MEDTRANSFER_FEATURES`` or ``./features``).
+        task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule``.
+    """
+
+    def __init__(
+        self,
+        task: Task | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: str = "adamw",
+        scheduler: str = "cosine",
+        warmup_epochs: float = 0.0,
+        feature_cache: bool = True,
+        features_dir: str | None = None,
+    ) -> None:
+        super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs)
+        self.feature_cache = feature_cache
+        self.features_dir = features_dir or os.environ.get(FEATURES_DIR_ENV) or DEFAULT_ROOT
+        self._feature_batches: dict[tuple[int, str], FeatureBatches] = {}
+
+    def feature_backbones(self) -> list[Backbone]:
+        """The frozen backbones whose embeddings this head consumes, in the order of ``batch["features"]``."""
+        raise NotImplementedError
+
+    def embeddings(self, batch: dict) -> list[torch.Tensor]:
+        """``B x D`` float embeddings per backbone: the cached features, or the frozen backbones on the
+        images."""
+        if "features" in batch:
+            return [f.float() for f in batch["features"]]
+        with torch.no_grad():
+            return [backbone(batch["image"]).float() for backbone in self.feature_backbones()]
+
+    # -- feature stores
+    # ---------------------------------------------------------------------------------------
+    def feature_dataloader(self, datamodule, split: str) -> FeatureBatches | None:
+        """Batches of cached features for ``split`` (the label fraction's rows for ``train``); ``None`` when
+        ``feature_cache`` is off. Every DDP rank calls this together (extraction is collective)."""
+        if not self.feature_cache:
+            return None
+        key = (id(datamodule), split)
+        if key not in self._feature_batches:
+            self._feature_batches[key] = self._load_split(datamodule, split)
+        return self._feature_batches[key]
+
+    def _load_split(self, datamodule, split: str) -> FeatureBatches:
+        stores = [
+            store_for(backbone, datamodule, split, self.features_dir) for backbone in self.feature_backbones()
+        ]
+        check_aligned(stores)
+        rows = stores[0].rows_of(datamodule.split_source(split).ids)
+        device = self.device if sum(s.nbytes for s in stores) <= DEVICE_CACHE_BYTES else torch.device("cpu")
+        features = [torch.from_numpy(np.ascontiguousarray(s.features[rows])).to(device) for s in stores]
+        labels = np.asarray(stores[0].labels[rows])
+        labels = torch.from_numpy(labels.astype(np.float32 if self.task.kind == "multilabel" else np.int64))
+        world, rank = (
+            (self.trainer.world_size, self.trainer.global_rank) if self._trainer is not None else (1, 0)
+        )
+        train = split == "train"
+        batch_size = datamodule.batch_size if train else max(datamodule.eval_batch_size, MIN_EVAL_BATCH)
+        return FeatureBatches(
+            features,
+            labels.to(device),
+            stores[0].ids[rows],
+            batch_size,
+            shuffle=train,
+            seed=_run_seed(),
+            num_replicas=world,
+            rank=rank,
+        )
+
+    # -- checkpoints without the frozen weights
+    # ---------------------------------------------------------------
+    def _frozen_modules(self) -> dict[str, Backbone]:
+        frozen = {id(b) for b in self.feature_backbones()}
+        return {name: module for name, module in self.named_modules() if id(module) in frozen}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        modules = self._frozen_modules()
+        for name in modules:
+            for key in [k for k in state if k.startswith(f"{name}.")]:
+                del state[key]
+        checkpoint["frozen_backbones"] = {name: m.fingerprint for name, m in modules.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("frozen_backbones")
+        if saved is None:
+            return  # a checkpoint that holds the backbone weights itself
+        modules = self._frozen_modules()
+        current = {name: m.fingerprint for name, m in modules.items()}
+        if saved != current:
+            raise FeatureCacheError(
+                f"the checkpoint was trained on frozen backbones with weight fingerprints {saved}, "
+                "but this model "
+                f"built {current} from its config: load it with the same backbone, checkpoint and seed"
+            )
+        state = checkpoint["state_dict"]
+        for name, module in modules.items():
+            state.update({f"{name}.{k}": v for k, v in module.state_dict().items()})

@@ -1,0 +1,112 @@
+"""kNN evaluation of a frozen backbone on its feature stores."""
+
+from __future__ import annotations
+
+import torch
+
+from ..backbones import create_backbone
+from ..backbones.backbone import Backbone
+from ..features.knn import knn_vote
+from ..task import Task
+from .frozen import FeatureCacheError, FrozenBackboneModule
+
+EPS = 1e-6
+
+
+class KNN(FrozenBackboneModule):
+    """Weighted kNN on cosine similarity (DINO's recipe): the ``k`` training samples most similar to a query
+    vote for their labels with weight ``exp(similarity / temperature)``; the vote shares are the class
+    probabilities.
+
+    The memory bank is the stored training split (its label fraction), so kNN costs one extraction and nothing
+    to train: run it with ``medtransfer validate`` or ``medtransfer test``. Metrics have the usual names under
+    a ``knn/`` prefix (``knn/test/auroc``); ``loss`` is the negative log-likelihood of the vote shares.
+
+    Args:
+        backbone, checkpoint, backbone_kwargs, embedding, resize_to: as for ``LinearProbe``.
+        k: number of neighbours (default 20).
+        temperature: softness of the similarity weighting (DINO: 0.07).
+        features_dir: see ``FrozenBackboneModule`` (kNN always runs on feature stores).
+        task: filled in from the datamodule.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50.tv_in1k",
+        checkpoint: str | None = None,
+        backbone_kwargs: dict | None = None,
+        embedding: str | None = None,
+        resize_to: int | None = None,
+        k: int = 20,
+        temperature: float = 0.07,
+        features_dir: str | None = None,
+        task: Task | None = None,
+    ) -> None:
+        if k < 1 or temperature <= 0:
+            raise ValueError(
+                f"model.k must be >= 1 and model.temperature > 0, got k={k}, temperature={temperature}"
+            )
+        super().__init__(task, feature_cache=True, features_dir=features_dir)
+        self.save_task_hyperparameters()
+        self.backbone = create_backbone(
+            backbone,
+            checkpoint=checkpoint,
+            embedding=embedding,
+            resize_to=resize_to,
+            **(backbone_kwargs or {}),
+        ).freeze()
+        self.k = k
+        self.temperature = temperature
+        self._bank: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def feature_backbones(self) -> list[Backbone]:
+        return [self.backbone]
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            raise FeatureCacheError(
+                "kNN has nothing to train: run `medtransfer test` (or `validate`) with this "
+                "config; the training split serves as the memory bank"
+            )
+        super().setup(stage)
+
+    def feature_dataloader(self, datamodule, split: str):
+        train = super().feature_dataloader(datamodule, "train")
+        self._bank = (train.features[0].to(self.device), train.labels.to(self.device))
+        return super().feature_dataloader(datamodule, split)
+
+    def logits(self, batch: dict) -> torch.Tensor:
+        if self._bank is None:
+            raise FeatureCacheError(
+                "kNN has no memory bank: it runs through a MedicalDataModule, which loads the "
+                "training split's feature store"
+            )
+        bank, labels = self._bank
+        scores = knn_vote(
+            self.embeddings(batch)[0], bank, labels, self.task.num_classes, self.k, self.temperature
+        )
+        if self.task.kind == "multiclass":
+            return scores.clamp_min(EPS).log()
+        positive = scores[:, 1:] if self.task.kind == "binary" else scores
+        return torch.logit(positive, eps=EPS)
+
+    def configure_optimizers(self):
+        return None
+
+    def log_dict(self, dictionary, *args, **kwargs) -> None:
+        """Every metric kNN reports sits under ``knn/`` (``knn/test/auroc``), apart from linear-probe
+        numbers."""
+        super().log_dict({f"knn/{name}": value for name, value in dictionary.items()}, *args, **kwargs)
+
+    def backbone_descriptions(self) -> list[dict]:
+        return [self.backbone.describe()]
+
+    def extra_results(self) -> dict:
+        return {
+            "knn": {
+                "k": self.k,
+                "temperature": self.temperature,
+                "similarity": "cosine",
+                "vote": "exp(similarity / temperature)",
+            }
+        }
