@@ -56,7 +56,7 @@ class TrainingImageGrid(Callback):
         self._logged = False
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int):
-        if self._logged or not trainer.is_global_zero:
+        if self._logged or not trainer.is_global_zero or "image" not in batch:  # no images: cached features
             return
         self._logged = True
         images = batch["image"][: self.max_images]

@@ -193,7 +193,7 @@ def trainer_defaults() -> dict:
     }
 
 
-def run_lightning_cli(argv: list[str], cli_class: type[MedTransferCLI] = MedTransferCLI) -> MedTransferCLI:
+def run_lightning_cli(argv: list[str] | None, cli_class: type[MedTransferCLI] = MedTransferCLI) -> MedTransferCLI:
     """The CLI on ``argv``; ``cli_class`` lets tools reuse the exact parser (e.g. the benchmark's config
     check)."""
     return cli_class(
@@ -210,6 +210,7 @@ def run_lightning_cli(argv: list[str], cli_class: type[MedTransferCLI] = MedTran
 
 
 def main(argv: list[str] | None = None) -> None:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TOOL_VERBS:
         module = importlib.import_module(TOOL_VERBS[argv[0]][0])
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(tool_verbs_help())
     try:
-        run_lightning_cli(argv)
+        run_lightning_cli(None if from_command_line else argv)  # None: LightningCLI reads sys.argv itself
     except TaskMismatchError as err:
         sys.exit(f"error: {err}")
 

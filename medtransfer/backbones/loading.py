@@ -60,6 +60,7 @@ def load_weights(model: nn.Module, path: str | Path, layout: Layout | None) -> L
     prefix = next((p for p in layout.prefixes if any(k.startswith(p) for k in state)), "")
     remapped, dropped, unexpected = remap(state, layout, prefix)
     model_state = model.state_dict()
+    unexpected += [prefix + k for k in remapped if k not in model_state]
     missing = [k for k in model_state if k not in remapped]
     filled = [k for k in missing if k.endswith("num_batches_tracked")]
     missing = [k for k in missing if k not in filled]
@@ -81,13 +82,13 @@ def load_weights(model: nn.Module, path: str | Path, layout: Layout | None) -> L
 def select_state_dict(checkpoint: Mapping, layout: Layout, path: str | Path) -> tuple[str | None, Mapping]:
     """The layout's container of the backbone weights inside the file."""
     for container in layout.containers:
-        if container is None:
-            return None, checkpoint
-        if isinstance(checkpoint.get(container), Mapping):
+        if container is not None and isinstance(checkpoint.get(container), Mapping):
             return container, checkpoint[container]
     for key, reason in layout.refused.items():
         if key in checkpoint:
             raise CheckpointMismatchError(f"{path}: {reason}.")
+    if None in layout.containers:
+        return None, checkpoint
     raise CheckpointMismatchError(
         f"{path}: expected the weights under {' or '.join(repr(c) for c in layout.containers)} "
         f"({layout.description}); the file's top-level keys are {sorted(map(str, checkpoint))[:MAX_LISTED]}."

@@ -155,7 +155,8 @@ def _record(path: Path, manifest: dict | None, metric: str | None, split: str | 
     if missing:
         raise _LeftOut(f"incomplete: no {', '.join(missing)}")
     config = results["config"]
-    fingerprint = run_fingerprint(config)
+    verb = str(results.get("verb"))
+    fingerprint = run_fingerprint(config, verb)
     planned = None
     if manifest is not None:
         planned = next((r for r in manifest["runs"] if r["fingerprint"] == fingerprint), None)
@@ -171,7 +172,7 @@ def _record(path: Path, manifest: dict | None, metric: str | None, split: str | 
     labels = derived_labels(results)
     if planned is not None:
         labels.update({k: v for k, v in planned["labels"].items() if k != "seed"})
-    return Record(path=path, results=results, fingerprint=fingerprint, group=group_fingerprint(config),
+    return Record(path=path, results=results, fingerprint=fingerprint, group=group_fingerprint(config, verb),
                   grid=manifest["name"] if manifest else None, run_id=planned["id"] if planned else None,
                   labels=labels, fraction=_fraction(results), seed=results.get("seed"), metric=metric, split=split,
                   value=float(value))

@@ -30,6 +30,7 @@ EXECUTION_KEYS = (
 # where frozen-backbone models keep their feature stores (shared across the grid, so never part of a run's identity)
 STORE_ROOT_KEYS = ("model.init_args.features_dir",)
 SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
+BACKBONE_FIELDS = ("checkpoint", "backbone_kwargs", "embedding", "resize_to")
 
 
 def plain(config: Any) -> Any:
@@ -54,26 +55,30 @@ def digest(data: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def run_fingerprint(config: dict) -> str:
-    """16 hex digits identifying what a run computes (its resolved ``fit`` config)."""
-    return digest(without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS))
+def run_fingerprint(config: dict, verb: str = "fit") -> str:
+    """16 hex digits identifying what a run computes: its verb and resolved config."""
+    return digest({"verb": verb, "config": without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS)})
 
 
-def group_fingerprint(config: dict) -> str:
+def group_fingerprint(config: dict, verb: str = "fit") -> str:
     """The fingerprint without the seeds: runs sharing it are repeats that a table cell averages."""
-    return digest(without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS + SEED_KEYS))
+    return digest({"verb": verb, "config": without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS + SEED_KEYS)})
 
 
-def store_group(config: dict) -> str:
-    """Runs whose frozen backbones read the same feature stores: same data (any label fraction) and backbones."""
+def store_keys(config: dict) -> list[str]:
+    """One key per feature store family a frozen-backbone run reads: (data at any label fraction, backbone).
+    A linear probe and a frozen DVME over the same backbone and data share the key."""
     config = plain(config)
     data = without(config.get("data") or {}, ("init_args.train_fraction", "init_args.fraction_seed",
                                                 "init_args.batch_size", "init_args.eval_batch_size",
                                                 "init_args.num_workers"))
     args = (config.get("model") or {}).get("init_args") or {}
-    backbone = {k: args.get(k) for k in ("backbone", "backbones", "checkpoint", "checkpoints", "embedding",
-                                         "resize_to", "backbone_kwargs")}
-    return digest({"data": data, "backbone": backbone})
+    entries = args.get("backbones") or [{"name": args.get("backbone"), **{k: args.get(k) for k in BACKBONE_FIELDS}}]
+    keys = []
+    for entry in entries:
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        keys.append(digest({"data": data, "backbone": {k: entry.get(k) for k in ("name", *BACKBONE_FIELDS)}}))
+    return keys
 
 
 def store_root_key(config: dict) -> str | None:

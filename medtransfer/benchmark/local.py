@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .plan import Run
+from .plan import Run, store_waits
 from .spec import GridSpec, LocalSettings
 from .state import LOG_FILE, RESULTS_FILE, prepare_run_dir
 
@@ -95,26 +95,20 @@ def slot_env(slot: tuple[int, ...], parallel: int) -> tuple[dict[str, str], list
 
 def run_local(spec: GridSpec, output_dir: Path, runs: list[Run], settings: LocalSettings,
               start: Starter = Process, say: Callable[[str], None] = print) -> list[Outcome]:
-    """Run ``runs`` (all unfinished); returns every outcome. Runs sharing feature stores wait for their first."""
-    leaders: dict[str, str] = {}
-    waits_for: dict[str, str | None] = {}
-    for run in runs:
-        if run.store_group is not None and run.store_group in leaders:
-            waits_for[run.id] = leaders[run.store_group]
-        else:
-            waits_for[run.id] = None
-            if run.store_group is not None:
-                leaders[run.store_group] = run.id
+    """Run ``runs`` (all unfinished); returns every outcome. Runs sharing feature stores wait for the one that
+    extracts them; extracting runs go first."""
+    waits = store_waits(runs)
+    extracting = set().union(*waits.values())
     slots = device_slots(settings)
     free = list(range(len(slots)))
-    queue = list(runs)
+    queue = [r for r in runs if r.id in extracting] + [r for r in runs if r.id not in extracting]
     active: dict[int, tuple[Run, Handle, float]] = {}
     ended: set[str] = set()
     outcomes: list[Outcome] = []
     try:
         while queue or active:
             for slot_index in list(free):
-                ready = next((r for r in queue if waits_for[r.id] in (None, *ended)), None)
+                ready = next((r for r in queue if waits[r.id] <= ended), None)
                 if ready is None:
                     break
                 queue.remove(ready)

@@ -20,9 +20,10 @@ class Run:
     levels: list[Level]
     configs: list[str]
     overrides: list[tuple[str, Any]]
+    verb: str = "fit"  # ``test`` for protocols with nothing to train (kNN)
     fingerprint: str = ""
     group: str = ""  # fingerprint without the seeds: the runs a table cell averages
-    store_group: str | None = None  # runs that read the same feature stores (frozen backbones)
+    store_keys: tuple[str, ...] = ()  # the feature-store families a frozen-backbone run reads
     config: dict = field(default_factory=dict)
 
     @property
@@ -34,8 +35,8 @@ class Run:
         return f"{self.id}-{self.fingerprint[:8]}" if self.fingerprint else self.id
 
     def fit_args(self, extra: list[tuple[str, Any]] = ()) -> list[str]:
-        """Arguments after ``medtransfer``: config pieces in order, then overrides (later ones win)."""
-        args = ["fit"]
+        """Arguments after ``medtransfer``: the verb, config pieces in order, then overrides (later ones win)."""
+        args = [self.verb]
         for piece in self.configs:
             args += ["--config", piece]
         return args + [format_override(k, v) for k, v in [*self.overrides, *extra]]
@@ -68,10 +69,12 @@ def expand(spec: GridSpec) -> list[Run]:
 def _run(spec: GridSpec, levels: list[Level]) -> Run:
     configs = list(spec.configs)
     overrides = list(spec.overrides)
+    verb = "fit"
     for level in levels:
         configs += level.configs
         overrides += level.overrides
-    return Run(run_id(levels), levels, configs, overrides)
+        verb = level.verb or verb
+    return Run(run_id(levels), levels, configs, overrides, verb)
 
 
 def run_id(levels: list[Level]) -> str:
@@ -100,3 +103,14 @@ def level_order(spec: GridSpec) -> dict[str, list[str]]:
             order[axis.name] += [lv.label for lv in axis.levels if lv.label not in order[axis.name]]
     return order
 
+
+
+def store_waits(runs: list[Run]) -> dict[str, set[str]]:
+    """For each run, the runs it waits for so that every feature store is extracted once: the first user of each
+    store key extracts it (single-backbone runs before fusions), every other user waits for that one."""
+    order = sorted(range(len(runs)), key=lambda i: (len(runs[i].store_keys), i))
+    leaders: dict[str, str] = {}
+    for i in order:
+        for key in runs[i].store_keys:
+            leaders.setdefault(key, runs[i].id)
+    return {run.id: {leaders[k] for k in run.store_keys} - {run.id} for run in runs}

@@ -45,6 +45,10 @@ def write_report(root: str | Path, out: str | Path | None = None, metric: str | 
     for name, data in files.items():
         if write_if_changed(folder / name, data):
             written.append(folder / name)
+    for stale in sorted((folder / "plots").glob("*.png")):
+        if f"plots/{stale.name}" not in files:
+            stale.unlink()
+            written.append(stale)
     return Report(folder, collection, written)
 
 

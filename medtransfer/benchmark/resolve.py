@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .fingerprint import group_fingerprint, run_fingerprint, store_group, store_root_key
+from .fingerprint import group_fingerprint, run_fingerprint, store_keys, store_root_key
 from .plan import Run
 
 
@@ -36,7 +37,13 @@ def _parser():
         def _set_seed(self) -> None:
             pass
 
+        def before_instantiate_classes(self) -> None:
+            pass
+
         def instantiate_classes(self) -> None:
+            pass
+
+        def after_instantiate_classes(self) -> None:
             pass
 
     parser = run_lightning_cli([], cli_class=ParserOnlyCLI).parser
@@ -52,9 +59,10 @@ class ConfigResolver:
         self.parser = _parser()
 
     def parse(self, args: list[str]) -> dict:
+        """The resolved config of ``args`` (a verb, then its arguments)."""
         with contextlib.redirect_stderr(io.StringIO()):
             namespace = self.parser.parse_args(args)
-        return namespace["fit"].as_dict()
+        return namespace[args[0]].as_dict()
 
     def check(self, args: list[str]) -> str | None:
         """None when ``args`` parse, else the parser's message."""
@@ -65,26 +73,29 @@ class ConfigResolver:
         return None
 
 
-def resolve(runs: list[Run], store_dir: Path, resolver: ConfigResolver | None = None) -> None:
-    """Parse every run (fills ``config``, ``fingerprint``, ``group``, ``store_group``); frozen-backbone runs get
-    the grid's shared feature-store folder. Raises ``InvalidRunError`` naming the first bad axis value."""
+def resolve(runs: list[Run], store_dir: Path, resolver: ConfigResolver | None = None,
+            launcher_overrides: Callable[[Run], list[tuple[str, Any]]] | None = None) -> None:
+    """Parse every run (fills ``config``, ``fingerprint``, ``group``, ``store_keys``); frozen-backbone runs get
+    the grid's shared feature-store folder. ``launcher_overrides`` (e.g. the log folder) are checked too.
+    Raises ``InvalidRunError`` naming the first bad axis value."""
     resolver = resolver or ConfigResolver()
     for run in runs:
+        extra = launcher_overrides(run) if launcher_overrides else []
         try:
-            config = resolver.parse(run.fit_args())
+            config = resolver.parse(run.fit_args(extra=extra))
         except Exception as err:
-            raise InvalidRunError(_blame(run, resolver, str(err))) from None
+            raise InvalidRunError(_blame(run, resolver, str(err), extra)) from None
         key = store_root_key(config)
         if key is not None and not any(k == key for k, _ in run.overrides):
             run.overrides.append((key, str(store_dir)))
             _set(config, key, str(store_dir))
         run.config = config
-        run.fingerprint = run_fingerprint(config)
-        run.group = group_fingerprint(config)
-        run.store_group = store_group(config) if key is not None else None
+        run.fingerprint = run_fingerprint(config, run.verb)
+        run.group = group_fingerprint(config, run.verb)
+        run.store_keys = tuple(store_keys(config)) if key is not None else ()
 
 
-def _blame(run: Run, resolver: ConfigResolver, message: str) -> str:
+def _blame(run: Run, resolver: ConfigResolver, message: str, extra: list[tuple[str, Any]]) -> str:
     """Add the run's parts one at a time (base pieces, overrides, then each axis level) until parsing fails."""
     base_configs = [c for c in run.configs if not any(c in lv.configs for lv in run.levels)]
     base_overrides = [o for o in run.overrides if not any(o in lv.overrides for lv in run.levels)]
@@ -92,18 +103,19 @@ def _blame(run: Run, resolver: ConfigResolver, message: str) -> str:
                                                                  ("the grid's overrides", [], base_overrides)]
     parts += [(f"axis {lv.axis} = {lv.label!r} ({_describe(lv)})", list(lv.configs), list(lv.overrides))
               for lv in run.levels]
+    parts.append(("the launcher's overrides (" + ", ".join(k for k, _ in extra) + ")", [], list(extra)))
     configs: list[str] = []
     overrides: list[tuple[str, Any]] = []
     culprit = "the combination of its axis values"
     for what, more_configs, more_overrides in parts:
         configs += more_configs
         overrides += more_overrides
-        probe = Run(run.id, [], configs, overrides)
+        probe = Run(run.id, [], configs, overrides, verb=run.verb)
         error = resolver.check(probe.fit_args())
         if error is not None and not error.startswith(INCOMPLETE):
             culprit, message = what, error
             break
-    return (f"run {run.id}: {culprit} is not a valid medtransfer fit config:\n  "
+    return (f"run {run.id}: {culprit} is not a valid `medtransfer {run.verb}` config:\n  "
             + "\n  ".join(_short(message)))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .local import log_overrides
-from .plan import Run
+from .plan import Run, store_waits
 from .spec import GridSpec, SlurmSettings
 from .state import RESULTS_FILE, RUN_FILE
 
@@ -32,17 +32,12 @@ def ddp_overrides(settings: SlurmSettings) -> list[tuple[str, Any]]:
 
 
 def waves(runs: list[Run]) -> list[list[Run]]:
-    """[first run of each store group], [runs without stores], [the other store users]."""
-    seen: set[str] = set()
-    leaders, independent, followers = [], [], []
-    for run in runs:
-        if run.store_group is None:
-            independent.append(run)
-        elif run.store_group in seen:
-            followers.append(run)
-        else:
-            seen.add(run.store_group)
-            leaders.append(run)
+    """[runs that extract feature stores], [runs without stores], [runs that wait for the extracting ones]."""
+    waits = store_waits(runs)
+    extracting = set().union(*waits.values())
+    leaders = [r for r in runs if r.id in extracting and not waits[r.id]]
+    independent = [r for r in runs if not r.store_keys]
+    followers = [r for r in runs if r.store_keys and r not in leaders]
     return [leaders, independent, followers]
 
 

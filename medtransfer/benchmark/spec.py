@@ -20,7 +20,8 @@ BACKBONE_KEY = "model.init_args.backbone"
 BACKBONES_KEY = "model.init_args.backbones"  # DVME: a list of backbones
 FRACTION_KEY = "data.init_args.train_fraction"
 SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
-LEVEL_KEYS = {"value", "config", "overrides"}
+LEVEL_KEYS = {"value", "config", "overrides", "verb"}
+VERBS = ("fit", "test", "validate")
 TOP_KEYS = {"name", "output_dir", "configs", "overrides", "axes", "grids", "exclude", "report", "local", "slurm"}
 
 
@@ -37,6 +38,7 @@ class Level:
     value: Any
     configs: tuple[str, ...] = ()
     overrides: tuple[tuple[str, Any], ...] = ()
+    verb: str | None = None  # e.g. ``test`` for kNN, which has nothing to fit
 
 
 @dataclass(frozen=True)
@@ -207,11 +209,15 @@ def _label_of(value: Any) -> str:
 
 
 def _level(axis: str, label: str, raw: Any, key: str, where: _Where) -> Level:
-    """A level from its value, or from ``{value, config, overrides}``."""
+    """A level from its value, or from ``{value, config, overrides, verb}``."""
+    verb = None
     if isinstance(raw, dict) and raw and set(raw) <= LEVEL_KEYS:
         value = raw.get("value")
         configs = where.config_pieces(raw.get("config") or [], f"{key}.config")
         overrides = list(_overrides(raw.get("overrides") or {}, f"{key}.overrides", where))
+        verb = raw.get("verb")
+        if verb is not None and verb not in VERBS:
+            raise where.error(f"{key}.verb", f"expected one of {list(VERBS)}, got {verb!r}")
     else:
         value, configs, overrides = raw, [], []
     if axis in CONFIG_AXES:
@@ -221,7 +227,7 @@ def _level(axis: str, label: str, raw: Any, key: str, where: _Where) -> Level:
         overrides = _axis_overrides(axis, value, key, where) + overrides
     if not configs and not overrides:
         raise where.error(key, "this level changes nothing (give a value, config pieces or overrides)")
-    return Level(axis, label, value, tuple(configs), tuple(overrides))
+    return Level(axis, label, value, tuple(configs), tuple(overrides), verb)
 
 
 def _axis_overrides(axis: str, value: Any, key: str, where: _Where) -> list[tuple[str, Any]]:

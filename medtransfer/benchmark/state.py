@@ -7,8 +7,9 @@
 <output_dir>/report/            results.csv, summary.md, plots/
 ```
 
-A run is finished when its folder holds a readable results.json of a ``fit`` whose config has the run's
-fingerprint; a folder without one is a killed or failed attempt and the run is redone.
+A run is finished when its folder holds a readable results.json whose verb and config have the run's
+fingerprint (results.json is written once, atomically, when the run ends); a folder without one is a killed or
+failed attempt and the run is redone.
 """
 
 from __future__ import annotations
@@ -47,15 +48,15 @@ def status(output_dir: Path, run: Run) -> str:
 
 
 def finished_fingerprint(path: Path) -> str | None:
-    """The config fingerprint of a complete ``fit`` results.json, or None (absent, unreadable, other verb)."""
+    """The run fingerprint (verb and config) of a results.json, or None when absent or unreadable."""
     try:
         results = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(results, dict) or results.get("schema") != SCHEMA or results.get("verb") != "fit":
+    if not isinstance(results, dict) or results.get("schema") != SCHEMA:
         return None
     config = results.get("config")
-    return run_fingerprint(config) if isinstance(config, dict) else None
+    return run_fingerprint(config, str(results.get("verb"))) if isinstance(config, dict) else None
 
 
 def prepare_run_dir(output_dir: Path, spec: GridSpec, run: Run, argv: list[str]) -> Path:

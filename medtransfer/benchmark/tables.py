@@ -130,7 +130,8 @@ def summary_markdown(collection: Collection, tables: list[Table], cells: list[Ce
     metrics = sorted({f"{c.records[0].split}/{c.metric}" for c in cells})
     lines = [f"# Benchmark summary: {', '.join(grids)}", "",
              f"{len(collection.records)} runs from {collection.files} results.json files under "
-             f"`{collection.root}`; {len(collection.excluded)} left out (listed below).", "",
+             f"`{collection.root}`" + (f"; {len(collection.excluded)} left out (listed below)."
+                                       if collection.excluded else "."), "",
              f"Scores: {', '.join(metrics) or '—'}, in points (x 100). Each cell: mean ± standard deviation over "
              "seeds [95% confidence interval of the mean, Student t with n - 1 degrees of freedom]; "
              "**bold**: best mean in its column.", ""]

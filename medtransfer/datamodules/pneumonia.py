@@ -80,15 +80,16 @@ class ChestXrayPneumonia(MedicalDataModule):
     def build_sources(self) -> dict[str, Source]:
         root = Path(self.root).expanduser()
         base = find_split_root(root) if root.is_dir() else None
-        expected = [f"chest_xray/{split}/{name}/" for split in ("train", "val", "test") for name in CLASSES]
+        expected = [f"chest_xray/{split}/{name}" for split in ("train", "val", "test") for name in CLASSES]
         if base is None:
-            raise DatasetLayoutError(layout_message(self.name, root, expected, expected, PAGE))
+            missing = [name for name in expected if not (root / name).is_dir()]
+            raise DatasetLayoutError(layout_message(self.name, root, expected, missing, PAGE))
         sources = {split: self._read(base, split) for split in ("train", "val", "test")}
         if self.validation == "official":
             if len(sources["val"]) == 0:
-                raise DatasetLayoutError(layout_message(self.name, base, ["val/NORMAL/", "val/PNEUMONIA/"],
-                                                        ["val/NORMAL/", "val/PNEUMONIA/"], PAGE,
-                                                        "or use validation: carved"))
+                expected = ["val/NORMAL", "val/PNEUMONIA"]
+                raise DatasetLayoutError(layout_message(self.name, base, expected, expected, PAGE,
+                                                        "no images in val/: use validation: carved"))
             return sources
         pool = _concat(sources["train"], sources["val"])
         carved = carve_sources(pool, {"val": self.val_fraction}, self.split_seed,

@@ -1,16 +1,17 @@
-"""DVME: Dynamic Visual Meta-Embedding, one classifier over the fused embeddings of several pretrained backbones
-(Truong et al. 2021, arXiv:2108.10048), with the ``dme``, ``concat`` and ``mean`` fusions as baselines.
+"""DVME: Dynamic Visual Meta-Embedding, one classifier over the fused embeddings of several pretrained
+backbones (Truong et al. 2021, arXiv:2108.10048), with the ``dme``, ``concat`` and ``mean`` fusions as
+baselines.
 
 What a run reports besides the task metrics (TensorBoard scalars each epoch, and ``extra["dvme"]`` in
 results.json from the last evaluated split, the test split after ``fit``)::
 
     "dvme": {"fusion": "dvme", "mode": "frozen", "backbones": ["resnet50.simclr_in1k", ...], "split": "test",
              "importance": {"overall": {backbone: share}, "per_class": {class: {backbone: share}}},
-             "attention": {...same layout...}}      # "dme_weights" for fusion dme; neither for concat/mean
+             "attention": {...same layout...}}   # "dme_weights" for fusion dme; neither for concat/mean
 
-``importance`` is the ablation share (``importance.py``), logged as ``{val,test}/importance/<backbone>`` and, at
-test time, ``test/importance/<class>/<backbone>``; ``attention`` (``dme_weights``) are the fusion's own mixing
-weights, logged as ``{train,val,test}/attention/<backbone>``.
+``importance`` is the ablation share (``importance.py``), logged as ``{val,test}/importance/<backbone>``
+and, at test time, ``test/importance/<class>/<backbone>``; ``attention`` (``dme_weights``) are the fusion's
+own mixing weights, logged as ``{train,val,test}/attention/<backbone>``.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def as_spec(entry: BackboneSpec | str | dict) -> BackboneSpec:
         allowed = {f.name for f in fields(BackboneSpec)}
         unknown = sorted(set(entry) - allowed)
         if unknown or "name" not in entry:
-            raise ValueError(f"model.backbones entry {entry}: expected the keys {sorted(allowed)} with at least "
-                             f"'name'" + (f"; unknown: {unknown}" if unknown else ""))
+            raise ValueError(f"model.backbones entry {entry}: expected the keys {sorted(allowed)} with at "
+                             "least 'name'" + (f"; unknown: {unknown}" if unknown else ""))
         return BackboneSpec(**entry)
     raise ValueError(f"model.backbones entries are backbone names or mappings with a 'name', got {entry!r}")
 
@@ -76,27 +77,28 @@ def unique_labels(names: list[str]) -> list[str]:
 class DVME(FrozenBackboneModule):
     """A classifier over the fusion of several backbones' embeddings.
 
-    DVME (``fusion: dvme``): each embedding ``e_k`` is projected to ``proj_dim`` (``z_k = W_k e_k + b_k``), tagged
-    with a learned per-backbone embedding, and the ``K`` tokens pass through ``layers`` ViT-style pre-norm
-    self-attention blocks that attend across backbones; the output tokens are concatenated, projected to
-    ``proj_dim`` and a linear head gives the task's logits. Every backbone keeps its own preprocessing: the one
-    uint8 batch is normalised (and resized with ``resize_to``) per backbone on the device.
+    DVME (``fusion: dvme``): each embedding ``e_k`` is projected to ``proj_dim`` (``z_k = W_k e_k + b_k``),
+    tagged with a learned per-backbone embedding, and the ``K`` tokens pass through ``layers`` ViT-style
+    pre-norm self-attention blocks that attend across backbones; the output tokens are concatenated, projected
+    to ``proj_dim`` and a linear head gives the task's logits. Every backbone keeps its own preprocessing: the
+    one uint8 batch is normalised (and resized with ``resize_to``) per backbone on the device.
 
-    Modes: ``frozen`` (default) keeps the backbones fixed and, with ``feature_cache`` on, trains on their feature
-    stores aligned by sample id, at about the cost of a linear probe once the stores exist; ``end_to_end`` trains
-    the backbones too, at ``lr * backbone_lr_multiplier`` (mixed precision and DDP through the trainer, as for
-    ``Finetune``; ``feature_cache`` does not apply).
+    Modes: ``frozen`` (default) keeps the backbones fixed and, with ``feature_cache`` on, trains on their
+    feature stores aligned by sample id, at about the cost of a linear probe once the stores exist;
+    ``end_to_end`` trains the backbones too, at ``lr * backbone_lr_multiplier`` (mixed precision and DDP
+    through the trainer, as for ``Finetune``; ``feature_cache`` does not apply).
 
     Args:
-        backbones: the backbones to fuse, names or ``BackboneSpec`` mappings (default: the paper's SimCLR, SwAV
-            and DINO ViT-S/16).
+        backbones: the backbones to fuse, names or ``BackboneSpec`` mappings (default: the paper's SimCLR,
+            SwAV and DINO ViT-S/16).
         fusion: ``dvme``, ``dme`` (Kiela et al. 2018), ``concat`` (raw embeddings side by side) or ``mean``
             (average of the projections).
         proj_dim: the common size of the projections and of the fused embedding.
-        layers, heads: self-attention blocks and heads of the ``dvme`` fusion (``proj_dim`` divisible by heads).
+        layers, heads: self-attention blocks and heads of the ``dvme`` fusion (``proj_dim`` divisible by
+            ``heads``).
         dropout: dropout in the attention blocks and before the linear head.
         mode: ``frozen`` or ``end_to_end``.
-        backbone_lr_multiplier: end-to-end only: the backbones' learning rate is ``lr * backbone_lr_multiplier``.
+        backbone_lr_multiplier: end to end only: the backbones learn at ``lr * backbone_lr_multiplier``.
         feature_cache, features_dir: frozen mode: see ``FrozenBackboneModule``.
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule`` (no weight decay on
             biases, norms and the source embeddings).
@@ -131,7 +133,7 @@ class DVME(FrozenBackboneModule):
         if not specs:
             raise ValueError("model.backbones is empty: list at least one backbone to fuse")
         self.save_task_hyperparameters()
-        self.hparams["backbones"] = [asdict(s) for s in specs]  # plain data: checkpoints load with weights_only
+        self.hparams["backbones"] = [asdict(s) for s in specs]  # plain data: loadable with weights_only
         self.mode = mode
         self.fusion_name = fusion
         self.backbone_lr_multiplier = backbone_lr_multiplier
@@ -142,10 +144,9 @@ class DVME(FrozenBackboneModule):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.fusion.out_dim, self.task.num_outputs))
         self.embedding_means = EmbeddingMeans(dims)
         self.mixing_name = MIXING_NAMES.get(fusion)
-        self.importance_meters = nn.ModuleDict({f"{s}_split": ImportanceMeter(self.task, len(dims))
-                                                for s in ("val", "test")})
-        self.mixing_meters = nn.ModuleDict({f"{s}_split": ImportanceMeter(self.task, len(dims)) for s in STAGES}
-                                           if self.mixing_name else {})
+        # ablation importance needs the training means: val and test only; mixing weights in every stage
+        self.importance_meters = self._meters(("val", "test"))
+        self.mixing_meters = self._meters(STAGES if self.mixing_name else ())
         self.epoch_importance: dict[str, dict] = {}
         self._last: tuple[list[torch.Tensor], torch.Tensor | None] | None = None
 
@@ -154,7 +155,10 @@ class DVME(FrozenBackboneModule):
                                    resize_to=spec.resize_to, **(spec.backbone_kwargs or {}))
         return backbone.freeze() if self.mode == "frozen" else backbone
 
-    # -- network ----------------------------------------------------------------------------------------------
+    def _meters(self, stages: tuple[str, ...]) -> nn.ModuleDict:
+        return nn.ModuleDict({f"{s}_split": ImportanceMeter(self.task, len(self.backbones)) for s in stages})
+
+    # -- network ---------------------------------------------------------------------------------------------
     def feature_backbones(self) -> list[Backbone]:
         """Frozen mode: every backbone (stores, and checkpoints without their weights); end to end: none."""
         return list(self.backbones) if self.mode == "frozen" else []
@@ -179,9 +183,9 @@ class DVME(FrozenBackboneModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fused_logits(self.source_embeddings({"image": images}))[0]
 
-    # -- importance -------------------------------------------------------------------------------------------
+    # -- importance ------------------------------------------------------------------------------------------
     def _scores(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
-        """What the ablation importance measures changes of: logits, log-probabilities for multiclass tasks."""
+        """What ablation importance measures changes of: logits (log-probabilities for multiclass tasks)."""
         logits = self.fused_logits(embeddings)[0].float()
         return logits.log_softmax(dim=-1) if self.task.kind == "multiclass" else logits
 
@@ -190,7 +194,8 @@ class DVME(FrozenBackboneModule):
         """``B x K`` ablation importance of each backbone for these samples (see ``importance.py``)."""
         if len(embeddings) == 1:
             return torch.ones(len(embeddings[0]), 1, device=embeddings[0].device)
-        return ablation_importance(self._scores, [e.detach() for e in embeddings], self.embedding_means.means())
+        embeddings = [e.detach() for e in embeddings]
+        return ablation_importance(self._scores, embeddings, self.embedding_means.means())
 
     def _step(self, batch: dict, stage: str):
         result = super()._step(batch, stage)
@@ -216,12 +221,13 @@ class DVME(FrozenBackboneModule):
             overall, per_class = meter.compute()
             meter.reset()
             tables[name] = importance_table(overall, per_class, self.backbone_labels, self.task.class_names)
-            logged = {f"{stage}/{name}/{b}": v for b, v in tables[name]["overall"].items()}
-            if stage == "test":
-                logged.update({f"test/{name}/{c}/{b}": v for c, row in tables[name]["per_class"].items()
-                               for b, v in row.items()})
             # meters are synchronised across ranks by torchmetrics: no further reduction
-            self.log_dict(logged, sync_dist=False, rank_zero_only=False)
+            self.log_dict({f"{stage}/{name}/{b}": v for b, v in tables[name]["overall"].items()},
+                          sync_dist=False, rank_zero_only=False)
+            if stage == "test" and self.logger is not None:  # straight to the logger: keeps the console short
+                per_class = tables[name]["per_class"]
+                self.logger.log_metrics({f"test/{name}/{c}/{b}": v for c, row in per_class.items()
+                                         for b, v in row.items()}, step=self.global_step)
         if tables:
             self.epoch_importance[stage] = tables
 
@@ -241,7 +247,7 @@ class DVME(FrozenBackboneModule):
             summary.update({"split": split, **self.epoch_importance[split]})
         return {"dvme": summary}
 
-    # -- optimisation -----------------------------------------------------------------------------------------
+    # -- optimisation ----------------------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
         decay, no_decay = [], []
         for name, param in [*self.fusion.named_parameters(), *self.head.named_parameters(prefix="head")]:

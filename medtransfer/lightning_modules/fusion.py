@@ -4,12 +4,13 @@ Every fusion takes a list of ``K`` embeddings ``B x d_k`` (one per backbone, siz
 ``FusionOutput``: the fused ``B x out_dim`` embedding, ready for a linear classifier, and the per-backbone
 importance ``B x K`` (rows sum to 1) where the fusion learns how to mix its sources:
 
-- ``dvme``: Dynamic Visual Meta-Embedding (Truong et al. 2021). Each embedding is projected to ``proj_dim``, tagged
-  with a learned source embedding, and the ``K`` tokens pass through ViT-style pre-norm self-attention blocks that
-  attend across backbones; the output tokens are concatenated and projected to ``proj_dim``. Importance: the mean
-  attention each backbone's token receives (over layers, heads and querying tokens).
-- ``dme``: Dynamic Meta-Embeddings (Kiela et al. 2018). A softmax over a linear score of each projection weights
-  their sum. Importance: those softmax weights.
+- ``dvme``: Dynamic Visual Meta-Embedding (Truong et al. 2021). Each embedding is projected to
+  ``proj_dim``, tagged with a learned source embedding, and the ``K`` tokens pass through ViT-style pre-norm
+  self-attention blocks that attend across backbones; the output tokens are concatenated and projected to
+  ``proj_dim``. Importance: the mean attention each backbone's token receives (over layers, heads and
+  querying tokens).
+- ``dme``: Dynamic Meta-Embeddings (Kiela et al. 2018). A softmax over a linear score of each projection
+  weights their sum. Importance: those softmax weights.
 - ``concat``: the raw embeddings concatenated (no learned mixing, importance ``None``).
 - ``mean``: the average of the projections (fixed equal mixing, importance ``None``).
 """
@@ -50,8 +51,8 @@ class Fusion(nn.Module):
     def check_inputs(self, embeddings: Sequence[torch.Tensor]) -> None:
         got = tuple(int(e.shape[-1]) for e in embeddings)
         if got != self.embed_dims:
-            raise ValueError(f"{type(self).__name__} was built for embeddings of sizes {list(self.embed_dims)} "
-                             f"(one per backbone), got {list(got)}")
+            raise ValueError(f"{type(self).__name__} was built for embeddings of sizes "
+                             f"{list(self.embed_dims)} (one per backbone), got {list(got)}")
 
     def forward(self, embeddings: Sequence[torch.Tensor]) -> FusionOutput:
         raise NotImplementedError
@@ -68,8 +69,8 @@ def project(layers: nn.ModuleList, embeddings: Sequence[torch.Tensor]) -> torch.
 
 
 class CrossBackboneAttention(nn.Module):
-    """Multi-head self-attention over the ``K`` backbone tokens that also returns its attention weights (before
-    dropout, so each query's row sums to 1)."""
+    """Multi-head self-attention over the ``K`` backbone tokens that also returns its attention weights
+    (before dropout, so each query's row sums to 1)."""
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -99,8 +100,8 @@ class FusionBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = CrossBackboneAttention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         attended, weights = self.attn(self.norm1(x))
@@ -178,7 +179,7 @@ class MeanFusion(Fusion):
 
 def build_fusion(name: str, embed_dims: Sequence[int], proj_dim: int = 512, layers: int = 1, heads: int = 8,
                  dropout: float = 0.0) -> Fusion:
-    """The fusion called ``name`` (one of ``FUSIONS``) for backbones with embeddings of sizes ``embed_dims``."""
+    """The fusion called ``name`` (one of ``FUSIONS``) for embeddings of sizes ``embed_dims``."""
     if name == "dvme":
         return DVMEFusion(embed_dims, proj_dim, layers, heads, dropout)
     if name == "dme":

@@ -2,14 +2,15 @@
 
 Two kinds are kept apart, because they answer different questions:
 
-- ``importance`` (ablation): for each sample, replace backbone ``k``'s embedding by its training mean and measure
-  how far the model's scores move (logits for binary/multilabel, log-probabilities for multiclass, L1 over the
-  outputs); the shares over backbones sum to 1. It is the same measure for every fusion, so ``dvme`` and
-  ``concat`` runs compare, and it tracks where the signal is: a backbone the model ignores scores near 0.
-- mixing weights: what the fusion itself computes, the mean attention each backbone's token receives (``dvme``) or
-  the softmax weights (``dme``). They describe how tokens are mixed, not how much each one matters: a DVME output
-  token keeps its own source through the residual path whatever the attention does, and a DME projection can scale
-  a small weight back up, so on their own they can sit near uniform while one backbone carries all the signal.
+- ``importance`` (ablation): for each sample, replace backbone ``k``'s embedding by its training mean and
+  measure how far the model's scores move (logits for binary/multilabel, log-probabilities for multiclass, L1
+  over the outputs); the shares over backbones sum to 1. It is the same measure for every fusion, so ``dvme``
+  and ``concat`` runs compare, and it tracks where the signal is: a backbone the model ignores scores near 0.
+- mixing weights: what the fusion itself computes, the mean attention each backbone's token receives
+  (``dvme``) or the softmax weights (``dme``). They describe how tokens are mixed, not how much each one
+  matters: a DVME output token keeps its own source through the residual path whatever the attention does,
+  and a DME projection can scale a small weight back up, so on their own they can sit near uniform while one
+  backbone carries all the signal.
 
 ``ImportanceMeter`` accumulates either kind over a split, overall and per class (by true label), synchronised
 across DDP ranks like the other metrics.
@@ -30,8 +31,8 @@ ScoreFn = Callable[[list[torch.Tensor]], torch.Tensor]
 
 def ablation_importance(scores: ScoreFn, embeddings: Sequence[torch.Tensor],
                         references: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``B x K`` shares (rows sum to 1) of the change in ``scores`` when each embedding in turn is replaced by its
-    reference; uniform for a sample no replacement changes."""
+    """``B x K`` shares (rows sum to 1) of the change in ``scores`` when each embedding in turn is replaced
+    by its reference; uniform for a sample no replacement changes."""
     embeddings = list(embeddings)
     base = scores(embeddings)
     changes = []
@@ -76,8 +77,8 @@ class EmbeddingMeans(nn.Module):
 
 
 class ImportanceMeter(Metric):
-    """Mean ``B x K`` importance over a split, overall and per class (samples whose true label is the class, or
-    which carry the finding for multilabel tasks)."""
+    """Mean ``B x K`` importance over a split, overall and per class (samples whose true label is the class,
+    or which carry the finding for multilabel tasks)."""
 
     full_state_update = False
 
@@ -89,14 +90,16 @@ class ImportanceMeter(Metric):
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("class_total", torch.zeros(task.num_classes, num_sources, dtype=torch.float64),
                        dist_reduce_fx="sum")
-        self.add_state("class_count", torch.zeros(task.num_classes, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("class_count", torch.zeros(task.num_classes, dtype=torch.float64),
+                       dist_reduce_fx="sum")
 
     def update(self, importance: torch.Tensor, labels: torch.Tensor) -> None:
         importance = importance.detach().double()
         if self.kind == "multilabel":
             membership = labels.detach().round().double()
         else:
-            membership = torch.nn.functional.one_hot(labels.detach().long().reshape(-1), self.num_classes).double()
+            classes = labels.detach().long().reshape(-1)
+            membership = torch.nn.functional.one_hot(classes, self.num_classes).double()
         self.total += importance.sum(dim=0)
         self.count += importance.shape[0]
         self.class_total += membership.T @ importance
@@ -111,8 +114,8 @@ class ImportanceMeter(Metric):
 
 def importance_table(overall: torch.Tensor, per_class: torch.Tensor, backbones: Sequence[str],
                      class_names: Sequence[str]) -> dict:
-    """``{"overall": {backbone: share}, "per_class": {class: {backbone: share}}}`` (classes with no samples left
-    out)."""
+    """``{"overall": {backbone: share}, "per_class": {class: {backbone: share}}}`` (classes with no samples
+    left out)."""
     table = {"overall": dict(zip(backbones, overall.tolist(), strict=True)), "per_class": {}}
     for name, row in zip(class_names, per_class, strict=True):
         if not bool(torch.isnan(row).any()):

@@ -216,7 +216,3 @@ def assert_batches(datamodule, image_size: int) -> None:
 @pytest.fixture
 def check_batches():
     return assert_batches
-
-
-def patients(source) -> set:
-    return set(np.asarray(source.groups).tolist())

@@ -1,0 +1,98 @@
+"""A grid from spec to report: expand, check every run's config, skip finished runs, launch the rest, report."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .local import Process, Starter, log_overrides, run_local
+from .plan import Run, expand, level_order
+from .report import write_report
+from .resolve import ConfigResolver, resolve
+from .slurm import write_slurm
+from .spec import GridSpec, LocalSettings, load_grid
+from .state import DONE, INCOMPLETE, status, write_manifest
+
+
+@dataclass
+class Plan:
+    spec: GridSpec
+    runs: list[Run]  # the whole grid
+    status: dict[str, str]  # run id -> done / incomplete / pending
+    selected: set[str]  # the run ids to launch (all, or those matching --only)
+
+    def todo(self) -> list[Run]:
+        return [r for r in self.runs if r.id in self.selected and self.status[r.id] != DONE]
+
+
+def make_plan(grid_file: str | Path, output_dir: str | Path | None = None, only: str | None = None,
+              cwd: Path | None = None, resolver: ConfigResolver | None = None) -> Plan:
+    """Load, expand and check the grid; every run's config is parsed by the real CLI parser (nothing trained)."""
+    cwd = cwd or Path.cwd()
+    spec = load_grid(grid_file, cwd)
+    if output_dir is not None:
+        spec.output_dir = (cwd / output_dir).resolve()
+    runs = expand(spec)
+    selected = {r.id for r in runs if only is None or fnmatch.fnmatch(r.id, only)}
+    if not selected:
+        raise ValueError(f"--only {only!r} matches none of the grid's run ids (see --dry-run)")
+    resolve(runs, spec.output_dir / "features", resolver,
+            lambda run: log_overrides(spec.output_dir / "runs" / run.id))
+    return Plan(spec, runs, {r.id: status(spec.output_dir, r) for r in runs}, selected)
+
+
+def describe_plan(plan: Plan, show_runs: bool = True) -> str:
+    spec, runs = plan.spec, plan.runs
+    counts = Counter(plan.status.values())
+    lines = [f"grid {spec.name} ({spec.path}): {len(runs)} runs into {spec.output_dir}"]
+    for axis, labels in level_order(spec).items():
+        lines.append(f"  {axis} ({len(labels)}): {', '.join(labels)}")
+    keys = {k for r in runs for k in r.store_keys}
+    if keys:
+        users = sum(1 for r in runs if r.store_keys)
+        lines.append(f"  feature stores: {users} frozen-backbone runs share {len(keys)} (dataset, backbone) "
+                     f"extractions in {spec.output_dir / 'features'}")
+    lines.append(f"  finished: {counts[DONE]}, to run: {len(runs) - counts[DONE]}"
+                 + (f" ({counts[INCOMPLETE]} killed or failed earlier, redone from scratch)"
+                    if counts[INCOMPLETE] else ""))
+    if len(plan.selected) < len(runs):
+        lines.append(f"  --only selects {len(plan.selected)} runs, {len(plan.todo())} of them to run")
+    if show_runs:
+        tag = {DONE: "done", INCOMPLETE: "redo", "pending": "todo"}
+        lines += [f"  {tag[plan.status[r.id]]:<5} {r.id}  [{r.fingerprint[:8]}]" for r in runs]
+    todo = plan.todo()
+    if todo:
+        lines.append("  first command: medtransfer " + " ".join(todo[0].fit_args()))
+    return "\n".join(lines)
+
+
+def run_plan(plan: Plan, launcher: str = "local", local: LocalSettings | None = None, start: Starter = Process,
+             say: Callable[[str], None] = print, cwd: Path | None = None) -> int:
+    """Launch the unfinished runs (local) or write the sbatch array (slurm); report when local runs end.
+    Returns the exit code: 0, or 1 when a run failed."""
+    spec = plan.spec
+    write_manifest(spec.output_dir, spec, plan.runs, level_order(spec))
+    todo = plan.todo()
+    if launcher == "slurm":
+        if not todo:
+            say(f"all {len(plan.runs)} runs finished already; nothing to submit")
+        else:
+            submit = write_slurm(spec, spec.output_dir, todo, cwd or Path.cwd())
+            say(f"wrote an sbatch array of {len(todo)} runs: submit with `bash {submit}`; once it is done, "
+                f"`medtransfer benchmark --report {spec.output_dir}` writes the tables")
+        return 0
+    if not todo:
+        say(f"all {len(plan.runs)} runs finished already; nothing to run")
+    outcomes = run_local(spec, spec.output_dir, todo, local or spec.local, start=start, say=say) if todo else []
+    failed = [o for o in outcomes if o.code != 0]
+    report = write_report(spec.output_dir, baseline=spec.report.baseline)
+    say(f"report: {report.summary} ({len(report.collection.records)} runs"
+        + (f", {len(report.written)} files updated)" if report.written else ", unchanged)"))
+    if failed:
+        say(f"{len(failed)} runs failed: " + ", ".join(o.run.id for o in failed)
+            + "; fix the cause and run the same command again (finished runs are kept)")
+        return 1
+    return 0

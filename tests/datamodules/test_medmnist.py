@@ -1,0 +1,61 @@
+"""MedMNIST .npz files: the published arrays, task per flag, sizes, bad files; and the real files when present."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import write_medmnist
+
+from medtransfer.datamodules import MedMNIST
+from medtransfer.datamodules.errors import BadLabelError, DatasetLayoutError
+from medtransfer.datamodules.medmnist import FLAGS
+
+
+def test_tasks_per_flag(medmnist_root, check_batches):
+    retina = MedMNIST(root=str(medmnist_root), flag="retinamnist", batch_size=4)
+    assert retina.task.ordinal and retina.task.primary_metric == "kappa" and retina.augmentation == "fundus"
+    chest = MedMNIST(root=str(medmnist_root), flag="chestmnist", size=64, image_size=32, batch_size=4)
+    assert chest.task.kind == "multilabel" and chest.task.num_classes == 14
+    pneumonia = MedMNIST(root=str(medmnist_root), flag="pneumoniamnist", batch_size=4)
+    assert pneumonia.task.kind == "binary" and pneumonia.image_size == 28
+    assert MedMNIST(root=".", flag="organamnist").augmentation == "none"  # left/right organs: no flips
+    assert all(len(f.classes) >= 2 for f in FLAGS.values())
+    check_batches(retina, 28)
+    check_batches(chest, 32)
+    sources = pneumonia.sources()
+    assert {k: len(v) for k, v in sources.items()} == {"train": 20, "val": 6, "test": 6}
+    assert sources["val"].ids[:2] == ["val_0", "val_1"] and sources["train"].labels.dtype == np.int64
+
+
+def test_bad_files(medmnist_root, tmp_path):
+    with pytest.raises(ValueError, match="unknown MedMNIST 2D dataset 'nodulemnist3d'"):
+        MedMNIST(root=str(medmnist_root), flag="nodulemnist3d")
+    with pytest.raises(DatasetLayoutError, match=r"dermamnist.npz   <- missing(.|\n)*found instead(.|\n)*medmnist.com"):
+        MedMNIST(root=str(medmnist_root), flag="dermamnist").sources()
+    with pytest.raises(DatasetLayoutError, match="pneumoniamnist_64.npz   <- missing"):
+        MedMNIST(root=str(medmnist_root), flag="pneumoniamnist", size=64).sources()
+    write_medmnist(tmp_path / "pathmnist.npz", {"train": 12, "val": 2, "test": 2}, classes=12, colour=True)
+    with pytest.raises(BadLabelError, match=r"train_labels\[9\] = 9 is outside the 9 classes of pathmnist"):
+        MedMNIST(root=str(tmp_path), flag="pathmnist").sources()
+    np.savez(tmp_path / "bloodmnist.npz", train_images=np.zeros((2, 28, 28, 3), np.uint8))
+    with pytest.raises(DatasetLayoutError, match=r"no array 'train_labels' \(found \['train_images'\]\)"):
+        MedMNIST(root=str(tmp_path), flag="bloodmnist").sources()
+    write_medmnist(tmp_path / "breastmnist.npz", {"train": 4, "val": 2, "test": 2}, size=64)
+    with pytest.raises(DatasetLayoutError, match="is 64 px but data.size is 28"):
+        MedMNIST(root=str(tmp_path), flag="breastmnist").sources()
+    (tmp_path / "octmnist.npz").write_bytes(b"truncated download")
+    with pytest.raises(DatasetLayoutError, match="not a readable .npz file"):
+        MedMNIST(root=str(tmp_path), flag="octmnist").sources()
+
+
+def test_real_retinamnist_and_pneumoniamnist(real_medmnist, check_batches):
+    retina = MedMNIST(root=str(real_medmnist), flag="retinamnist", batch_size=16)
+    assert {k: len(v) for k, v in retina.sources().items()} == {"train": 1080, "val": 120, "test": 400}
+    assert np.bincount(retina.sources()["train"].labels).tolist() == [486, 128, 206, 194, 66]
+    check_batches(retina, 28)
+    pneumonia = MedMNIST(root=str(real_medmnist), flag="pneumoniamnist", batch_size=16, train_fraction=0.1)
+    pneumonia.setup("fit")
+    assert np.bincount(pneumonia.sources()["test"].labels).tolist() == [234, 390]
+    counts = np.bincount(pneumonia.split_source("train").labels).tolist()
+    assert counts == [121, 350]  # 10% of [1214, 3494], stratified
+    check_batches(pneumonia, 28)

@@ -1,0 +1,187 @@
+"""The ``medtransfer`` CLI end to end on tiny synthetic runs: fit+test, results.json, TensorBoard pictures, test and
+predict from a checkpoint, bad input failing before training, bf16-mixed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from medtransfer.cli import main
+
+METRICS = {"loss", "auroc", "acc", "f1"}
+
+
+def run_dirs(runs: Path, name: str = "tiny") -> list[Path]:
+    return sorted((runs / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+def results_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, tiny_cli) -> tuple[Path, list[str]]:
+    """One tiny ``medtransfer fit`` (2 epochs, then test of the best checkpoint): its run dir and arguments."""
+    runs = tmp_path_factory.mktemp("cli") / "runs"
+    args = tiny_cli(runs, max_epochs=2)
+    main(["fit", *args])
+    return run_dirs(runs)[0], args
+
+
+def test_fit_help_lists_data_model_and_trainer_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--data ", "--model ", "--trainer.max_epochs", "--trainer.precision", "--trainer.strategy",
+                   "--seed_everything", "--ckpt_path", "--test_after_fit"):
+        assert option in out
+
+
+def test_fit_writes_results_json_with_the_test_metrics_of_the_best_checkpoint(fitted, capsys):
+    run_dir, _ = fitted
+    results = results_of(run_dir)
+    assert results["schema"] == "medtransfer.results/1" and results["verb"] == "fit"
+    assert set(results["metrics"]) == {"train", "val", "test"}
+    for split in ("train", "val", "test"):
+        assert set(results["metrics"][split]) == METRICS
+        assert all(math.isfinite(v) for v in results["metrics"][split].values())
+    assert Path(results["checkpoint"]).name.startswith("best-epoch=")
+    assert Path(results["checkpoint"]).parent == run_dir / "checkpoints"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert results["task"]["kind"] == "binary" and results["task"]["class_names"] == ["normal", "lesion"]
+    assert results["data"]["name"] == "SyntheticMedical"
+    assert results["data"]["num_samples"] == {"train": 48, "val": 24, "test": 25}
+    assert results["data"]["train_fraction"] == 1.0
+    backbone = results["model"]["backbones"][0]
+    assert results["model"]["name"] == "Finetune" and backbone["name"] == "test_resnet"
+    assert len(backbone["fingerprint"]) == 16
+    assert results["seed"] == 0
+    assert results["config"]["trainer"]["max_epochs"] == 2
+    assert results["wall_time_s"] > 0
+
+
+def test_tensorboard_gets_training_images_roc_and_confusion_matrix(fitted):
+    run_dir, _ = fitted
+    images = set()
+    for events in run_dir.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+        accumulator.Reload()
+        images |= set(accumulator.Tags()["images"])
+    assert {"train/augmented_images", "test/roc", "test/confusion_matrix"} <= images
+    assert (run_dir / "test_roc.png").stat().st_size > 0
+    assert (run_dir / "test_confusion_matrix.png").stat().st_size > 0
+
+
+def test_test_verb_on_the_checkpoint_reproduces_the_fit_test_metrics(fitted):
+    run_dir, args = fitted
+    fit_results = results_of(run_dir)
+    main(["test", *args, "--ckpt_path", fit_results["checkpoint"]])
+    test_run = run_dirs(run_dir.parent.parent)[-1]
+    assert test_run != run_dir
+    results = results_of(test_run)
+    assert results["verb"] == "test" and set(results["metrics"]) == {"test"}
+    assert results["checkpoint"] == fit_results["checkpoint"]
+    assert results["metrics"]["test"] == pytest.approx(fit_results["metrics"]["test"], abs=1e-6)
+
+
+def pairwise_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AUROC as the fraction of (positive, negative) pairs ranked correctly, ties counting one half."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+def test_predict_writes_one_csv_row_per_test_sample(fitted, capsys):
+    run_dir, args = fitted
+    fit_results = results_of(run_dir)
+    main(["predict", *args, "--ckpt_path", fit_results["checkpoint"]])
+    path = run_dirs(run_dir.parent.parent)[-1] / "predictions.csv"
+    assert f"predictions: {path}" in capsys.readouterr().out
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "label", "prob_normal", "prob_lesion"]
+    assert [row["id"] for row in rows] == [f"test-{i:06d}" for i in range(25)]
+    probs = np.array([[float(row["prob_normal"]), float(row["prob_lesion"])] for row in rows])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    labels = np.array([int(row["label"]) for row in rows])
+    assert pairwise_auroc(probs[:, 1], labels) == pytest.approx(fit_results["metrics"]["test"]["auroc"], abs=1e-5)
+
+
+@pytest.mark.parametrize("verb", ["test", "fit"])
+def test_a_checkpoint_of_another_task_fails_before_running(fitted, tiny_cli, tmp_path, verb):
+    run_dir, _ = fitted
+    checkpoint = results_of(run_dir)["checkpoint"]
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, *tiny_cli(runs, kind="multilabel"), "--ckpt_path", checkpoint])
+    message = str(exit_info.value.code)
+    assert checkpoint in message
+    assert "binary task with 2 classes" in message and "multilabel task with 4 classes" in message
+    assert not list(runs.rglob("results.json")) and not list(runs.rglob("*.ckpt"))
+
+
+def test_a_missing_checkpoint_file_is_named(tiny_cli, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", *tiny_cli(tmp_path / "runs"), "--ckpt_path", str(tmp_path / "nope.ckpt")])
+    assert exit_info.value.code == 2
+    assert "nope.ckpt" in capsys.readouterr().err
+
+
+def write_yaml(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        (["--model.init_args.lrr", "0.1"], "lrr"),
+        (["--trainer.max_epochs", "three"], "trainer.max_epochs"),
+        (["--data.init_args.num_train", "many"], "num_train"),
+    ],
+    ids=["unknown key", "wrong type", "wrong type in data"],
+)
+def test_bad_overrides_fail_before_training_naming_the_key(tiny_cli, tmp_path, capsys, extra, key):
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *tiny_cli(runs), *extra])
+    assert exit_info.value.code == 2
+    assert key in capsys.readouterr().err
+    assert not runs.exists()
+
+
+def test_a_config_file_with_an_unknown_key_or_without_data_fails_naming_it(tmp_path, capsys):
+    unknown = write_yaml(tmp_path / "unknown.yaml", "trainer:\n  max_epoch: 3\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", unknown])
+    assert exit_info.value.code == 2 and "max_epoch" in capsys.readouterr().err
+
+    no_data = write_yaml(tmp_path / "no_data.yaml", "model:\n  class_path: medtransfer.lightning_modules.Finetune\n"
+                                                    "  init_args:\n    backbone: test_resnet\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", no_data])
+    assert exit_info.value.code == 2 and "data" in capsys.readouterr().err.split("error:")[-1]
+
+
+def test_test_after_fit_can_be_switched_off(tiny_cli, tmp_path):
+    runs = tmp_path / "runs"
+    main(["fit", *tiny_cli(runs), "--test_after_fit", "false"])
+    results = results_of(run_dirs(runs)[0])
+    assert set(results["metrics"]) == {"train", "val"}
+
+
+def test_bf16_mixed_precision_trains_and_tests(tiny_cli, tmp_path):
+    runs = tmp_path / "runs"
+    main(["fit", *tiny_cli(runs, kind="multilabel"), "--trainer.precision", "bf16-mixed"])
+    results = results_of(run_dirs(runs)[0])
+    assert results["config"]["trainer"]["precision"] == "bf16-mixed"
+    test = results["metrics"]["test"]
+    assert set(test) == METRICS | {f"auroc/{c}" for c in ("spot", "ring", "stripe", "patch")}
+    assert math.isfinite(test["loss"]) and 0.0 <= test["auroc"] <= 1.0
