@@ -21,17 +21,41 @@ from .task import Task
 
 class TaskCheckpoint(ModelCheckpoint):
     """ModelCheckpoint on the task's primary validation metric (``val/auroc`` or ``val/kappa``, higher is
-    better) plus ``last.ckpt``; the metric is read from the datamodule's task, so configs never repeat it."""
+    better) plus ``last.ckpt``; the metric is read from the datamodule's task, so configs never repeat it.
+
+    ``last.ckpt`` is rewritten at the end of EVERY epoch, so ``--ckpt_path last`` resumes from the latest
+    epoch. (Lightning 2.6 refreshes it only when a top-k checkpoint is saved: an epoch that does not improve
+    the metric would leave ``last.ckpt`` behind, and a resumed run would silently repeat epochs.)"""
 
     def __init__(self, dirpath: str | None = None, save_top_k: int = 1, save_last: bool = True) -> None:
         super().__init__(dirpath=dirpath, filename="best-epoch={epoch:03d}", monitor=None, mode="max",
                          save_top_k=save_top_k, save_last=save_last, auto_insert_metric_name=False)
+        self._last_written_step = -1
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         task = getattr(pl_module, "task", None)
         if task is not None and self.monitor is None:
             self.monitor = f"val/{task.primary_metric}"
         super().setup(trainer, pl_module, stage)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_written_step = trainer.global_step
+
+    def _refresh_last(self, trainer: pl.Trainer) -> None:
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking and not trainer.fast_dev_run
+        if self.save_last and fitting and self._last_written_step != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def log_figure(trainer: pl.Trainer, tag: str, figure: Figure, filename: str | None = None) -> None:

@@ -13,6 +13,7 @@ from .embedding import RECIPES
 from .layouts import get_layout
 from .loading import LoadReport, load_weights
 from .preprocessing import Preprocessing
+from .reading import read_checkpoint
 from .registry import REGISTRY, WeightsEntry, get_entry
 
 
@@ -46,21 +47,22 @@ def build_backbone(
 ) -> tuple[Backbone, LoadReport | None]:
     """``create_backbone`` plus the report of what was loaded and dropped (None for random initialisation)."""
     entry = get_entry(name)
+    if entry is None:
+        check_architecture(name)
+    arch, kwargs = (name, timm_kwargs) if entry is None else (entry.arch, entry_kwargs(entry, timm_kwargs))
+    path = resolve_weights_file(entry, checkpoint) if entry is not None or checkpoint is not None else None
+    state = read_checkpoint(path) if path is not None else None  # a bad file fails before the model is built
+    model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
     if entry is not None:
-        kwargs = entry_kwargs(entry, timm_kwargs)
-        model = timm.create_model(entry.arch, pretrained=False, num_classes=0, **kwargs)
         preprocessing, default_embedding = entry.preprocessing, entry.embedding
         layout = get_layout(entry.layout)
     else:
-        check_architecture(name)
-        model = timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs)
         preprocessing, default_embedding, layout = timm_preprocessing(model), "pre_logits", None
     recipe = embedding or default_embedding
     check_recipe(recipe, model, name)
     report = None
-    if entry is not None or checkpoint is not None:
-        path = resolve_weights_file(entry, checkpoint)
-        report = load_weights(model, path, layout)
+    if state is not None:
+        report = load_weights(model, state, path, layout)
         rank_zero_info(f"{name}: {report.summary()}")
     backbone = Backbone(model, name, preprocessing, embedding=recipe, resize_to=resize_to)
     _ = backbone.fingerprint  # of the weights as loaded, before any training changes them

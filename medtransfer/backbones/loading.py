@@ -9,7 +9,7 @@ shape must match.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,7 +17,6 @@ from torch import nn
 
 from .errors import CheckpointMismatchError
 from .layouts import Layout, describe_detected, detect_layout
-from .reading import read_checkpoint
 
 MAX_LISTED = 20
 
@@ -37,9 +36,6 @@ class LoadReport:
     dropped: list[str] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     def summary(self) -> str:
         text = (f"loaded {self.loaded} tensors from {self.file} (layout {self.layout}"
                 f"{f', prefix {self.prefix!r}' if self.prefix else ''})")
@@ -50,13 +46,24 @@ class LoadReport:
         return text
 
 
-def load_weights(model: nn.Module, path: str | Path, layout: Layout | None) -> LoadReport:
-    """Load ``path`` into ``model`` exactly. ``layout=None`` detects it (``format: auto``); a DINO training
-    checkpoint is read by the DINO layout either way."""
-    checkpoint = read_checkpoint(path)
+def load_weights(model: nn.Module, checkpoint: Mapping, path: str | Path, layout: Layout | None
+                 ) -> LoadReport:
+    """Load ``checkpoint`` (read from ``path`` by ``reading.read_checkpoint``) into ``model`` exactly.
+    ``layout=None`` detects it (``format: auto``)."""
     if layout is None:
-        layout = detect_layout(checkpoint, model)
-    container, state = select_state_dict(checkpoint, layout, path)
+        try:
+            layout = detect_layout(checkpoint, model)
+        except CheckpointMismatchError as err:
+            raise CheckpointMismatchError(f"{path}: {err}") from None
+    selected = select_state_dict(checkpoint, layout, path)
+    if selected is None:
+        raise CheckpointMismatchError(
+            f"{path}: expected the weights under {' or '.join(repr(c) for c in layout.containers)} "
+            f"({layout.description}); the file's top-level keys are "
+            f"{sorted(map(str, checkpoint))[:MAX_LISTED]}."
+            f"\n  format auto-detection reads this file as: {describe_detected(checkpoint, model)}"
+        )
+    container, state = selected
     prefix = next((p for p in layout.prefixes if any(k.startswith(p) for k in state)), "")
     remapped, dropped, unexpected = remap(state, layout, prefix)
     model_state = model.state_dict()
@@ -79,20 +86,16 @@ def load_weights(model: nn.Module, path: str | Path, layout: Layout | None) -> L
     return LoadReport(str(path), layout.name, layout.description, container, prefix, loaded, dropped, filled)
 
 
-def select_state_dict(checkpoint: Mapping, layout: Layout, path: str | Path) -> tuple[str | None, Mapping]:
-    """The layout's container of the backbone weights inside the file."""
+def select_state_dict(checkpoint: Mapping, layout: Layout, path: str | Path
+                      ) -> tuple[str | None, Mapping] | None:
+    """The layout's container of the backbone weights inside the file (None: not there)."""
     for container in layout.containers:
         if container is not None and isinstance(checkpoint.get(container), Mapping):
             return container, checkpoint[container]
     for key, reason in layout.refused.items():
         if key in checkpoint:
             raise CheckpointMismatchError(f"{path}: {reason}.")
-    if None in layout.containers:
-        return None, checkpoint
-    raise CheckpointMismatchError(
-        f"{path}: expected the weights under {' or '.join(repr(c) for c in layout.containers)} "
-        f"({layout.description}); the file's top-level keys are {sorted(map(str, checkpoint))[:MAX_LISTED]}."
-    )
+    return (None, checkpoint) if None in layout.containers else None
 
 
 def remap(state: Mapping, layout: Layout, prefix: str) -> Remapped:

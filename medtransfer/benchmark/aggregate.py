@@ -1,8 +1,8 @@
-"""Reading results.json files into table cells: mean, standard deviation and a Student-t 95% confidence interval
-over seeds, per dataset x protocol x backbone x label fraction (x any other axis).
+"""Reading results.json files into table cells: mean, standard deviation and a Student-t 95% confidence
+interval over seeds, per dataset x protocol x backbone x label fraction (x any other axis).
 
-A results.json joins a table only if it is readable, complete and, when it lies inside a grid's folder, one of that
-grid's runs (by config fingerprint). Everything else is listed with the reason it was left out.
+A results.json joins a table only if it is readable, complete and, when it lies inside a grid's folder, one
+of that grid's runs (by config fingerprint). Everything else is listed with the reason it was left out.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ class Collection:
 
 
 def collect(root: str | Path, metric: str | None = None, split: str | None = None) -> Collection:
-    """Every results.json under ``root``, checked, labelled and given its score (``split``/``metric``; by default
-    the grid's, else ``test`` and each task's primary metric)."""
+    """Every results.json under ``root``, checked, labelled and given its score (``split``/``metric``; by
+    default the grid's, else ``test`` and each task's primary metric)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder of results (expected e.g. runs/benchmark/smoke)")
@@ -112,7 +112,9 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
             out.excluded.append(Excluded(path, str(why)))
             continue
         if record.fingerprint in seen:
-            out.excluded.append(Excluded(path, f"duplicate of {seen[record.fingerprint]} (same config and seed)"))
+            out.excluded.append(
+                Excluded(path, f"duplicate of {seen[record.fingerprint]} (same config and seed)")
+            )
             continue
         seen[record.fingerprint] = path
         if manifest is not None:
@@ -151,7 +153,9 @@ def _record(path: Path, manifest: dict | None, metric: str | None, split: str | 
         raise _LeftOut(f"unreadable: {err}") from None
     if not isinstance(results, dict) or results.get("schema") != SCHEMA:
         raise _LeftOut(f"not a medtransfer results file (schema {SCHEMA!r} expected)")
-    missing = [k for k in ("metrics", "config", "data", "model", "task") if not isinstance(results.get(k), dict)]
+    missing = [
+        k for k in ("metrics", "config", "data", "model", "task") if not isinstance(results.get(k), dict)
+    ]
     if missing:
         raise _LeftOut(f"incomplete: no {', '.join(missing)}")
     config = results["config"]
@@ -172,10 +176,20 @@ def _record(path: Path, manifest: dict | None, metric: str | None, split: str | 
     labels = derived_labels(results)
     if planned is not None:
         labels.update({k: v for k, v in planned["labels"].items() if k != "seed"})
-    return Record(path=path, results=results, fingerprint=fingerprint, group=group_fingerprint(config, verb),
-                  grid=manifest["name"] if manifest else None, run_id=planned["id"] if planned else None,
-                  labels=labels, fraction=_fraction(results), seed=results.get("seed"), metric=metric, split=split,
-                  value=float(value))
+    return Record(
+        path=path,
+        results=results,
+        fingerprint=fingerprint,
+        group=group_fingerprint(config, verb),
+        grid=manifest["name"] if manifest else None,
+        run_id=planned["id"] if planned else None,
+        labels=labels,
+        fraction=_fraction(results),
+        seed=results.get("seed"),
+        metric=metric,
+        split=split,
+        value=float(value),
+    )
 
 
 def _other_grid(path: Path, manifest: dict, fingerprint: str) -> str:
@@ -185,8 +199,10 @@ def _other_grid(path: Path, manifest: dict, fingerprint: str) -> str:
         owner = None
     if owner and owner != manifest["name"]:
         return f"from another grid ({owner!r}, inside grid {manifest['name']!r})"
-    return (f"not a run of grid {manifest['name']!r}: its config (fingerprint {fingerprint}) matches none of the "
-            f"grid's {len(manifest['runs'])} runs (another grid, or an older version of this one)")
+    return (
+        f"not a run of grid {manifest['name']!r}: its config (fingerprint {fingerprint}) matches none of the "
+        f"grid's {len(manifest['runs'])} runs (another grid, or an older version of this one)"
+    )
 
 
 def derived_labels(results: dict) -> dict[str, str]:
@@ -194,8 +210,12 @@ def derived_labels(results: dict) -> dict[str, str]:
     backbones = results["model"].get("backbones") or []
     init_args = (results["config"].get("model") or {}).get("init_args") or {}
     backbone = "+".join(b.get("name", "?") for b in backbones) or str(init_args.get("backbone", "?"))
-    return {"dataset": str(results["data"].get("name", "?")), "protocol": str(results["model"].get("name", "?")),
-            "backbone": backbone, "fraction": f"{_fraction(results):g}"}
+    return {
+        "dataset": str(results["data"].get("name", "?")),
+        "protocol": str(results["model"].get("name", "?")),
+        "backbone": backbone,
+        "fraction": f"{_fraction(results):g}",
+    }
 
 
 def _fraction(results: dict) -> float:
@@ -224,6 +244,14 @@ def cells(collection: Collection) -> list[Cell]:
         taken[key] += 1
         if taken[key] > 1:
             labels["backbone"] += f" #{taken[key]}"
-        result.append(Cell(labels, members[0].fraction, members[0].metric, [r.value for r in members],
-                           [r.seed for r in members], members))
+        result.append(
+            Cell(
+                labels,
+                members[0].fraction,
+                members[0].metric,
+                [r.value for r in members],
+                [r.seed for r in members],
+                members,
+            )
+        )
     return result

@@ -1,10 +1,10 @@
-"""``medtransfer benchmark``: run a grid of experiments (locally or as a SLURM array) and report its tables."""
+"""``medtransfer benchmark``: run a grid of experiments (locally or as a SLURM array) and report its
+tables."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from .resolve import InvalidRunError
 from .spec import GridSpecError, LocalSettings
@@ -20,24 +20,40 @@ EPILOG = """examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="medtransfer benchmark", description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="medtransfer benchmark",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", help="grid file (see configs/benchmark/)")
-    p.add_argument("--dry-run", action="store_true", help="check every run's config and print the plan; run nothing")
-    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
-                   help="local: run here; slurm: write <output_dir>/slurm/{grid.sbatch,submit.sh} to submit")
+    p.add_argument(
+        "--dry-run", action="store_true", help="check every run's config and print the plan; run nothing"
+    )
+    p.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: run here; slurm: write <output_dir>/slurm/{grid.sbatch,submit.sh} to submit",
+    )
     p.add_argument("--output-dir", help="where runs, feature stores and the report go (default: the grid's)")
     p.add_argument("--only", metavar="GLOB", help="only the runs whose id matches, e.g. 'pcam-linear-*'")
     p.add_argument("--parallel", type=int, help="local: runs at once (default: the grid's local.parallel)")
     p.add_argument("--devices", help="local: GPU ids to share out, e.g. 0,1,2,3")
     p.add_argument("--devices-per-run", type=int, help="local: GPUs each run gets (DDP when more than one)")
-    p.add_argument("--report", metavar="DIR", help="write results.csv, summary.md and plots for every "
-                                                    "results.json under DIR (no grid file needed)")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write results.csv, summary.md and plots for every results.json under DIR (no grid file needed)",
+    )
     p.add_argument("--out", help="--report: output folder (default DIR/report)")
     p.add_argument("--metric", help="--report: metric to tabulate (default: each task's primary metric)")
     p.add_argument("--split", help="--report: split to tabulate (default: test)")
-    p.add_argument("--baseline", help="--report: backbone label the gains are measured against "
-                                      "(default: the grid's report.baseline, else one named supervised/*.tv_in1k)")
+    p.add_argument(
+        "--baseline",
+        help="--report: backbone label the gains are measured against "
+        "(default: the grid's report.baseline, else one named supervised/*.tv_in1k)",
+    )
     return p
 
 
@@ -55,18 +71,24 @@ def main(argv: list[str]) -> int:
         print(f"medtransfer benchmark: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("medtransfer benchmark: interrupted; finished runs are kept, the interrupted ones are redone next time",
-              file=sys.stderr)
+        print(
+            "medtransfer benchmark: interrupted; finished runs are kept, interrupted ones are redone",
+            file=sys.stderr,
+        )
         return 130
 
 
 def report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    result = write_report(args.report, out=args.out, metric=args.metric, split=args.split, baseline=args.baseline)
+    result = write_report(
+        args.report, out=args.out, metric=args.metric, split=args.split, baseline=args.baseline
+    )
     collection = result.collection
-    print(f"{len(collection.records)} runs from {collection.files} results.json files; "
-          f"{len(collection.excluded)} left out")
+    print(
+        f"{len(collection.records)} runs from {collection.files} results.json files; "
+        f"{len(collection.excluded)} left out"
+    )
     for excluded in collection.excluded:
         print(f"  left out {excluded.path}: {excluded.reason}")
     print(f"report: {result.summary}" + ("" if result.written else " (unchanged)"))
@@ -91,7 +113,9 @@ def local_settings(args: argparse.Namespace, default: LocalSettings) -> LocalSet
         except ValueError:
             raise ValueError(f"--devices expects GPU ids like 0,1,2,3, got {args.devices!r}") from None
     per_run = args.devices_per_run or default.devices_per_run
-    parallel = args.parallel or (max(default.parallel, len(devices) // per_run) if devices else default.parallel)
+    parallel = args.parallel or (
+        max(default.parallel, len(devices) // per_run) if devices else default.parallel
+    )
     settings = LocalSettings(parallel=parallel, devices=devices, devices_per_run=per_run)
     if settings.parallel < 1 or settings.devices_per_run < 1:
         raise ValueError("--parallel and --devices-per-run must be at least 1")

@@ -1,8 +1,8 @@
 """Run fingerprints: the identity of a run is its resolved config, minus where and on what hardware it ran.
 
 The same function reads a planned run's parsed config and the ``config`` a finished run stored in its
-results.json, so a finished run is recognised (and skipped) whoever started it, and a results.json can be matched
-to the run of a grid it belongs to.
+results.json, so a finished run is recognised (and skipped) whoever started it, and a results.json can be
+matched to the run of a grid it belongs to.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ EXECUTION_KEYS = (
     "data.init_args.num_workers",
     "data.init_args.eval_batch_size",
 )
-# where frozen-backbone models keep their feature stores (shared across the grid, so never part of a run's identity)
+# where frozen-backbone models keep their feature stores (shared across the grid, so never part of a run's
+# identity)
 STORE_ROOT_KEYS = ("model.init_args.features_dir",)
 SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
 BACKBONE_FIELDS = ("checkpoint", "backbone_kwargs", "embedding", "resize_to")
@@ -62,18 +63,29 @@ def run_fingerprint(config: dict, verb: str = "fit") -> str:
 
 def group_fingerprint(config: dict, verb: str = "fit") -> str:
     """The fingerprint without the seeds: runs sharing it are repeats that a table cell averages."""
-    return digest({"verb": verb, "config": without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS + SEED_KEYS)})
+    return digest(
+        {"verb": verb, "config": without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS + SEED_KEYS)}
+    )
 
 
 def store_keys(config: dict) -> list[str]:
     """One key per feature store family a frozen-backbone run reads: (data at any label fraction, backbone).
     A linear probe and a frozen DVME over the same backbone and data share the key."""
     config = plain(config)
-    data = without(config.get("data") or {}, ("init_args.train_fraction", "init_args.fraction_seed",
-                                                "init_args.batch_size", "init_args.eval_batch_size",
-                                                "init_args.num_workers"))
+    data = without(
+        config.get("data") or {},
+        (
+            "init_args.train_fraction",
+            "init_args.fraction_seed",
+            "init_args.batch_size",
+            "init_args.eval_batch_size",
+            "init_args.num_workers",
+        ),
+    )
     args = (config.get("model") or {}).get("init_args") or {}
-    entries = args.get("backbones") or [{"name": args.get("backbone"), **{k: args.get(k) for k in BACKBONE_FIELDS}}]
+    entries = args.get("backbones") or [
+        {"name": args.get("backbone"), **{k: args.get(k) for k in BACKBONE_FIELDS}}
+    ]
     keys = []
     for entry in entries:
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)

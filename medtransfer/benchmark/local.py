@@ -1,8 +1,9 @@
 """The local launcher: runs one after another, or ``parallel`` at once, each process given its own devices.
 
-Each run is a ``medtransfer fit`` subprocess writing into its own folder (stdout and stderr to ``output.log``).
-Frozen-backbone runs that share feature stores wait for the first of them to finish, so every (backbone, dataset)
-is extracted once. Ctrl-C stops the running processes; their runs are redone next time.
+Each run is a ``medtransfer fit`` subprocess writing into its own folder (stdout and stderr to
+``output.log``).
+Frozen-backbone runs that share feature stores wait for the first of them to finish, so every (backbone,
+dataset) is extracted once. Ctrl-C stops the running processes; their runs are redone next time.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ Starter = Callable[[Run, Path, list[str], dict[str, str]], Handle]
 
 def log_overrides(folder: Path) -> list[tuple[str, Any]]:
     """Point the run's logger (and so its checkpoints and results.json) at ``folder``."""
-    return [("trainer.logger.init_args.save_dir", str(folder)), ("trainer.logger.init_args.name", ""),
-            ("trainer.logger.init_args.version", ""), ("trainer.default_root_dir", str(folder))]
+    return [
+        ("trainer.logger.init_args.save_dir", str(folder)),
+        ("trainer.logger.init_args.name", ""),
+        ("trainer.logger.init_args.version", ""),
+        ("trainer.default_root_dir", str(folder)),
+    ]
 
 
 def cli_command() -> list[str]:
@@ -47,8 +52,13 @@ class Process:
 
     def __init__(self, run: Run, folder: Path, argv: list[str], env: dict[str, str]) -> None:
         self.log = open(folder / LOG_FILE, "w")  # closed when the process ends
-        self.popen = subprocess.Popen([*cli_command(), *argv], stdout=self.log, stderr=subprocess.STDOUT,
-                                      env={**os.environ, **env}, start_new_session=True)
+        self.popen = subprocess.Popen(
+            [*cli_command(), *argv],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
 
     def poll(self) -> int | None:
         code = self.popen.poll()
@@ -74,14 +84,15 @@ class Outcome:
 
 
 def device_slots(settings: LocalSettings) -> list[tuple[int, ...]]:
-    """Disjoint device groups, one per concurrent run (none on CPU: every slot gets the base config's devices)."""
+    """Disjoint device groups, one per concurrent run (none on CPU: every slot gets the base config's
+    devices)."""
     if not settings.devices:
         return [()] * settings.parallel
     k = settings.devices_per_run
-    slots = [tuple(settings.devices[i:i + k]) for i in range(0, len(settings.devices) - k + 1, k)]
+    slots = [tuple(settings.devices[i : i + k]) for i in range(0, len(settings.devices) - k + 1, k)]
     if not slots:
         raise ValueError(f"local.devices {list(settings.devices)} has fewer than devices_per_run={k} devices")
-    return slots[:settings.parallel]
+    return slots[: settings.parallel]
 
 
 def slot_env(slot: tuple[int, ...], parallel: int) -> tuple[dict[str, str], list[tuple[str, Any]]]:
@@ -93,8 +104,14 @@ def slot_env(slot: tuple[int, ...], parallel: int) -> tuple[dict[str, str], list
     return {}, []
 
 
-def run_local(spec: GridSpec, output_dir: Path, runs: list[Run], settings: LocalSettings,
-              start: Starter = Process, say: Callable[[str], None] = print) -> list[Outcome]:
+def run_local(
+    spec: GridSpec,
+    output_dir: Path,
+    runs: list[Run],
+    settings: LocalSettings,
+    start: Starter = Process,
+    say: Callable[[str], None] = print,
+) -> list[Outcome]:
     """Run ``runs`` (all unfinished); returns every outcome. Runs sharing feature stores wait for the one that
     extracts them; extracting runs go first."""
     waits = store_waits(runs)
@@ -117,8 +134,10 @@ def run_local(spec: GridSpec, output_dir: Path, runs: list[Run], settings: Local
                 folder = output_dir / "runs" / ready.dir_name
                 argv = ready.fit_args(extra=[*log_overrides(folder), *extra])
                 folder = prepare_run_dir(output_dir, spec, ready, argv)
-                say(f"[{len(outcomes) + len(active) + 1}/{len(runs)}] start {ready.id}"
-                    + (f" on devices {','.join(map(str, slots[slot_index]))}" if slots[slot_index] else ""))
+                say(
+                    f"[{len(outcomes) + len(active) + 1}/{len(runs)}] start {ready.id}"
+                    + (f" on devices {','.join(map(str, slots[slot_index]))}" if slots[slot_index] else "")
+                )
                 active[slot_index] = (ready, start(ready, folder, argv, env), time.perf_counter())
             for slot_index, (run, handle, started) in list(active.items()):
                 code = handle.poll()
@@ -146,7 +165,9 @@ def describe_outcome(outcome: Outcome, folder: Path) -> str:
         log = folder / LOG_FILE
         if log.is_file():
             tail = "\n    " + "\n    ".join(log.read_text(errors="replace").splitlines()[-15:])
-        return f"FAILED {outcome.run.id} (exit code {outcome.code}, {outcome.seconds:.0f} s); log: {log}{tail}"
+        return (
+            f"FAILED {outcome.run.id} (exit code {outcome.code}, {outcome.seconds:.0f} s); log: {log}{tail}"
+        )
     try:
         test = json.loads((folder / RESULTS_FILE).read_text())["metrics"].get("test", {})
         scores = ", ".join(f"{k}={v:.4f}" for k, v in test.items() if "/" not in k and k != "loss")

@@ -1,4 +1,5 @@
-"""Expanding a grid spec into concrete runs: one ``medtransfer fit`` command per combination of axis levels."""
+"""Expanding a grid spec into concrete runs: one ``medtransfer fit`` command per combination of axis
+levels."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ class Run:
         return f"{self.id}-{self.fingerprint[:8]}" if self.fingerprint else self.id
 
     def fit_args(self, extra: list[tuple[str, Any]] = ()) -> list[str]:
-        """Arguments after ``medtransfer``: the verb, config pieces in order, then overrides (later ones win)."""
+        """Arguments after ``medtransfer``: the verb, config pieces in order, then overrides (later ones
+        win)."""
         args = [self.verb]
         for piece in self.configs:
             args += ["--config", piece]
@@ -43,12 +45,15 @@ class Run:
 
 
 def expand(spec: GridSpec) -> list[Run]:
-    """Every run of the grid, in a stable order; sub-grids are unioned, ``exclude`` rules drop combinations."""
+    """Every run of the grid, in a stable order; sub-grids are unioned, ``exclude`` rules drop
+    combinations."""
     order = spec.axis_names()
     for i, rule in enumerate(spec.exclude):
         unknown = set(rule) - set(order)
         if unknown:
-            raise GridSpecError(f"{spec.path}: exclude[{i}] names unknown axis {sorted(unknown)}; axes: {order}")
+            raise GridSpecError(
+                f"{spec.path}: exclude[{i}] names unknown axis {sorted(unknown)}; axes: {order}"
+            )
     runs: dict[str, Run] = {}
     for block in spec.blocks:
         axes = sorted(block, key=lambda a: order.index(a.name))
@@ -58,8 +63,10 @@ def expand(spec: GridSpec) -> list[Run]:
                 continue
             run = _run(spec, list(combo))
             if run.id in runs:
-                raise GridSpecError(f"{spec.path}: two sub-grids both produce run {run.id}; give their levels "
-                                    "different labels")
+                raise GridSpecError(
+                    f"{spec.path}: two sub-grids both produce run {run.id}; give their levels "
+                    "different labels"
+                )
             runs[run.id] = run
     if not runs:
         raise GridSpecError(f"{spec.path}: the grid has no runs (no axes, or every combination excluded)")
@@ -104,10 +111,9 @@ def level_order(spec: GridSpec) -> dict[str, list[str]]:
     return order
 
 
-
 def store_waits(runs: list[Run]) -> dict[str, set[str]]:
-    """For each run, the runs it waits for so that every feature store is extracted once: the first user of each
-    store key extracts it (single-backbone runs before fusions), every other user waits for that one."""
+    """For each run, the runs it waits for so that every feature store is extracted once: the first user of
+    each store key extracts it (single-backbone runs before fusions), every other user waits for that one."""
     order = sorted(range(len(runs)), key=lambda i: (len(runs[i].store_keys), i))
     leaders: dict[str, str] = {}
     for i in order:

@@ -1,5 +1,5 @@
-"""Report figures as PNG bytes: the metric against the label fraction per backbone with 95% CI bands (one figure
-per dataset and protocol), and DVME's per-backbone importance as a bar chart.
+"""Report figures as PNG bytes: the metric against the label fraction per backbone with 95% CI bands (one
+figure per dataset and protocol), and DVME's per-backbone importance as a bar chart.
 
 Built on ``matplotlib.figure.Figure`` (no pyplot state, no display) and saved without a timestamp, so the same
 results give byte-identical files.
@@ -49,8 +49,14 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
                 line = axes.plot(x, mean, marker="o", label=row)[0]
                 band = ~np.isnan(half)
                 if band.any():
-                    axes.fill_between(x[band], (mean - half)[band], (mean + half)[band], color=line.get_color(),
-                                      alpha=0.18, linewidth=0)
+                    axes.fill_between(
+                        x[band],
+                        (mean - half)[band],
+                        (mean + half)[band],
+                        color=line.get_color(),
+                        alpha=0.18,
+                        linewidth=0,
+                    )
             values = sorted(c.value for c in columns if not math.isnan(c.value))
             if len(values) > 1 and values[0] > 0 and values[-1] / values[0] >= 10:
                 axes.set_xscale("log")
@@ -71,12 +77,17 @@ def tick_label(label: str, value: float) -> str:
 
 
 def importance_of(results: dict) -> dict[str, float] | None:
-    """DVME's overall per-backbone importance from results.json ``extra`` (``{"overall": {backbone: share}}``)."""
+    """DVME's overall per-backbone importance from results.json: ``extra.dvme.importance.overall``, a
+    mapping of backbone to share (see ``medtransfer.lightning_modules.dvme``)."""
     extra = results.get("extra") or {}
-    candidates = [extra.get("importance"), *extra.values()]
-    for value in candidates:
+    dvme = extra.get("dvme") if isinstance(extra.get("dvme"), dict) else {}
+    for value in (dvme.get("importance"), extra.get("importance")):
         overall = value.get("overall") if isinstance(value, dict) else None
-        if isinstance(overall, dict) and overall and all(isinstance(v, (int, float)) for v in overall.values()):
+        if (
+            isinstance(overall, dict)
+            and overall
+            and all(isinstance(v, (int, float)) for v in overall.values())
+        ):
             return {str(k): float(v) for k, v in overall.items()}
     return None
 
@@ -88,21 +99,32 @@ def importance_figures(cells: list[Cell]) -> dict[str, bytes]:
     for cell in cells:
         if any(importance_of(r.results) for r in cell.records):
             extras = tuple(sorted((k, v) for k, v in cell.labels.items() if k not in TABLE_AXES))
-            grouped[(cell.labels["dataset"], cell.labels["protocol"], cell.labels["backbone"], extras)].append(cell)
+            grouped[
+                (cell.labels["dataset"], cell.labels["protocol"], cell.labels["backbone"], extras)
+            ].append(cell)
     figures = {}
     for (dataset, protocol, model, extras), members in grouped.items():
         members.sort(key=lambda c: c.fraction)
-        backbones = list(dict.fromkeys(b for c in members for r in c.records for b in (importance_of(r.results) or {})))
+        backbones = list(
+            dict.fromkeys(b for c in members for r in c.records for b in (importance_of(r.results) or {}))
+        )
         figure = Figure(figsize=(max(4.5, 1.3 * len(backbones) + 2), 3.6), layout="constrained")
         axes = figure.add_subplot()
         width = 0.8 / len(members)
         for i, cell in enumerate(members):
-            shares = np.array([[(importance_of(r.results) or {}).get(b, np.nan) for b in backbones]
-                               for r in cell.records])
+            shares = np.array(
+                [[(importance_of(r.results) or {}).get(b, np.nan) for b in backbones] for r in cell.records]
+            )
             mean = np.nanmean(shares, axis=0)
             std = np.nanstd(shares, axis=0, ddof=1) if len(shares) > 1 else None
-            axes.bar(np.arange(len(backbones)) + (i - (len(members) - 1) / 2) * width, mean, width, yerr=std,
-                     capsize=3, label=f"fraction {cell.labels['fraction']} (n={len(shares)})")
+            axes.bar(
+                np.arange(len(backbones)) + (i - (len(members) - 1) / 2) * width,
+                mean,
+                width,
+                yerr=std,
+                capsize=3,
+                label=f"fraction {cell.labels['fraction']} (n={len(shares)})",
+            )
         axes.set_xticks(np.arange(len(backbones)), backbones, rotation=20, ha="right", fontsize=8)
         axes.set_ylabel("importance (share, rows sum to 1)")
         title = protocol + "".join(f", {k.rsplit('.', 1)[-1]}={v}" for k, v in extras)

@@ -27,8 +27,13 @@ class Report:
         return self.folder / "summary.md"
 
 
-def write_report(root: str | Path, out: str | Path | None = None, metric: str | None = None,
-                 split: str | None = None, baseline: str | None = None) -> Report:
+def write_report(
+    root: str | Path,
+    out: str | Path | None = None,
+    metric: str | None = None,
+    split: str | None = None,
+    baseline: str | None = None,
+) -> Report:
     """Collect the results under ``root`` and write the report into ``out`` (default ``root/report``)."""
     root = Path(root)
     folder = Path(out) if out is not None else root / "report"
@@ -39,8 +44,10 @@ def write_report(root: str | Path, out: str | Path | None = None, metric: str | 
     plots = [f"plots/{name}" for name in sorted(figures)]
     summary = summary_markdown(collection, tables, all_cells, plots, baseline or collection.baseline)
     written = []
-    files: dict[str, bytes] = {"results.csv": results_csv(collection.records, root).encode(),
-                               "summary.md": summary.encode()}
+    files: dict[str, bytes] = {
+        "results.csv": results_csv(collection.records, root).encode(),
+        "summary.md": summary.encode(),
+    }
     files.update({f"plots/{name}": data for name, data in figures.items()})
     for name, data in files.items():
         if write_if_changed(folder / name, data):
@@ -55,17 +62,30 @@ def write_report(root: str | Path, out: str | Path | None = None, metric: str | 
 def results_csv(records: list[Record], root: Path) -> str:
     rows = []
     for r in records:
-        row = {"grid": r.grid or "", "run": r.run_id or "", **{k: v for k, v in r.labels.items()},
-               "train_fraction": r.fraction, "seed": r.seed, "fraction_seed": r.results["data"].get("fraction_seed"),
-               "score": r.value, "score_name": f"{r.split}/{r.metric}", "model": r.results["model"].get("name"),
-               "backbones": "+".join(b.get("name", "?") for b in r.results["model"].get("backbones") or []),
-               "backbone_fingerprints": "+".join(b.get("fingerprint", "?")
-                                                 for b in r.results["model"].get("backbones") or []),
-               "config_fingerprint": r.fingerprint, "group": r.group,
-               "wall_time_s": r.results.get("wall_time_s"), "path": _relative(r.path, root)}
+        row = {
+            "grid": r.grid or "",
+            "run": r.run_id or "",
+            **{k: v for k, v in r.labels.items()},
+            "train_fraction": r.fraction,
+            "seed": r.seed,
+            "fraction_seed": r.results["data"].get("fraction_seed"),
+            "score": r.value,
+            "score_name": f"{r.split}/{r.metric}",
+            "model": r.results["model"].get("name"),
+            "backbones": "+".join(b.get("name", "?") for b in r.results["model"].get("backbones") or []),
+            "backbone_fingerprints": "+".join(
+                b.get("fingerprint", "?") for b in r.results["model"].get("backbones") or []
+            ),
+            "config_fingerprint": r.fingerprint,
+            "group": r.group,
+            "wall_time_s": r.results.get("wall_time_s"),
+            "path": _relative(r.path, root),
+        }
         for split, values in sorted(r.results["metrics"].items()):
             if isinstance(values, dict):
-                row.update({f"{split}/{k}": v for k, v in sorted(values.items()) if isinstance(v, (int, float))})
+                row.update(
+                    {f"{split}/{k}": v for k, v in sorted(values.items()) if isinstance(v, (int, float))}
+                )
         rows.append(row)
     frame = pd.DataFrame(rows)
     buffer = io.StringIO()

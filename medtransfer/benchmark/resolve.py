@@ -4,6 +4,7 @@ fingerprinting the resolved configs."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,8 @@ from typing import Any
 from .fingerprint import group_fingerprint, run_fingerprint, store_keys, store_root_key
 from .plan import Run
 
-
-# jsonargparse's message for a config that lacks data or model so far (not an error while probing part of a run)
+# jsonargparse's message for a config that lacks data or model so far (not an error while probing part of a
+# run)
 INCOMPLETE = "the following arguments are required"
 
 
@@ -57,12 +58,16 @@ class ConfigResolver:
 
     def __init__(self) -> None:
         self.parser = _parser()
+        self._parsed: dict[tuple[str, ...], dict] = {}  # config files are read once per resolver
 
     def parse(self, args: list[str]) -> dict:
         """The resolved config of ``args`` (a verb, then its arguments)."""
-        with contextlib.redirect_stderr(io.StringIO()):
-            namespace = self.parser.parse_args(args)
-        return namespace[args[0]].as_dict()
+        key = tuple(args)
+        if key not in self._parsed:
+            with contextlib.redirect_stderr(io.StringIO()):
+                namespace = self.parser.parse_args(args)
+            self._parsed[key] = namespace[args[0]].as_dict()
+        return copy.deepcopy(self._parsed[key])
 
     def check(self, args: list[str]) -> str | None:
         """None when ``args`` parse, else the parser's message."""
@@ -73,10 +78,14 @@ class ConfigResolver:
         return None
 
 
-def resolve(runs: list[Run], store_dir: Path, resolver: ConfigResolver | None = None,
-            launcher_overrides: Callable[[Run], list[tuple[str, Any]]] | None = None) -> None:
-    """Parse every run (fills ``config``, ``fingerprint``, ``group``, ``store_keys``); frozen-backbone runs get
-    the grid's shared feature-store folder. ``launcher_overrides`` (e.g. the log folder) are checked too.
+def resolve(
+    runs: list[Run],
+    store_dir: Path,
+    resolver: ConfigResolver | None = None,
+    launcher_overrides: Callable[[Run], list[tuple[str, Any]]] | None = None,
+) -> None:
+    """Parse every run (fills ``config``, ``fingerprint``, ``group``, ``store_keys``); frozen-backbone runs
+    get the grid's shared feature-store folder. ``launcher_overrides`` (e.g. the log folder) are checked too.
     Raises ``InvalidRunError`` naming the first bad axis value."""
     resolver = resolver or ConfigResolver()
     for run in runs:
@@ -96,13 +105,17 @@ def resolve(runs: list[Run], store_dir: Path, resolver: ConfigResolver | None = 
 
 
 def _blame(run: Run, resolver: ConfigResolver, message: str, extra: list[tuple[str, Any]]) -> str:
-    """Add the run's parts one at a time (base pieces, overrides, then each axis level) until parsing fails."""
-    base_configs = [c for c in run.configs if not any(c in lv.configs for lv in run.levels)]
-    base_overrides = [o for o in run.overrides if not any(o in lv.overrides for lv in run.levels)]
-    parts: list[tuple[str, list[str], list[tuple[str, Any]]]] = [("the base config pieces", base_configs, []),
-                                                                 ("the grid's overrides", [], base_overrides)]
-    parts += [(f"axis {lv.axis} = {lv.label!r} ({_describe(lv)})", list(lv.configs), list(lv.overrides))
-              for lv in run.levels]
+    """Add the run's parts one at a time, in the order of its command line (config pieces: the grid's, then
+    each axis level's; overrides: the grid's, then each axis level's, then the launcher's) until parsing
+    fails; that part is the culprit."""
+    level_configs = {c for lv in run.levels for c in lv.configs}
+    level_overrides = {o for lv in run.levels for o in lv.overrides}
+    parts: list[tuple[str, list[str], list[tuple[str, Any]]]] = [
+        (f"the grid's config piece {c}", [c], []) for c in run.configs if c not in level_configs
+    ]
+    parts += [(_level_name(lv), list(lv.configs), []) for lv in run.levels if lv.configs]
+    parts.append(("the grid's overrides", [], [o for o in run.overrides if o not in level_overrides]))
+    parts += [(_level_name(lv), [], list(lv.overrides)) for lv in run.levels if lv.overrides]
     parts.append(("the launcher's overrides (" + ", ".join(k for k, _ in extra) + ")", [], list(extra)))
     configs: list[str] = []
     overrides: list[tuple[str, Any]] = []
@@ -115,8 +128,13 @@ def _blame(run: Run, resolver: ConfigResolver, message: str, extra: list[tuple[s
         if error is not None and not error.startswith(INCOMPLETE):
             culprit, message = what, error
             break
-    return (f"run {run.id}: {culprit} is not a valid `medtransfer {run.verb}` config:\n  "
-            + "\n  ".join(_short(message)))
+    return f"run {run.id}: {culprit} is not a valid `medtransfer {run.verb}` config:\n  " + "\n  ".join(
+        _short(message)
+    )
+
+
+def _level_name(level) -> str:
+    return f"axis {level.axis} = {level.label!r} ({_describe(level)})"
 
 
 def _describe(level) -> str:

@@ -1,4 +1,5 @@
-"""A grid from spec to report: expand, check every run's config, skip finished runs, launch the rest, report."""
+"""A grid from spec to report: expand, check every run's config, skip finished runs, launch the rest,
+report."""
 
 from __future__ import annotations
 
@@ -28,9 +29,15 @@ class Plan:
         return [r for r in self.runs if r.id in self.selected and self.status[r.id] != DONE]
 
 
-def make_plan(grid_file: str | Path, output_dir: str | Path | None = None, only: str | None = None,
-              cwd: Path | None = None, resolver: ConfigResolver | None = None) -> Plan:
-    """Load, expand and check the grid; every run's config is parsed by the real CLI parser (nothing trained)."""
+def make_plan(
+    grid_file: str | Path,
+    output_dir: str | Path | None = None,
+    only: str | None = None,
+    cwd: Path | None = None,
+    resolver: ConfigResolver | None = None,
+) -> Plan:
+    """Load, expand and check the grid; every run's config is parsed by the real CLI parser (nothing
+    trained)."""
     cwd = cwd or Path.cwd()
     spec = load_grid(grid_file, cwd)
     if output_dir is not None:
@@ -39,8 +46,12 @@ def make_plan(grid_file: str | Path, output_dir: str | Path | None = None, only:
     selected = {r.id for r in runs if only is None or fnmatch.fnmatch(r.id, only)}
     if not selected:
         raise ValueError(f"--only {only!r} matches none of the grid's run ids (see --dry-run)")
-    resolve(runs, spec.output_dir / "features", resolver,
-            lambda run: log_overrides(spec.output_dir / "runs" / run.id))
+    resolve(
+        runs,
+        spec.output_dir / "features",
+        resolver,
+        lambda run: log_overrides(spec.output_dir / "runs" / run.id),
+    )
     return Plan(spec, runs, {r.id: status(spec.output_dir, r) for r in runs}, selected)
 
 
@@ -53,11 +64,18 @@ def describe_plan(plan: Plan, show_runs: bool = True) -> str:
     keys = {k for r in runs for k in r.store_keys}
     if keys:
         users = sum(1 for r in runs if r.store_keys)
-        lines.append(f"  feature stores: {users} frozen-backbone runs share {len(keys)} (dataset, backbone) "
-                     f"extractions in {spec.output_dir / 'features'}")
-    lines.append(f"  finished: {counts[DONE]}, to run: {len(runs) - counts[DONE]}"
-                 + (f" ({counts[INCOMPLETE]} killed or failed earlier, redone from scratch)"
-                    if counts[INCOMPLETE] else ""))
+        lines.append(
+            f"  feature stores: {users} frozen-backbone runs share {len(keys)} (dataset, backbone) "
+            f"extractions in {spec.output_dir / 'features'}"
+        )
+    lines.append(
+        f"  finished: {counts[DONE]}, to run: {len(runs) - counts[DONE]}"
+        + (
+            f" ({counts[INCOMPLETE]} killed or failed earlier, redone from scratch)"
+            if counts[INCOMPLETE]
+            else ""
+        )
+    )
     if len(plan.selected) < len(runs):
         lines.append(f"  --only selects {len(plan.selected)} runs, {len(plan.todo())} of them to run")
     if show_runs:
@@ -69,8 +87,14 @@ def describe_plan(plan: Plan, show_runs: bool = True) -> str:
     return "\n".join(lines)
 
 
-def run_plan(plan: Plan, launcher: str = "local", local: LocalSettings | None = None, start: Starter = Process,
-             say: Callable[[str], None] = print, cwd: Path | None = None) -> int:
+def run_plan(
+    plan: Plan,
+    launcher: str = "local",
+    local: LocalSettings | None = None,
+    start: Starter = Process,
+    say: Callable[[str], None] = print,
+    cwd: Path | None = None,
+) -> int:
     """Launch the unfinished runs (local) or write the sbatch array (slurm); report when local runs end.
     Returns the exit code: 0, or 1 when a run failed."""
     spec = plan.spec
@@ -81,18 +105,31 @@ def run_plan(plan: Plan, launcher: str = "local", local: LocalSettings | None = 
             say(f"all {len(plan.runs)} runs finished already; nothing to submit")
         else:
             submit = write_slurm(spec, spec.output_dir, todo, cwd or Path.cwd())
-            say(f"wrote an sbatch array of {len(todo)} runs: submit with `bash {submit}`; once it is done, "
-                f"`medtransfer benchmark --report {spec.output_dir}` writes the tables")
+            say(
+                f"wrote an sbatch array of {len(todo)} runs: submit with `bash {submit}`; once it is done, "
+                f"`medtransfer benchmark --report {spec.output_dir}` writes the tables"
+            )
         return 0
     if not todo:
-        say(f"all {len(plan.runs)} runs finished already; nothing to run")
-    outcomes = run_local(spec, spec.output_dir, todo, local or spec.local, start=start, say=say) if todo else []
+        say(
+            f"nothing to run: all {len(plan.selected)} selected runs are finished"
+            if len(plan.selected) < len(plan.runs)
+            else f"all {len(plan.runs)} runs finished already; nothing to run"
+        )
+    outcomes = (
+        run_local(spec, spec.output_dir, todo, local or spec.local, start=start, say=say) if todo else []
+    )
     failed = [o for o in outcomes if o.code != 0]
     report = write_report(spec.output_dir, baseline=spec.report.baseline)
-    say(f"report: {report.summary} ({len(report.collection.records)} runs"
-        + (f", {len(report.written)} files updated)" if report.written else ", unchanged)"))
+    say(
+        f"report: {report.summary} ({len(report.collection.records)} runs"
+        + (f", {len(report.written)} files updated)" if report.written else ", unchanged)")
+    )
     if failed:
-        say(f"{len(failed)} runs failed: " + ", ".join(o.run.id for o in failed)
-            + "; fix the cause and run the same command again (finished runs are kept)")
+        say(
+            f"{len(failed)} runs failed: "
+            + ", ".join(o.run.id for o in failed)
+            + "; fix the cause and run the same command again (finished runs are kept)"
+        )
         return 1
     return 0

@@ -24,8 +24,11 @@ def ddp_overrides(settings: SlurmSettings) -> list[tuple[str, Any]]:
     """One process per GPU: srun starts ``gpus_per_node`` tasks on each of ``nodes`` nodes."""
     if settings.gpus_per_node < 1:
         return [("trainer.num_nodes", settings.nodes)]
-    overrides: list[tuple[str, Any]] = [("trainer.accelerator", "gpu"), ("trainer.devices", settings.gpus_per_node),
-                                        ("trainer.num_nodes", settings.nodes)]
+    overrides: list[tuple[str, Any]] = [
+        ("trainer.accelerator", "gpu"),
+        ("trainer.devices", settings.gpus_per_node),
+        ("trainer.num_nodes", settings.nodes),
+    ]
     if settings.gpus_per_node * settings.nodes > 1:
         overrides.append(("trainer.strategy", "ddp"))
     return overrides
@@ -54,9 +57,19 @@ def write_slurm(spec: GridSpec, output_dir: Path, runs: list[Run], cwd: Path) ->
         run_folder = output_dir / "runs" / run.dir_name
         argv = run.fit_args(extra=[*log_overrides(run_folder), *ddp_overrides(settings)])
         (commands / f"{run.dir_name}.sh").write_text(command_script(spec, run, argv))
-        (commands / f"{run.dir_name}.json").write_text(json.dumps(
-            {"grid": spec.name, "id": run.id, "fingerprint": run.fingerprint, "labels": run.labels, "argv": argv},
-            indent=2) + "\n")
+        (commands / f"{run.dir_name}.json").write_text(
+            json.dumps(
+                {
+                    "grid": spec.name,
+                    "id": run.id,
+                    "fingerprint": run.fingerprint,
+                    "labels": run.labels,
+                    "argv": argv,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     (folder / "runs.txt").write_text("".join(f"{run.dir_name}\n" for run in ordered))
     (folder / "grid.sbatch").write_text(sbatch_script(spec, output_dir, len(ordered), cwd))
     submit = folder / "submit.sh"
@@ -67,27 +80,31 @@ def write_slurm(spec: GridSpec, output_dir: Path, runs: list[Run], cwd: Path) ->
 
 def command_script(spec: GridSpec, run: Run, argv: list[str]) -> str:
     python = shlex.quote(sys.executable)
-    return (f"#!/usr/bin/env bash\n# run {run.id} of grid {spec.name} (config fingerprint {run.fingerprint}); "
-            "started by grid.sbatch through srun, once per GPU\n"
-            f'exec "${{MEDTRANSFER_PYTHON:-{python}}}" -m medtransfer.cli {shlex.join(argv)}\n')
+    return (
+        f"#!/usr/bin/env bash\n# run {run.id} of grid {spec.name} (config fingerprint {run.fingerprint}); "
+        "started by grid.sbatch through srun, once per GPU\n"
+        f'exec "${{MEDTRANSFER_PYTHON:-{python}}}" -m medtransfer.cli {shlex.join(argv)}\n'
+    )
 
 
 def sbatch_script(spec: GridSpec, output_dir: Path, count: int, cwd: Path) -> str:
     s = spec.slurm
     throttle = f"%{s.max_parallel}" if s.max_parallel else ""
-    lines = ["#!/bin/bash",
-             f"# grid {spec.name}: {count} runs, one array task each (written by medtransfer benchmark from "
-             f"{spec.path}).",
-             "# Submit with submit.sh, which orders the feature-extraction runs first; submitting this file "
-             "directly runs all at once.",
-             f"#SBATCH --job-name=mt-{spec.name}",
-             f"#SBATCH --array=0-{count - 1}{throttle}",
-             f"#SBATCH --nodes={s.nodes}",
-             f"#SBATCH --ntasks-per-node={max(1, s.gpus_per_node)}",
-             f"#SBATCH --cpus-per-task={s.cpus_per_task}",
-             f"#SBATCH --time={s.time}",
-             f"#SBATCH --chdir={cwd}",
-             f"#SBATCH --output={output_dir}/slurm/logs/%A_%a.out"]
+    lines = [
+        "#!/bin/bash",
+        f"# grid {spec.name}: {count} runs, one array task each (written by medtransfer benchmark from "
+        f"{spec.path}).",
+        "# Submit with submit.sh, which orders the feature-extraction runs first; submitting this file "
+        "directly runs all at once.",
+        f"#SBATCH --job-name=mt-{spec.name}",
+        f"#SBATCH --array=0-{count - 1}{throttle}",
+        f"#SBATCH --nodes={s.nodes}",
+        f"#SBATCH --ntasks-per-node={max(1, s.gpus_per_node)}",
+        f"#SBATCH --cpus-per-task={s.cpus_per_task}",
+        f"#SBATCH --time={s.time}",
+        f"#SBATCH --chdir={cwd}",
+        f"#SBATCH --output={output_dir}/slurm/logs/%A_%a.out",
+    ]
     if s.gpus_per_node > 0:
         lines.append(f"#SBATCH --gpus-per-node={s.gpus_per_node}")
     if s.mem:
@@ -97,38 +114,51 @@ def sbatch_script(spec: GridSpec, output_dir: Path, count: int, cwd: Path) -> st
     if s.account:
         lines.append(f"#SBATCH --account={s.account}")
     lines += [f"#SBATCH {option}" for option in s.sbatch_options]
-    lines += ["set -euo pipefail", *s.setup,
-              f"GRID_DIR={shlex.quote(str(output_dir))}",
-              'RUN=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$GRID_DIR/slurm/runs.txt")',
-              'if [ -z "$RUN" ]; then echo "no run at index $SLURM_ARRAY_TASK_ID of runs.txt" >&2; exit 1; fi',
-              'RUN_DIR="$GRID_DIR/runs/$RUN"',
-              f'if [ -s "$RUN_DIR/{RESULTS_FILE}" ]; then echo "$RUN: finished already"; exit 0; fi',
-              "# a killed attempt's leftovers go; the run starts afresh",
-              'rm -rf "$RUN_DIR" && mkdir -p "$RUN_DIR"',
-              f'cp "$GRID_DIR/slurm/commands/$RUN.json" "$RUN_DIR/{RUN_FILE}"',
-              'echo "$RUN: starting on $SLURM_JOB_NODELIST"',
-              'srun --kill-on-bad-exit=1 bash "$GRID_DIR/slurm/commands/$RUN.sh" > "$RUN_DIR/output.log" 2>&1',
-              ""]
+    lines += [
+        "set -euo pipefail",
+        *s.setup,
+        f"GRID_DIR={shlex.quote(str(output_dir))}",
+        'RUN=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$GRID_DIR/slurm/runs.txt")',
+        'if [ -z "$RUN" ]; then echo "no run at index $SLURM_ARRAY_TASK_ID of runs.txt" >&2; exit 1; fi',
+        'RUN_DIR="$GRID_DIR/runs/$RUN"',
+        f'if [ -s "$RUN_DIR/{RESULTS_FILE}" ]; then echo "$RUN: finished already"; exit 0; fi',
+        "# a killed attempt's leftovers go; the run starts afresh",
+        'rm -rf "$RUN_DIR" && mkdir -p "$RUN_DIR"',
+        f'cp "$GRID_DIR/slurm/commands/$RUN.json" "$RUN_DIR/{RUN_FILE}"',
+        'echo "$RUN: starting on $SLURM_JOB_NODELIST"',
+        'srun --kill-on-bad-exit=1 bash "$GRID_DIR/slurm/commands/$RUN.sh" > "$RUN_DIR/output.log" 2>&1',
+        "",
+    ]
     return "\n".join(lines)
 
 
 def submit_script(spec: GridSpec, sizes: list[int]) -> str:
     throttle = f"%{spec.slurm.max_parallel}" if spec.slurm.max_parallel else ""
     lead, independent, follow = sizes
-    lines = ["#!/usr/bin/env bash",
-             f"# submit grid {spec.name}: {sum(sizes)} runs in up to three array jobs",
-             "set -euo pipefail", 'cd "$(dirname "$0")"']
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# submit grid {spec.name}: {sum(sizes)} runs in up to three array jobs",
+        "set -euo pipefail",
+        'cd "$(dirname "$0")"',
+    ]
     start = 0
     if lead:
-        lines += [f"lead=$(sbatch --parsable --array={start}-{start + lead - 1}{throttle} grid.sbatch)",
-                  'lead=${lead%%;*}', 'echo "first run of each feature-store group: job $lead"']
+        lines += [
+            f"lead=$(sbatch --parsable --array={start}-{start + lead - 1}{throttle} grid.sbatch)",
+            "lead=${lead%%;*}",
+            'echo "first run of each feature-store group: job $lead"',
+        ]
         start += lead
     if independent:
-        lines += [f"job=$(sbatch --parsable --array={start}-{start + independent - 1}{throttle} grid.sbatch)",
-                  'echo "runs without feature stores: job ${job%%;*}"']
+        lines += [
+            f"job=$(sbatch --parsable --array={start}-{start + independent - 1}{throttle} grid.sbatch)",
+            'echo "runs without feature stores: job ${job%%;*}"',
+        ]
         start += independent
     if follow:
-        lines += [f"job=$(sbatch --parsable --dependency=afterany:$lead "
-                  f"--array={start}-{start + follow - 1}{throttle} grid.sbatch)",
-                  'echo "runs reusing the feature stores (after job $lead): job ${job%%;*}"']
+        lines += [
+            f"job=$(sbatch --parsable --dependency=afterany:$lead "
+            f"--array={start}-{start + follow - 1}{throttle} grid.sbatch)",
+            'echo "runs reusing the feature stores (after job $lead): job ${job%%;*}"',
+        ]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,18 @@ FRACTION_KEY = "data.init_args.train_fraction"
 SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
 LEVEL_KEYS = {"value", "config", "overrides", "verb"}
 VERBS = ("fit", "test", "validate")
-TOP_KEYS = {"name", "output_dir", "configs", "overrides", "axes", "grids", "exclude", "report", "local", "slurm"}
+TOP_KEYS = {
+    "name",
+    "output_dir",
+    "configs",
+    "overrides",
+    "axes",
+    "grids",
+    "exclude",
+    "report",
+    "local",
+    "slurm",
+}
 
 
 class GridSpecError(ValueError):
@@ -31,7 +42,8 @@ class GridSpecError(ValueError):
 
 @dataclass(frozen=True)
 class Level:
-    """One value of an axis: the label shown in tables, config pieces and dotted overrides it adds to a run."""
+    """One value of an axis: the label shown in tables, config pieces and dotted overrides it adds to a
+    run."""
 
     axis: str
     label: str
@@ -107,11 +119,14 @@ def sort_axes(names: list[str]) -> list[str]:
 
 
 def load_grid(path: str | Path, cwd: str | Path | None = None) -> GridSpec:
-    """Read and check a grid file; relative config pieces resolve against ``cwd``, then the grid file's folder."""
+    """Read and check a grid file; relative config pieces resolve against ``cwd``, then the grid file's
+    folder."""
     path = Path(path)
     cwd = Path(cwd or Path.cwd())
     if not path.is_file():
-        raise GridSpecError(f"grid file {path} does not exist (examples: configs/benchmark/smoke.yaml, paper.yaml)")
+        raise GridSpecError(
+            f"grid file {path} does not exist (examples: configs/benchmark/smoke.yaml, paper.yaml)"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -169,11 +184,14 @@ class _Where:
             raise self.error(key, f"expected a config file path or a list of them, got {value!r}")
         resolved = []
         for piece in pieces:
-            candidates = [Path(piece)] if Path(piece).is_absolute() else [self.cwd / piece, self.path.parent / piece]
+            candidates = (
+                [Path(piece)] if Path(piece).is_absolute() else [self.cwd / piece, self.path.parent / piece]
+            )
             found = next((c for c in candidates if c.is_file()), None)
             if found is None:
-                raise self.error(key, f"config piece {piece} does not exist (looked in {self.cwd} and "
-                                      f"{self.path.parent})")
+                raise self.error(
+                    key, f"config piece {piece} does not exist (looked in {self.cwd} and {self.path.parent})"
+                )
             resolved.append(str(found.resolve()))
         return resolved
 
@@ -185,8 +203,11 @@ def _axes(raw: Any, key: str, where: _Where) -> list[Axis]:
     for name, values in raw.items():
         name = str(name)
         if name not in NAMED_AXES and "." not in name:
-            raise where.error(f"{key}.{name}", f"unknown axis; use one of {list(NAMED_AXES)} or a dotted override "
-                                               "key such as model.init_args.lr")
+            raise where.error(
+                f"{key}.{name}",
+                f"unknown axis; use one of {list(NAMED_AXES)} or a dotted override "
+                "key such as model.init_args.lr",
+            )
         if isinstance(values, dict):
             items = [(str(label), v) for label, v in values.items()]
         elif isinstance(values, list):
@@ -198,7 +219,9 @@ def _axes(raw: Any, key: str, where: _Where) -> list[Axis]:
         labels = [label for label, _ in items]
         if len(set(labels)) != len(labels):
             raise where.error(f"{key}.{name}", f"labels repeat: {labels}")
-        axes.append(Axis(name, tuple(_level(name, label, v, f"{key}.{name}.{label}", where) for label, v in items)))
+        axes.append(
+            Axis(name, tuple(_level(name, label, v, f"{key}.{name}.{label}", where) for label, v in items))
+        )
     return axes
 
 
@@ -274,6 +297,7 @@ def _settings(cls, raw: Any, key: str, where: _Where):
 
 
 def format_override(key: str, value: Any) -> str:
-    """``--key=value`` as LightningCLI reads it (strings as they are, everything else as JSON, which is YAML)."""
+    """``--key=value`` as LightningCLI reads it (strings as they are, everything else as JSON, which is
+    YAML)."""
     text = value if isinstance(value, str) else json.dumps(value)
     return f"--{key}={text}"

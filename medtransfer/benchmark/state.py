@@ -2,7 +2,8 @@
 
 ```
 <output_dir>/grid.json          the grid's runs: id, folder, config fingerprint, axis labels
-<output_dir>/runs/<id>-<fp>/    one run's log directory: run.json, results.json, checkpoints, TensorBoard events
+<output_dir>/runs/<id>-<fp>/    one run's log directory: run.json, results.json, checkpoints, TensorBoard
+events
 <output_dir>/features/          feature stores shared by the grid's frozen-backbone runs
 <output_dir>/report/            results.csv, summary.md, plots/
 ```
@@ -64,22 +65,30 @@ def prepare_run_dir(output_dir: Path, spec: GridSpec, run: Run, argv: list[str])
     folder = run_dir(output_dir, run)
     if folder.exists():
         if not (folder / RUN_FILE).is_file():
-            raise GridStateError(f"{folder} exists but was not made by medtransfer benchmark (no {RUN_FILE}); "
-                                 "move it away or choose another output_dir")
+            raise GridStateError(
+                f"{folder} exists but was not made by medtransfer benchmark (no {RUN_FILE}); "
+                "move it away or choose another output_dir"
+            )
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    write_json_atomic(folder / RUN_FILE, {"grid": spec.name, "id": run.id, "fingerprint": run.fingerprint,
-                                          "labels": run.labels, "argv": argv})
+    write_json_atomic(
+        folder / RUN_FILE,
+        {"grid": spec.name, "id": run.id, "fingerprint": run.fingerprint, "labels": run.labels, "argv": argv},
+    )
     return folder
 
 
-def write_manifest(output_dir: Path, spec: GridSpec, runs: list[Run], level_order: dict[str, list[str]]) -> Path:
+def write_manifest(
+    output_dir: Path, spec: GridSpec, runs: list[Run], level_order: dict[str, list[str]]
+) -> Path:
     """grid.json: which results belong to this grid (by fingerprint) and their labels, for the report."""
     path = output_dir / MANIFEST
     existing = read_manifest(path)
     if existing is not None and existing.get("name") != spec.name:
-        raise GridStateError(f"{output_dir} holds grid {existing.get('name')!r}, not {spec.name!r}: set output_dir "
-                             f"in {spec.path} (or pass --output-dir) to a folder of its own")
+        raise GridStateError(
+            f"{output_dir} holds grid {existing.get('name')!r}, not {spec.name!r}: set output_dir "
+            f"in {spec.path} (or pass --output-dir) to a folder of its own"
+        )
     document = {
         "schema": MANIFEST_SCHEMA,
         "name": spec.name,
@@ -88,8 +97,16 @@ def write_manifest(output_dir: Path, spec: GridSpec, runs: list[Run], level_orde
         "baseline": spec.report.baseline,
         "metric": spec.report.metric,
         "split": spec.report.split,
-        "runs": [{"id": r.id, "dir": str(run_dir(output_dir, r).relative_to(output_dir)), "fingerprint": r.fingerprint,
-                  "group": r.group, "labels": r.labels} for r in runs],
+        "runs": [
+            {
+                "id": r.id,
+                "dir": str(run_dir(output_dir, r).relative_to(output_dir)),
+                "fingerprint": r.fingerprint,
+                "group": r.group,
+                "labels": r.labels,
+            }
+            for r in runs
+        ],
     }
     if existing != document:
         write_json_atomic(path, document)
@@ -102,7 +119,9 @@ def read_manifest(path: Path) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise GridStateError(f"{path} is not a readable grid manifest ({err}); delete it to start over") from None
+        raise GridStateError(
+            f"{path} is not a readable grid manifest ({err}); delete it to start over"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         raise GridStateError(f"{path} is not a medtransfer grid manifest (schema {MANIFEST_SCHEMA})")
     return manifest

@@ -44,12 +44,18 @@ def build_tables(collection: Collection, cells: list[Cell]) -> list[Table]:
         extras = tuple(sorted((k, v) for k, v in cell.labels.items() if k not in TABLE_AXES))
         sections[(cell.labels["protocol"], extras)].append(cell)
     tables = []
-    for (protocol, extras), members in sorted(sections.items(), key=lambda kv: _rank(order, "protocol", kv[0][0])):
-        columns = sorted({Column(c.labels["dataset"], c.labels["fraction"], c.fraction) for c in members},
-                         key=lambda col: (_rank(order, "dataset", col.dataset), col.value, col.fraction))
+    for (protocol, extras), members in sorted(
+        sections.items(), key=lambda kv: _rank(order, "protocol", kv[0][0])
+    ):
+        columns = sorted(
+            {Column(c.labels["dataset"], c.labels["fraction"], c.fraction) for c in members},
+            key=lambda col: (_rank(order, "dataset", col.dataset), col.value, col.fraction),
+        )
         rows = sorted({c.labels["backbone"] for c in members}, key=lambda b: _rank(order, "backbone", b))
-        by_position = {(c.labels["backbone"], Column(c.labels["dataset"], c.labels["fraction"], c.fraction)): c
-                       for c in members}
+        by_position = {
+            (c.labels["backbone"], Column(c.labels["dataset"], c.labels["fraction"], c.fraction)): c
+            for c in members
+        }
         title = protocol + "".join(f", {k.rsplit('.', 1)[-1]}={v}" for k, v in extras)
         tables.append(Table(title, rows, columns, by_position))
     return tables
@@ -89,13 +95,17 @@ def best_rows(table: Table, column: Column) -> set[str]:
 
 
 def markdown_table(table: Table) -> list[str]:
-    metric_of = {col: next(c.metric for (r, cc), c in table.cells.items() if cc == col) for col in table.columns}
+    metric_of = {
+        col: next(c.metric for (r, cc), c in table.cells.items() if cc == col) for col in table.columns
+    }
     header = ["backbone", *(f"{col.title} ({metric_of[col]})" for col in table.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     best = {col: best_rows(table, col) for col in table.columns}
     for row in table.rows:
-        cells = [format_cell(table.cells[(row, col)], row in best[col]) if (row, col) in table.cells else "—"
-                 for col in table.columns]
+        cells = [
+            format_cell(table.cells[(row, col)], row in best[col]) if (row, col) in table.cells else "—"
+            for col in table.columns
+        ]
         lines.append("| " + " | ".join([row, *cells]) + " |")
     return lines
 
@@ -118,31 +128,49 @@ def gain_table(table: Table, baseline: str) -> list[str]:
             absolute.append(gain)
             relative.append(percent)
             texts.append(f"{gain:+.2f} ({percent:+.1f}%)")
-        mean = (f"{sum(absolute) / len(absolute):+.2f} ({sum(relative) / len(relative):+.1f}%)"
-                if absolute else "—")
+        mean = (
+            f"{sum(absolute) / len(absolute):+.2f} ({sum(relative) / len(relative):+.1f}%)"
+            if absolute
+            else "—"
+        )
         lines.append("| " + " | ".join([row, *texts, mean]) + " |")
     return lines
 
 
-def summary_markdown(collection: Collection, tables: list[Table], cells: list[Cell], plots: list[str],
-                     baseline: str | None) -> str:
+def summary_markdown(
+    collection: Collection, tables: list[Table], cells: list[Cell], plots: list[str], baseline: str | None
+) -> str:
     grids = sorted({r.grid for r in collection.records if r.grid}) or ["(runs started by hand)"]
     metrics = sorted({f"{c.records[0].split}/{c.metric}" for c in cells})
-    lines = [f"# Benchmark summary: {', '.join(grids)}", "",
-             f"{len(collection.records)} runs from {collection.files} results.json files under "
-             f"`{collection.root}`" + (f"; {len(collection.excluded)} left out (listed below)."
-                                       if collection.excluded else "."), "",
-             f"Scores: {', '.join(metrics) or '—'}, in points (x 100). Each cell: mean ± standard deviation over "
-             "seeds [95% confidence interval of the mean, Student t with n - 1 degrees of freedom]; "
-             "**bold**: best mean in its column.", ""]
+    lines = [
+        f"# Benchmark summary: {', '.join(grids)}",
+        "",
+        f"{len(collection.records)} runs from {collection.files} results.json files under "
+        f"`{collection.root}`"
+        + (f"; {len(collection.excluded)} left out (listed below)." if collection.excluded else "."),
+        "",
+        f"Scores: {', '.join(metrics) or '—'}, in points (x 100). Each cell: mean ± standard deviation over "
+        "seeds [95% confidence interval of the mean, Student t with n - 1 degrees of freedom]; "
+        "**bold**: best mean in its column.",
+        "",
+    ]
     for table in tables:
         lines += [f"## {table.title}", "", *markdown_table(table), ""]
         chosen = choose_baseline(table.rows, baseline)
         if chosen is not None and len(table.rows) > 1:
-            lines += [f"Gain over {chosen} (points, and percent of its score):", "", *gain_table(table, chosen), ""]
+            lines += [
+                f"Gain over {chosen} (points, and percent of its score):",
+                "",
+                *gain_table(table, chosen),
+                "",
+            ]
         elif len(table.rows) > 1:
-            lines += [f"No gain table: baseline {baseline!r} is not a backbone here (pass --baseline LABEL)."
-                      if baseline else "No gain table: no supervised baseline found (pass --baseline LABEL).", ""]
+            lines += [
+                f"No gain table: baseline {baseline!r} is not a backbone here (pass --baseline LABEL)."
+                if baseline
+                else "No gain table: no supervised baseline found (pass --baseline LABEL).",
+                "",
+            ]
     if plots:
         lines += ["## Plots", "", *(f"![{p}]({p})" for p in plots), ""]
     if collection.excluded:

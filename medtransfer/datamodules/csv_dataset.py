@@ -85,13 +85,16 @@ class CSVDataset(MedicalDataModule):
             index = {name: i for i, name in enumerate(class_names)}
             unknown = [i for i, v in enumerate(values) if v not in index]
             if unknown:
-                raise BadLabelError(f"{self.table_path}, {self.origins[unknown[0]]}: {column}="
+                raise BadLabelError(f"{self.table_path.parent}/{self.origins[unknown[0]]}: {column}="
                                     f"{values.iloc[unknown[0]]!r} is not one of data.class_names {class_names}")
             labels = np.asarray([index[v] for v in values], dtype=np.int64)
         else:
             num_classes = len(class_names) if class_names else int(pd.to_numeric(values).max()) + 1
             labels = class_labels(values.tolist(), num_classes, self.table_path, column, self.origins)
             class_names = class_names or [str(i) for i in range(num_classes)]
+        if len(class_names) < 2:
+            raise BadLabelError(f"{self.table_path}: column {column!r} holds a single class {class_names}; a "
+                                "classification dataset needs at least two (or set data.class_names)")
         kind = "binary" if len(class_names) == 2 and not ordinal else "multiclass"
         return labels, Task(kind, tuple(class_names), ordinal=ordinal,
                             primary_metric="kappa" if ordinal else "auroc")
@@ -118,7 +121,7 @@ class CSVDataset(MedicalDataModule):
         values = self.frame[self.split_column].str.strip().str.lower()
         bad = [i for i, v in enumerate(values) if v not in SPLIT_VALUES]
         if bad:
-            raise DatasetLayoutError(f"{self.table_path}, {self.origins[bad[0]]}: {self.split_column}="
+            raise DatasetLayoutError(f"{self.table_path.parent}/{self.origins[bad[0]]}: {self.split_column}="
                                      f"{values.iloc[bad[0]]!r}; expected one of {sorted(SPLIT_VALUES)}")
         return values.map(SPLIT_VALUES).to_numpy()
 

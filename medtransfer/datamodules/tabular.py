@@ -48,9 +48,9 @@ def class_labels(values: Sequence[str], num_classes: int, path: Path, column: st
                 raise ValueError
             labels[i] = int(number)
         except ValueError:
-            raise BadLabelError(f"{path}, {rows[i]}: {column}={value!r} is not a class number") from None
+            raise BadLabelError(f"{path.parent}/{rows[i]}: {column}={value!r} is not a class number") from None
         if not 0 <= labels[i] < num_classes:
-            raise BadLabelError(f"{path}, {rows[i]}: {column}={value!r} is outside the {num_classes} classes "
+            raise BadLabelError(f"{path.parent}/{rows[i]}: {column}={value!r} is outside the {num_classes} classes "
                                 f"(0..{num_classes - 1})")
     return labels
 

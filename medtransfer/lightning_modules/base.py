@@ -135,8 +135,8 @@ class TaskModule(pl.LightningModule):
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val",
                       sync_dist=False, rank_zero_only=False)
 
-    def on_train_epoch_start(self) -> None:
-        reseed_for_epoch(self.current_epoch)
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        reseed_for_step(self.current_epoch, batch_idx, self.global_rank)
 
     def on_train_epoch_end(self) -> None:
         self._finish_epoch("train")
@@ -197,10 +197,13 @@ def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def reseed_for_epoch(epoch: int) -> None:
-    """Seed every generator from (run seed, epoch) at the start of each training epoch, so that an epoch's
-    randomness (dropout, worker seeds) is the same whether the run was resumed or not."""
-    seed = (int(os.environ.get("PL_GLOBAL_SEED", 0)) * 10_007 + epoch) % (2**31)
+def reseed_for_step(epoch: int, batch_idx: int, rank: int = 0) -> None:
+    """Seed every generator from (run seed, epoch, batch, rank) before each training batch, so that a step's
+    randomness (dropout, stochastic depth) is the same whether the run was resumed or not. Seeding per step,
+    not per epoch, keeps it so even when Lightning draws random numbers at other moments on a resumed run (it
+    does: the first resumed epoch creates its data iterator at another point)."""
+    run_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+    seed = int(np.random.SeedSequence([run_seed, epoch, batch_idx, rank]).generate_state(1)[0]) % (2**31)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

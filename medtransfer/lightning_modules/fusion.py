@@ -125,15 +125,19 @@ class DVMEFusion(Fusion):
         self.output = nn.Linear(self.num_sources * proj_dim, proj_dim)
         self.out_dim = proj_dim
 
-    def forward(self, embeddings: Sequence[torch.Tensor]) -> FusionOutput:
+    def encode(self, embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``B x K x proj_dim`` output tokens (normed) and the attention each token receives (``B x K``)."""
         self.check_inputs(embeddings)
         tokens = project(self.projections, embeddings) + self.source_embedding
         received = []
         for block in self.blocks:
             tokens, weights = block(tokens)
             received.append(weights.float().mean(dim=(1, 2)))  # over heads and querying tokens: B x K
-        fused = self.output(self.norm(tokens).flatten(1))
-        return FusionOutput(fused, torch.stack(received).mean(dim=0))
+        return self.norm(tokens), torch.stack(received).mean(dim=0)
+
+    def forward(self, embeddings: Sequence[torch.Tensor]) -> FusionOutput:
+        tokens, received = self.encode(embeddings)
+        return FusionOutput(self.output(tokens.flatten(1)), received)
 
 
 class DMEFusion(Fusion):

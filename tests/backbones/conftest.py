@@ -68,7 +68,8 @@ def references() -> ReferenceModels:
 
 @pytest.fixture
 def images() -> torch.Tensor:
-    return torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=generator)
 
 
 @pytest.fixture(scope="session")

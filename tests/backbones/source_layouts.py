@@ -49,7 +49,8 @@ def _classifier(backbone: Tensors) -> Tensors:
 
 
 def _optimizer_state() -> dict:
-    return {"state": {}, "param_groups": [{"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "params": [0, 1]}]}
+    group = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "params": [0, 1]}
+    return {"state": {}, "param_groups": [group]}
 
 
 def torchvision(backbone: Tensors, path: Path) -> list[str]:
@@ -74,8 +75,9 @@ def bolts_simclr(backbone: Tensors, path: Path) -> list[str]:
     extra |= _linear("non_linear_evaluator.block_forward.2", HEAD, d)
     extra |= _linear("non_linear_evaluator.block_forward.6", 1000, HEAD)
     state = {**_prefixed("encoder.", backbone), **extra}
-    torch.save({"epoch": 799, "global_step": 500_000, "pytorch-lightning_version": "1.0.0", "state_dict": state,
-                "optimizer_states": [_optimizer_state()], "lr_schedulers": [{"last_epoch": 799}],
+    torch.save({"epoch": 799, "global_step": 500_000, "pytorch-lightning_version": "1.0.0",
+                "state_dict": state, "optimizer_states": [_optimizer_state()],
+                "lr_schedulers": [{"last_epoch": 799}],
                 "hyper_parameters": {"gpus": 8, "dataset": "imagenet", "arch": "resnet50"}}, path)
     return list(extra)
 
@@ -84,7 +86,8 @@ def swav(backbone: Tensors, path: Path) -> list[str]:
     """SwAV: a flat DDP state dict (module.), with projection_head and prototypes."""
     d = _features(backbone)
     extra = _linear("module.projection_head.0", HEAD, d) | _batchnorm("module.projection_head.1", HEAD)
-    extra |= _linear("module.projection_head.3", 128, HEAD) | _linear("module.prototypes", 3000, 128, bias=False)
+    extra |= _linear("module.projection_head.3", 128, HEAD)
+    extra |= _linear("module.prototypes", 3000, 128, bias=False)
     torch.save({**_prefixed("module.", backbone), **extra}, path)
     return list(extra)
 
@@ -98,7 +101,8 @@ def dino(backbone: Tensors, path: Path) -> list[str]:
 def _dino_head(prefix: str, d: int) -> Tensors:
     head = _linear(f"{prefix}mlp.0", HEAD, d) | _linear(f"{prefix}mlp.2", HEAD, HEAD)
     head |= _linear(f"{prefix}mlp.4", 32, HEAD)
-    head |= {f"{prefix}last_layer.weight_g": torch.ones(HEAD, 1), f"{prefix}last_layer.weight_v": torch.randn(HEAD, 32)}
+    head[f"{prefix}last_layer.weight_g"] = torch.ones(HEAD, 1)
+    head[f"{prefix}last_layer.weight_v"] = torch.randn(HEAD, 32)
     return head
 
 
@@ -114,7 +118,7 @@ def dino_training(backbone: Tensors, path: Path, student: Tensors | None = None,
     teacher_head = _dino_head(f"{teacher_prefix}head.", d)
     teacher_state = _prefixed(f"{teacher_prefix}backbone.", backbone) | teacher_head
     args = argparse.Namespace(arch="vit_small" if vit else "resnet50", patch_size=16, out_dim=65536,
-                              norm_last_layer=True, lr=0.0005, epochs=100, data_path="/path/to/imagenet/train")
+                              norm_last_layer=True, lr=0.0005, epochs=100, data_path="/imagenet/train")
     checkpoint = {"student": student_state, "optimizer": _optimizer_state(), "epoch": 100, "args": args,
                   "dino_loss": {"center": torch.randn(1, 32)}, "fp16_scaler": None}
     if with_teacher:
@@ -143,7 +147,8 @@ def mocov3(backbone: Tensors, path: Path) -> list[str]:
     projector = _linear(f"{projector_name}.0", HEAD, d, bias=False) | _batchnorm(f"{projector_name}.1", HEAD)
     projector |= _linear(f"{projector_name}.3", 32, HEAD, bias=False)
     projector |= _batchnorm(f"{projector_name}.4", 32, affine=False)
-    predictor = _linear("0", HEAD, 32, bias=False) | _batchnorm("1", HEAD) | _linear("3", 32, HEAD, bias=False)
+    predictor = _linear("0", HEAD, 32, bias=False) | _batchnorm("1", HEAD)
+    predictor |= _linear("3", 32, HEAD, bias=False)
     extra = _prefixed("module.base_encoder.", projector)
     extra |= _prefixed("module.momentum_encoder.", {**backbone, **projector})
     extra |= _prefixed("module.predictor.", predictor)

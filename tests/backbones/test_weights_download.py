@@ -50,7 +50,8 @@ def served_entry(tmp_path, sha256: str | None):
     source = tmp_path / "served" / "resnet50.pth"
     source.parent.mkdir()
     source.write_bytes(b"weights" * 1000)
-    return dataclasses.replace(REGISTRY["resnet50.barlowtwins_in1k"], url=source.as_uri(), sha256=sha256), source
+    entry = dataclasses.replace(REGISTRY["resnet50.barlowtwins_in1k"], url=source.as_uri(), sha256=sha256)
+    return entry, source
 
 
 def test_download_verifies_the_checksum_and_caches(online, tmp_path, offline_weights_cache):

@@ -90,7 +90,8 @@ def test_entry_loads_its_source_layout_exactly(entry, references, images, tmp_pa
     else:
         assert report.filled == []
 
-    reference_backbone = Backbone(reference, entry.name, entry.preprocessing, embedding=entry.embedding).eval()
+    reference_backbone = Backbone(reference, "reference", entry.preprocessing, embedding=entry.embedding)
+    reference_backbone.eval()
     with torch.no_grad():
         embeddings = backbone.eval()(images)
         assert embeddings.shape == (2, entry.embed_dim())

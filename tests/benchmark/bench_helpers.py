@@ -1,5 +1,5 @@
-"""Helpers for the benchmark tests: small grids over the repository's config pieces, hand-made results.json files,
-and a stand-in for ``medtransfer fit`` subprocesses that writes results instantly."""
+"""Helpers for the benchmark tests: small grids over the repository's config pieces, hand-made results.json
+files, and a stand-in for ``medtransfer fit`` subprocesses that writes results instantly."""
 
 from __future__ import annotations
 
@@ -31,15 +31,29 @@ def small_grid(**extra) -> dict:
     }
 
 
-def results_document(config: dict, test: dict[str, float], *, verb: str = "fit", data: dict | None = None,
-                     backbones: list[str] = ("test_resnet",), model: str = "LinearProbe", seed: int = 0,
-                     primary: str = "auroc", extra: dict | None = None) -> dict:
+def results_document(
+    config: dict,
+    test: dict[str, float],
+    *,
+    verb: str = "fit",
+    data: dict | None = None,
+    backbones: list[str] = ("test_resnet",),
+    model: str = "LinearProbe",
+    seed: int = 0,
+    primary: str = "auroc",
+    extra: dict | None = None,
+) -> dict:
     """A results.json as ``medtransfer fit`` writes it (results.build_results)."""
     return build_results(
         verb=verb,
         metrics={"val": dict(test), "test": dict(test)},
-        task={"kind": "binary", "class_names": ["normal", "lesion"], "ordinal": False, "primary_metric": primary,
-              "num_classes": 2},
+        task={
+            "kind": "binary",
+            "class_names": ["normal", "lesion"],
+            "ordinal": False,
+            "primary_metric": primary,
+            "num_classes": 2,
+        },
         data={"name": "SyntheticMedical", "train_fraction": 1.0, "fraction_seed": seed, **(data or {})},
         model={"name": model, "backbones": [{"name": b, "fingerprint": "0" * 16} for b in backbones]},
         seed=seed,
@@ -51,11 +65,11 @@ def results_document(config: dict, test: dict[str, float], *, verb: str = "fit",
 
 class InstantRun:
     """Stands in for a ``medtransfer fit`` subprocess: writes the results.json the run would write, at once.
-    ``kill`` names runs during which the benchmark itself is killed (KeyboardInterrupt), leaving a partial
-    folder behind, as a real kill would."""
+    During the ``kill_at``-th start (from 0) the benchmark itself is killed (KeyboardInterrupt), leaving a
+    partial run folder behind, as a real kill would."""
 
-    def __init__(self, kill: set[str] = frozenset(), scores: dict[str, float] | None = None) -> None:
-        self.kill = set(kill)
+    def __init__(self, kill_at: int | None = None, scores: dict[str, float] | None = None) -> None:
+        self.kill_at = kill_at
         self.scores = scores or {}
         self.started: list[str] = []
 
@@ -63,14 +77,22 @@ class InstantRun:
         self.started.append(run.id)
         (folder / "checkpoints").mkdir()
         (folder / "checkpoints" / "last.ckpt").write_bytes(b"partial")
-        if run.id in self.kill:
+        if len(self.started) - 1 == self.kill_at:
             raise KeyboardInterrupt
         score = self.scores.get(run.id, 0.5 + 0.01 * len(self.started))
         seed = run.config.get("seed_everything", 0)
         fraction = run.config["data"]["init_args"]["train_fraction"]
-        write_json_atomic(folder / "results.json", results_document(
-            run.config, {"auroc": score, "acc": score}, verb=run.verb, seed=seed,
-            data={"train_fraction": fraction}, backbones=[run.labels.get("backbone", "?")]))
+        write_json_atomic(
+            folder / "results.json",
+            results_document(
+                run.config,
+                {"auroc": score, "acc": score},
+                verb=run.verb,
+                seed=seed,
+                data={"train_fraction": fraction},
+                backbones=[run.labels.get("backbone", "?")],
+            ),
+        )
         return self
 
     def poll(self) -> int:

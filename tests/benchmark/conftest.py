@@ -17,7 +17,8 @@ def resolver() -> ConfigResolver:
 
 @pytest.fixture
 def write_grid(tmp_path: Path):
-    """Write a grid file (a dict) into tmp_path; its runs go to tmp_path/out unless the dict says otherwise."""
+    """Write a grid file (a dict) into tmp_path; its runs go to tmp_path/out unless the dict says
+    otherwise."""
 
     def write(grid: dict, name: str = "grid.yaml") -> Path:
         grid = {"output_dir": str(tmp_path / "out"), **grid}

@@ -40,9 +40,9 @@ def test_imagefolder_with_split_folders(imagefolder_root, tmp_path):
 
 
 def test_imagefolder_errors(tmp_path, imagefolder_root):
-    write_image(tmp_path / "only" / "a.png", np.zeros((4, 4), np.uint8))
+    write_image(tmp_path / "single" / "only" / "a.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(DatasetLayoutError, match=r"found 1 class folder\(s\) \['only'\]"):
-        ImageFolder(root=str(tmp_path))
+        ImageFolder(root=str(tmp_path / "single"))
     with pytest.raises(ValueError, match="does not match P000_0.png"):
         ImageFolder(root=str(imagefolder_root), patient_pattern=r"^(X\d+)").sources()
 
@@ -82,15 +82,21 @@ def test_csv_multilabel_and_integer_labels(tmp_path):
 def test_csv_bad_rows_are_named(tmp_path):
     root = _csv_root(tmp_path, [f"a/{i}.png,{i % 2}" for i in range(6)], header="path,label")
     (root / "bad.csv").write_text("path,label\na/0.png,0\na/1.png,5\n")
-    with pytest.raises(BadLabelError, match=r"bad.csv row 3: label='5' is not one of data.class_names"):
+    with pytest.raises(BadLabelError, match=r"/bad.csv row 3: label='5' is outside the 2 classes \(0..1\)"):
         CSVDataset(root=str(root), csv_path="bad.csv", class_names=["a", "b"])
+    (root / "bad.csv").write_text("path,label\na/0.png,a\na/1.png,maybe\n")
+    with pytest.raises(BadLabelError, match=r"/bad.csv row 3: label='maybe' is not one of data.class_names"):
+        CSVDataset(root=str(root), csv_path="bad.csv", class_names=["a", "b"])
+    (root / "bad.csv").write_text("path,label\na/0.png,0\n")
+    with pytest.raises(BadLabelError, match="holds a single class"):
+        CSVDataset(root=str(root), csv_path="bad.csv")
     (root / "bad.csv").write_text("path,label\na/0.png,0\na/9.png,1\n")
     with pytest.raises(DatasetLayoutError, match=r"a/9.png \(bad.csv row 3\)"):
         CSVDataset(root=str(root), csv_path="bad.csv").sources()
     (root / "bad.csv").write_text("file,label\na/0.png,0\n")
     with pytest.raises(DatasetLayoutError, match=r"no column\(s\) \['path'\]"):
         CSVDataset(root=str(root), csv_path="bad.csv")
-    (root / "bad.csv").write_text("path,label,split\na/0.png,0,training\n")
+    (root / "bad.csv").write_text("path,label,split\na/0.png,0,training\na/1.png,1,test\n")
     with pytest.raises(DatasetLayoutError, match="bad.csv row 2: split='training'"):
         CSVDataset(root=str(root), csv_path="bad.csv", split_column="split").sources()
 

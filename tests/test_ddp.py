@@ -1,0 +1,39 @@
+"""DDP on CPU (gloo): a 2-process ``medtransfer fit`` whose test metrics equal a single process's on the same
+checkpoint, on an odd-sized test split where padded duplicates would show."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+
+from medtransfer.cli import main
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with gloo is needed for DDP on CPU")
+
+
+def test_two_process_ddp_test_metrics_equal_single_process(tiny_cli, tmp_path):
+    # 25 test samples at eval batch 4: rank 0 gets 13 (4 batches), rank 1 gets 12 (3 batches); a padded
+    # duplicate would change acc by 1/26 and the loss and AUROC too
+    args = [*tiny_cli(tmp_path / "runs", num_test=25), "--data.init_args.eval_batch_size", "4"]
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    command = [sys.executable, "-m", "medtransfer.cli", "fit", *args, *ddp]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    ddp_results = json.loads((tmp_path / "runs" / "tiny" / "version_0" / "results.json").read_text())
+    assert ddp_results["config"]["trainer"]["devices"] == 2
+    assert ddp_results["data"]["num_samples"]["test"] == 25
+
+    main(["test", *args, "--ckpt_path", ddp_results["checkpoint"]])
+    single = json.loads((tmp_path / "runs" / "tiny" / "version_1" / "results.json").read_text())
+    assert single["checkpoint"] == ddp_results["checkpoint"]
+    assert single["metrics"]["test"] == pytest.approx(ddp_results["metrics"]["test"], abs=1e-6)
+    assert Path(ddp_results["checkpoint"]).is_file()
