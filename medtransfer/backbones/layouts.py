@@ -115,7 +115,7 @@ def detect_layout(checkpoint: Mapping, model: nn.Module) -> Layout:
     if "teacher" in checkpoint or "student" in checkpoint:
         return LAYOUTS["dino"]
     state, container = _find_state_dict(checkpoint)
-    keys = list(state)
+    keys = [str(k) for k in state]
     if container == "state_dict":
         if any(k.startswith("module.encoder_q.") for k in keys):
             return LAYOUTS["mocov2"]
@@ -125,9 +125,9 @@ def detect_layout(checkpoint: Mapping, model: nn.Module) -> Layout:
     if container is None and any(k.startswith(swav_heads) for k in keys):
         return LAYOUTS["swav"]
     prefix = best_prefix(keys, set(model.state_dict()))
-    lightning = "pytorch-lightning_version" in checkpoint or "pytorch_lightning_version" in checkpoint
+    lightning = "pytorch-lightning_version" in checkpoint
     classifiers = _classifier_names(model)
-    generic = Layout(
+    return Layout(
         "auto",
         f"{'Lightning checkpoint' if lightning else 'state dict'}"
         f"{f' under {container!r}' if container else ''}, backbone keys under {prefix or 'no prefix'!r}",
@@ -136,7 +136,6 @@ def detect_layout(checkpoint: Mapping, model: nn.Module) -> Layout:
         drop=tuple(f"{prefix}{name}.*" for name in classifiers),
         drop_outside_prefix=lightning,
     )
-    return generic
 
 
 def describe_detected(checkpoint: Mapping, model: nn.Module) -> str:
@@ -149,7 +148,7 @@ def describe_detected(checkpoint: Mapping, model: nn.Module) -> str:
 
 
 def _find_state_dict(checkpoint: Mapping) -> tuple[Mapping, str | None]:
-    for key in ("state_dict", "model", "module"):
+    for key in ("state_dict", "model"):
         value = checkpoint.get(key)
         if isinstance(value, Mapping) and value:
             return value, key

@@ -95,9 +95,9 @@ def store_keys(config: dict) -> list[str]:
 
 def store_root_key(config: dict) -> str | None:
     """The dotted key of the model's feature-store folder argument, when the model uses feature stores
-    (``FrozenBackboneModule`` with ``feature_cache`` on)."""
+    (``FrozenBackboneModule`` with ``feature_cache`` on; DVME only in its ``frozen`` mode)."""
     args = ((config.get("model") or {}).get("init_args")) or {}
-    if not args.get("feature_cache", True):
+    if not args.get("feature_cache", True) or args.get("mode", "frozen") != "frozen":
         return None
     for key in STORE_ROOT_KEYS:
         if key.rsplit(".", 1)[-1] in args:

@@ -48,11 +48,12 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
                 half = np.array([100 * c.ci_halfwidth for _, c in cells])
                 line = axes.plot(x, mean, marker="o", label=row)[0]
                 band = ~np.isnan(half)
+                low, high = metric_range(cells[0][1].metric)
                 if band.any():
                     axes.fill_between(
                         x[band],
-                        (mean - half)[band],
-                        (mean + half)[band],
+                        np.clip(mean - half, low, high)[band],
+                        np.clip(mean + half, low, high)[band],
                         color=line.get_color(),
                         alpha=0.18,
                         linewidth=0,
@@ -70,6 +71,13 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
             axes.legend(fontsize=8)
             figures[slug(dataset, table.title) + ".png"] = png_bytes(figure)
     return figures
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """Where a metric can lie, in points; CI bands stay within it (t intervals over few seeds are wide)."""
+    if metric == "loss":
+        return -np.inf, np.inf
+    return (-100.0 if metric == "kappa" else 0.0), 100.0
 
 
 def tick_label(label: str, value: float) -> str:

@@ -108,8 +108,8 @@ def _blame(run: Run, resolver: ConfigResolver, message: str, extra: list[tuple[s
     """Add the run's parts one at a time, in the order of its command line (config pieces: the grid's, then
     each axis level's; overrides: the grid's, then each axis level's, then the launcher's) until parsing
     fails; that part is the culprit."""
-    level_configs = {c for lv in run.levels for c in lv.configs}
-    level_overrides = {o for lv in run.levels for o in lv.overrides}
+    level_configs = [c for lv in run.levels for c in lv.configs]
+    level_overrides = [o for lv in run.levels for o in lv.overrides]
     parts: list[tuple[str, list[str], list[tuple[str, Any]]]] = [
         (f"the grid's config piece {c}", [c], []) for c in run.configs if c not in level_configs
     ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from .aggregate import TABLE_AXES, Cell, Collection
 
 BASELINE_HINTS = ("supervised", ".tv_in1k", ".tv2_in1k")
+MAX_LISTED = 30  # unfinished runs named in summary.md
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,12 @@ def summary_markdown(
         lines += [f"- `{_relative(e.path, collection)}`: {e.reason}" for e in collection.excluded]
         lines.append("")
     for grid, missing in collection.unfinished.items():
-        lines += [f"## Not finished ({grid}: {len(missing)} runs)", "", *(f"- {run}" for run in missing), ""]
+        shown = [f"- {run}" for run in missing[:MAX_LISTED]]
+        if len(missing) > MAX_LISTED:
+            shown.append(
+                f"- ... and {len(missing) - MAX_LISTED} more (`medtransfer benchmark --dry-run` lists all)"
+            )
+        lines += [f"## Not finished ({grid}: {len(missing)} runs)", "", *shown, ""]
     return "\n".join(lines)
 
 

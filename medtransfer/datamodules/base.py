@@ -54,7 +54,9 @@ class MedicalDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if augmentation is not None and augmentation not in PRESETS:
-            raise ValueError(f"data.augmentation: unknown preset {augmentation!r}; choose one of {list(PRESETS)}")
+            raise ValueError(
+                f"data.augmentation: unknown preset {augmentation!r}; choose one of {list(PRESETS)}"
+            )
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -74,8 +76,8 @@ class MedicalDataModule(pl.LightningDataModule):
         """Read the dataset's native layout: one source per split in ``SPLITS``."""
 
     def data_fingerprint(self) -> dict:
-        """What identifies this dataset's samples and splits (for feature stores and results.json): the dataset
-        and a digest of every split's ids and labels, so a copy of the data in another folder matches."""
+        """What identifies this dataset's samples and splits (for feature stores and results.json): the
+        dataset and a digest of every split's ids and labels, so a copy of the data elsewhere matches."""
         return {"dataset": self.name, "splits": self.split_digests()}
 
     def split_digests(self) -> dict[str, str]:
@@ -106,10 +108,13 @@ class MedicalDataModule(pl.LightningDataModule):
         """Rows of the training source in the label fraction (all rows for ``train_fraction=1``)."""
         if self._train_indices is None:
             train = self.sources()["train"]
-            self._train_indices = select_fraction(train.labels, self.train_fraction, self.fraction_seed, train.groups)
+            self._train_indices = select_fraction(
+                train.labels, self.train_fraction, self.fraction_seed, train.groups
+            )
             if len(self._train_indices) < len(train):
                 log.info("%s: train_fraction=%s keeps %d of %d training samples (fraction_seed=%d)",
-                         self.name, self.train_fraction, len(self._train_indices), len(train), self.fraction_seed)
+                         self.name, self.train_fraction, len(self._train_indices), len(train),
+                         self.fraction_seed)
         return self._train_indices
 
     def split_source(self, split: str) -> Source:
@@ -139,11 +144,13 @@ class MedicalDataModule(pl.LightningDataModule):
             return cached
         dataset = self.dataset("train", train_transform=True)
         world, rank = self._world()
-        sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=_run_seed(), drop_last=False)
+        sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=_run_seed(),
+                               drop_last=False)
         return self._loader(dataset, sampler, self.batch_size)
 
     def eval_dataloader(self, split: str) -> DataLoader:
-        """Deterministic, unaugmented, unpadded loader over a whole split (the label fraction for ``train``)."""
+        """Deterministic, unaugmented, unpadded loader over a whole split (the label fraction for
+        ``train``)."""
         dataset = self.dataset(split, train_transform=False)
         world, rank = self._world()
         return self._loader(dataset, UnpaddedSampler(dataset, world, rank), self.eval_batch_size)
@@ -157,14 +164,15 @@ class MedicalDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._feature_loader("test") or self.eval_dataloader("test")
 
-    # -- feature stores (medtransfer.features) ----------------------------------------------------------------
+    # -- feature stores (medtransfer.features) ---------------------------------------------------------------
     def eval_transform(self):
-        """The deterministic transform of evaluation and feature extraction (part of a store's fingerprint)."""
+        """The deterministic transform of evaluation and feature extraction (part of a store's
+        fingerprint)."""
         return build_transform(self.augmentation, self.image_size, train=False)
 
     def extraction_dataloader(self, split: str, num_replicas: int = 1, rank: int = 0) -> DataLoader:
-        """Unaugmented loader over the WHOLE split, label fraction ignored (a feature store holds the whole split
-        and fractions select its rows by ``train_indices()``), as rank ``rank``'s unpadded shard."""
+        """Unaugmented loader over the WHOLE split, label fraction ignored (a feature store holds the whole
+        split and fractions select its rows by ``train_indices()``), as rank ``rank``'s unpadded shard."""
         dataset = TransformedDataset(self.sources()[split], self.eval_transform(), seed=_run_seed(),
                                      multilabel=self.task.kind == "multilabel")
         return self._loader(dataset, UnpaddedSampler(dataset, num_replicas, rank), self.eval_batch_size)
@@ -178,7 +186,8 @@ class MedicalDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset, sampler, batch_size: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=False, collate_fn=collate_skipping)
+                          persistent_workers=self.num_workers > 0, pin_memory=False,
+                          collate_fn=collate_skipping)
 
     def describe(self) -> dict:
         """The data part of results.json."""

@@ -1,5 +1,6 @@
-"""NIH ChestX-ray14 (Wang et al. 2017): 112,120 frontal chest X-rays of 30,805 patients, 14 text-mined findings,
-multilabel, mean AUROC, with the official patient-disjoint ``train_val_list.txt`` / ``test_list.txt``."""
+"""NIH ChestX-ray14 (Wang et al. 2017): 112,120 frontal chest X-rays of 30,805 patients, 14 text-mined
+findings, multilabel, mean AUROC, with the official patient-disjoint ``train_val_list.txt`` /
+``test_list.txt``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,22 @@ from .splits import carve_sources
 from .tabular import checked_file_source, read_table, row_origins
 
 PAGE = "https://nihcc.app.box.com/v/ChestXray-NIHCC (or https://www.kaggle.com/datasets/nih-chest-xrays/data)"
-FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-            "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
+FINDINGS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
 ENTRY_FILES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
 COLUMNS = ("Image Index", "Finding Labels", "Patient ID")
 
@@ -38,8 +53,10 @@ def parse_findings(text: str, where: str) -> np.ndarray:
         if finding == "No Finding":
             continue
         if finding not in FINDINGS:
-            raise BadLabelError(f"{where}: unknown finding {finding!r} in 'Finding Labels'; expected 'No Finding' "
-                                f"or some of {list(FINDINGS)} separated by '|'")
+            raise BadLabelError(
+                f"{where}: unknown finding {finding!r} in 'Finding Labels'; expected 'No Finding' "
+                f"or some of {list(FINDINGS)} separated by '|'"
+            )
         vector[FINDINGS.index(finding)] = 1.0
     return vector
 
@@ -60,8 +77,15 @@ class ChestXray14(MedicalDataModule):
 
     default_augmentation = "chest_xray"
 
-    def __init__(self, root: str, val_fraction: float = 0.1, split_seed: int = 0, skip_corrupt: bool = False,
-                 image_size: int = 224, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        skip_corrupt: bool = False,
+        image_size: int = 224,
+        **kwargs,
+    ) -> None:
         super().__init__(image_size=image_size, **kwargs)
         self.root = root
         self.val_fraction = val_fraction
@@ -72,13 +96,25 @@ class ChestXray14(MedicalDataModule):
     def build_sources(self) -> dict[str, Source]:
         root = Path(self.root).expanduser()
         entries = next((name for name in ENTRY_FILES if (root / name).exists()), ENTRY_FILES[0])
-        root = check_layout(self.name, root, [entries, "train_val_list.txt", "test_list.txt"], PAGE,
-                            f"the entries table may also be named {ENTRY_FILES[1]}")
+        root = check_layout(
+            self.name,
+            root,
+            [entries, "train_val_list.txt", "test_list.txt"],
+            PAGE,
+            f"the entries table may also be named {ENTRY_FILES[1]}",
+        )
         folders = image_folders(root)
         if not folders:
-            raise DatasetLayoutError(layout_message(self.name, root, ["images/", "images_001/images/"],
-                                                    ["images/", "images_001/images/"], PAGE,
-                                                    "unpack the images_NNN.tar.gz archives in root"))
+            raise DatasetLayoutError(
+                layout_message(
+                    self.name,
+                    root,
+                    ["images/", "images_001/images/"],
+                    ["images/", "images_001/images/"],
+                    PAGE,
+                    "unpack the images_NNN.tar.gz archives in root",
+                )
+            )
         located = {name: folder for folder in folders for name in os.listdir(folder)}
         table_path = root / entries
         frame = read_table(table_path, COLUMNS, self.name, PAGE).set_index("Image Index", drop=False)
@@ -87,25 +123,40 @@ class ChestXray14(MedicalDataModule):
             split: self._listed(root / list_name, frame, origins, located, folders[0])
             for split, list_name in (("train_val", "train_val_list.txt"), ("test", "test_list.txt"))
         }
-        carved = carve_sources(sources["train_val"], {"val": self.val_fraction}, self.split_seed, self.name,
-                               pool_name="train_val")
+        carved = carve_sources(
+            sources["train_val"],
+            {"val": self.val_fraction},
+            self.split_seed,
+            self.name,
+            pool_name="train_val",
+        )
         return {"train": carved["train"], "val": carved["val"], "test": sources["test"]}
 
     def _listed(self, list_path: Path, frame, origins: dict, located: dict, default_folder: Path) -> Source:
         names = [line.strip() for line in list_path.read_text().splitlines() if line.strip()]
         unknown = [n for n in names if n not in frame.index]
         if unknown:
-            raise DatasetLayoutError(f"{self.name}: {len(unknown)} images of {list_path} are not in the entries "
-                                     f"table (first: {unknown[0]}); the list and the table are from different "
-                                     "releases or one is truncated")
+            raise DatasetLayoutError(
+                f"{self.name}: {len(unknown)} images of {list_path} are not in the entries "
+                f"table (first: {unknown[0]}); the list and the table are from different "
+                "releases or one is truncated"
+            )
         rows = frame.loc[names]
         where = [origins[n] for n in names]
-        labels = np.stack([parse_findings(text, f"{w}") for text, w in zip(rows["Finding Labels"], where,
-                                                                             strict=True)])
+        labels = np.stack(
+            [parse_findings(text, f"{w}") for text, w in zip(rows["Finding Labels"], where, strict=True)]
+        )
         paths = [located.get(n, default_folder) / n for n in names]
-        return checked_file_source(self.name, paths, labels, names, where, groups=rows["Patient ID"].to_numpy(),
-                                   skip_corrupt=self.skip_corrupt, grey=True)
+        return checked_file_source(
+            self.name,
+            paths,
+            labels,
+            names,
+            where,
+            groups=rows["Patient ID"].to_numpy(),
+            skip_corrupt=self.skip_corrupt,
+            grey=True,
+        )
 
     def data_fingerprint(self) -> dict:
         return {"dataset": self.name, "split_seed": self.split_seed, "splits": self.split_digests()}
-

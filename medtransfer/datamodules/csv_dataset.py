@@ -1,4 +1,5 @@
-"""Your own data as a CSV: an image path column, one or more label columns, optional patient and split columns."""
+"""Your own data as a CSV: an image path column, one or more label columns, optional patient and split
+columns."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ class CSVDataset(MedicalDataModule):
 
     - one label column: class numbers ``0..C-1`` or class names (``class_names`` fixes their order, otherwise
       sorted); two classes make a binary task (the second is positive), more a multiclass one;
-    - several label columns: a multilabel task with one 0/1 column per finding (the column names are the classes);
+    - several label columns: a multilabel task with one 0/1 column per finding (the column names are the
+    classes);
     - ``patient_column`` groups a patient's images in carved splits and label fractions;
-    - ``split_column`` with values ``train``/``val`` (or ``valid``/``validation``)/``test``; missing splits are
-      carved from train (seeded, stratified, patient-grouped). A file written by ``write_splits`` or
+    - ``split_column`` with values ``train``/``val`` (or ``valid``/``validation``)/``test``; missing splits
+      are carved from train (seeded, stratified, patient-grouped). A file written by ``write_splits`` or
       ``medtransfer prepare`` reads back with ``split_column: split``.
 
     Args:
@@ -42,11 +44,24 @@ class CSVDataset(MedicalDataModule):
 
     default_augmentation = "natural"
 
-    def __init__(self, root: str, csv_path: str = "labels.csv", image_column: str = "path",
-                 label_columns: str | list[str] = "label", patient_column: str | None = None,
-                 split_column: str | None = None, class_names: list[str] | None = None, ordinal: bool = False,
-                 grey: bool = False, val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
-                 skip_corrupt: bool = False, image_size: int = 224, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        csv_path: str = "labels.csv",
+        image_column: str = "path",
+        label_columns: str | list[str] = "label",
+        patient_column: str | None = None,
+        split_column: str | None = None,
+        class_names: list[str] | None = None,
+        ordinal: bool = False,
+        grey: bool = False,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        skip_corrupt: bool = False,
+        image_size: int = 224,
+        **kwargs,
+    ) -> None:
         super().__init__(image_size=image_size, **kwargs)
         self.root = root
         self.csv_path = csv_path
@@ -73,9 +88,16 @@ class CSVDataset(MedicalDataModule):
     def _labels_and_task(self, class_names: list[str] | None, ordinal: bool) -> tuple[np.ndarray, Task]:
         if len(self.label_columns) > 1:
             if ordinal:
-                raise ValueError("data.ordinal needs a single label column (several columns make a multilabel task)")
-            labels = np.stack([class_labels(self.frame[c].tolist(), 2, self.table_path, c, self.origins)
-                               for c in self.label_columns], axis=1).astype(np.float32)
+                raise ValueError(
+                    "data.ordinal needs a single label column (several columns make a multilabel task)"
+                )
+            labels = np.stack(
+                [
+                    class_labels(self.frame[c].tolist(), 2, self.table_path, c, self.origins)
+                    for c in self.label_columns
+                ],
+                axis=1,
+            ).astype(np.float32)
             return labels, Task("multilabel", tuple(class_names or self.label_columns))
         column = self.label_columns[0]
         values = self.frame[column].str.strip()
@@ -85,23 +107,30 @@ class CSVDataset(MedicalDataModule):
             index = {name: i for i, name in enumerate(class_names)}
             unknown = [i for i, v in enumerate(values) if v not in index]
             if unknown:
-                raise BadLabelError(f"{self.table_path.parent}/{self.origins[unknown[0]]}: {column}="
-                                    f"{values.iloc[unknown[0]]!r} is not one of data.class_names {class_names}")
+                raise BadLabelError(
+                    f"{self.table_path.parent}/{self.origins[unknown[0]]}: {column}="
+                    f"{values.iloc[unknown[0]]!r} is not one of data.class_names {class_names}"
+                )
             labels = np.asarray([index[v] for v in values], dtype=np.int64)
         else:
             num_classes = len(class_names) if class_names else int(pd.to_numeric(values).max()) + 1
             labels = class_labels(values.tolist(), num_classes, self.table_path, column, self.origins)
             class_names = class_names or [str(i) for i in range(num_classes)]
         if len(class_names) < 2:
-            raise BadLabelError(f"{self.table_path}: column {column!r} holds a single class {class_names}; a "
-                                "classification dataset needs at least two (or set data.class_names)")
+            raise BadLabelError(
+                f"{self.table_path}: column {column!r} holds a single class {class_names}; a "
+                "classification dataset needs at least two (or set data.class_names)"
+            )
         kind = "binary" if len(class_names) == 2 and not ordinal else "multiclass"
-        return labels, Task(kind, tuple(class_names), ordinal=ordinal,
-                            primary_metric="kappa" if ordinal else "auroc")
+        return labels, Task(
+            kind, tuple(class_names), ordinal=ordinal, primary_metric="kappa" if ordinal else "auroc"
+        )
 
     def build_sources(self) -> dict[str, Source]:
         root = Path(self.root).expanduser()
-        paths = [Path(p) if Path(p).is_absolute() else root / p for p in self.frame[self.image_column].str.strip()]
+        paths = [
+            Path(p) if Path(p).is_absolute() else root / p for p in self.frame[self.image_column].str.strip()
+        ]
         ids = self.frame[self.image_column].str.strip().tolist()
         groups = self.frame[self.patient_column].to_numpy() if self.patient_column else None
         splits = self._split_of_rows()
@@ -110,9 +139,16 @@ class CSVDataset(MedicalDataModule):
             rows = np.flatnonzero(splits == split)
             if rows.size:
                 available[split] = checked_file_source(
-                    self.name, [paths[i] for i in rows], self.labels[rows], [ids[i] for i in rows],
-                    [self.origins[i] for i in rows], groups=None if groups is None else groups[rows],
-                    skip_corrupt=self.skip_corrupt, grey=self.grey, draft_size=2 * self.image_size)
+                    self.name,
+                    [paths[i] for i in rows],
+                    self.labels[rows],
+                    [ids[i] for i in rows],
+                    [self.origins[i] for i in rows],
+                    groups=None if groups is None else groups[rows],
+                    skip_corrupt=self.skip_corrupt,
+                    grey=self.grey,
+                    draft_size=2 * self.image_size,
+                )
         return complete_splits(available, self.val_fraction, self.test_fraction, self.split_seed, self.name)
 
     def _split_of_rows(self) -> np.ndarray:
@@ -121,13 +157,19 @@ class CSVDataset(MedicalDataModule):
         values = self.frame[self.split_column].str.strip().str.lower()
         bad = [i for i, v in enumerate(values) if v not in SPLIT_VALUES]
         if bad:
-            raise DatasetLayoutError(f"{self.table_path.parent}/{self.origins[bad[0]]}: {self.split_column}="
-                                     f"{values.iloc[bad[0]]!r}; expected one of {sorted(SPLIT_VALUES)}")
+            raise DatasetLayoutError(
+                f"{self.table_path.parent}/{self.origins[bad[0]]}: {self.split_column}="
+                f"{values.iloc[bad[0]]!r}; expected one of {sorted(SPLIT_VALUES)}"
+            )
         return values.map(SPLIT_VALUES).to_numpy()
 
     def data_fingerprint(self) -> dict:
-        return {"dataset": self.name, "csv": self.table_path.name, "split_seed": self.split_seed,
-                "splits": self.split_digests()}
+        return {
+            "dataset": self.name,
+            "csv": self.table_path.name,
+            "split_seed": self.split_seed,
+            "splits": self.split_digests(),
+        }
 
 
 def _all_integers(values: pd.Series) -> bool:

@@ -15,8 +15,8 @@ from .sources import Source
 class TransformedDataset(Dataset):
     """Items ``{"image": 3 x H x W uint8, "label", "id"}`` from a source.
 
-    A key ``(index, epoch)`` (from ``EpochSampler``) seeds the augmentation from ``(seed, epoch, index)``, so an
-    epoch's augmented images do not depend on the number of workers or processes and repeat after a resume.
+    A key ``(index, epoch)`` (from ``EpochSampler``) seeds the augmentation from ``(seed, epoch, index)``, so
+    an epoch's augmented images do not depend on the number of workers or processes and repeat after a resume.
     An image the source skips (``skip_corrupt``) becomes ``None``, which ``collate_skipping`` leaves out.
     """
 

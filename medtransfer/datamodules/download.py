@@ -29,8 +29,9 @@ def md5_of(path: str | Path) -> str:
 
 
 def download_file(url: str, destination: str | Path, md5: str | None = None, get_from: str = "") -> Path:
-    """Fetch ``url`` to ``destination`` through a ``.part`` file (an interrupted download never looks complete),
-    with a progress bar, and check its MD5 when known. An existing file with the right checksum is kept."""
+    """Fetch ``url`` to ``destination`` through a ``.part`` file (an interrupted download never looks
+    complete), with a progress bar, and check its MD5 when known. An existing file with the right checksum is
+    kept."""
     destination = Path(destination)
     if destination.exists() and (md5 is None or md5_of(destination) == md5):
         return destination
@@ -51,8 +52,9 @@ def download_file(url: str, destination: str | Path, md5: str | None = None, get
         raise DownloadError(f"could not download {url}: {err}.{where}") from None
     if md5 is not None and (actual := md5_of(part)) != md5:
         part.unlink()
-        raise DownloadError(f"{url}: checksum mismatch (MD5 {actual}, expected {md5}); the download is corrupt, "
-                            "try again")
+        raise DownloadError(
+            f"{url}: checksum mismatch (MD5 {actual}, expected {md5}); the download is corrupt, try again"
+        )
     part.replace(destination)
     return destination
 
@@ -67,6 +69,8 @@ def gunzip_file(source: str | Path, destination: str | Path) -> Path:
             shutil.copyfileobj(src, out, CHUNK)
     except (OSError, EOFError) as err:
         part.unlink(missing_ok=True)
-        raise DownloadError(f"{source}: not a complete gzip file ({err}); delete it and download again") from None
+        raise DownloadError(
+            f"{source}: not a complete gzip file ({err}); delete it and download again"
+        ) from None
     part.replace(destination)
     return destination

@@ -19,8 +19,11 @@ SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "te
 
 
 def class_folders(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and p.name not in IGNORED_NAMES)
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in IGNORED_NAMES
+    )
 
 
 def patient_ids(paths: list[Path], pattern: str | None) -> np.ndarray | None:
@@ -32,8 +35,10 @@ def patient_ids(paths: list[Path], pattern: str | None) -> np.ndarray | None:
     for path in paths:
         match = regex.search(path.name)
         if match is None or not match.groups():
-            raise ValueError(f"data.patient_pattern {pattern!r} does not match {path.name} ({path}) with a "
-                             "group; use a regex whose first group is the patient id, e.g. '^(P\\d+)_'")
+            raise ValueError(
+                f"data.patient_pattern {pattern!r} does not match {path.name} ({path}) with a "
+                "group; use a regex whose first group is the patient id, e.g. '^(P\\d+)_'"
+            )
         ids.append(match.group(1))
     return np.asarray(ids)
 
@@ -42,7 +47,8 @@ class ImageFolder(MedicalDataModule):
     """Any classification dataset laid out as ``root/<class>/<image>`` or ``root/<split>/<class>/<image>``.
 
     Class names are the sorted class folder names (two classes make a binary task, the second folder being the
-    positive class). Missing ``val``/``test`` split folders are carved from train: seeded, stratified and, with
+    positive class). Missing ``val``/``test`` split folders are carved from train: seeded, stratified and,
+    with
     ``patient_pattern``, grouped by patient. Dot files and ``__MACOSX`` are ignored.
 
     Args:
@@ -57,9 +63,19 @@ class ImageFolder(MedicalDataModule):
 
     default_augmentation = "natural"
 
-    def __init__(self, root: str, ordinal: bool = False, patient_pattern: str | None = None, grey: bool = False,
-                 val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
-                 skip_corrupt: bool = False, image_size: int = 224, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        ordinal: bool = False,
+        patient_pattern: str | None = None,
+        grey: bool = False,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        skip_corrupt: bool = False,
+        image_size: int = 224,
+        **kwargs,
+    ) -> None:
         super().__init__(image_size=image_size, **kwargs)
         self.root = root
         self.ordinal = ordinal
@@ -71,7 +87,9 @@ class ImageFolder(MedicalDataModule):
         self.skip_corrupt = skip_corrupt
         self.classes = self._find_classes()
         kind = "binary" if len(self.classes) == 2 and not ordinal else "multiclass"
-        self.task = Task(kind, tuple(self.classes), ordinal=ordinal, primary_metric="kappa" if ordinal else "auroc")
+        self.task = Task(
+            kind, tuple(self.classes), ordinal=ordinal, primary_metric="kappa" if ordinal else "auroc"
+        )
 
     def split_folders(self) -> dict[str, Path]:
         root = Path(self.root).expanduser()
@@ -84,13 +102,15 @@ class ImageFolder(MedicalDataModule):
         return found
 
     def _find_classes(self) -> list[str]:
-        root = check_layout(self.name, self.root, [], "your own files: root/<class>/<image> or "
-                                                     "root/train/<class>/<image>")
+        root = check_layout(
+            self.name, self.root, [], "your own files: root/<class>/<image> or root/train/<class>/<image>"
+        )
         folders = self.split_folders() or {"train": root}
         classes = sorted({c for folder in folders.values() for c in class_folders(folder)})
         if len(classes) < 2:
             raise DatasetLayoutError(
-                f"{self.name}: found {len(classes)} class folder(s) {classes} under {sorted(map(str, folders.values()))}"
+                f"{self.name}: found {len(classes)} class folder(s) {classes} under "
+                f"{sorted(map(str, folders.values()))}"
                 f"; expected at least two, as root/<class>/<image> or root/train/<class>/<image>. "
                 f"{root} holds: {describe_folder(root)}"
             )
@@ -108,13 +128,26 @@ class ImageFolder(MedicalDataModule):
             paths += found
             labels += [label] * len(found)
         if not paths:
-            raise DatasetLayoutError(f"{self.name}: no images (.png, .jpg, .jpeg, .bmp, .tif) in the class folders "
-                                     f"of {folder} ({self.classes})")
+            raise DatasetLayoutError(
+                f"{self.name}: no images (.png, .jpg, .jpeg, .bmp, .tif) in the class folders "
+                f"of {folder} ({self.classes})"
+            )
         root = Path(self.root).expanduser()
         ids = [str(p.relative_to(root)) for p in paths]
-        return FileSource(paths, np.asarray(labels, dtype=np.int64), ids, patient_ids(paths, self.patient_pattern),
-                          grey=self.grey, skip_corrupt=self.skip_corrupt, draft_size=2 * self.image_size)
+        return FileSource(
+            paths,
+            np.asarray(labels, dtype=np.int64),
+            ids,
+            patient_ids(paths, self.patient_pattern),
+            grey=self.grey,
+            skip_corrupt=self.skip_corrupt,
+            draft_size=2 * self.image_size,
+        )
 
     def data_fingerprint(self) -> dict:
-        return {"dataset": self.name, "classes": self.classes, "split_seed": self.split_seed,
-                "splits": self.split_digests()}
+        return {
+            "dataset": self.name,
+            "classes": self.classes,
+            "split_seed": self.split_seed,
+            "splits": self.split_digests(),
+        }

@@ -1,8 +1,9 @@
 """Label fractions (DESIGN.md): stratified, patient-grouped, seeded and nested subsets of the training split.
 
-Both label fractions and carved splits come from one seeded ordering of the patients (``stratified_group_keys``):
-every patient gets a key in [0, 1) by systematic sampling within its stratum, so any key threshold picks about
-the same share of every stratum, a smaller threshold picks a subset of a larger one, and a patient is never split.
+Both label fractions and carved splits come from one seeded ordering of the patients
+(``stratified_group_keys``): every patient gets a key in [0, 1) by systematic sampling within its stratum, so
+any key threshold picks about the same share of every stratum, a smaller threshold picks a subset of a larger
+one, and a patient is never split.
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ def group_index(groups: np.ndarray | None, n: int) -> np.ndarray:
 def stratified_group_keys(
     labels: np.ndarray, groups: np.ndarray | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(group_of_sample, key_of_group, stratum_of_group)``: systematic random sampling of patients within each stratum.
+    """``(group_of_sample, key_of_group, stratum_of_group)``: systematic random sampling of patients within
+    each stratum.
 
     A patient belongs to the stratum of its first sample. Within a stratum of ``n_s`` samples the patients are
-    shuffled by ``seed`` and patient ``g`` gets key ``(samples before g + u_s * size_g) / n_s`` with one random
-    offset ``u_s`` per stratum, so the patients with keys below ``t`` hold about ``t * n_s`` samples of every
-    stratum, for every ``t``, and even single-patient strata land at a uniformly random place.
+    shuffled by ``seed`` and patient ``g`` gets key ``(samples before g + u_s * size_g) / n_s`` with one
+    random offset ``u_s`` per stratum, so the patients with keys below ``t`` hold about ``t * n_s`` samples
+    of every stratum, for every ``t``, and even single-patient strata land at a uniformly random place.
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -72,10 +74,10 @@ def select_fraction(
     """Sorted indices of a stratified, patient-grouped subset holding ``fraction`` of ``labels`` (or that many
     samples).
 
-    Patients are taken in the seeded order of ``stratified_group_keys`` until the target count is reached, so the
-    subset for a smaller fraction is contained in the one for a larger fraction with the same seed; for
-    single-label data the first patient of every class comes first, so every class is represented. The count is
-    exact without patients and overshoots by less than one patient's images with them.
+    Patients are taken in the seeded order of ``stratified_group_keys`` until the target count is reached, so
+    the subset for a smaller fraction is contained in the one for a larger fraction with the same seed; for
+    single-label data the first patient of every class comes first, so every class is represented. The count
+    is exact without patients and overshoots by less than one patient's images with them.
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -98,7 +100,8 @@ def select_fraction(
 
 
 def _classes_first(keys: np.ndarray, group_stratum: np.ndarray) -> np.ndarray:
-    """Move the lowest-keyed patient of every class to the front (keys below 0), keeping the order otherwise."""
+    """Move the lowest-keyed patient of every class to the front (keys below 0), keeping the order
+    otherwise."""
     keys = keys.copy()
     for stratum in np.unique(group_stratum):
         members = np.flatnonzero(group_stratum == stratum)
@@ -114,7 +117,9 @@ def _target_count(fraction: float | int, n: int) -> int:
         raise ValueError(f"train_fraction must be a float in (0, 1] or a sample count, got {fraction!r}")
     if fraction == 1:
         return n
-    is_count = isinstance(fraction, int | np.integer) or (float(fraction) > 1 and float(fraction).is_integer())
+    is_count = isinstance(fraction, int | np.integer) or (
+        float(fraction) > 1 and float(fraction).is_integer()
+    )
     if is_count:
         count = int(fraction)
         if count < 1 or count > n:

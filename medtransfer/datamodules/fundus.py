@@ -7,7 +7,8 @@ import numpy as np
 
 
 def retina_bounding_box(image: np.ndarray, threshold: int = 10) -> tuple[int, int, int, int]:
-    """``(top, bottom, left, right)`` of the pixels brighter than ``threshold``; the whole image if none are."""
+    """``(top, bottom, left, right)`` of the pixels brighter than ``threshold``; the whole image if none
+    are."""
     grey = image.max(axis=2) if image.ndim == 3 else image
     rows = np.flatnonzero((grey > threshold).any(axis=1))
     cols = np.flatnonzero((grey > threshold).any(axis=0))

@@ -67,8 +67,8 @@ class FileSource(Source):
         labels, ids, groups: as for every ``Source``.
         origins: where each sample was listed (e.g. ``trainLabels.csv row 12``), for error messages.
         grey: decode to one channel first (X-rays; RGBA PNGs become grey).
-        skip_corrupt: an unreadable image is logged, counted and dropped from its batch instead of stopping the run.
-        draft_size: see ``read_image``.
+        skip_corrupt: an unreadable image is logged, counted and dropped from its batch instead of stopping
+        the run. draft_size: see ``read_image``.
     """
 
     def __init__(
@@ -101,8 +101,13 @@ class FileSource(Source):
             where = f" (listed in {self.origins[index]})" if self.origins else ""
             if self.skip_corrupt:
                 self.skipped[self.ids[index]] = str(err)
-                log.warning("skip_corrupt: skipping sample %s: %s%s [%d skipped so far in this process]",
-                            self.ids[index], err, where, len(self.skipped))
+                log.warning(
+                    "skip_corrupt: skipping sample %s: %s%s [%d skipped so far in this process]",
+                    self.ids[index],
+                    err,
+                    where,
+                    len(self.skipped),
+                )
                 raise SkippedSample(self.ids[index]) from err
             raise CorruptImageError(
                 f"{err}{where}. Replace or remove the file, or set data.init_args.skip_corrupt: true to skip "

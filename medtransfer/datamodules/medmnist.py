@@ -1,5 +1,5 @@
-"""MedMNIST v2 (Yang et al. 2023): the 2D datasets as published, ``<flag>.npz`` (28 px) or ``<flag>_<size>.npz``
-(64/128/224 px) with arrays ``{train,val,test}_{images,labels}``, official splits."""
+"""MedMNIST v2 (Yang et al. 2023): the 2D datasets as published, ``<flag>.npz`` (28 px) or
+``<flag>_<size>.npz`` (64/128/224 px) with arrays ``{train,val,test}_{images,labels}``, official splits."""
 
 from __future__ import annotations
 
@@ -34,36 +34,116 @@ class Flag:
     ordinal: bool = False
 
 
-ORGANS = ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver", "lung-left",
-          "lung-right", "pancreas", "spleen")
+ORGANS = (
+    "bladder",
+    "femur-left",
+    "femur-right",
+    "heart",
+    "kidney-left",
+    "kidney-right",
+    "liver",
+    "lung-left",
+    "lung-right",
+    "pancreas",
+    "spleen",
+)
 FLAGS: dict[str, Flag] = {
-    "pathmnist": Flag("multiclass", (
-        "adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle", "normal colon mucosa",
-        "cancer-associated stroma", "colorectal adenocarcinoma epithelium"), "histology",
-        "a8b06965200029087d5bd730944a56c1"),
-    "chestmnist": Flag("multilabel", (
-        "atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia", "pneumothorax",
-        "consolidation", "edema", "emphysema", "fibrosis", "pleural", "hernia"), "chest_xray",
-        "02c8a6516a18b556561a56cbdd36c4a8"),
-    "dermamnist": Flag("multiclass", (
-        "actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma", "benign keratosis-like lesions",
-        "dermatofibroma", "melanoma", "melanocytic nevi", "vascular lesions"), "natural",
-        "0744692d530f8e62ec473284d019b0c7"),
-    "octmnist": Flag("multiclass", (
-        "choroidal neovascularization", "diabetic macular edema", "drusen", "normal"), "natural",
-        "c68d92d5b585d8d81f7112f81e2d0842"),
-    "pneumoniamnist": Flag("binary", ("normal", "pneumonia"), "chest_xray", "28209eda62fecd6e6a2d98b1501bb15f"),
-    "retinamnist": Flag("multiclass", ("0", "1", "2", "3", "4"), "fundus", "bd4c0672f1bba3e3a89f0e4e876791e4",
-                        ordinal=True),
-    "breastmnist": Flag("binary", ("malignant", "normal, benign"), "natural", "750601b1f35ba3300ea97c75c52ff8f6"),
-    "bloodmnist": Flag("multiclass", (
-        "basophil", "eosinophil", "erythroblast",
-        "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)", "lymphocyte", "monocyte",
-        "neutrophil", "platelet"), "histology", "7053d0359d879ad8a5505303e11de1dc"),
-    "tissuemnist": Flag("multiclass", (
-        "Collecting Duct, Connecting Tubule", "Distal Convoluted Tubule", "Glomerular endothelial cells",
-        "Interstitial endothelial cells", "Leukocytes", "Podocytes", "Proximal Tubule Segments",
-        "Thick Ascending Limb"), "histology", "ebe78ee8b05294063de985d821c1c34b"),
+    "pathmnist": Flag(
+        "multiclass",
+        (
+            "adipose",
+            "background",
+            "debris",
+            "lymphocytes",
+            "mucus",
+            "smooth muscle",
+            "normal colon mucosa",
+            "cancer-associated stroma",
+            "colorectal adenocarcinoma epithelium",
+        ),
+        "histology",
+        "a8b06965200029087d5bd730944a56c1",
+    ),
+    "chestmnist": Flag(
+        "multilabel",
+        (
+            "atelectasis",
+            "cardiomegaly",
+            "effusion",
+            "infiltration",
+            "mass",
+            "nodule",
+            "pneumonia",
+            "pneumothorax",
+            "consolidation",
+            "edema",
+            "emphysema",
+            "fibrosis",
+            "pleural",
+            "hernia",
+        ),
+        "chest_xray",
+        "02c8a6516a18b556561a56cbdd36c4a8",
+    ),
+    "dermamnist": Flag(
+        "multiclass",
+        (
+            "actinic keratoses and intraepithelial carcinoma",
+            "basal cell carcinoma",
+            "benign keratosis-like lesions",
+            "dermatofibroma",
+            "melanoma",
+            "melanocytic nevi",
+            "vascular lesions",
+        ),
+        "natural",
+        "0744692d530f8e62ec473284d019b0c7",
+    ),
+    "octmnist": Flag(
+        "multiclass",
+        ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+        "natural",
+        "c68d92d5b585d8d81f7112f81e2d0842",
+    ),
+    "pneumoniamnist": Flag(
+        "binary", ("normal", "pneumonia"), "chest_xray", "28209eda62fecd6e6a2d98b1501bb15f"
+    ),
+    "retinamnist": Flag(
+        "multiclass", ("0", "1", "2", "3", "4"), "fundus", "bd4c0672f1bba3e3a89f0e4e876791e4", ordinal=True
+    ),
+    "breastmnist": Flag(
+        "binary", ("malignant", "normal, benign"), "natural", "750601b1f35ba3300ea97c75c52ff8f6"
+    ),
+    "bloodmnist": Flag(
+        "multiclass",
+        (
+            "basophil",
+            "eosinophil",
+            "erythroblast",
+            "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)",
+            "lymphocyte",
+            "monocyte",
+            "neutrophil",
+            "platelet",
+        ),
+        "histology",
+        "7053d0359d879ad8a5505303e11de1dc",
+    ),
+    "tissuemnist": Flag(
+        "multiclass",
+        (
+            "Collecting Duct, Connecting Tubule",
+            "Distal Convoluted Tubule",
+            "Glomerular endothelial cells",
+            "Interstitial endothelial cells",
+            "Leukocytes",
+            "Podocytes",
+            "Proximal Tubule Segments",
+            "Thick Ascending Limb",
+        ),
+        "histology",
+        "ebe78ee8b05294063de985d821c1c34b",
+    ),
     # CT slices have a left and a right (kidney-left / kidney-right): no flips
     "organamnist": Flag("multiclass", ORGANS, "none", "866b832ed4eeba67bfb9edee1d5544e6"),
     "organcmnist": Flag("multiclass", ORGANS, "none", "0afa5834fb105f7705a7d93372119a21"),
@@ -73,7 +153,9 @@ FLAGS: dict[str, Flag] = {
 
 def flag_task(flag: str) -> Task:
     info = FLAGS[flag]
-    return Task(info.kind, info.classes, ordinal=info.ordinal, primary_metric="kappa" if info.ordinal else "auroc")
+    return Task(
+        info.kind, info.classes, ordinal=info.ordinal, primary_metric="kappa" if info.ordinal else "auroc"
+    )
 
 
 def file_names(flag: str, size: int) -> list[str]:
@@ -94,10 +176,19 @@ class MedMNIST(MedicalDataModule):
         batch_size, ...: see ``MedicalDataModule``; the default augmentation follows the modality.
     """
 
-    def __init__(self, root: str, flag: str = "pneumoniamnist", size: int = 28, download: bool = False,
-                 image_size: int | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        flag: str = "pneumoniamnist",
+        size: int = 28,
+        download: bool = False,
+        image_size: int | None = None,
+        **kwargs,
+    ) -> None:
         if flag not in FLAGS:
-            raise ValueError(f"data.flag: unknown MedMNIST 2D dataset {flag!r}; choose one of {sorted(FLAGS)}")
+            raise ValueError(
+                f"data.flag: unknown MedMNIST 2D dataset {flag!r}; choose one of {sorted(FLAGS)}"
+            )
         if size not in SIZES:
             raise ValueError(f"data.size: MedMNIST is published at {SIZES} px, got {size}")
         self.default_augmentation = FLAGS[flag].augmentation
@@ -118,11 +209,15 @@ class MedMNIST(MedicalDataModule):
         found = [root / name for name in names if (root / name).exists()]
         if found:
             return found[0]
-        return check_layout(self.name, root, names[:1], f"{PAGE}, or set data.init_args.download: true") / names[0]
+        return (
+            check_layout(self.name, root, names[:1], f"{PAGE}, or set data.init_args.download: true")
+            / names[0]
+        )
 
     def prepare_data(self) -> None:
-        if self.download and not any((Path(self.root).expanduser() / n).exists()
-                                     for n in file_names(self.flag, self.size)):
+        if self.download and not any(
+            (Path(self.root).expanduser() / n).exists() for n in file_names(self.flag, self.size)
+        ):
             name = file_names(self.flag, self.size)[0]
             md5 = FLAGS[self.flag].md5 if self.size == 28 else None
             download_file(ZENODO.format(name=name), Path(self.root).expanduser() / name, md5, get_from=PAGE)
@@ -132,8 +227,9 @@ class MedMNIST(MedicalDataModule):
         try:
             arrays = np.load(path)
         except (OSError, ValueError, zipfile.BadZipFile) as err:
-            raise DatasetLayoutError(f"{path}: not a readable .npz file ({err}); download it again from "
-                                     f"{PAGE}") from None
+            raise DatasetLayoutError(
+                f"{path}: not a readable .npz file ({err}); download it again from {PAGE}"
+            ) from None
         with arrays:
             return {split: self._split(arrays, path, split) for split in ("train", "val", "test")}
 
@@ -141,8 +237,10 @@ class MedMNIST(MedicalDataModule):
         keys = (f"{split}_images", f"{split}_labels")
         missing = [k for k in keys if k not in arrays.files]
         if missing:
-            raise DatasetLayoutError(f"{path}: no array {missing[0]!r} (found {sorted(arrays.files)}); MedMNIST "
-                                     "files hold {train,val,test}_{images,labels}")
+            raise DatasetLayoutError(
+                f"{path}: no array {missing[0]!r} (found {sorted(arrays.files)}); MedMNIST "
+                "files hold {train,val,test}_{images,labels}"
+            )
         images, labels = arrays[keys[0]], arrays[keys[1]]
         self._check_images(images, path, keys[0])
         labels = self._labels(labels, len(images), path, keys[1])
@@ -152,11 +250,14 @@ class MedMNIST(MedicalDataModule):
         shape = tuple(images.shape)
         square = images.ndim in (3, 4) and shape[1] == shape[2] and (images.ndim == 3 or shape[3] in (1, 3))
         if images.dtype != np.uint8 or not square:
-            raise DatasetLayoutError(f"{path}: {key} is {images.dtype} {shape}, expected uint8 N x S x S (grey) "
-                                     "or N x S x S x 3")
+            raise DatasetLayoutError(
+                f"{path}: {key} is {images.dtype} {shape}, expected uint8 N x S x S (grey) or N x S x S x 3"
+            )
         if shape[1] != self.size:
-            raise DatasetLayoutError(f"{path}: {key} is {shape[1]} px but data.size is {self.size}; set size: "
-                                     f"{shape[1]} or use {file_names(self.flag, self.size)[0]}")
+            raise DatasetLayoutError(
+                f"{path}: {key} is {shape[1]} px but data.size is {self.size}; set size: "
+                f"{shape[1]} or use {file_names(self.flag, self.size)[0]}"
+            )
 
     def _labels(self, labels: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
         c = self.task.num_classes
@@ -164,8 +265,10 @@ class MedMNIST(MedicalDataModule):
             raise DatasetLayoutError(f"{path}: {key} has {len(labels)} rows for {n} images")
         if self.task.kind == "multilabel":
             if labels.shape != (n, c) or not np.isin(labels, (0, 1)).all():
-                raise BadLabelError(f"{path}: {key} is {tuple(labels.shape)}, expected N x {c} of 0/1 "
-                                    f"({self.flag} is multilabel)")
+                raise BadLabelError(
+                    f"{path}: {key} is {tuple(labels.shape)}, expected N x {c} of 0/1 "
+                    f"({self.flag} is multilabel)"
+                )
             return labels.astype(np.float32)
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
@@ -174,8 +277,10 @@ class MedMNIST(MedicalDataModule):
         labels = labels.astype(np.int64)
         bad = np.flatnonzero((labels < 0) | (labels >= c))
         if bad.size:
-            raise BadLabelError(f"{path}: {key}[{bad[0]}] = {labels[bad[0]]} is outside the {c} classes of "
-                                f"{self.flag} (0..{c - 1}); {bad.size} such rows")
+            raise BadLabelError(
+                f"{path}: {key}[{bad[0]}] = {labels[bad[0]]} is outside the {c} classes of "
+                f"{self.flag} (0..{c - 1}); {bad.size} such rows"
+            )
         return labels
 
     def data_fingerprint(self) -> dict:

@@ -1,5 +1,6 @@
-"""PatchCamelyon (Veeling et al. 2018): 96 x 96 histology patches of lymph node sections, binary (metastasis in
-the centre 32 x 32 pixels), official split 262,144 / 32,768 / 32,768, read lazily from the published HDF5 files."""
+"""PatchCamelyon (Veeling et al. 2018): 96 x 96 histology patches of lymph node sections, binary (metastasis
+in the centre 32 x 32 pixels), official split 262,144 / 32,768 / 32,768, read lazily from the published HDF5
+files."""
 
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ def pcam_file(split: str, kind: str) -> str:
 
 
 class HDF5Source(Source):
-    """Images from dataset ``x`` (``N x 96 x 96 x 3`` uint8) and labels from dataset ``y`` (``N x 1 x 1 x 1``) of
-    two HDF5 files. Labels are read at construction (a few hundred kB); images are read one at a time from a file
-    opened lazily once per process, so DataLoader workers never share a handle and the 7 GB array is never
-    loaded."""
+    """Images from dataset ``x`` (``N x 96 x 96 x 3`` uint8) and labels from dataset ``y`` (``N x 1 x 1 x
+    1``) of two HDF5 files. Labels are read at construction (a few hundred kB); images are read one at a time
+    from a file opened lazily once per process, so DataLoader workers never share a handle and the 7 GB array
+    is never loaded."""
 
     def __init__(self, x_path: Path, y_path: Path, id_prefix: str, groups: np.ndarray | None = None) -> None:
         self.x_path = str(x_path)
@@ -50,8 +51,10 @@ class HDF5Source(Source):
         self._check_images(len(self.labels), y_path)
         self.ids = [f"{id_prefix}_{i:06d}" for i in range(len(self.labels))]
         if groups is not None and len(groups) != len(self.labels):
-            raise DatasetLayoutError(f"the metadata CSV next to {y_path} has {len(groups)} rows for "
-                                     f"{len(self.labels)} labels; it belongs to another split or is incomplete")
+            raise DatasetLayoutError(
+                f"the metadata CSV next to {y_path} has {len(groups)} rows for "
+                f"{len(self.labels)} labels; it belongs to another split or is incomplete"
+            )
         self.groups = groups
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -65,8 +68,10 @@ class HDF5Source(Source):
                     f"N x {' x '.join(map(str, PATCH_SHAPE))}"
                 )
             if images.shape[0] != n:
-                raise DatasetLayoutError(f"{self.x_path} holds {images.shape[0]} images but {y_path} holds {n} "
-                                         "labels; the two files are from different splits or one is incomplete")
+                raise DatasetLayoutError(
+                    f"{self.x_path} holds {images.shape[0]} images but {y_path} holds {n} "
+                    "labels; the two files are from different splits or one is incomplete"
+                )
 
     def load_image(self, index: int) -> np.ndarray:
         if self._file is None or self._pid != os.getpid():
@@ -84,13 +89,17 @@ def open_hdf5(path: str | Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise DatasetLayoutError(f"{path}: not a readable HDF5 file ({err}); download it again from {PAGE}") from None
+        raise DatasetLayoutError(
+            f"{path}: not a readable HDF5 file ({err}); download it again from {PAGE}"
+        ) from None
 
 
 def dataset_of(handle: h5py.File, key: str, path: str | Path) -> h5py.Dataset:
     if key not in handle or not isinstance(handle[key], h5py.Dataset):
-        raise DatasetLayoutError(f"{path}: no HDF5 dataset {key!r} (found keys {list(handle.keys())}); PCam files "
-                                 f"have 'x' (images) and 'y' (labels)")
+        raise DatasetLayoutError(
+            f"{path}: no HDF5 dataset {key!r} (found keys {list(handle.keys())}); PCam files "
+            f"have 'x' (images) and 'y' (labels)"
+        )
     return handle[key]
 
 
@@ -99,12 +108,16 @@ def read_pcam_labels(path: Path) -> np.ndarray:
     with open_hdf5(path) as handle:
         raw = dataset_of(handle, "y", path)
         if raw.ndim < 1 or int(np.prod(raw.shape[1:])) != 1:
-            raise DatasetLayoutError(f"{path}: dataset 'y' has shape {tuple(raw.shape)}, expected N x 1 x 1 x 1")
+            raise DatasetLayoutError(
+                f"{path}: dataset 'y' has shape {tuple(raw.shape)}, expected N x 1 x 1 x 1"
+            )
         labels = raw[()].reshape(-1).astype(np.int64)
     bad = np.flatnonzero((labels < 0) | (labels > 1))
     if bad.size:
-        raise BadLabelError(f"{path}: label {labels[bad[0]]} at index {bad[0]} ({bad.size} in all) is outside "
-                            "{0, 1} (normal, metastasis)")
+        raise BadLabelError(
+            f"{path}: label {labels[bad[0]]} at index {bad[0]} ({bad.size} in all) is outside "
+            "{0, 1} (normal, metastasis)"
+        )
     return labels
 
 
@@ -138,12 +151,20 @@ class PCam(MedicalDataModule):
         gzipped = [name for name in expected if (root / f"{name}.gz").exists() and not (root / name).exists()]
         hint = ""
         if gzipped:
-            hint = (f"Found {len(gzipped)} of them still gzipped ({gzipped[0]}.gz ...): decompress them with "
-                    f"`gunzip {root}/*.h5.gz`, or set data.init_args.download: true to decompress them.")
+            hint = (
+                f"Found {len(gzipped)} of them still gzipped ({gzipped[0]}.gz ...): decompress them with "
+                f"`gunzip {root}/*.h5.gz`, or set data.init_args.download: true to decompress them."
+            )
         root = check_layout(self.name, root, expected, f"{PAGE}, or set data.init_args.download: true", hint)
-        return {split: HDF5Source(root / pcam_file(split, "x"), root / pcam_file(split, "y"), SPLIT_FILES[split],
-                                  slide_groups(root, split))
-                for split in SPLIT_FILES}
+        return {
+            split: HDF5Source(
+                root / pcam_file(split, "x"),
+                root / pcam_file(split, "y"),
+                SPLIT_FILES[split],
+                slide_groups(root, split),
+            )
+            for split in SPLIT_FILES
+        }
 
 
 def slide_groups(root: Path, split: str) -> np.ndarray | None:
@@ -153,8 +174,10 @@ def slide_groups(root: Path, split: str) -> np.ndarray | None:
         return None
     meta = pd.read_csv(path)
     if "wsi" not in meta.columns:
-        raise DatasetLayoutError(f"{path}: no 'wsi' column (found {list(meta.columns)}); delete the file or "
-                                 f"download it again from {PAGE}")
+        raise DatasetLayoutError(
+            f"{path}: no 'wsi' column (found {list(meta.columns)}); delete the file or "
+            f"download it again from {PAGE}"
+        )
     return meta["wsi"].astype(str).to_numpy()
 
 

@@ -1,5 +1,6 @@
-"""Paediatric chest X-ray pneumonia (Kermany et al. 2018, Cell): ``chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}``
-as published on Mendeley Data and copied to Kaggle (with an extra nested copy and ``__MACOSX`` debris)."""
+"""Paediatric chest X-ray pneumonia (Kermany et al. 2018, Cell):
+``chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}`` as published on Mendeley Data and copied to Kaggle (with
+an extra nested copy and ``__MACOSX`` debris)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from .splits import carve_sources
 
 log = logging.getLogger(__name__)
 
-PAGE = ("https://data.mendeley.com/datasets/rscbjbr9sj (ChestXRay2017.zip) or "
-        "https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia")
+PAGE = (
+    "https://data.mendeley.com/datasets/rscbjbr9sj (ChestXRay2017.zip) or "
+    "https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia"
+)
 CLASSES = ("NORMAL", "PNEUMONIA")
 PATIENT_PATTERNS = (
     re.compile(r"^(person\d+)_"),  # person12_bacteria_47.jpeg
@@ -38,15 +41,19 @@ def patient_of(file_name: str) -> str:
 
 
 def find_split_root(root: Path, max_depth: int = 3) -> Path | None:
-    """The shallowest folder under ``root`` with ``train/`` and ``test/`` class folders (the Kaggle copy nests a
-    second ``chest_xray/`` inside the first; taking the shallowest never counts an image twice)."""
+    """The shallowest folder under ``root`` with ``train/`` and ``test/`` class folders (the Kaggle copy
+    nests a second ``chest_xray/`` inside the first; taking the shallowest never counts an image twice)."""
     level = [root]
     for _ in range(max_depth + 1):
         for folder in level:
             if all((folder / split / name).is_dir() for split in ("train", "test") for name in CLASSES):
                 return folder
-        level = [child for folder in level for child in sorted(folder.iterdir())
-                 if child.is_dir() and not child.name.startswith((".", "__MACOSX"))]
+        level = [
+            child
+            for folder in level
+            for child in sorted(folder.iterdir())
+            if child.is_dir() and not child.name.startswith((".", "__MACOSX"))
+        ]
     return None
 
 
@@ -54,10 +61,10 @@ class ChestXrayPneumonia(MedicalDataModule):
     """Pneumonia vs normal on paediatric chest X-rays (5,856 images), binary, AUROC.
 
     Args:
-        root: the folder that holds ``chest_xray/`` (or ``chest_xray/`` itself, or the Kaggle download folder).
-        validation: ``carved`` (default): the official 16-image ``val/`` is too small to select checkpoints on, so
-            it joins the training images and a patient-grouped, stratified validation split of ``val_fraction``
-            is carved from them; ``official``: use ``val/`` as published.
+        root: the folder that holds ``chest_xray/`` (or ``chest_xray/`` itself, or the Kaggle download
+        folder). validation: ``carved`` (default): the official 16-image ``val/`` is too small to select
+            checkpoints on, so it joins the training images and a patient-grouped, stratified validation
+            split of ``val_fraction`` is carved from them; ``official``: use ``val/`` as published.
         val_fraction, split_seed: size and seed of the carved validation split.
         skip_corrupt: leave out unreadable images (logged and counted) instead of failing.
         image_size, batch_size, ...: see ``MedicalDataModule``; default augmentation ``chest_xray``.
@@ -65,8 +72,16 @@ class ChestXrayPneumonia(MedicalDataModule):
 
     default_augmentation = "chest_xray"
 
-    def __init__(self, root: str, validation: Literal["carved", "official"] = "carved", val_fraction: float = 0.1,
-                 split_seed: int = 0, skip_corrupt: bool = False, image_size: int = 224, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        validation: Literal["carved", "official"] = "carved",
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        skip_corrupt: bool = False,
+        image_size: int = 224,
+        **kwargs,
+    ) -> None:
         if validation not in ("carved", "official"):
             raise ValueError(f"data.validation must be 'carved' or 'official', got {validation!r}")
         super().__init__(image_size=image_size, **kwargs)
@@ -88,12 +103,19 @@ class ChestXrayPneumonia(MedicalDataModule):
         if self.validation == "official":
             if len(sources["val"]) == 0:
                 expected = ["val/NORMAL", "val/PNEUMONIA"]
-                raise DatasetLayoutError(layout_message(self.name, base, expected, expected, PAGE,
-                                                        "no images in val/: use validation: carved"))
+                raise DatasetLayoutError(
+                    layout_message(
+                        self.name, base, expected, expected, PAGE, "no images in val/: use validation: carved"
+                    )
+                )
             return sources
         pool = _concat(sources["train"], sources["val"])
-        carved = carve_sources(pool, {"val": self.val_fraction}, self.split_seed,
-                               f"{self.name} (official val/ of {len(sources['val'])} images joined train)")
+        carved = carve_sources(
+            pool,
+            {"val": self.val_fraction},
+            self.split_seed,
+            f"{self.name} (official val/ of {len(sources['val'])} images joined train)",
+        )
         return {"train": carved["train"], "val": carved["val"], "test": sources["test"]}
 
     def _read(self, base: Path, split: str) -> FileSource:
@@ -107,15 +129,33 @@ class ChestXrayPneumonia(MedicalDataModule):
             raise DatasetLayoutError(f"{self.name}: no images in {base / split}/NORMAL or /PNEUMONIA")
         ids = [f"{split}/{p.parent.name}/{p.name}" for p in paths]
         groups = np.asarray([patient_of(p.name) for p in paths])
-        return FileSource(paths, np.asarray(labels, dtype=np.int64), ids, groups, origins=None, grey=True,
-                          skip_corrupt=self.skip_corrupt, draft_size=2 * self.image_size)
+        return FileSource(
+            paths,
+            np.asarray(labels, dtype=np.int64),
+            ids,
+            groups,
+            origins=None,
+            grey=True,
+            skip_corrupt=self.skip_corrupt,
+            draft_size=2 * self.image_size,
+        )
 
     def data_fingerprint(self) -> dict:
-        return {"dataset": self.name, "validation": self.validation, "split_seed": self.split_seed,
-                "splits": self.split_digests()}
+        return {
+            "dataset": self.name,
+            "validation": self.validation,
+            "split_seed": self.split_seed,
+            "splits": self.split_digests(),
+        }
 
 
 def _concat(first: FileSource, second: FileSource) -> FileSource:
-    return FileSource(first.paths + second.paths, np.concatenate([first.labels, second.labels]),
-                      first.ids + second.ids, np.concatenate([first.groups, second.groups]), grey=first.grey,
-                      skip_corrupt=first.skip_corrupt, draft_size=first.draft_size)
+    return FileSource(
+        first.paths + second.paths,
+        np.concatenate([first.labels, second.labels]),
+        first.ids + second.ids,
+        np.concatenate([first.groups, second.groups]),
+        grey=first.grey,
+        skip_corrupt=first.skip_corrupt,
+        draft_size=first.draft_size,
+    )

@@ -24,10 +24,11 @@ def retinopathy_task() -> Task:
 class EyePACS(MedicalDataModule):
     """Kaggle Diabetic Retinopathy Detection (EyePACS, 2015).
 
-    Layout: ``trainLabels.csv`` (``image,level``) with ``train/<image>.jpeg``; optionally the labelled test set
-    ``retinopathy_solution.csv`` (``image,level,Usage``; all rows, Public and Private) with ``test/<image>.jpeg``.
-    Validation is carved from train; so is test when the solution file or ``test/`` is absent. Carving is
-    seeded, stratified by grade and grouped by patient (``10_left`` and ``10_right`` stay together).
+    Layout: ``trainLabels.csv`` (``image,level``) with ``train/<image>.jpeg``; optionally the labelled test
+    set ``retinopathy_solution.csv`` (``image,level,Usage``; all rows, Public and Private) with
+    ``test/<image>.jpeg``. Validation is carved from train; so is test when the solution file or ``test/`` is
+    absent. Carving is seeded, stratified by grade and grouped by patient (``10_left`` and ``10_right`` stay
+    together).
 
     Args:
         root: the folder holding ``trainLabels.csv`` and ``train/``.
@@ -41,8 +42,17 @@ class EyePACS(MedicalDataModule):
 
     default_augmentation = "fundus"
 
-    def __init__(self, root: str, val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
-                 image_suffix: str = ".jpeg", skip_corrupt: bool = False, image_size: int = 224, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        image_suffix: str = ".jpeg",
+        skip_corrupt: bool = False,
+        image_size: int = 224,
+        **kwargs,
+    ) -> None:
         super().__init__(image_size=image_size, **kwargs)
         self.root = root
         self.val_fraction = val_fraction
@@ -74,15 +84,20 @@ class EyePACS(MedicalDataModule):
         if (root / "retinopathy_solution.csv").exists() and (root / "test").is_dir():
             carved = carve_sources(pool, {"val": self.val_fraction}, self.split_seed, self.name)
             return {**carved, "test": self._read(root, "retinopathy_solution.csv", "test")}
-        return carve_sources(pool, {"val": self.val_fraction, "test": self.test_fraction}, self.split_seed,
-                             f"{self.name} (no retinopathy_solution.csv with test/: test carved from train)")
+        return carve_sources(
+            pool,
+            {"val": self.val_fraction, "test": self.test_fraction},
+            self.split_seed,
+            f"{self.name} (no retinopathy_solution.csv with test/: test carved from train)",
+        )
 
     def data_fingerprint(self) -> dict:
         return {"dataset": self.name, "split_seed": self.split_seed, "splits": self.split_digests()}
 
 
 class APTOS2019(MedicalDataModule):
-    """APTOS 2019 Blindness Detection: ``train.csv`` (``id_code,diagnosis``) with ``train_images/<id_code>.png``.
+    """APTOS 2019 Blindness Detection: ``train.csv`` (``id_code,diagnosis``) with
+    ``train_images/<id_code>.png``.
 
     The competition's test labels were never published, so validation and test are carved from train, seeded
     and stratified by grade (one image per patient is assumed: APTOS publishes no patient ids).
@@ -95,8 +110,16 @@ class APTOS2019(MedicalDataModule):
 
     default_augmentation = "fundus"
 
-    def __init__(self, root: str, val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
-                 skip_corrupt: bool = False, image_size: int = 224, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        skip_corrupt: bool = False,
+        image_size: int = 224,
+        **kwargs,
+    ) -> None:
         super().__init__(image_size=image_size, **kwargs)
         self.root = root
         self.val_fraction = val_fraction
@@ -119,8 +142,12 @@ class APTOS2019(MedicalDataModule):
             origins,
             skip_corrupt=self.skip_corrupt,
         )
-        return carve_sources(pool, {"val": self.val_fraction, "test": self.test_fraction}, self.split_seed,
-                             f"{self.name} (no public test labels)")
+        return carve_sources(
+            pool,
+            {"val": self.val_fraction, "test": self.test_fraction},
+            self.split_seed,
+            f"{self.name} (no public test labels)",
+        )
 
     def data_fingerprint(self) -> dict:
         return {"dataset": self.name, "split_seed": self.split_seed, "splits": self.split_digests()}

@@ -9,8 +9,9 @@ from torch.utils.data import DistributedSampler
 
 
 class EpochSampler(DistributedSampler):
-    """Shuffled training order, reseeded each epoch, yielding ``(index, epoch)`` so augmentation can be seeded per
-    sample (see ``TransformedDataset``). Lightning calls ``set_epoch``; with one process it is a plain shuffle."""
+    """Shuffled training order, reseeded each epoch, yielding ``(index, epoch)`` so augmentation can be
+    seeded per sample (see ``TransformedDataset``). Lightning calls ``set_epoch``; with one process it is a
+    plain shuffle."""
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
@@ -19,8 +20,8 @@ class EpochSampler(DistributedSampler):
 
 
 class UnpaddedSampler(DistributedSampler):
-    """Evaluation order split across ranks without padding: every sample is seen by exactly one rank, so metrics
-    synchronised over ranks count the whole split once (DistributedSampler pads with duplicates)."""
+    """Evaluation order split across ranks without padding: every sample is seen by exactly one rank, so
+    metrics synchronised over ranks count the whole split once (DistributedSampler pads with duplicates)."""
 
     def __init__(self, dataset, num_replicas: int = 1, rank: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)

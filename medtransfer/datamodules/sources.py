@@ -1,7 +1,7 @@
 """Sources: the raw samples of one split (image, label, id, patient), before any transform.
 
-Every datamodule reads its native layout into one ``Source`` per split; everything downstream (label fractions,
-transforms, samplers, feature stores) works on sources and never on a dataset's own format.
+Every datamodule reads its native layout into one ``Source`` per split; everything downstream (label
+fractions, transforms, samplers, feature stores) works on sources and never on a dataset's own format.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import numpy as np
 
 
 class Source(ABC):
-    """One split of a dataset: ``ids``, ``labels`` (``N`` ints, or ``N x C`` floats for multilabel) and optional
-    ``groups`` (patient ids, so that label fractions and carved splits never separate one patient's images)."""
+    """One split of a dataset: ``ids``, ``labels`` (``N`` ints, or ``N x C`` floats for multilabel) and
+    optional ``groups`` (patient ids, so that label fractions and carved splits never separate one patient's
+    images)."""
 
     ids: list[str]
     labels: np.ndarray
@@ -47,9 +48,13 @@ class SubsetSource(Source):
 class ArraySource(Source):
     """Images already in memory as ``N x H x W`` or ``N x H x W x 3`` uint8 (MedMNIST, synthetic data)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, ids: list[str], groups: np.ndarray | None = None):
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, ids: list[str], groups: np.ndarray | None = None
+    ) -> None:
         if len(images) != len(labels) or len(images) != len(ids):
-            raise ValueError(f"{len(images)} images, {len(labels)} labels and {len(ids)} ids differ in number")
+            raise ValueError(
+                f"{len(images)} images, {len(labels)} labels and {len(ids)} ids differ in number"
+            )
         self.images = images
         self.labels = labels
         self.ids = list(ids)
@@ -60,7 +65,8 @@ class ArraySource(Source):
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """``H x W``, ``H x W x 1``, ``H x W x 3`` or ``H x W x 4`` to ``H x W x 3`` uint8 (DESIGN.md: grey is repeated)."""
+    """``H x W``, ``H x W x 1``, ``H x W x 3`` or ``H x W x 4`` to ``H x W x 3`` uint8 (DESIGN.md: grey is
+    repeated)."""
     if image.dtype != np.uint8:
         raise ValueError(f"expected uint8 pixels, got {image.dtype}")
     if image.ndim == 2:

@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 def carve_assignment(
     labels: np.ndarray, groups: np.ndarray | None, fractions: Mapping[str, float], seed: int
 ) -> np.ndarray:
-    """The split name of every sample: each name in ``fractions`` gets that share of every stratum (by patient),
-    the rest is ``train``. Patients keep all their images in one split."""
+    """The split name of every sample: each name in ``fractions`` gets that share of every stratum (by
+    patient), the rest is ``train``. Patients keep all their images in one split."""
     total = sum(fractions.values())
     if any(f <= 0 for f in fractions.values()) or total >= 1:
-        raise ValueError(f"carved split fractions must be positive and sum to less than 1, got {dict(fractions)}")
+        raise ValueError(
+            f"carved split fractions must be positive and sum to less than 1, got {dict(fractions)}"
+        )
     group_of, keys, _ = stratified_group_keys(labels, groups, seed)
     group_split = np.full(len(keys), "train", dtype=object)
     start = 0.0
@@ -42,13 +44,19 @@ def carve_sources(
     for name, source in carved.items():
         if len(source) == 0:
             raise ValueError(
-                f"{dataset}: carving {dict(fractions)} from {len(pool)} {pool_name} samples left the {name} split "
+                f"{dataset}: carving {dict(fractions)} from {len(pool)} {pool_name} samples left the {name} "
+                "split "
                 "empty; the dataset is too small for these fractions"
             )
     patients = "patient-grouped" if pool.groups is not None else "one sample per patient"
     log.info(
         "%s: carved %s from the %d %s samples (split_seed=%d, stratified, %s): %s",
-        dataset, " and ".join(fractions), len(pool), pool_name, seed, patients,
+        dataset,
+        " and ".join(fractions),
+        len(pool),
+        pool_name,
+        seed,
+        patients,
         ", ".join(f"{name} {len(source)}" for name, source in carved.items()),
     )
     return carved
@@ -66,7 +74,9 @@ def write_split_file(path: str | Path, sources: Mapping[str, Source]) -> Path:
         for split, source in sources.items():
             for i, sample_id in enumerate(source.ids):
                 label = source.labels[i]
-                label_text = "|".join(str(int(v)) for v in np.atleast_1d(label)) if np.ndim(label) else int(label)
+                label_text = (
+                    "|".join(str(int(v)) for v in np.atleast_1d(label)) if np.ndim(label) else int(label)
+                )
                 patient = "" if source.groups is None else source.groups[i]
                 writer.writerow([sample_id, split, label_text, patient])
     tmp.replace(path)
@@ -79,8 +89,11 @@ def complete_splits(
     """``train``/``val``/``test`` from the splits a dataset has, carving the missing ones from ``train``."""
     if "train" not in available:
         raise ValueError(f"{dataset}: no training split (found {sorted(available)})")
-    wanted = {name: share for name, share in (("val", val_fraction), ("test", test_fraction))
-              if name not in available}
+    wanted = {
+        name: share
+        for name, share in (("val", val_fraction), ("test", test_fraction))
+        if name not in available
+    }
     if not wanted:
         return dict(available)
     carved = carve_sources(available["train"], wanted, seed, dataset)

@@ -19,8 +19,8 @@ class SyntheticMedical(MedicalDataModule):
     """Deterministic synthetic images on a noisy 'tissue' background, generated from ``seed``.
 
     - ``binary``: a dark blob ("lesion") is present or not; its contrast varies, so some are hard to see.
-    - ``multiclass``: 5 ordinal grades; grade ``g`` shows ``g`` bright spots (like lesion counts in retinopathy
-      grading). Ordinal, primary metric quadratic weighted kappa.
+    - ``multiclass``: 5 ordinal grades; grade ``g`` shows ``g`` bright spots (like lesion counts in
+      retinopathy grading). Ordinal, primary metric quadratic weighted kappa.
     - ``multilabel``: 4 independent findings (spot, ring, stripe, bright patch).
 
     Two consecutive images share a patient id, so patient-grouped fractions are exercised too.

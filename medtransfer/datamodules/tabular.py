@@ -26,8 +26,10 @@ def read_table(path: Path, columns: Sequence[str], dataset: str, get_from: str =
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         source = f"; the file from {get_from} has them" if get_from else ""
-        raise DatasetLayoutError(f"{dataset}: {path} has no column(s) {missing} (found {list(frame.columns)}), "
-                                 f"expected {list(columns)}{source}")
+        raise DatasetLayoutError(
+            f"{dataset}: {path} has no column(s) {missing} (found {list(frame.columns)}), "
+            f"expected {list(columns)}{source}"
+        )
     if frame.empty:
         raise DatasetLayoutError(f"{dataset}: {path} lists no samples")
     return frame
@@ -38,7 +40,9 @@ def row_origins(path: Path, frame: pd.DataFrame) -> list[str]:
     return [f"{path.name} row {int(i) + 2}" for i in frame.index]
 
 
-def class_labels(values: Sequence[str], num_classes: int, path: Path, column: str, rows: Sequence[str]) -> np.ndarray:
+def class_labels(
+    values: Sequence[str], num_classes: int, path: Path, column: str, rows: Sequence[str]
+) -> np.ndarray:
     """Integer class labels in ``0 .. num_classes - 1``, or an error naming the first bad row."""
     labels = np.empty(len(values), dtype=np.int64)
     for i, value in enumerate(values):
@@ -48,10 +52,14 @@ def class_labels(values: Sequence[str], num_classes: int, path: Path, column: st
                 raise ValueError
             labels[i] = int(number)
         except ValueError:
-            raise BadLabelError(f"{path.parent}/{rows[i]}: {column}={value!r} is not a class number") from None
+            raise BadLabelError(
+                f"{path.parent}/{rows[i]}: {column}={value!r} is not a class number"
+            ) from None
         if not 0 <= labels[i] < num_classes:
-            raise BadLabelError(f"{path.parent}/{rows[i]}: {column}={value!r} is outside the {num_classes} classes "
-                                f"(0..{num_classes - 1})")
+            raise BadLabelError(
+                f"{path.parent}/{rows[i]}: {column}={value!r} is outside the {num_classes} classes "
+                f"(0..{num_classes - 1})"
+            )
     return labels
 
 
@@ -70,8 +78,10 @@ def checked_file_source(
     problem = missing_files(paths, origins)
     if problem:
         if not skip_corrupt:
-            raise DatasetLayoutError(f"{dataset}: {problem}\n  Restore the files, or set "
-                                     "data.init_args.skip_corrupt: true to leave them out (logged and counted)")
+            raise DatasetLayoutError(
+                f"{dataset}: {problem}\n  Restore the files, or set "
+                "data.init_args.skip_corrupt: true to leave them out (logged and counted)"
+            )
         keep = np.asarray([Path(p).exists() for p in paths])
         log.warning("%s: skip_corrupt: leaving out %d samples: %s", dataset, int((~keep).sum()), problem)
         paths = [p for p, k in zip(paths, keep, strict=True) if k]

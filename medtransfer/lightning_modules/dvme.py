@@ -17,6 +17,7 @@ own mixing weights, logged as ``{train,val,test}/attention/<backbone>``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Literal
 
 import torch
 from torch import nn
@@ -107,12 +108,12 @@ class DVME(FrozenBackboneModule):
     def __init__(
         self,
         backbones: list[BackboneSpec | str] | None = None,
-        fusion: str = "dvme",
+        fusion: Literal["dvme", "dme", "concat", "mean"] = "dvme",
         proj_dim: int = 512,
         layers: int = 1,
         heads: int = 8,
         dropout: float = 0.1,
-        mode: str = "frozen",
+        mode: Literal["frozen", "end_to_end"] = "frozen",
         backbone_lr_multiplier: float = 0.1,
         feature_cache: bool = True,
         features_dir: str | None = None,

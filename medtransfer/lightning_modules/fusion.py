@@ -126,7 +126,7 @@ class DVMEFusion(Fusion):
         self.out_dim = proj_dim
 
     def encode(self, embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``B x K x proj_dim`` output tokens (normed) and the attention each token receives (``B x K``)."""
+        """``B x K x proj_dim`` output tokens (normed) and the attention each token receives (``B x K``)."""
         self.check_inputs(embeddings)
         tokens = project(self.projections, embeddings) + self.source_embedding
         received = []

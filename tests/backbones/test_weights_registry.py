@@ -3,6 +3,7 @@ by name and by ``format: auto``, reproducing the parameters, buffers and embeddi
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
@@ -13,6 +14,7 @@ from source_layouts import WRITERS
 
 from medtransfer.backbones import REGISTRY, Backbone, create_backbone
 from medtransfer.backbones.backbone import state_dict_fingerprint
+from medtransfer.backbones.cli import main as weights_main
 from medtransfer.backbones.embedding import RECIPES
 from medtransfer.backbones.factory import build_backbone
 from medtransfer.backbones.layouts import LAYOUTS
@@ -26,6 +28,12 @@ def expected_state(reference: torch.nn.Module, filled: list[str]) -> dict[str, t
     for key in filled:
         state[key] = torch.zeros_like(state[key])
     return state
+
+
+def timm_kwarg_args(kwargs: dict) -> list[str]:
+    """``--timm-kwarg KEY=VALUE`` options of ``medtransfer weights check`` (values in YAML/JSON syntax)."""
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    return [arg for k, v in values.items() for arg in ("--timm-kwarg", f"{k}={json.dumps(v)}")]
 
 
 def assert_same_state(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
@@ -71,7 +79,7 @@ def test_embed_dims_and_recipes():
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=NAMES)
-def test_entry_loads_its_source_layout_exactly(entry, references, images, tmp_path):
+def test_entry_loads_its_source_layout_exactly(entry, references, images, tmp_path, capsys):
     reference, small = references.for_entry(entry)
     path = tmp_path / entry.file_name
     non_backbone = WRITERS[entry.layout](reference.state_dict(), path)
@@ -89,6 +97,12 @@ def test_entry_loads_its_source_layout_exactly(entry, references, images, tmp_pa
         assert report.filled and all(k.endswith("num_batches_tracked") for k in report.filled)
     else:
         assert report.filled == []
+
+    # the same through `medtransfer weights check NAME --checkpoint PATH`
+    assert weights_main(["check", entry.name, "--checkpoint", str(path), *timm_kwarg_args(small)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["exact"] and summary["fingerprint"] == backbone.fingerprint
+    assert summary["keys_dropped"] == report.dropped and summary["embed_dim"] == entry.embed_dim()
 
     reference_backbone = Backbone(reference, "reference", entry.preprocessing, embedding=entry.embedding)
     reference_backbone.eval()

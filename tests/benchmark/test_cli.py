@@ -54,6 +54,10 @@ def test_report_needs_a_folder(tmp_path, capsys):
 
 
 def test_paper_grid_dry_run_lists_its_runs(resolver, tmp_path):
+    pieces = [REPO / "configs" / "trainer" / "gpu.yaml", REPO / "configs" / "model" / "finetune.yaml"]
+    missing = [str(p.relative_to(REPO)) for p in pieces if not p.is_file()]
+    if missing:  # the foundation's config pieces, which the paper grid composes
+        pytest.skip(f"paper grid needs {missing}, not in this checkout yet")
     spec = load_grid(REPO / "configs" / "benchmark" / "paper.yaml", cwd=REPO)
     runs = expand(spec)
     # 4 datasets x (4 backbones x 2 protocols + DVME x 2 protocols) x 3 fractions x 3 seeds

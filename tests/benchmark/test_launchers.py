@@ -70,7 +70,7 @@ def test_sbatch_array_script(write_grid, resolver, tmp_path):
     # one process per GPU through srun: DDP over the task's 4 GPUs, logs in the run's own folder
     command = (folder / "commands" / f"{runs[0]}.sh").read_text()
     argv = shlex.split(command.splitlines()[-1])
-    assert argv[1:4] == ["-m", "medtransfer.cli", "fit"]
+    assert argv[0] == "exec" and argv[2:5] == ["-m", "medtransfer.cli", "fit"]
     for override in [
         "--trainer.accelerator=gpu",
         "--trainer.devices=4",

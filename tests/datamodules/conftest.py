@@ -1,5 +1,5 @@
-"""Tiny copies of each dataset's published layout: same file names, columns, HDF5 keys, dtypes and nesting, a few
-images each, so the datamodules are tested on the formats users download."""
+"""Tiny copies of each dataset's published layout: same file names, columns, HDF5 keys, dtypes and nesting,
+a few images each, so the datamodules are tested on the formats users download."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def fundus(rng: np.random.Generator, grade: int, size: tuple[int, int] = (40, 56
     yy, xx = np.mgrid[0:h, 0:w]
     disc = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (h / 2.2) ** 2
     image = np.zeros((h, w, 3), np.uint8)
-    image[disc] = np.clip(rng.normal(90 + 30 * grade, 10, size=(int(disc.sum()), 3)), 20, 255).astype(np.uint8)
+    image[disc] = np.clip(rng.normal(90 + 30 * grade, 10, size=(int(disc.sum()), 3)), 20, 255).astype(
+        np.uint8
+    )
     return image
 
 
@@ -44,7 +46,9 @@ def pcam_root(tmp_path: Path) -> Path:
     for split, n in (("train", 24), ("valid", 8), ("test", 8)):
         labels = np.tile([0, 1], n // 2).astype(np.uint8)
         with h5py.File(root / f"camelyonpatch_level_2_split_{split}_x.h5", "w") as f:
-            f.create_dataset("x", data=rng.integers(0, 256, size=(n, 96, 96, 3), dtype=np.uint8), chunks=(1, 96, 96, 3))
+            f.create_dataset(
+                "x", data=rng.integers(0, 256, size=(n, 96, 96, 3), dtype=np.uint8), chunks=(1, 96, 96, 3)
+            )
         with h5py.File(root / f"camelyonpatch_level_2_split_{split}_y.h5", "w") as f:
             f.create_dataset("y", data=labels.reshape(n, 1, 1, 1))
         wsi = [f"{split}_slide_{i // 4}" for i in range(n)]
@@ -109,7 +113,9 @@ def pneumonia_root(tmp_path: Path) -> Path:
             for cls, patterns in PNEUMONIA_FILES.items():
                 for p in range(1, patients + 1):
                     for pattern in patterns:
-                        write_image(base / split / cls / pattern.format(p=p + 100 * (split == "test")), xray(rng))
+                        write_image(
+                            base / split / cls / pattern.format(p=p + 100 * (split == "test")), xray(rng)
+                        )
                 (base / split / cls / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     macosx = root / "chest_xray" / "__MACOSX" / "chest_xray" / "train" / "NORMAL"
     macosx.mkdir(parents=True)
@@ -117,9 +123,20 @@ def pneumonia_root(tmp_path: Path) -> Path:
     return root
 
 
-FINDINGS_ROWS = ["No Finding", "Effusion", "Atelectasis|Effusion", "Cardiomegaly", "No Finding", "Mass|Nodule",
-                 "Pneumothorax", "Infiltration", "No Finding", "Hernia|Edema", "Consolidation|Pneumonia",
-                 "Emphysema|Fibrosis|Pleural_Thickening"]
+FINDINGS_ROWS = [
+    "No Finding",
+    "Effusion",
+    "Atelectasis|Effusion",
+    "Cardiomegaly",
+    "No Finding",
+    "Mass|Nodule",
+    "Pneumothorax",
+    "Infiltration",
+    "No Finding",
+    "Hernia|Edema",
+    "Consolidation|Pneumonia",
+    "Emphysema|Fibrosis|Pleural_Thickening",
+]
 
 
 @pytest.fixture
@@ -128,15 +145,19 @@ def chestxray14_root(tmp_path: Path) -> Path:
     ``images_001/images/`` and ``images_002/images/``; one image is RGBA. 12 patients x 3 follow-ups."""
     rng = np.random.default_rng(4)
     root = tmp_path / "nih"
-    rows = ["Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
-            "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"]
+    rows = [
+        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+        "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
+    ]
     train_val, test = [], []
     for patient in range(1, 13):
         for follow_up in range(3):
             name = f"{patient:08d}_{follow_up:03d}.png"
             folder = root / ("images_001" if patient <= 6 else "images_002") / "images"
             if patient == 2 and follow_up == 0:
-                write_image(folder / name, np.dstack([xray(rng)] * 3 + [np.full((36, 44), 255, np.uint8)]), "RGBA")
+                write_image(
+                    folder / name, np.dstack([xray(rng)] * 3 + [np.full((36, 44), 255, np.uint8)]), "RGBA"
+                )
             else:
                 write_image(folder / name, xray(rng))
             finding = FINDINGS_ROWS[(patient + follow_up) % len(FINDINGS_ROWS)]
@@ -148,8 +169,9 @@ def chestxray14_root(tmp_path: Path) -> Path:
     return root
 
 
-def write_medmnist(path: Path, n: dict[str, int], size: int = 28, colour: bool = False, classes: int = 2,
-                   multilabel: int = 0) -> Path:
+def write_medmnist(
+    path: Path, n: dict[str, int], size: int = 28, colour: bool = False, classes: int = 2, multilabel: int = 0
+) -> Path:
     """A ``.npz`` with MedMNIST's arrays: ``{split}_images`` uint8 N x S x S (x 3), ``{split}_labels`` uint8
     N x 1 (or N x C multilabel)."""
     rng = np.random.default_rng(5)
@@ -177,7 +199,10 @@ def medmnist_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def real_medmnist() -> Path:
-    if not (SHARED_MEDMNIST / "retinamnist.npz").exists() or not (SHARED_MEDMNIST / "pneumoniamnist.npz").exists():
+    if (
+        not (SHARED_MEDMNIST / "retinamnist.npz").exists()
+        or not (SHARED_MEDMNIST / "pneumoniamnist.npz").exists()
+    ):
         pytest.skip(f"real MedMNIST files not found in {SHARED_MEDMNIST}")
     return SHARED_MEDMNIST
 
@@ -190,23 +215,32 @@ def imagefolder_root(tmp_path: Path) -> Path:
     for c, name in enumerate(("benign", "malignant", "normal")):
         for patient in range(6):
             for k in range(2):
-                write_image(root / name / f"P{c}{patient:02d}_{k}.png", rng.integers(0, 256, (20, 24, 3), np.uint8))
+                write_image(
+                    root / name / f"P{c}{patient:02d}_{k}.png", rng.integers(0, 256, (20, 24, 3), np.uint8)
+                )
     return root
 
 
 def assert_batches(datamodule, image_size: int) -> None:
-    """Every split yields DESIGN.md batches: uint8 B x 3 x S x S images, labels of the task's type, string ids."""
+    """Every split yields DESIGN.md batches: uint8 B x 3 x S x S images, labels of the task's type, string
+    ids."""
     datamodule.setup("fit")
     multilabel = datamodule.task.kind == "multilabel"
-    for split, loader in (("train", datamodule.train_dataloader()), ("val", datamodule.val_dataloader()),
-                          ("test", datamodule.test_dataloader())):
+    for split, loader in (
+        ("train", datamodule.train_dataloader()),
+        ("val", datamodule.val_dataloader()),
+        ("test", datamodule.test_dataloader()),
+    ):
         batch = next(iter(loader))
         images, labels = batch["image"], batch["label"]
         assert images.dtype == torch.uint8, split
         assert images.shape[1:] == (3, image_size, image_size), split
         assert int(images.max()) > int(images.min()), f"{split}: constant images"
         if multilabel:
-            assert labels.dtype == torch.float32 and labels.shape == (len(images), datamodule.task.num_classes)
+            assert labels.dtype == torch.float32 and labels.shape == (
+                len(images),
+                datamodule.task.num_classes,
+            )
         else:
             assert labels.dtype == torch.long and labels.shape == (len(images),)
             assert 0 <= int(labels.min()) and int(labels.max()) < datamodule.task.num_classes

@@ -17,14 +17,40 @@ DATA_CONFIGS = sorted((REPO / "configs" / "data").glob("*.yaml"))
 
 
 def fit(tmp_path: Path, config: Path, root: Path | None, *extra: str) -> dict:
-    argv = ["fit", "--config", str(config),
-            "--model.class_path", "medtransfer.lightning_modules.Finetune",
-            "--model.init_args.backbone", "test_resnet",
-            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-            "--trainer.limit_test_batches", "2", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-            "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4", *extra]
+    argv = [
+        "fit",
+        "--config",
+        str(config),
+        "--model.class_path",
+        "medtransfer.lightning_modules.Finetune",
+        "--model.init_args.backbone",
+        "test_resnet",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.limit_test_batches",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "1",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--data.init_args.num_workers",
+        "0",
+        "--data.init_args.batch_size",
+        "4",
+        *extra,
+    ]
     if root is not None:
         argv += ["--data.init_args.root", str(root)]
     main(argv)
@@ -43,15 +69,24 @@ def test_every_data_config_names_real_arguments():
 
 @pytest.mark.slow
 def test_fit_pcam_from_yaml(tmp_path, pcam_root):
-    results = fit(tmp_path, REPO / "configs" / "data" / "pcam.yaml", pcam_root, "--data.init_args.image_size", "32")
+    results = fit(
+        tmp_path, REPO / "configs" / "data" / "pcam.yaml", pcam_root, "--data.init_args.image_size", "32"
+    )
     assert results["data"]["name"] == "PCam" and results["task"]["kind"] == "binary"
     assert "auroc" in results["metrics"]["test"]
 
 
 @pytest.mark.slow
 def test_fit_chestxray14_multilabel_from_yaml(tmp_path, chestxray14_root):
-    results = fit(tmp_path, REPO / "configs" / "data" / "chestxray14.yaml", chestxray14_root,
-                  "--data.init_args.image_size", "32", "--data.init_args.val_fraction", "0.25")
+    results = fit(
+        tmp_path,
+        REPO / "configs" / "data" / "chestxray14.yaml",
+        chestxray14_root,
+        "--data.init_args.image_size",
+        "32",
+        "--data.init_args.val_fraction",
+        "0.25",
+    )
     assert results["task"]["kind"] == "multilabel" and results["data"]["num_samples"]["test"] == 9
     assert "auroc" in results["metrics"]["test"]
 

@@ -13,8 +13,14 @@ from medtransfer.datamodules.errors import BadLabelError, DatasetLayoutError
 
 
 def test_imagefolder_without_split_folders_carves_by_patient(imagefolder_root, check_batches):
-    dm = ImageFolder(root=str(imagefolder_root), patient_pattern=r"^(P\d+)_", val_fraction=0.2,
-                     test_fraction=0.2, image_size=16, batch_size=4)
+    dm = ImageFolder(
+        root=str(imagefolder_root),
+        patient_pattern=r"^(P\d+)_",
+        val_fraction=0.2,
+        test_fraction=0.2,
+        image_size=16,
+        batch_size=4,
+    )
     assert dm.task.kind == "multiclass" and dm.task.class_names == ("benign", "malignant", "normal")
     sources = dm.sources()
     assert sum(len(s) for s in sources.values()) == 36
@@ -27,8 +33,11 @@ def test_imagefolder_without_split_folders_carves_by_patient(imagefolder_root, c
 
 def test_imagefolder_with_split_folders(imagefolder_root, tmp_path):
     root = tmp_path / "split"
-    for split, classes in (("train", ("benign", "malignant")), ("valid", ("benign", "malignant")),
-                           ("test", ("benign", "malignant"))):
+    for split, classes in (
+        ("train", ("benign", "malignant")),
+        ("valid", ("benign", "malignant")),
+        ("test", ("benign", "malignant")),
+    ):
         for name in classes:
             shutil.copytree(imagefolder_root / name, root / split / name)
     dm = ImageFolder(root=str(root), ordinal=True)
@@ -56,11 +65,19 @@ def _csv_root(tmp_path, rows: list[str], header: str = "path,label,patient,split
 
 
 def test_csv_class_names_patients_and_split_column(tmp_path, check_batches):
-    rows = [f"img/{i}.png,{'covid' if i % 2 else 'normal'},p{i // 2},{'test' if i >= 16 else 'train'}"
-            for i in range(20)]
+    rows = [
+        f"img/{i}.png,{'covid' if i % 2 else 'normal'},p{i // 2},{'test' if i >= 16 else 'train'}"
+        for i in range(20)
+    ]
     root = _csv_root(tmp_path, rows)
-    dm = CSVDataset(root=str(root), patient_column="patient", split_column="split", val_fraction=0.25,
-                    image_size=16, batch_size=4)
+    dm = CSVDataset(
+        root=str(root),
+        patient_column="patient",
+        split_column="split",
+        val_fraction=0.25,
+        image_size=16,
+        batch_size=4,
+    )
     assert dm.task.kind == "binary" and dm.task.class_names == ("covid", "normal")
     sources = dm.sources()
     assert len(sources["test"]) == 4 and len(sources["train"]) + len(sources["val"]) == 16
@@ -74,7 +91,9 @@ def test_csv_multilabel_and_integer_labels(tmp_path):
     dm = CSVDataset(root=str(root), label_columns=["effusion", "mass"])
     assert dm.task.kind == "multilabel" and dm.task.class_names == ("effusion", "mass")
     assert dm.sources()["train"].labels.dtype == np.float32
-    (root / "grades.csv").write_text("path,grade\n" + "\n".join(f"x/{i}.png,{i % 4}" for i in range(12)) + "\n")
+    (root / "grades.csv").write_text(
+        "path,grade\n" + "\n".join(f"x/{i}.png,{i % 4}" for i in range(12)) + "\n"
+    )
     graded = CSVDataset(root=str(root), csv_path="grades.csv", label_columns="grade", ordinal=True)
     assert graded.task.num_classes == 4 and graded.task.primary_metric == "kappa"
 

@@ -80,8 +80,15 @@ def test_whole_split_and_bad_values():
 
 def test_datamodule_applies_fraction_to_train_only():
     full = SyntheticMedical(num_train=64, num_val=16, num_test=16, native_size=16, image_size=16)
-    part = SyntheticMedical(num_train=64, num_val=16, num_test=16, native_size=16, image_size=16,
-                            train_fraction=0.25, fraction_seed=1)
+    part = SyntheticMedical(
+        num_train=64,
+        num_val=16,
+        num_test=16,
+        native_size=16,
+        image_size=16,
+        train_fraction=0.25,
+        fraction_seed=1,
+    )
     full.setup("fit")
     part.setup("fit")
     assert len(part.split_source("train")) == 16

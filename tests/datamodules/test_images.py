@@ -19,7 +19,11 @@ from medtransfer.datamodules.transforms import build_transform
 def test_read_image_modes(tmp_path):
     grey = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
     rgba = np.dstack([np.full((12, 10), v, np.uint8) for v in (10, 20, 30, 255)])
-    for name, array, mode in (("g.png", grey, "L"), ("c.png", rgba, "RGBA"), ("j.jpg", np.dstack([grey] * 3), None)):
+    for name, array, mode in (
+        ("g.png", grey, "L"),
+        ("c.png", rgba, "RGBA"),
+        ("j.jpg", np.dstack([grey] * 3), None),
+    ):
         write_image(tmp_path / name, array, mode)
     assert np.array_equal(read_image(tmp_path / "g.png"), np.dstack([grey] * 3))
     assert read_image(tmp_path / "c.png").shape == (12, 10, 3)
@@ -41,8 +45,12 @@ def test_corrupt_and_missing_images_name_the_file_and_row(tmp_path):
     truncated = tmp_path / "truncated.jpeg"
     truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     (tmp_path / "text.png").write_text("not an image")
-    source = FileSource([truncated, tmp_path / "text.png", tmp_path / "gone.png"], np.zeros(3, np.int64),
-                        ["t", "x", "g"], origins=["labels.csv row 2", "labels.csv row 3", "labels.csv row 4"])
+    source = FileSource(
+        [truncated, tmp_path / "text.png", tmp_path / "gone.png"],
+        np.zeros(3, np.int64),
+        ["t", "x", "g"],
+        origins=["labels.csv row 2", "labels.csv row 3", "labels.csv row 4"],
+    )
     for index, (name, row) in enumerate((("truncated.jpeg", 2), ("text.png", 3), ("gone.png", 4))):
         with pytest.raises(CorruptImageError, match=rf"{name}.*labels.csv row {row}.*skip_corrupt"):
             source.load_image(index)

@@ -1,4 +1,5 @@
-"""MedMNIST .npz files: the published arrays, task per flag, sizes, bad files; and the real files when present."""
+"""MedMNIST .npz files: the published arrays, task per flag, sizes, bad files; and the real files when
+present."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def test_tasks_per_flag(medmnist_root, check_batches):
 def test_bad_files(medmnist_root, tmp_path):
     with pytest.raises(ValueError, match="unknown MedMNIST 2D dataset 'nodulemnist3d'"):
         MedMNIST(root=str(medmnist_root), flag="nodulemnist3d")
-    with pytest.raises(DatasetLayoutError, match=r"dermamnist.npz   <- missing(.|\n)*found instead(.|\n)*medmnist.com"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"dermamnist.npz   <- missing(.|\n)*found instead(.|\n)*medmnist.com"
+    ):
         MedMNIST(root=str(medmnist_root), flag="dermamnist").sources()
     with pytest.raises(DatasetLayoutError, match="pneumoniamnist_64.npz   <- missing"):
         MedMNIST(root=str(medmnist_root), flag="pneumoniamnist", size=64).sources()

@@ -84,10 +84,14 @@ def test_wrong_keys_shapes_and_labels(pcam_root):
     x = pcam_root / "camelyonpatch_level_2_split_valid_x.h5"
     y = pcam_root / "camelyonpatch_level_2_split_valid_y.h5"
     _rewrite(x, "images", np.zeros((8, 96, 96, 3), np.uint8))
-    with pytest.raises(DatasetLayoutError, match=r"valid_x.h5: no HDF5 dataset 'x' \(found keys \['images'\]\)"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"valid_x.h5: no HDF5 dataset 'x' \(found keys \['images'\]\)"
+    ):
         HDF5Source(x, y, "valid")
     _rewrite(x, "x", np.zeros((8, 64, 64, 3), np.uint8))
-    with pytest.raises(DatasetLayoutError, match=r"'x' is uint8 \(8, 64, 64, 3\), expected uint8 N x 96 x 96 x 3"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"'x' is uint8 \(8, 64, 64, 3\), expected uint8 N x 96 x 96 x 3"
+    ):
         HDF5Source(x, y, "valid")
     _rewrite(x, "x", np.zeros((7, 96, 96, 3), np.uint8))
     with pytest.raises(DatasetLayoutError, match="holds 7 images but .* holds 8 labels"):

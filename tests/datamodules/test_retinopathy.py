@@ -58,8 +58,11 @@ def test_eyepacs_bad_inputs_name_file_and_row(eyepacs_root, tmp_path):
         EyePACS(root=str(eyepacs_root)).sources()
     labels.write_text(text)
     (eyepacs_root / "train" / "4_right.jpeg").unlink()
-    with pytest.raises(DatasetLayoutError, match=r"1 of 60 listed images are missing(.|\n)*4_right.jpeg "
-                                                 r"\(trainLabels.csv row 9\)"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"1 of 60 listed images are missing(.|\n)*4_right.jpeg "
+        r"\(trainLabels.csv row 9\)",
+    ):
         EyePACS(root=str(eyepacs_root)).sources()
     assert len(EyePACS(root=str(eyepacs_root), skip_corrupt=True, val_fraction=0.2).sources()["train"]) < 59
 
@@ -71,8 +74,10 @@ def test_aptos_carves_stratified_val_and_test(aptos_root, check_batches):
     for split in ("val", "test"):
         assert np.bincount(sources[split].labels).tolist() == [2, 2, 2, 2, 2]
     assert sources["train"].groups is None
-    assert APTOS2019(root=str(aptos_root), split_seed=1).sources()["val"].ids != \
-        APTOS2019(root=str(aptos_root), split_seed=2).sources()["val"].ids
+    assert (
+        APTOS2019(root=str(aptos_root), split_seed=1).sources()["val"].ids
+        != APTOS2019(root=str(aptos_root), split_seed=2).sources()["val"].ids
+    )
     check_batches(dm, 32)
 
 

@@ -41,7 +41,9 @@ def test_bad_fractions_and_too_small_pools():
 
 
 def test_carving_logs_and_completes_missing_splits(caplog):
-    pool = ArraySource(np.zeros((1200, 4, 4), np.uint8), PATIENT_LABELS, [str(i) for i in range(1200)], PATIENTS)
+    pool = ArraySource(
+        np.zeros((1200, 4, 4), np.uint8), PATIENT_LABELS, [str(i) for i in range(1200)], PATIENTS
+    )
     with caplog.at_level(logging.INFO, logger="medtransfer.datamodules.splits"):
         splits = complete_splits({"train": pool}, 0.1, 0.2, seed=0, dataset="Demo")
     assert "Demo: carved val and test from the 1200 train samples (split_seed=0" in caplog.text
@@ -51,11 +53,16 @@ def test_carving_logs_and_completes_missing_splits(caplog):
 
 
 def test_split_file_lists_every_sample(tmp_path):
-    sources = {"train": ArraySource(np.zeros((2, 4, 4), np.uint8), np.asarray([0, 1]), ["a", "b"],
-                                    np.asarray(["p1", "p2"])),
-               "test": ArraySource(np.zeros((1, 4, 4), np.uint8), np.asarray([[1.0, 0.0]]), ["c"])}
+    sources = {
+        "train": ArraySource(
+            np.zeros((2, 4, 4), np.uint8), np.asarray([0, 1]), ["a", "b"], np.asarray(["p1", "p2"])
+        ),
+        "test": ArraySource(np.zeros((1, 4, 4), np.uint8), np.asarray([[1.0, 0.0]]), ["c"]),
+    }
     path = write_split_file(tmp_path / "out" / "splits.csv", sources)
     rows = list(csv.DictReader(path.open()))
-    assert rows == [{"id": "a", "split": "train", "label": "0", "patient": "p1"},
-                    {"id": "b", "split": "train", "label": "1", "patient": "p2"},
-                    {"id": "c", "split": "test", "label": "1|0", "patient": ""}]
+    assert rows == [
+        {"id": "a", "split": "train", "label": "0", "patient": "p1"},
+        {"id": "b", "split": "train", "label": "1", "patient": "p2"},
+        {"id": "c", "split": "test", "label": "1|0", "patient": ""},
+    ]

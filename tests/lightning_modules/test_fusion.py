@@ -66,7 +66,7 @@ def test_wrong_embedding_sizes_and_options_are_clear_errors() -> None:
         build_fusion("mean", ())
 
 
-# -- learning on synthetic embeddings --------------------------------------------------------------------------
+# -- learning on synthetic embeddings ----------------------------------------------------------------------
 def sources(n: int, seed: int, informative: tuple[int, ...]) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Two embeddings of sizes 16 and 24 (Gaussian noise around an offset). Each informative source ``k``
     carries a latent ``u_k`` along a fixed direction; the label is ``sum of the informative u_k > 0``, so two
