@@ -22,6 +22,13 @@ from .state import MANIFEST, RESULTS_FILE, RUN_FILE, GridStateError, read_manife
 TABLE_AXES = ("dataset", "protocol", "backbone", "fraction")
 
 
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """Where a metric can lie (kappa from -1, scores from 0, to 1; a loss anywhere)."""
+    if metric == "loss":
+        return -math.inf, math.inf
+    return (-1.0 if metric == "kappa" else 0.0), 1.0
+
+
 @dataclass
 class Record:
     """One finished run in a table."""
@@ -79,6 +86,15 @@ class Cell:
         if self.n < 2:
             return math.nan
         return float(stats.t.ppf(0.975, self.n - 1)) * self.std / math.sqrt(self.n)
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        """The 95% confidence interval clipped to where the metric can lie (few seeds give wide intervals);
+        NaN for a single run."""
+        if self.n < 2:
+            return math.nan, math.nan
+        low, high = metric_bounds(self.metric)
+        return max(low, self.mean - self.ci_halfwidth), min(high, self.mean + self.ci_halfwidth)
 
 
 @dataclass

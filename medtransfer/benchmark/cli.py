@@ -1,5 +1,4 @@
-"""``medtransfer benchmark``: run a grid of experiments (locally or as a SLURM array) and report its
-tables."""
+"""``medtransfer benchmark``: run a grid of experiments (here or as a SLURM array) and report its tables."""
 
 from __future__ import annotations
 

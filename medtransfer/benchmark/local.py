@@ -84,8 +84,7 @@ class Outcome:
 
 
 def device_slots(settings: LocalSettings) -> list[tuple[int, ...]]:
-    """Disjoint device groups, one per concurrent run (none on CPU: every slot gets the base config's
-    devices)."""
+    """Disjoint device groups, one per concurrent run (on CPU, empty: runs keep the config's devices)."""
     if not settings.devices:
         return [()] * settings.parallel
     k = settings.devices_per_run

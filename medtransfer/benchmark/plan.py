@@ -1,5 +1,4 @@
-"""Expanding a grid spec into concrete runs: one ``medtransfer fit`` command per combination of axis
-levels."""
+"""Expanding a grid spec into runs: one ``medtransfer fit`` command per combination of axis levels."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ class Run:
         return f"{self.id}-{self.fingerprint[:8]}" if self.fingerprint else self.id
 
     def fit_args(self, extra: list[tuple[str, Any]] = ()) -> list[str]:
-        """Arguments after ``medtransfer``: the verb, config pieces in order, then overrides (later ones
-        win)."""
+        """Arguments after ``medtransfer``: verb, config pieces, then overrides (later ones win)."""
         args = [self.verb]
         for piece in self.configs:
             args += ["--config", piece]
@@ -45,8 +43,7 @@ class Run:
 
 
 def expand(spec: GridSpec) -> list[Run]:
-    """Every run of the grid, in a stable order; sub-grids are unioned, ``exclude`` rules drop
-    combinations."""
+    """Every run of the grid in a stable order: the union of the sub-grids, minus ``exclude``."""
     order = spec.axis_names()
     for i, rule in enumerate(spec.exclude):
         unknown = set(rule) - set(order)

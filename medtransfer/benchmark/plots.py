@@ -45,15 +45,15 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
                 metric = f"{cells[0][1].records[0].split} {cells[0][1].metric}"
                 x = np.array([col.value for col, _ in cells])
                 mean = np.array([100 * c.mean for _, c in cells])
-                half = np.array([100 * c.ci_halfwidth for _, c in cells])
+                low = np.array([100 * c.ci[0] for _, c in cells])
+                high = np.array([100 * c.ci[1] for _, c in cells])
                 line = axes.plot(x, mean, marker="o", label=row)[0]
-                band = ~np.isnan(half)
-                low, high = metric_range(cells[0][1].metric)
+                band = ~np.isnan(low)
                 if band.any():
                     axes.fill_between(
                         x[band],
-                        np.clip(mean - half, low, high)[band],
-                        np.clip(mean + half, low, high)[band],
+                        low[band],
+                        high[band],
                         color=line.get_color(),
                         alpha=0.18,
                         linewidth=0,
@@ -71,13 +71,6 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
             axes.legend(fontsize=8)
             figures[slug(dataset, table.title) + ".png"] = png_bytes(figure)
     return figures
-
-
-def metric_range(metric: str) -> tuple[float, float]:
-    """Where a metric can lie, in points; CI bands stay within it (t intervals over few seeds are wide)."""
-    if metric == "loss":
-        return -np.inf, np.inf
-    return (-100.0 if metric == "kappa" else 0.0), 100.0
 
 
 def tick_label(label: str, value: float) -> str:

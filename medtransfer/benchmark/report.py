@@ -41,7 +41,7 @@ def write_report(
     all_cells = cells(collection)
     tables = build_tables(collection, all_cells)
     figures = {**fraction_figures(tables), **importance_figures(all_cells)}
-    plots = [f"plots/{name}" for name in sorted(figures)]
+    plots = [f"plots/{name}" for name in sorted(figures, key=lambda n: (n.startswith("importance_"), n))]
     summary = summary_markdown(collection, tables, all_cells, plots, baseline or collection.baseline)
     written = []
     files: dict[str, bytes] = {

@@ -1,5 +1,4 @@
-"""A grid from spec to report: expand, check every run's config, skip finished runs, launch the rest,
-report."""
+"""A grid from spec to report: expand, check every run's config, skip finished runs, launch the rest."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ def make_plan(
     cwd: Path | None = None,
     resolver: ConfigResolver | None = None,
 ) -> Plan:
-    """Load, expand and check the grid; every run's config is parsed by the real CLI parser (nothing
-    trained)."""
+    """Load, expand and check the grid: every run's config is parsed by the real CLI parser."""
     cwd = cwd or Path.cwd()
     spec = load_grid(grid_file, cwd)
     if output_dir is not None:

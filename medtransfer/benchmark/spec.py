@@ -42,8 +42,7 @@ class GridSpecError(ValueError):
 
 @dataclass(frozen=True)
 class Level:
-    """One value of an axis: the label shown in tables, config pieces and dotted overrides it adds to a
-    run."""
+    """One value of an axis: its label in tables, and the config pieces and overrides it adds to a run."""
 
     axis: str
     label: str
@@ -119,8 +118,7 @@ def sort_axes(names: list[str]) -> list[str]:
 
 
 def load_grid(path: str | Path, cwd: str | Path | None = None) -> GridSpec:
-    """Read and check a grid file; relative config pieces resolve against ``cwd``, then the grid file's
-    folder."""
+    """Read and check a grid file; relative config pieces resolve against ``cwd``, then its folder."""
     path = Path(path)
     cwd = Path(cwd or Path.cwd())
     if not path.is_file():
@@ -297,7 +295,6 @@ def _settings(cls, raw: Any, key: str, where: _Where):
 
 
 def format_override(key: str, value: Any) -> str:
-    """``--key=value`` as LightningCLI reads it (strings as they are, everything else as JSON, which is
-    YAML)."""
+    """``--key=value`` as LightningCLI reads it (strings as they are, anything else as JSON, i.e. YAML)."""
     text = value if isinstance(value, str) else json.dumps(value)
     return f"--{key}={text}"

@@ -82,7 +82,7 @@ def format_cell(cell: Cell, best: bool) -> str:
     mean = f"**{points(cell.mean)}**" if best else points(cell.mean)
     if cell.n < 2:
         return f"{mean} (n=1)"
-    low, high = cell.mean - cell.ci_halfwidth, cell.mean + cell.ci_halfwidth
+    low, high = cell.ci
     return f"{mean} ± {points(cell.std)} [{points(low)}, {points(high)}]"
 
 
@@ -146,13 +146,12 @@ def summary_markdown(
     lines = [
         f"# Benchmark summary: {', '.join(grids)}",
         "",
-        f"{len(collection.records)} runs from {collection.files} results.json files under "
-        f"`{collection.root}`"
+        f"{len(collection.records)} runs from {collection.files} results.json files"
         + (f"; {len(collection.excluded)} left out (listed below)." if collection.excluded else "."),
         "",
         f"Scores: {', '.join(metrics) or '—'}, in points (x 100). Each cell: mean ± standard deviation over "
-        "seeds [95% confidence interval of the mean, Student t with n - 1 degrees of freedom]; "
-        "**bold**: best mean in its column.",
+        "seeds [95% confidence interval of the mean, Student t with n - 1 degrees of freedom, clipped to the "
+        "metric's range]; **bold**: best mean in its column.",
         "",
     ]
     for table in tables:

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 SYNTHETIC = str(REPO / "configs" / "data" / "synthetic.yaml")
 LINEAR = str(REPO / "configs" / "model" / "linear_probe.yaml")
 DVME = str(REPO / "configs" / "model" / "dvme.yaml")
+KNN = str(REPO / "configs" / "model" / "knn.yaml")
 
 
 def small_grid(**extra) -> dict:

@@ -11,7 +11,7 @@ import shutil
 import pytest
 from bench_helpers import results_document
 
-from medtransfer.benchmark.aggregate import cells, collect
+from medtransfer.benchmark.aggregate import Cell, cells, collect
 from medtransfer.benchmark.fingerprint import group_fingerprint, run_fingerprint
 from medtransfer.benchmark.report import write_report
 from medtransfer.benchmark.state import MANIFEST, MANIFEST_SCHEMA
@@ -76,6 +76,11 @@ def test_means_std_and_confidence_intervals_by_hand(results_dir):
     assert small.ci_halfwidth == pytest.approx(T_975_DF1 * math.sqrt(0.0008) / math.sqrt(2))
     single = by_key[(SWAV, 0.1)]
     assert single.n == 1 and math.isnan(single.std) and math.isnan(single.ci_halfwidth)
+    assert all(math.isnan(v) for v in single.ci)
+    assert small.ci == pytest.approx((0.72 - small.ci_halfwidth, 0.72 + small.ci_halfwidth))
+    # a t interval over two seeds can be wider than the metric's range: it is clipped to [0, 1]
+    near_one = Cell({}, 1.0, "auroc", [0.9, 0.99], [0, 1], [])
+    assert near_one.ci == (pytest.approx(0.945 - T_975_DF1 * math.sqrt(0.00405) / math.sqrt(2)), 1.0)
 
 
 def test_summary_table_marks_best_and_reports_gains(results_dir):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from bench_helpers import DVME, LINEAR, SYNTHETIC, small_grid
+from bench_helpers import DVME, KNN, LINEAR, SYNTHETIC, small_grid
 
 from medtransfer.benchmark.fingerprint import group_fingerprint, run_fingerprint
 from medtransfer.benchmark.plan import expand, store_waits
@@ -148,3 +148,17 @@ def test_each_feature_store_is_extracted_by_one_run(write_grid, resolver, tmp_pa
     assert set(by_id["synthetic-fused-dvme-fsmall-s0"].store_keys) == (
         set(by_id[first_resnet].store_keys) | set(by_id[first_convnext].store_keys)
     )
+
+
+def test_knn_runs_as_test_and_shares_the_linear_probes_stores(write_grid, resolver, tmp_path: Path):
+    grid = small_grid()
+    grid["axes"]["protocol"] = {"linear": LINEAR, "knn": {"config": KNN, "verb": "test"}}
+    grid["axes"]["backbone"] = {"supervised": "test_resnet"}
+    grid["axes"]["fraction"] = [1.0]
+    runs = expand(load_grid(write_grid(grid)))
+    resolve(runs, tmp_path / "features", resolver)
+    linear, knn = runs[0], runs[2]
+    assert knn.labels["protocol"] == "knn" and knn.fit_args()[0] == "test"
+    assert knn.config["model"]["class_path"].endswith("KNN")
+    assert knn.store_keys == linear.store_keys
+    assert store_waits(runs)[knn.id] == {linear.id}

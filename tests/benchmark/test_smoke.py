@@ -41,7 +41,7 @@ def test_smoke_grid_end_to_end(tmp_path, monkeypatch, capsys):
         "test_convnext",
     }
     # one store per (backbone, split), shared by the grid: the fusion reused the linear probes' extractions
-    stores = sorted(p.parent.name for p in (out / "features").rglob("store.json"))
+    stores = sorted(p.parent.parent.name for p in (out / "features").rglob("store.json"))
     assert stores == ["test_convnext"] * 3 + ["test_resnet"] * 3
     assert "reusing train store" in (runs[1] / "output.log").read_text()
 

@@ -16,6 +16,8 @@ from medtransfer.datamodules import SyntheticMedical
 from medtransfer.lightning_modules import DVME
 from medtransfer.lightning_modules.metrics import task_loss
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 # two small backbones of different kinds and embedding sizes (96 and 64), one resized on the device
 TINY_BACKBONES = [{"name": "test_resnet", "resize_to": 40},
