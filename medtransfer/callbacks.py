@@ -58,14 +58,15 @@ class TaskCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
-def log_figure(trainer: pl.Trainer, tag: str, figure: Figure, filename: str | None = None) -> None:
-    """Send a figure to every TensorBoard logger, and save it as ``filename`` in the log directory."""
+def log_figure(trainer: pl.Trainer, tag: str, figure: Figure, path: str | None = None) -> None:
+    """Send a figure to every TensorBoard logger, and save it to ``path`` if given. Called on rank zero only,
+    so it must not touch ``trainer.log_dir`` (a collective broadcast under DDP)."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)
-    if filename and trainer.log_dir:
-        os.makedirs(trainer.log_dir, exist_ok=True)
-        figure.savefig(os.path.join(trainer.log_dir, filename), dpi=100)
+    if path:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        figure.savefig(path, dpi=100)
 
 
 class TrainingImageGrid(Callback):
@@ -111,14 +112,16 @@ class TestPlots(Callback):
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._roc is None or not self._roc.update_called:
             return
-        fpr, tpr, _ = self._roc.compute()  # collective under DDP: every rank computes
+        # collectives under DDP, so every rank takes part: the metrics' sync and log_dir's broadcast
+        fpr, tpr, _ = self._roc.compute()
         matrix = self._confusion.compute()
+        log_dir = trainer.log_dir or "."
         self._roc, self._confusion = None, None
         if trainer.is_global_zero:
             task: Task = pl_module.task
-            log_figure(trainer, "test/roc", roc_figure(task, fpr, tpr), "test_roc.png")
+            log_figure(trainer, "test/roc", roc_figure(task, fpr, tpr), os.path.join(log_dir, "test_roc.png"))
             log_figure(trainer, "test/confusion_matrix", confusion_figure(task, matrix),
-                       "test_confusion_matrix.png")
+                       os.path.join(log_dir, "test_confusion_matrix.png"))
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -134,6 +137,7 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         rows = prediction_rows(pl_module.task, _flatten(predictions), _flatten(batch_indices))
+        log_dir = trainer.log_dir or "."  # a broadcast under DDP: every rank asks
         if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
             gathered: list = [None] * trainer.world_size
             dist.all_gather_object(gathered, rows)
@@ -141,7 +145,7 @@ class PredictionWriter(BasePredictionWriter):
         if not trainer.is_global_zero:
             return
         rows.sort(key=lambda row: row[0])
-        self.path = Path(trainer.log_dir or ".") / self.filename
+        self.path = Path(log_dir) / self.filename
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0][1]) if rows else ["id"])

@@ -120,6 +120,7 @@ class MedTransferCLI(LightningCLI):
         return self.config[self.subcommand].as_dict() if self.subcommand else self.config.as_dict()
 
     def _write_results(self, verb: str, metrics: dict) -> None:
+        log_dir = self.trainer.log_dir or os.getcwd()  # a broadcast under DDP: every rank must ask
         if not self.trainer.is_global_zero:
             return
         model: TaskModule = self.model
@@ -138,7 +139,6 @@ class MedTransferCLI(LightningCLI):
             extra=model.extra_results(),
             checkpoint=self.trainer.ckpt_path,
         )
-        log_dir = self.trainer.log_dir or os.getcwd()
         path = write_json_atomic(os.path.join(log_dir, "results.json"), results)
         print(f"results: {path}")
         if "test" in metrics:
@@ -193,7 +193,8 @@ def trainer_defaults() -> dict:
     }
 
 
-def run_lightning_cli(argv: list[str] | None, cli_class: type[MedTransferCLI] = MedTransferCLI) -> MedTransferCLI:
+def run_lightning_cli(argv: list[str] | None,
+                      cli_class: type[MedTransferCLI] = MedTransferCLI) -> MedTransferCLI:
     """The CLI on ``argv``; ``cli_class`` lets tools reuse the exact parser (e.g. the benchmark's config
     check)."""
     return cli_class(

@@ -3,12 +3,14 @@ checkpoint, on an odd-sized test split where padded duplicates would show."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch.distributed as dist
 
@@ -18,18 +20,25 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
                                 reason="torch.distributed with gloo is needed for DDP on CPU")
 
 
-def test_two_process_ddp_test_metrics_equal_single_process(tiny_cli, tmp_path):
-    # 25 test samples at eval batch 4: rank 0 gets 13 (4 batches), rank 1 gets 12 (3 batches); a padded
-    # duplicate would change acc by 1/26 and the loss and AUROC too
-    args = [*tiny_cli(tmp_path / "runs", num_test=25), "--data.init_args.eval_batch_size", "4"]
-    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
-    command = [sys.executable, "-m", "medtransfer.cli", "fit", *args, *ddp]
+DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+
+
+def run_ddp(verb: str, args: list[str], cwd: Path) -> None:
+    """``medtransfer <verb>`` on 2 CPU processes (Lightning re-launches the command for rank 1)."""
+    command = [sys.executable, "-m", "medtransfer.cli", verb, *args, *DDP]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
 
+
+def test_two_process_ddp_metrics_and_predictions_equal_single_process(tiny_cli, tmp_path):
+    # 25 val/test samples at eval batch 4: rank 0 gets 13 (4 batches), rank 1 gets 12 (3 batches); a padded
+    # duplicate would change acc by 1/26 and the loss and AUROC too, and uneven batch counts must not hang
+    args = [*tiny_cli(tmp_path / "runs", num_val=25, num_test=25), "--data.init_args.eval_batch_size", "4"]
+    run_ddp("fit", args, tmp_path)
+
     ddp_results = json.loads((tmp_path / "runs" / "tiny" / "version_0" / "results.json").read_text())
-    assert ddp_results["config"]["trainer"]["devices"] == 2
+    assert str(ddp_results["config"]["trainer"]["devices"]) == "2"
     assert ddp_results["data"]["num_samples"]["test"] == 25
 
     main(["test", *args, "--ckpt_path", ddp_results["checkpoint"]])
@@ -37,3 +46,12 @@ def test_two_process_ddp_test_metrics_equal_single_process(tiny_cli, tmp_path):
     assert single["checkpoint"] == ddp_results["checkpoint"]
     assert single["metrics"]["test"] == pytest.approx(ddp_results["metrics"]["test"], abs=1e-6)
     assert Path(ddp_results["checkpoint"]).is_file()
+
+    run_ddp("predict", [*args, "--ckpt_path", ddp_results["checkpoint"]], tmp_path)
+    with open(tmp_path / "runs" / "tiny" / "version_2" / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["id"] for row in rows] == [f"test-{i:06d}" for i in range(25)]  # each once, in order
+    probs = np.array([float(row["prob_lesion"]) for row in rows])
+    labels = np.array([int(row["label"]) for row in rows])
+    accuracy = float(((probs > 0.5) == labels).mean())
+    assert accuracy == pytest.approx(single["metrics"]["test"]["acc"], abs=1e-6)

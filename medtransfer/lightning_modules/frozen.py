@@ -58,6 +58,7 @@ class FrozenBackboneModule(TaskModule):
         self.feature_cache = feature_cache
         self.features_dir = features_dir or os.environ.get(FEATURES_DIR_ENV) or DEFAULT_ROOT
         self._feature_batches: dict[tuple[int, str], FeatureBatches] = {}
+        self._threads_before: int | None = None
 
     def feature_backbones(self) -> list[Backbone]:
         """The frozen backbones whose embeddings this head consumes, in the order of ``batch["features"]``."""
@@ -71,8 +72,7 @@ class FrozenBackboneModule(TaskModule):
         with torch.no_grad():
             return [backbone(batch["image"]).float() for backbone in self.feature_backbones()]
 
-    # -- feature stores
-    # ---------------------------------------------------------------------------------------
+    # -- feature stores --------------------------------------------------------------------------------------
     def feature_dataloader(self, datamodule, split: str) -> FeatureBatches | None:
         """Batches of cached features for ``split`` (the label fraction's rows for ``train``); ``None`` when
         ``feature_cache`` is off. Every DDP rank calls this together (extraction is collective)."""
@@ -84,9 +84,12 @@ class FrozenBackboneModule(TaskModule):
         return self._feature_batches[key]
 
     def _load_split(self, datamodule, split: str) -> FeatureBatches:
-        stores = [
-            store_for(backbone, datamodule, split, self.features_dir) for backbone in self.feature_backbones()
-        ]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self._threads_before or threads)  # extraction: every thread
+        try:
+            stores = [store_for(b, datamodule, split, self.features_dir) for b in self.feature_backbones()]
+        finally:
+            torch.set_num_threads(threads)
         check_aligned(stores)
         rows = stores[0].rows_of(datamodule.split_source(split).ids)
         device = self.device if sum(s.nbytes for s in stores) <= DEVICE_CACHE_BYTES else torch.device("cpu")
@@ -109,42 +112,47 @@ class FrozenBackboneModule(TaskModule):
             rank=rank,
         )
 
-    # -- one CPU thread for batches of cached features -----------------------------------------------------------
-    # A linear head on a feature batch is a handful of tiny ops; on a CPU, OpenMP synchronisation across threads
-    # costs more than the ops (measured: 100 epochs ~3x faster on one thread of a 2-core VM), so batches of
-    # cached features run on one intra-op thread and the thread count is restored after each batch.
-    def _enter_batch(self, batch: dict) -> None:
-        if "features" in batch and self.device.type == "cpu" and torch.get_num_threads() > 1:
+    # -- one CPU thread while a head trains on cached features ----------------------------------------------
+    # A linear head on a feature batch is a handful of tiny ops; on a CPU, OpenMP synchronisation across
+    # threads costs more than the ops (measured on a 2-core VM: 100 epochs 2-3x faster on one thread), so
+    # epochs and evaluations on cached features run on one intra-op thread; extraction keeps them all.
+    def _one_thread(self, on: bool) -> None:
+        before = self._threads_before
+        if on and before is None and self.feature_cache and self.device.type == "cpu":
             self._threads_before = torch.get_num_threads()
             torch.set_num_threads(1)
-
-    def _exit_batch(self) -> None:
-        before = getattr(self, "_threads_before", None)
-        if before is not None:
+        elif not on and before is not None:
             torch.set_num_threads(before)
             self._threads_before = None
 
-    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        super().on_train_batch_start(batch, batch_idx)
-        self._enter_batch(batch)
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self._one_thread(True)
 
-    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        self._exit_batch()
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        self._one_thread(False)
 
-    def on_validation_batch_start(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._enter_batch(batch)
+    def on_validation_start(self) -> None:
+        self._one_thread(True)
 
-    def on_validation_batch_end(self, outputs, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._exit_batch()
+    def on_validation_end(self) -> None:
+        if self.trainer.state.fn != "fit":
+            self._one_thread(False)
 
-    def on_test_batch_start(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._enter_batch(batch)
+    def on_test_start(self) -> None:
+        self._one_thread(True)
 
-    def on_test_batch_end(self, outputs, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._exit_batch()
+    def on_test_end(self) -> None:
+        self._one_thread(False)
 
-    # -- checkpoints without the frozen weights
-    # ---------------------------------------------------------------
+    def on_fit_end(self) -> None:
+        self._one_thread(False)
+
+    def on_exception(self, exception: BaseException) -> None:
+        self._one_thread(False)
+
+    # -- checkpoints without the frozen weights --------------------------------------------------------------
     def _frozen_modules(self) -> dict[str, Backbone]:
         frozen = {id(b) for b in self.feature_backbones()}
         return {name: module for name, module in self.named_modules() if id(module) in frozen}

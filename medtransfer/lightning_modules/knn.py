@@ -90,6 +90,9 @@ class KNN(FrozenBackboneModule):
         positive = scores[:, 1:] if self.task.kind == "binary" else scores
         return torch.logit(positive, eps=EPS)
 
+    def _one_thread(self, on: bool) -> None:
+        """Keep every CPU thread: a query batch against the whole training bank is a large product."""
+
     def configure_optimizers(self):
         return None
 

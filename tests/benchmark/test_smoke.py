@@ -40,9 +40,11 @@ def test_smoke_grid_end_to_end(tmp_path, monkeypatch, capsys):
         "test_resnet",
         "test_convnext",
     }
-    # one store per (backbone, split), shared by the grid: the fusion reused the linear probes' extractions
+    # one store per (weights, split) in the grid's shared folder. DVME builds test_resnet first from the same
+    # seed, so it has the linear probe's weights and reuses its 3 stores; its test_convnext is initialised
+    # after test_resnet (random init, other weights), so it gets stores of its own.
     stores = sorted(p.parent.parent.name for p in (out / "features").rglob("store.json"))
-    assert stores == ["test_convnext"] * 3 + ["test_resnet"] * 3
+    assert stores == ["test_convnext"] * 6 + ["test_resnet"] * 3
     assert "reusing train store" in (runs[1] / "output.log").read_text()
 
     report = out / "report"

@@ -1,0 +1,45 @@
+"""results.json: the document's fields and the atomic write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medtransfer import __version__
+from medtransfer.results import SCHEMA, build_results, write_json_atomic
+
+
+def document() -> dict:
+    return build_results(
+        verb="fit", metrics={"test": {"auroc": 0.9, "loss": float("nan")}}, task={"kind": "binary"},
+        data={"name": "SyntheticMedical", "train_fraction": 0.1}, model={"name": "Finetune", "backbones": []},
+        seed=3, config={"trainer": {"max_epochs": 1}}, wall_time_s=1.23456, extra={"importance": [0.5, 0.5]},
+        checkpoint="runs/x/checkpoints/best.ckpt",
+    )
+
+
+def test_document_fields():
+    results = document()
+    assert results["schema"] == SCHEMA and results["medtransfer_version"] == __version__
+    assert results["verb"] == "fit" and results["seed"] == 3 and results["wall_time_s"] == 1.235
+    assert results["checkpoint"] == "runs/x/checkpoints/best.ckpt"
+    assert results["extra"] == {"importance": [0.5, 0.5]}
+    assert results["data"]["train_fraction"] == 0.1 and results["config"]["trainer"]["max_epochs"] == 1
+
+
+def test_write_is_atomic_and_round_trips(tmp_path):
+    path = write_json_atomic(tmp_path / "run" / "results.json", document())
+    loaded = json.loads(path.read_text())
+    assert loaded["metrics"]["test"]["auroc"] == 0.9
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path):
+    path = write_json_atomic(tmp_path / "results.json", {"a": 1})
+    circular: dict = {}
+    circular["self"] = circular
+    with pytest.raises(ValueError, match="Circular"):
+        write_json_atomic(path, circular)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert list(tmp_path.iterdir()) == [path]
