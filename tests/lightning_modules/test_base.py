@@ -37,9 +37,10 @@ def tiny_data(kind: str, **kwargs) -> SyntheticMedical:
                             batch_size=8, **kwargs)
 
 
-def trainer(tmp_path, **kwargs) -> pl.Trainer:
-    return pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+def trainer(tmp_path, max_epochs: int = 1, **kwargs) -> pl.Trainer:
+    return pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                      **kwargs)
 
 
 NAMES = ("loss", "auroc", "acc", "f1")
