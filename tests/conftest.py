@@ -1,4 +1,5 @@
-"""Root fixtures: a tiny run of the ``medtransfer`` CLI on synthetic data, writing only into pytest's tmp_path."""
+"""Root fixtures: a tiny run of the ``medtransfer`` CLI on synthetic data, writing only into pytest's
+tmp_path."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-# Tiny models on a shared CPU: one intra-op thread is ~10x faster than several fighting for busy cores, and the
-# suite's CLI subprocesses (DDP) inherit the setting through the environment.
+# Tiny models on a shared CPU: one intra-op thread is ~10x faster than several fighting for busy cores, and
+# the suite's CLI subprocesses (DDP) inherit the setting through the environment.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
@@ -18,10 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 
 
-def tiny_cli_args(runs: Path, kind: str = "binary", num_train: int = 48, num_val: int = 24, num_test: int = 25,
-                  max_epochs: int = 1, name: str = "tiny") -> list[str]:
-    """Overrides that shrink the quickstart to seconds: tiny synthetic splits at 32 px, timm's ``test_resnet``,
-    no progress bar; logs, checkpoints and results.json go under ``runs/<name>``."""
+def tiny_cli_args(runs: Path, kind: str = "binary", num_train: int = 48, num_val: int = 24,
+                  num_test: int = 25, max_epochs: int = 1, name: str = "tiny") -> list[str]:
+    """Overrides that shrink the quickstart to seconds: tiny synthetic splits at 32 px, timm's
+    ``test_resnet``, no progress bar; logs, checkpoints and results.json go under ``runs/<name>``."""
     return [
         "--config", str(QUICKSTART),
         "--data.init_args.kind", kind,
@@ -43,6 +44,6 @@ def tiny_cli_args(runs: Path, kind: str = "binary", num_train: int = 48, num_val
 
 @pytest.fixture(scope="session")
 def tiny_cli() -> Callable[..., list[str]]:
-    """``tiny_cli(runs_dir, kind=..., num_test=..., max_epochs=..., name=...)``: CLI arguments (after the verb)
-    for a tiny synthetic run whose outputs go under ``runs_dir``."""
+    """``tiny_cli(runs_dir, kind=..., num_test=..., max_epochs=..., name=...)``: CLI arguments (after the
+    verb) for a tiny synthetic run whose outputs go under ``runs_dir``."""
     return tiny_cli_args

@@ -1,5 +1,5 @@
-"""The ``medtransfer`` CLI end to end on tiny synthetic runs: fit+test, results.json, TensorBoard pictures, test and
-predict from a checkpoint, bad input failing before training, bf16-mixed."""
+"""The ``medtransfer`` CLI end to end on tiny synthetic runs: fit+test, results.json, TensorBoard pictures,
+test and predict from a checkpoint, bad input failing before training, bf16-mixed."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def results_of(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory, tiny_cli) -> tuple[Path, list[str]]:
-    """One tiny ``medtransfer fit`` (2 epochs, then test of the best checkpoint): its run dir and arguments."""
+    """One tiny ``medtransfer fit`` (2 epochs, then a test of the best checkpoint): run dir and arguments."""
     runs = tmp_path_factory.mktemp("cli") / "runs"
     args = tiny_cli(runs, max_epochs=2)
     main(["fit", *args])
@@ -111,7 +111,8 @@ def test_predict_writes_one_csv_row_per_test_sample(fitted, capsys):
     probs = np.array([[float(row["prob_normal"]), float(row["prob_lesion"])] for row in rows])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     labels = np.array([int(row["label"]) for row in rows])
-    assert pairwise_auroc(probs[:, 1], labels) == pytest.approx(fit_results["metrics"]["test"]["auroc"], abs=1e-5)
+    expected = fit_results["metrics"]["test"]["auroc"]
+    assert pairwise_auroc(probs[:, 1], labels) == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize("verb", ["test", "fit"])
@@ -163,8 +164,9 @@ def test_a_config_file_with_an_unknown_key_or_without_data_fails_naming_it(tmp_p
         main(["fit", "--config", unknown])
     assert exit_info.value.code == 2 and "max_epoch" in capsys.readouterr().err
 
-    no_data = write_yaml(tmp_path / "no_data.yaml", "model:\n  class_path: medtransfer.lightning_modules.Finetune\n"
-                                                    "  init_args:\n    backbone: test_resnet\n")
+    no_data = write_yaml(tmp_path / "no_data.yaml",
+                         "model:\n  class_path: medtransfer.lightning_modules.Finetune\n"
+                         "  init_args:\n    backbone: test_resnet\n")
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", no_data])
     assert exit_info.value.code == 2 and "data" in capsys.readouterr().err.split("error:")[-1]

@@ -1,4 +1,5 @@
-"""``medtransfer fit --ckpt_path last`` after an interrupted run ends exactly where an uninterrupted run ends."""
+"""``medtransfer fit --ckpt_path last`` after an interrupted run ends exactly where an uninterrupted run
+ends."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def test_resuming_an_interrupted_run_gives_the_uninterrupted_results(tiny_cli, t
     assert f"--ckpt_path last: {run_dir / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "runs" / "tiny").iterdir()] == ["version_0"]  # continued in place
 
-    resumed, uninterrupted = results_of(run_dir), results_of(tmp_path / "uninterrupted" / "tiny" / "version_0")
+    resumed = results_of(run_dir)
+    uninterrupted = results_of(tmp_path / "uninterrupted" / "tiny" / "version_0")
     assert Path(resumed["checkpoint"]).name == Path(uninterrupted["checkpoint"]).name
     for split in ("train", "val", "test"):
         assert resumed["metrics"][split] == pytest.approx(uninterrupted["metrics"][split], abs=1e-6), split

@@ -214,11 +214,13 @@ class DVME(FrozenBackboneModule):
     def _finish_epoch(self, stage: str) -> None:
         super()._finish_epoch(stage)
         tables = {}
-        measures = [("importance", self.importance_meters), (self.mixing_name, self.mixing_meters)]
+        # decided alike on every DDP rank (a rank without samples still joins the meters' synchronisation)
+        measures = [("importance", self.importance_meters if self.embedding_means.ready else {}),
+                    (self.mixing_name, self.mixing_meters)]
         for name, meters in measures:
-            meter = meters[f"{stage}_split"] if name and f"{stage}_split" in meters else None
-            if meter is None or not meter.update_called:
+            if not name or f"{stage}_split" not in meters:
                 continue
+            meter = meters[f"{stage}_split"]
             overall, per_class = meter.compute()
             meter.reset()
             tables[name] = importance_table(overall, per_class, self.backbone_labels, self.task.class_names)

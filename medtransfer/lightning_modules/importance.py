@@ -116,6 +116,7 @@ def importance_table(overall: torch.Tensor, per_class: torch.Tensor, backbones: 
                      class_names: Sequence[str]) -> dict:
     """``{"overall": {backbone: share}, "per_class": {class: {backbone: share}}}`` (classes with no samples
     left out)."""
+    overall = overall.reshape(-1)  # torchmetrics returns one backbone's share as a scalar
     table = {"overall": dict(zip(backbones, overall.tolist(), strict=True)), "per_class": {}}
     for name, row in zip(class_names, per_class, strict=True):
         if not bool(torch.isnan(row).any()):

@@ -4,9 +4,11 @@ per-backbone importance into TensorBoard and results.json."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -95,6 +97,19 @@ def test_bad_options_are_clear_errors() -> None:
 def test_the_same_backbone_twice_gets_numbered_labels() -> None:
     model = DVME(backbones=["test_resnet", "test_resnet"], fusion="mean", proj_dim=8, task=tiny_data().task)
     assert model.backbone_labels == ["test_resnet#1", "test_resnet#2"]
+
+
+def test_one_backbone_end_to_end_in_mixed_precision_holds_all_the_importance() -> None:
+    data = tiny_data()
+    model = DVME(backbones=["test_resnet"], fusion="dme", mode="end_to_end", proj_dim=8, task=data.task)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", precision="bf16-mixed", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    trainer.test(model, datamodule=data, verbose=False)
+    summary = model.extra_results()["dvme"]
+    assert summary["split"] == "test" and math.isfinite(model.epoch_metrics["test"]["loss"])
+    assert summary["importance"]["overall"] == {"test_resnet": 1.0}
+    assert summary["dme_weights"]["per_class"]["lesion"] == {"test_resnet": pytest.approx(1.0)}
 
 
 # -- configs -------------------------------------------------------------------------------------------------

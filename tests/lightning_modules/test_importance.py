@@ -75,3 +75,11 @@ def test_multilabel_meter_counts_a_sample_for_every_finding_it_has_and_skips_abs
     assert torch.isnan(per_class[2]).all()
     table = importance_table(overall, per_class, ["a", "b"], task.class_names)
     assert set(table["per_class"]) == {"effusion", "nodule"}  # no sample has a mass: not reported
+
+
+def test_one_backbone_holds_all_the_importance() -> None:
+    meter = ImportanceMeter(BINARY, num_sources=1)
+    meter.update(torch.ones(3, 1), torch.tensor([0, 1, 1]))
+    table = importance_table(*meter.compute(), ["dino"], BINARY.class_names)
+    assert table == {"overall": {"dino": 1.0},
+                     "per_class": {"normal": {"dino": 1.0}, "lesion": {"dino": 1.0}}}
