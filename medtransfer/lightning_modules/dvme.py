@@ -173,7 +173,7 @@ class DVME(FrozenBackboneModule):
     def fused_logits(self, embeddings: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and the fusion's mixing weights (``B x K``, or ``None``) from per-backbone embeddings."""
         fused = self.fusion(embeddings)
-        return self.head(fused.embedding), fused.importance
+        return self.head(fused.embedding), fused.mixing
 
     def logits(self, batch: dict) -> torch.Tensor:
         embeddings = self.source_embeddings(batch)

@@ -2,17 +2,18 @@
 
 Every fusion takes a list of ``K`` embeddings ``B x d_k`` (one per backbone, sizes may differ) and returns a
 ``FusionOutput``: the fused ``B x out_dim`` embedding, ready for a linear classifier, and the per-backbone
-importance ``B x K`` (rows sum to 1) where the fusion learns how to mix its sources:
+mixing weights ``B x K`` (rows sum to 1) where the fusion learns how to mix its sources (``importance.py``
+says what they do and do not tell about which backbone matters):
 
 - ``dvme``: Dynamic Visual Meta-Embedding (Truong et al. 2021). Each embedding is projected to
   ``proj_dim``, tagged with a learned source embedding, and the ``K`` tokens pass through ViT-style pre-norm
   self-attention blocks that attend across backbones; the output tokens are concatenated and projected to
-  ``proj_dim``. Importance: the mean attention each backbone's token receives (over layers, heads and
+  ``proj_dim``. Mixing weights: the mean attention each backbone's token receives (over layers, heads and
   querying tokens).
 - ``dme``: Dynamic Meta-Embeddings (Kiela et al. 2018). A softmax over a linear score of each projection
-  weights their sum. Importance: those softmax weights.
-- ``concat``: the raw embeddings concatenated (no learned mixing, importance ``None``).
-- ``mean``: the average of the projections (fixed equal mixing, importance ``None``).
+  weights their sum. Mixing weights: those softmax weights.
+- ``concat``: the raw embeddings concatenated (no learned mixing: ``None``).
+- ``mean``: the average of the projections (fixed equal mixing: ``None``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ FUSIONS = ("dvme", "dme", "concat", "mean")
 class FusionOutput(NamedTuple):
     embedding: torch.Tensor
     """``B x out_dim`` fused embedding."""
-    importance: torch.Tensor | None
-    """``B x K`` per-backbone importance (rows sum to 1), or ``None`` for fusions without learned mixing."""
+    mixing: torch.Tensor | None
+    """``B x K`` per-backbone mixing weights (rows sum to 1); ``None`` for fusions that learn no mixing."""
 
 
 class Fusion(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from source_layouts import WRITERS
+from .source_layouts import WRITERS
 
 from medtransfer.backbones import REGISTRY, create_backbone
 from medtransfer.datamodules import SyntheticMedical

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from source_layouts import WRITERS
+from .source_layouts import WRITERS
 
 from medtransfer.backbones import REGISTRY
 from medtransfer.backbones.backbone import state_dict_fingerprint

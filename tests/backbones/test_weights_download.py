@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from source_layouts import WRITERS
+from .source_layouts import WRITERS
 
 from medtransfer.backbones import REGISTRY, ChecksumError, WeightsNotFoundError, create_backbone
 from medtransfer.backbones.download import download, file_sha256

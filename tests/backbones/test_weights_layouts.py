@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from source_layouts import WRITERS, dino_training, lightly, safetensors_flat
+from .source_layouts import WRITERS, dino_training, lightly, safetensors_flat
 
 from medtransfer.backbones import (
     REGISTRY,
@@ -57,7 +57,7 @@ def test_dino_checkpoint_with_only_a_student_is_refused(references, tmp_path):
 def test_lightly_checkpoint_strips_only_the_leading_prefix(arch, references, tmp_path):
     """lightly keeps ViTs under ``backbone.vit.`` and a momentum copy under ``backbone_momentum.``: a global
     string replace of ``backbone.`` would mangle both."""
-    from conftest import SMALL_KWARGS
+    from .conftest import SMALL_KWARGS
 
     small = SMALL_KWARGS[arch]
     reference = references.get(arch, **small)

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pytest
 import timm
 import torch
-from source_layouts import WRITERS
+from .source_layouts import WRITERS
 
 from medtransfer.backbones import REGISTRY, Backbone, create_backbone
 from medtransfer.backbones.backbone import state_dict_fingerprint

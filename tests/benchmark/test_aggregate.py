@@ -9,7 +9,7 @@ import math
 import shutil
 
 import pytest
-from bench_helpers import results_document
+from .bench_helpers import results_document
 
 from medtransfer.benchmark.aggregate import Cell, cells, collect
 from medtransfer.benchmark.fingerprint import group_fingerprint, run_fingerprint

@@ -4,7 +4,7 @@ fails before any run starts, naming the axis and the value."""
 from __future__ import annotations
 
 import pytest
-from bench_helpers import REPO, small_grid
+from .bench_helpers import REPO, small_grid
 
 from medtransfer.benchmark.cli import main
 from medtransfer.benchmark.plan import expand

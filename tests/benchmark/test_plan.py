@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from bench_helpers import DVME, KNN, LINEAR, SYNTHETIC, small_grid
+from .bench_helpers import DVME, KNN, LINEAR, SYNTHETIC, small_grid
 
 from medtransfer.benchmark.fingerprint import group_fingerprint, run_fingerprint
 from medtransfer.benchmark.plan import expand, store_waits

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from bench_helpers import REPO, read_json
+from .bench_helpers import REPO, read_json
 
 from medtransfer.benchmark.cli import main
 

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import write_image
+from .conftest import write_image
 
 from medtransfer.datamodules import CSVDataset, ImageFolder, SyntheticMedical
 from medtransfer.datamodules.errors import BadLabelError, DatasetLayoutError

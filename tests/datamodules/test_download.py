@@ -6,7 +6,7 @@ import gzip
 import hashlib
 
 import pytest
-from conftest import write_medmnist
+from .conftest import write_medmnist
 
 from medtransfer.datamodules import MedMNIST, PCam
 from medtransfer.datamodules import medmnist as medmnist_module

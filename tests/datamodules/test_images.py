@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import write_image
+from .conftest import write_image
 from PIL import Image
 
 from medtransfer.datamodules.dataset import TransformedDataset, collate_skipping

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_medmnist
+from .conftest import write_medmnist
 
 from medtransfer.datamodules import MedMNIST
 from medtransfer.datamodules.errors import BadLabelError, DatasetLayoutError

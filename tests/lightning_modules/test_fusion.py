@@ -26,16 +26,16 @@ def test_shapes_for_one_to_five_backbones_of_different_sizes(fusion: str, num_so
     assert module.out_dim == expected_dim
     assert out.embedding.shape == (6, expected_dim)
     if fusion in ("dvme", "dme"):
-        assert out.importance.shape == (6, num_sources)
+        assert out.mixing.shape == (6, num_sources)
     else:
-        assert out.importance is None  # no learned mixing to report
+        assert out.mixing is None  # no learned mixing to report
 
 
 @pytest.mark.parametrize("fusion", ["dvme", "dme"])
 def test_mixing_weights_are_shares_that_sum_to_one(fusion: str) -> None:
     torch.manual_seed(0)
     module = build_fusion(fusion, EMBED_DIMS, proj_dim=16, layers=3, heads=2, dropout=0.5).train()
-    weights = module([3 * torch.randn(7, d) for d in EMBED_DIMS]).importance
+    weights = module([3 * torch.randn(7, d) for d in EMBED_DIMS]).mixing
     assert (weights >= 0).all()
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(7))
     assert not torch.allclose(weights, weights[:1].expand_as(weights))  # per sample, not a constant

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from medtransfer.lightning_modules.importance import (
     EmbeddingMeans,
@@ -83,3 +88,38 @@ def test_one_backbone_holds_all_the_importance() -> None:
     table = importance_table(*meter.compute(), ["dino"], BINARY.class_names)
     assert table == {"overall": {"dino": 1.0},
                      "per_class": {"normal": {"dino": 1.0}, "lesion": {"dino": 1.0}}}
+
+
+def _shares(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    importance = torch.rand(n, 3, generator=torch.Generator().manual_seed(0))
+    return importance / importance.sum(dim=1, keepdim=True), torch.arange(n) % 2
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        importance, labels = _shares(7)
+        meter = ImportanceMeter(BINARY, num_sources=3)
+        meter.update(importance[rank::world], labels[rank::world])  # unequal shards: 4 and 3 samples
+        overall, per_class = meter.compute()
+        if rank == 0:
+            torch.save({"overall": overall, "per_class": per_class}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_meter_under_ddp_counts_every_sample_of_the_split_once(tmp_path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "ddp.pt")
+    mp.start_processes(_ddp_worker, args=(2, port, out), nprocs=2, join=True, start_method="fork")
+    importance, labels = _shares(7)
+    single = ImportanceMeter(BINARY, num_sources=3)
+    single.update(importance, labels)
+    overall, per_class = single.compute()
+    ddp = torch.load(out, weights_only=True)
+    torch.testing.assert_close(ddp["overall"], overall)
+    torch.testing.assert_close(ddp["per_class"], per_class)
+    torch.testing.assert_close(overall, importance.mean(dim=0))

@@ -1,0 +1,18 @@
+"""Fixtures of the feature-store tests (helpers in ``feature_fixtures``)."""
+
+from __future__ import annotations
+
+import pytest
+from .feature_fixtures import tiny_backbone, tiny_data
+
+from medtransfer.datamodules import SyntheticMedical
+
+
+@pytest.fixture
+def data() -> SyntheticMedical:
+    return tiny_data()
+
+
+@pytest.fixture
+def backbone():
+    return tiny_backbone()

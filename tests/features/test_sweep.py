@@ -1,0 +1,66 @@
+"""The LR sweep: heads trained together, selection on validation only, the selected head tested."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from .feature_fixtures import tiny_data
+from torchmetrics.functional.classification import binary_auroc
+
+from medtransfer.datamodules.sources import ArraySource
+from medtransfer.lightning_modules import LinearSweep
+
+
+class FlippedTestLabels(type(tiny_data())):
+    """The test split's labels inverted: the head best on validation is then about the worst on test, so
+    selecting on test would pick another head."""
+
+    def build_sources(self):
+        sources = super().build_sources()
+        test = sources["test"]
+        sources["test"] = ArraySource(test.images, 1 - test.labels, test.ids, test.groups)
+        return sources
+
+
+def head_auroc(model, batch_features, labels, head) -> float:
+    with torch.no_grad():
+        logits = model.heads[head](batch_features.float()).reshape(-1)
+    return float(binary_auroc(torch.sigmoid(logits), labels))
+
+
+def test_sweep_selects_on_validation_and_reports_the_selected_heads_test_metrics(tmp_path):
+    pl.seed_everything(0)
+    data = FlippedTestLabels(num_train=96, num_val=48, num_test=48, native_size=32, image_size=32,
+                             batch_size=32, augmentation="none")
+    lrs = [1e-5, 1e-3, 1e-1]
+    model = LinearSweep(backbone="test_resnet", lrs=lrs, weight_decays=[0.0, 0.1], features_dir=str(tmp_path),
+                        task=data.task)
+    trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, datamodule=data)
+    (test,) = trainer.test(model, datamodule=data, verbose=False)
+
+    val_batch = next(iter(data.val_dataloader()))
+    test_batch = next(iter(data.test_dataloader()))
+    val_aurocs = [head_auroc(model, val_batch["features"][0], val_batch["label"], h) for h in range(6)]
+    test_aurocs = [head_auroc(model, test_batch["features"][0], test_batch["label"], h) for h in range(6)]
+    chosen = int(model.selected)
+    assert chosen == int(np.argmax(val_aurocs))
+    assert abs(test["test/auroc"] - test_aurocs[chosen]) < 1e-6
+    assert model.head_results[chosen]["auroc"] == max(r["auroc"] for r in model.head_results)
+    sweep = model.extra_results()["sweep"]
+    assert sweep["selected"] == dict(zip(("lr", "weight_decay"), model.grid[chosen], strict=True))
+    assert len(sweep["heads"]) == 6 and sweep["selected_on"] == "val"
+
+
+def test_heads_train_independently_at_their_own_rates(tmp_path):
+    pl.seed_everything(0)
+    data = tiny_data()
+    model = LinearSweep(backbone="test_resnet", lrs=[0.0, 1e-2], features_dir=str(tmp_path), task=data.task)
+    before = [h.weight.detach().clone() for h in model.heads]
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=data)
+    assert torch.equal(model.heads[0].weight, before[0])  # lr 0: unchanged
+    assert not torch.equal(model.heads[1].weight, before[1])
