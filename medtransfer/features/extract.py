@@ -46,13 +46,17 @@ def store_for(backbone: Backbone, datamodule, split: str, root: str | Path = DEF
         shard_dir.mkdir(parents=True, exist_ok=True)
         np.savez(shard_dir / f"rank{rank:04d}.npz", features=features, ids=np.asarray(ids, dtype=str))
         dist.barrier()
+        failure = None
         if rank == 0:
             try:
                 shards = [_load_shard(shard_dir / f"rank{r:04d}.npz") for r in range(world)]
                 _write(path, datamodule, split, shards, fingerprint)
+            except Exception as error:  # told to every rank below, so none waits forever
+                failure = f"{type(error).__name__}: {error}"
             finally:
                 shutil.rmtree(shard_dir, ignore_errors=True)
-        dist.barrier()
+        if (failure := _from_rank_zero(failure)) is not None:
+            raise StoreMismatchError(f"assembling the {split} store {path} failed on rank 0: {failure}")
         store = FeatureStore.open(path, expected_fingerprint=fingerprint, verify=False)
     rank_zero_info(
         f"features: extracted {split} store {path} ({len(store)} x {store.dim}, {backbone.name}, "
@@ -131,11 +135,14 @@ def _world() -> tuple[int, int]:
 def _agree(value: bool, world: int) -> bool:
     """Rank 0's answer on every rank, so that all ranks take the same branch (and meet at the same
     barriers)."""
-    if world == 1:
-        return value
+    return value if world == 1 else bool(_from_rank_zero(value))
+
+
+def _from_rank_zero(value):
+    """Rank 0's ``value`` on every rank (a collective: every rank must call it)."""
     answer = [value]
     dist.broadcast_object_list(answer, src=0)
-    return bool(answer[0])
+    return answer[0]
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from .source_layouts import WRITERS
 
 from medtransfer.backbones import REGISTRY, create_backbone
 from medtransfer.datamodules import SyntheticMedical
 from medtransfer.lightning_modules import LinearProbe
+
+from .source_layouts import WRITERS
 
 
 def test_frozen_backbone_batchnorm_statistics_do_not_change_during_fit(references, tmp_path):

@@ -7,12 +7,13 @@ import json
 
 import pytest
 import yaml
-from .source_layouts import WRITERS
 
 from medtransfer.backbones import REGISTRY
 from medtransfer.backbones.backbone import state_dict_fingerprint
 from medtransfer.backbones.cli import main as weights_main
 from medtransfer.cli import main
+
+from .source_layouts import WRITERS
 
 SMALL_RESNET = ["--timm-kwarg", "layers=[1, 1, 1, 1]"]
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from .source_layouts import WRITERS
 
 from medtransfer.backbones import REGISTRY, ChecksumError, WeightsNotFoundError, create_backbone
 from medtransfer.backbones.download import download, file_sha256
 from medtransfer.backbones.factory import build_backbone
+
+from .source_layouts import WRITERS
 
 
 def test_offline_and_missing_names_the_url_and_the_path(offline_weights_cache):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from .source_layouts import WRITERS, dino_training, lightly, safetensors_flat
 
 from medtransfer.backbones import (
     REGISTRY,
@@ -16,6 +15,8 @@ from medtransfer.backbones import (
 from medtransfer.backbones.factory import build_backbone
 from medtransfer.backbones.layouts import LAYOUTS, best_prefix
 from medtransfer.backbones.loading import remap
+
+from .source_layouts import WRITERS, dino_training, lightly, safetensors_flat
 
 
 def perturbed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

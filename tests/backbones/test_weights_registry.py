@@ -10,7 +10,6 @@ from urllib.parse import urlparse
 import pytest
 import timm
 import torch
-from .source_layouts import WRITERS
 
 from medtransfer.backbones import REGISTRY, Backbone, create_backbone
 from medtransfer.backbones.backbone import state_dict_fingerprint
@@ -18,6 +17,8 @@ from medtransfer.backbones.cli import main as weights_main
 from medtransfer.backbones.embedding import RECIPES
 from medtransfer.backbones.factory import build_backbone
 from medtransfer.backbones.layouts import LAYOUTS
+
+from .source_layouts import WRITERS
 
 ENTRIES = list(REGISTRY.values())
 NAMES = [entry.name for entry in ENTRIES]

@@ -9,13 +9,14 @@ import math
 import shutil
 
 import pytest
-from .bench_helpers import results_document
 
 from medtransfer.benchmark.aggregate import Cell, cells, collect
 from medtransfer.benchmark.fingerprint import group_fingerprint, run_fingerprint
 from medtransfer.benchmark.report import write_report
 from medtransfer.benchmark.state import MANIFEST, MANIFEST_SCHEMA
 from medtransfer.results import write_json_atomic
+
+from .bench_helpers import results_document
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 T_975_DF1 = 12.706204736174705  # ... with 1 degree of freedom

@@ -4,12 +4,13 @@ fails before any run starts, naming the axis and the value."""
 from __future__ import annotations
 
 import pytest
-from .bench_helpers import REPO, small_grid
 
 from medtransfer.benchmark.cli import main
 from medtransfer.benchmark.plan import expand
 from medtransfer.benchmark.resolve import InvalidRunError, resolve
 from medtransfer.benchmark.spec import load_grid
+
+from .bench_helpers import REPO, small_grid
 
 
 def test_dry_run_lists_the_plan_and_writes_nothing(write_grid, tmp_path, capsys):

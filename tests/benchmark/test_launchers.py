@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shlex
 
-from .bench_helpers import DVME, LINEAR, InstantRun, small_grid
-
 from medtransfer.benchmark.local import device_slots, slot_env
 from medtransfer.benchmark.runner import make_plan, run_plan
 from medtransfer.benchmark.spec import LocalSettings
+
+from .bench_helpers import DVME, LINEAR, InstantRun, small_grid
 
 
 def slurm_grid() -> dict:

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from .bench_helpers import DVME, KNN, LINEAR, SYNTHETIC, small_grid
 
 from medtransfer.benchmark.fingerprint import group_fingerprint, run_fingerprint
 from medtransfer.benchmark.plan import expand, store_waits
 from medtransfer.benchmark.resolve import resolve
 from medtransfer.benchmark.spec import GridSpecError, load_grid
+
+from .bench_helpers import DVME, KNN, LINEAR, SYNTHETIC, small_grid
 
 
 def test_expansion_crosses_every_axis_in_a_stable_order(write_grid):

@@ -5,10 +5,11 @@ test_smoke.py)."""
 from __future__ import annotations
 
 import pytest
-from .bench_helpers import InstantRun, read_json, small_grid
 
 from medtransfer.benchmark.runner import make_plan, run_plan
 from medtransfer.benchmark.state import DONE, INCOMPLETE, PENDING, run_dir
+
+from .bench_helpers import InstantRun, read_json, small_grid
 
 
 def snapshot(folder):

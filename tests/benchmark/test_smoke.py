@@ -7,9 +7,10 @@ from __future__ import annotations
 import csv
 
 import pytest
-from .bench_helpers import REPO, read_json
 
 from medtransfer.benchmark.cli import main
+
+from .bench_helpers import REPO, read_json
 
 SMOKE = REPO / "configs" / "benchmark" / "smoke.yaml"
 SELECTION = "synthetic-linear-*-ffull-s0"

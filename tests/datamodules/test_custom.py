@@ -6,10 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-from .conftest import write_image
 
 from medtransfer.datamodules import CSVDataset, ImageFolder, SyntheticMedical
 from medtransfer.datamodules.errors import BadLabelError, DatasetLayoutError
+
+from .conftest import write_image
 
 
 def test_imagefolder_without_split_folders_carves_by_patient(imagefolder_root, check_batches):

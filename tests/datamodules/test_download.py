@@ -6,12 +6,13 @@ import gzip
 import hashlib
 
 import pytest
-from .conftest import write_medmnist
 
 from medtransfer.datamodules import MedMNIST, PCam
 from medtransfer.datamodules import medmnist as medmnist_module
 from medtransfer.datamodules import pcam as pcam_module
 from medtransfer.datamodules.download import DownloadError, download_file
+
+from .conftest import write_medmnist
 
 
 def test_download_checks_md5_and_leaves_no_partial_file(tmp_path):

@@ -7,13 +7,14 @@ import logging
 import numpy as np
 import pytest
 import torch
-from .conftest import write_image
 from PIL import Image
 
 from medtransfer.datamodules.dataset import TransformedDataset, collate_skipping
 from medtransfer.datamodules.errors import CorruptImageError
 from medtransfer.datamodules.images import FileSource, iter_image_files, read_image
 from medtransfer.datamodules.transforms import build_transform
+
+from .conftest import write_image
 
 
 def test_read_image_modes(tmp_path):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from .conftest import write_medmnist
 
 from medtransfer.datamodules import MedMNIST
 from medtransfer.datamodules.errors import BadLabelError, DatasetLayoutError
 from medtransfer.datamodules.medmnist import FLAGS
+
+from .conftest import write_medmnist
 
 
 def test_tasks_per_flag(medmnist_root, check_batches):

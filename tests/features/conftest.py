@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from .feature_fixtures import tiny_backbone, tiny_data
 
 from medtransfer.datamodules import SyntheticMedical
+
+from .feature_fixtures import tiny_backbone, tiny_data
 
 
 @pytest.fixture

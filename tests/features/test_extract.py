@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from .feature_fixtures import tiny_backbone, tiny_data
 
 from medtransfer.features import extract as extract_module
 from medtransfer.features import store_for
+
+from .feature_fixtures import tiny_backbone, tiny_data
 
 
 def count_extractions(monkeypatch) -> list[str]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from .feature_fixtures import tiny_data
 from torchmetrics.functional.classification import binary_auroc
 
 from medtransfer.datamodules.sources import ArraySource
 from medtransfer.lightning_modules import LinearSweep
+
+from .feature_fixtures import tiny_data
 
 
 class FlippedTestLabels(type(tiny_data())):
