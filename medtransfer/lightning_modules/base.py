@@ -51,6 +51,8 @@ class TaskModule(pl.LightningModule):
                 f"{type(self).__name__} needs the task: the CLI links it from the datamodule (data.task); "
                 "in Python pass task=datamodule.task"
             )
+        if isinstance(task, dict):  # as saved in a checkpoint's hyper-parameters (load_from_checkpoint)
+            task = Task.from_dict(task)
         if optimizer not in ("adamw", "sgd"):
             raise ValueError(f"model.optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
         if scheduler not in ("cosine", "constant"):
@@ -161,8 +163,9 @@ class TaskModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("hyper_parameters", {}).get("task")
         if saved is not None:
+            saved = Task.from_dict(saved) if isinstance(saved, dict) else saved
             try:
-                Task.from_dict(saved).check_matches(self.task, what="this run's data")
+                saved.check_matches(self.task, what="this run's data")
             except TaskMismatchError as err:
                 raise TaskMismatchError(f"the checkpoint does not fit: {err}") from None
 

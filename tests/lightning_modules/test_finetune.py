@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
+from medtransfer.datamodules import SyntheticMedical
 from medtransfer.lightning_modules import Finetune
 from medtransfer.lightning_modules.metrics import task_loss
 from medtransfer.task import Task
@@ -52,3 +54,20 @@ def test_one_step_moves_the_backbone_and_its_batchnorm_statistics():
 def test_describes_its_backbone_for_results():
     (description,) = Finetune(backbone="test_resnet", task=TASKS["binary"]).backbone_descriptions()
     assert description["name"] == "test_resnet" and len(description["fingerprint"]) == 16
+
+
+def test_load_from_checkpoint_rebuilds_the_task_from_the_checkpoint_alone(tmp_path):
+    """A checkpoint carries its task, so ``load_from_checkpoint(path)`` needs no arguments; passing the task
+    again (as Lightning users do) works too."""
+    data = SyntheticMedical(kind="multiclass", num_train=8, num_val=4, num_test=4, image_size=32)
+    model = Finetune(backbone="test_resnet", task=data.task)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=data)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    for kwargs in ({}, {"task": data.task}):
+        loaded = Finetune.load_from_checkpoint(path, **kwargs)
+        assert loaded.task == data.task
+        for key, value in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value)
