@@ -14,6 +14,7 @@ from pytorch_lightning.cli import LightningCLI
 
 from .callbacks import PredictionWriter, TaskCheckpoint, TestPlots, TrainingImageGrid
 from .datamodules import MedicalDataModule
+from .errors import find_user_error
 from .lightning_modules import TaskModule
 from .results import build_results, write_json_atomic
 from .task import Task, TaskMismatchError
@@ -23,6 +24,7 @@ TOOL_VERBS: dict[str, tuple[str, str]] = {
     "extract": ("medtransfer.features.cli", "compute (or reuse) the feature stores of a frozen backbone"),
     "weights": ("medtransfer.backbones.cli", "list, check and download pretrained weights"),
     "benchmark": ("medtransfer.benchmark.cli", "run a grid of experiments and report tables and plots"),
+    "prepare": ("medtransfer.datamodules.cli", "check a dataset, report its splits, write them out"),
 }
 
 
@@ -211,17 +213,23 @@ def run_lightning_cli(argv: list[str] | None,
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``medtransfer`` command. An error about the user's input (a ``MedTransferError`` anywhere in the
+    chain of causes) ends it with its message and exit status 2, not a traceback."""
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in TOOL_VERBS:
-        module = importlib.import_module(TOOL_VERBS[argv[0]][0])
-        sys.exit(module.main(argv[1:]))
-    if not argv or argv[0] in ("-h", "--help"):
-        print(tool_verbs_help())
     try:
+        if argv and argv[0] in TOOL_VERBS:
+            module = importlib.import_module(TOOL_VERBS[argv[0]][0])
+            sys.exit(module.main(argv[1:]))
+        if not argv or argv[0] in ("-h", "--help"):
+            print(tool_verbs_help())
         run_lightning_cli(None if from_command_line else argv)  # None: LightningCLI reads sys.argv itself
-    except TaskMismatchError as err:
-        sys.exit(f"error: {err}")
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None or os.environ.get("MEDTRANSFER_TRACEBACK") == "1":
+            raise
+        print(f"medtransfer: error: {user_error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def tool_verbs_help() -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from .errors import MedTransferError
+
 TaskKind = Literal["binary", "multiclass", "multilabel"]
 KINDS = ("binary", "multiclass", "multilabel")
 PRIMARY_METRICS = ("auroc", "kappa")
 
 
-class TaskMismatchError(ValueError):
+class TaskMismatchError(MedTransferError, ValueError):
     """A model built for one task was given data of another."""
 
 

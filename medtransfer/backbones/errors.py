@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import MedTransferError
 
-class WeightsError(Exception):
+
+class WeightsError(MedTransferError):
     """Base of the errors below."""
 
 

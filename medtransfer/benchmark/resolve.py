@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import MedTransferError
 from .fingerprint import group_fingerprint, run_fingerprint, store_keys, store_root_key
 from .plan import Run
 
@@ -18,7 +19,7 @@ from .plan import Run
 INCOMPLETE = "the following arguments are required"
 
 
-class InvalidRunError(ValueError):
+class InvalidRunError(MedTransferError, ValueError):
     """A run whose config LightningCLI rejects; the message names the axis value or override responsible."""
 
 

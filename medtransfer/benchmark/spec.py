@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from ..errors import MedTransferError
+
 # axes with a meaning of their own; any other axis is a dotted override key (e.g. ``model.init_args.lr``)
 CONFIG_AXES = ("dataset", "protocol")
 NAMED_AXES = ("dataset", "protocol", "backbone", "fraction", "seed")
@@ -36,7 +38,7 @@ TOP_KEYS = {
 }
 
 
-class GridSpecError(ValueError):
+class GridSpecError(MedTransferError, ValueError):
     """A grid file that cannot be expanded; the message names the file and the key."""
 
 

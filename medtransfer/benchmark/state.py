@@ -19,6 +19,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ..errors import MedTransferError
 from ..results import SCHEMA, write_json_atomic
 from .fingerprint import run_fingerprint
 from .plan import Run
@@ -33,7 +34,7 @@ LOG_FILE = "output.log"
 DONE, INCOMPLETE, PENDING = "done", "incomplete", "pending"
 
 
-class GridStateError(RuntimeError):
+class GridStateError(MedTransferError, RuntimeError):
     """The output folder belongs to another grid."""
 
 

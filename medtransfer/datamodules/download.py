@@ -11,12 +11,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..errors import MedTransferError
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(MedTransferError, RuntimeError):
     """A download that failed or produced a file with the wrong checksum."""
 
 

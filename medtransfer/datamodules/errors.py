@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import MedTransferError
 
-class DatasetLayoutError(FileNotFoundError):
+
+class DatasetLayoutError(MedTransferError, FileNotFoundError):
     """The dataset's folder does not hold the files its published layout has."""
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(MedTransferError, ValueError):
     """An image file that is missing, unreadable or truncated."""
 
 
@@ -18,7 +20,7 @@ class SkippedSample(Exception):  # noqa: N818 - a signal, not a failure
     """Raised by a source for an unreadable image when ``skip_corrupt`` is on; the dataset drops the item."""
 
 
-class BadLabelError(ValueError):
+class BadLabelError(MedTransferError, ValueError):
     """A label outside the dataset's classes, or a label file without the expected columns."""
 
 

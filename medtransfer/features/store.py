@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MedTransferError
 from .fingerprint import as_json, fingerprint_key
 
 FORMAT = "medtransfer.features/1"
@@ -51,7 +52,7 @@ ARRAY_FILES = ("features.npy", "ids.npy", "labels.npy")
 TMP_PREFIX = ".tmp-"
 
 
-class StoreError(RuntimeError):
+class StoreError(MedTransferError, RuntimeError):
     """A feature store cannot be used as asked."""
 
 

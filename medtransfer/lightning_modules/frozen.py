@@ -9,6 +9,7 @@ import torch
 
 from ..backbones.backbone import Backbone
 from ..datamodules.base import _run_seed
+from ..errors import MedTransferError
 from ..features import DEFAULT_ROOT, FeatureBatches, check_aligned, store_for
 from ..task import Task
 from .base import TaskModule
@@ -20,7 +21,7 @@ DEVICE_CACHE_BYTES = (
 MIN_EVAL_BATCH = 1024  # evaluation on cached features: few large batches (metrics do not depend on the size)
 
 
-class FeatureCacheError(RuntimeError):
+class FeatureCacheError(MedTransferError, RuntimeError):
     """A checkpoint or a configuration that does not fit the frozen backbones of this model."""
 
 

@@ -1,0 +1,56 @@
+"""``medtransfer prepare``: check a dataset's layout (downloading it where ``download: true`` allows), print
+its splits, and optionally write the exact split of every sample for publication."""
+
+from __future__ import annotations
+
+import numpy as np
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from .base import SPLITS, MedicalDataModule
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="medtransfer prepare",
+        description="Read a dataset as `medtransfer fit` would, report its splits and label counts, and "
+        "write id,split,label,patient for every sample with --splits_file. --config takes data pieces "
+        "(configs/data/*.yaml).",
+        epilog="example: medtransfer prepare --config configs/data/aptos2019.yaml "
+        "--data.init_args.root /data/aptos2019 --splits_file aptos2019_splits.csv",
+        default_env=False,
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="a data config piece")
+    parser.add_subclass_arguments(MedicalDataModule, "data", required=True)
+    parser.add_argument("--splits_file", type=str | None, default=None,
+                        help="CSV to write with the split of every sample (official and carved splits)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    config = parser.parse_args(argv)
+    datamodule: MedicalDataModule = parser.instantiate_classes(config).data
+    datamodule.setup("fit")
+    print(summary(datamodule))
+    if config.splits_file:
+        print(f"splits written to {datamodule.write_splits(config.splits_file)}")
+    return 0
+
+
+def summary(datamodule: MedicalDataModule) -> str:
+    """Task, and per split: samples, patients and samples per class (the label-fraction subset for train)."""
+    task = datamodule.task
+    lines = [f"{datamodule.name}: {task.kind} task, classes {list(task.class_names)}, "
+             f"primary metric {task.primary_metric}"]
+    for split in SPLITS:
+        source = datamodule.sources()[split]
+        labels = np.asarray(source.labels)
+        counts = labels.sum(axis=0) if labels.ndim == 2 else np.bincount(labels, minlength=task.num_classes)
+        patients = "" if source.groups is None else f", {len(set(source.groups.tolist()))} patients"
+        per_class = ", ".join(f"{name}={int(n)}" for name, n in zip(task.class_names, counts, strict=True))
+        lines.append(f"  {split:<5} {len(source):>7} samples{patients}; {per_class}")
+    kept = len(datamodule.train_indices())
+    if kept < len(datamodule.sources()["train"]):
+        lines.append(f"  train_fraction={datamodule.train_fraction} "
+                     f"(fraction_seed={datamodule.fraction_seed}) keeps {kept} training samples")
+    return "\n".join(lines)
