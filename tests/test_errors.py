@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from medtransfer.cli import main
+from medtransfer.errors import MedTransferError, find_user_error
 
 REPO = Path(__file__).resolve().parents[1]
-from medtransfer.errors import MedTransferError, find_user_error
 
 
 def test_find_user_error_walks_the_chain_of_causes():
@@ -27,7 +27,8 @@ def test_find_user_error_walks_the_chain_of_causes():
 def test_a_missing_dataset_ends_the_command_with_its_message_only(tmp_path, capsys):
     missing = tmp_path / "no-pcam-here"
     with pytest.raises(SystemExit) as exit_info:
-        main(["prepare", "--config", str(REPO / "configs/data/pcam.yaml"), "--data.init_args.root", str(missing)])
+        main(["prepare", "--config", str(REPO / "configs/data/pcam.yaml"),
+              "--data.init_args.root", str(missing)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("medtransfer: error: PCam")

@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_prepare_reports_the_splits_and_writes_every_sample(tmp_path, capsys):
     out = tmp_path / "splits.csv"
-    args = ["prepare", "--config", str(REPO / "configs/data/synthetic.yaml"), "--data.init_args.num_train", "40",
-            "--data.init_args.num_val", "10", "--data.init_args.num_test", "12",
+    args = ["prepare", "--config", str(REPO / "configs/data/synthetic.yaml"),
+            "--data.init_args.num_train", "40", "--data.init_args.num_val", "10",
+            "--data.init_args.num_test", "12",
             "--data.init_args.train_fraction", "0.5", "--splits_file", str(out)]
     try:
         main(args)
