@@ -35,9 +35,9 @@ def read_checkpoint(path: str | Path) -> Mapping:
         raise CheckpointFormatError(
             f"{path}: torch.load(weights_only=True) refused it ({_refusal(err)}). medtransfer never "
             "unpickles arbitrary objects (only tensors, containers and "
-            f"{', '.join(c.__name__ for c in SAFE_GLOBALS)}). If you trust the file, re-save its state dict "
-            "alone, e.g. torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth'), and "
-            "pass that file."
+            f"{', '.join(c.__name__ for c in SAFE_GLOBALS)}). If you trust the file, extract its state dict "
+            "with the code that wrote it, save the state dict alone (torch.save(state_dict, 'weights.pth')) "
+            "and pass that file."
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         first_line = (str(err).strip().splitlines() or [""])[0]

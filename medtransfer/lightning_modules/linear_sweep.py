@@ -156,9 +156,10 @@ class LinearSweep(FrozenBackboneModule):
 
     def extra_results(self) -> dict:
         lr, wd = self.grid[int(self.selected)]
+        validated = self.grid[: len(self.head_results)]  # empty before the first validation
         heads = [
             {"lr": h_lr, "weight_decay": h_wd, **{f"val/{k}": v for k, v in values.items()}}
-            for (h_lr, h_wd), values in zip(self.grid, self.head_results, strict=False)
+            for (h_lr, h_wd), values in zip(validated, self.head_results, strict=True)
         ]
         return {"sweep": {"selected": {"lr": lr, "weight_decay": wd}, "selected_on": "val", "heads": heads}}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -18,10 +20,10 @@ FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_fractions_are_nested_for_one_seed(seed):
     subsets = [set(select_fraction(PATIENT_LABELS, f, seed, PATIENTS).tolist()) for f in FRACTIONS]
-    for smaller, larger in zip(subsets, subsets[1:], strict=False):
+    for smaller, larger in pairwise(subsets):
         assert smaller <= larger
     counts = [set(select_fraction(LABELS, c, seed).tolist()) for c in (10, 50, 200, 1000)]
-    for smaller, larger in zip(counts, counts[1:], strict=False):
+    for smaller, larger in pairwise(counts):
         assert smaller <= larger
 
 
