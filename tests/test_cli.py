@@ -116,13 +116,15 @@ def test_predict_writes_one_csv_row_per_test_sample(fitted, capsys):
 
 
 @pytest.mark.parametrize("verb", ["test", "fit"])
-def test_a_checkpoint_of_another_task_fails_before_running(fitted, tiny_cli, tmp_path, verb):
+def test_a_checkpoint_of_another_task_fails_before_running(fitted, tiny_cli, tmp_path, verb, capsys):
     run_dir, _ = fitted
     checkpoint = results_of(run_dir)["checkpoint"]
     runs = tmp_path / "runs"
     with pytest.raises(SystemExit) as exit_info:
         main([verb, *tiny_cli(runs, kind="multilabel"), "--ckpt_path", checkpoint])
-    message = str(exit_info.value.code)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert message.startswith("medtransfer: error:") and "Traceback" not in message
     assert checkpoint in message
     assert "binary task with 2 classes" in message and "multilabel task with 4 classes" in message
     assert not list(runs.rglob("results.json")) and not list(runs.rglob("*.ckpt"))
