@@ -57,8 +57,8 @@ def test_resuming_an_interrupted_run_gives_the_uninterrupted_results(tiny_cli, t
     assert Path(resumed["checkpoint"]).name == Path(uninterrupted["checkpoint"]).name
     for split in ("train", "val", "test"):
         assert resumed["metrics"][split] == pytest.approx(uninterrupted["metrics"][split], abs=1e-6), split
-    last_a = torch.load(tmp_path / "uninterrupted" / "tiny" / "version_0" / "checkpoints" / "last.ckpt",
-                        weights_only=True)
+    uninterrupted_last = tmp_path / "uninterrupted" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    last_a = torch.load(uninterrupted_last, weights_only=True)
     last_b = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last_a["global_step"] == last_b["global_step"]
     for key, value in last_a["state_dict"].items():
