@@ -110,7 +110,8 @@ class LinearSweep(FrozenBackboneModule):
             probabilities(self.task, logits[chosen].detach()), metric_targets(self.task, labels)
         )
         self.split_losses["train_split"].update(losses[chosen].detach(), weight=len(labels))
-        self.log("train/loss_step", losses[chosen], prog_bar=True, batch_size=len(labels))
+        if "image" in batch:  # as in TaskModule.training_step: no per-step log on cached features
+            self.log("train/loss_step", losses[chosen], prog_bar=True, batch_size=len(labels))
         return losses.sum()  # heads share no parameters: each gets the gradient of its own loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
