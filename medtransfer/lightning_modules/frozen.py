@@ -7,6 +7,7 @@ import os
 import numpy as np
 import torch
 
+from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
 from ..datamodules.base import _run_seed
 from ..errors import MedTransferError
@@ -190,3 +191,22 @@ class FrozenBackboneModule(TaskModule):
         state = checkpoint["state_dict"]
         for name, module in modules.items():
             state.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+
+
+class SingleBackboneModule(FrozenBackboneModule):
+    """A head on one frozen backbone (LinearProbe, LinearSweep, KNN): builds it from the model arguments they
+    share and reports it as their only feature backbone."""
+
+    def build_frozen_backbone(
+        self, name: str, checkpoint: str | None, backbone_kwargs: dict | None, embedding: str | None,
+        resize_to: int | None,
+    ) -> None:
+        self.backbone = create_backbone(name, checkpoint=checkpoint, embedding=embedding, resize_to=resize_to,
+                                        **(backbone_kwargs or {})).freeze()
+
+    def feature_backbones(self) -> list[Backbone]:
+        return [self.backbone]
+
+    def backbone_descriptions(self) -> list[dict]:
+        return [self.backbone.describe()]
+

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from ..backbones import create_backbone
-from ..backbones.backbone import Backbone
 from ..features.knn import knn_vote
 from ..task import Task
-from .frozen import FeatureCacheError, FrozenBackboneModule
+from .frozen import FeatureCacheError, SingleBackboneModule
 
 EPS = 1e-6
 
 
-class KNN(FrozenBackboneModule):
+class KNN(SingleBackboneModule):
     """Weighted kNN on cosine similarity (DINO's recipe): the ``k`` training samples most similar to a query
     vote for their labels with weight ``exp(similarity / temperature)``; the vote shares are the class
     probabilities.
@@ -48,19 +46,10 @@ class KNN(FrozenBackboneModule):
             )
         super().__init__(task, feature_cache=True, features_dir=features_dir)
         self.save_task_hyperparameters()
-        self.backbone = create_backbone(
-            backbone,
-            checkpoint=checkpoint,
-            embedding=embedding,
-            resize_to=resize_to,
-            **(backbone_kwargs or {}),
-        ).freeze()
+        self.build_frozen_backbone(backbone, checkpoint, backbone_kwargs, embedding, resize_to)
         self.k = k
         self.temperature = temperature
         self._bank: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def feature_backbones(self) -> list[Backbone]:
-        return [self.backbone]
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
@@ -100,9 +89,6 @@ class KNN(FrozenBackboneModule):
         """Every metric kNN reports sits under ``knn/`` (``knn/test/auroc``), apart from linear-probe
         numbers."""
         super().log_dict({f"knn/{name}": value for name, value in dictionary.items()}, *args, **kwargs)
-
-    def backbone_descriptions(self) -> list[dict]:
-        return [self.backbone.describe()]
 
     def extra_results(self) -> dict:
         return {

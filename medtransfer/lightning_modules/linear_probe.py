@@ -5,13 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..backbones import create_backbone
-from ..backbones.backbone import Backbone
 from ..task import Task
-from .frozen import FrozenBackboneModule
+from .frozen import SingleBackboneModule
 
 
-class LinearProbe(FrozenBackboneModule):
+class LinearProbe(SingleBackboneModule):
     """Linear probe on a frozen backbone.
 
     By default (``feature_cache: true``) every split is embedded once into a feature store and the head trains
@@ -48,17 +46,8 @@ class LinearProbe(FrozenBackboneModule):
             task, lr, weight_decay, optimizer, scheduler, warmup_epochs, feature_cache, features_dir
         )
         self.save_task_hyperparameters()
-        self.backbone = create_backbone(
-            backbone,
-            checkpoint=checkpoint,
-            embedding=embedding,
-            resize_to=resize_to,
-            **(backbone_kwargs or {}),
-        ).freeze()
+        self.build_frozen_backbone(backbone, checkpoint, backbone_kwargs, embedding, resize_to)
         self.head = nn.Linear(self.backbone.embed_dim, self.task.num_outputs)
-
-    def feature_backbones(self) -> list[Backbone]:
-        return [self.backbone]
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -69,6 +58,3 @@ class LinearProbe(FrozenBackboneModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(images).float())
-
-    def backbone_descriptions(self) -> list[dict]:
-        return [self.backbone.describe()]

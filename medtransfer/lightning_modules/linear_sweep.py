@@ -11,16 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..backbones import create_backbone
-from ..backbones.backbone import Backbone
 from ..task import Task
-from .frozen import FrozenBackboneModule
+from .frozen import SingleBackboneModule
 from .metrics import build_metrics, metric_targets, probabilities
 
 DEFAULT_LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
 
 
-class LinearSweep(FrozenBackboneModule):
+class LinearSweep(SingleBackboneModule):
     """One linear head per (learning rate, weight decay) pair, all trained at once on the same batches (as in
     DINOv2's linear evaluation): one optimizer with a parameter group per head, one stacked matrix product per
     step, so ten heads cost little more than one.
@@ -61,13 +59,7 @@ class LinearSweep(FrozenBackboneModule):
             task, max(lrs), 0.0, optimizer, scheduler, warmup_epochs, feature_cache, features_dir
         )
         self.save_task_hyperparameters()
-        self.backbone = create_backbone(
-            backbone,
-            checkpoint=checkpoint,
-            embedding=embedding,
-            resize_to=resize_to,
-            **(backbone_kwargs or {}),
-        ).freeze()
+        self.build_frozen_backbone(backbone, checkpoint, backbone_kwargs, embedding, resize_to)
         self.grid = [(float(lr), float(wd)) for lr, wd in itertools.product(lrs, weight_decays)]
         self.heads = nn.ModuleList(
             nn.Linear(self.backbone.embed_dim, self.task.num_outputs) for _ in self.grid
@@ -76,9 +68,6 @@ class LinearSweep(FrozenBackboneModule):
         self.head_losses = nn.ModuleList(MeanMetric() for _ in self.grid)
         self.register_buffer("selected", torch.tensor(0))
         self.head_results: list[dict[str, float]] = []
-
-    def feature_backbones(self) -> list[Backbone]:
-        return [self.backbone]
 
     def all_logits(self, batch: dict) -> torch.Tensor:
         """``H x B x outputs``: every head on the batch, in one product."""
@@ -151,9 +140,6 @@ class LinearSweep(FrozenBackboneModule):
             {"params": list(head.parameters()), "lr": lr, "weight_decay": wd}
             for head, (lr, wd) in zip(self.heads, self.grid, strict=True)
         ]
-
-    def backbone_descriptions(self) -> list[dict]:
-        return [self.backbone.describe()]
 
     def extra_results(self) -> dict:
         lr, wd = self.grid[int(self.selected)]
