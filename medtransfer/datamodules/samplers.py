@@ -15,8 +15,12 @@ class EpochSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        for index in super().__iter__():
-            yield (int(index), epoch)
+        for index in self.indices():
+            yield (index, epoch)
+
+    def indices(self) -> list[int]:
+        """This rank's indices for the current epoch, in order (what ``__iter__`` yields, without epochs)."""
+        return list(super().__iter__())
 
 
 class UnpaddedSampler(DistributedSampler):
@@ -29,7 +33,11 @@ class UnpaddedSampler(DistributedSampler):
         self.total_size = len(dataset)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.total_size, self.num_replicas))
+        return iter(self.indices())
+
+    def indices(self) -> range:
+        """This rank's indices, in order."""
+        return range(self.rank, self.total_size, self.num_replicas)
 
     def __len__(self) -> int:
         return self.num_samples

@@ -67,6 +67,7 @@ class TaskModule(pl.LightningModule):
         self.split_metrics = nn.ModuleDict({f"{stage}_split": build_metrics(task) for stage in STAGES})
         self.split_losses = nn.ModuleDict({f"{stage}_split": MeanMetric() for stage in STAGES})
         self.per_class_auroc = build_per_class_auroc(task)
+        self._step_outputs: dict[str, list[tuple[torch.Tensor, ...]]] = {stage: [] for stage in STAGES}
         self.epoch_metrics: dict[str, dict[str, float]] = {}
 
     def save_task_hyperparameters(self, ignore: tuple[str, ...] = ()) -> None:
@@ -95,11 +96,25 @@ class TaskModule(pl.LightningModule):
         loss = task_loss(self.task, logits, labels)
         probs = probabilities(self.task, logits.detach())
         targets = metric_targets(self.task, labels)
+        self.record_step(stage, probs, targets, loss)
+        return loss, probs, targets
+
+    def record_step(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+        """Keep a batch's outputs for the stage's metrics, which are updated once per epoch with all of them
+        (a torchmetrics update per step costs more than a linear head's whole step on cached features)."""
+        self._step_outputs[stage].append((probs, targets, loss.detach(), torch.tensor(float(len(targets)))))
+
+    def _update_metrics(self, stage: str) -> None:
+        outputs = self._step_outputs[stage]
+        if not outputs:
+            return
+        probs, targets, losses, sizes = (torch.cat(part) if part[0].dim() else torch.stack(part)
+                                         for part in zip(*outputs, strict=True))
         self.split_metrics[f"{stage}_split"].update(probs, targets)
-        self.split_losses[f"{stage}_split"].update(loss.detach(), weight=len(labels))
+        self.split_losses[f"{stage}_split"].update(losses, weight=sizes.to(losses.device))
         if stage == "test" and self.per_class_auroc is not None:
             self.per_class_auroc.update(probs, targets)
-        return loss, probs, targets
+        outputs.clear()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _, _ = self._step(batch, "train")
@@ -124,6 +139,7 @@ class TaskModule(pl.LightningModule):
 
     # -- epoch ends: compute once over the whole split, log, remember ----------------------------------------
     def _finish_epoch(self, stage: str) -> None:
+        self._update_metrics(stage)
         values = {name: float(v) for name, v in self.split_metrics[f"{stage}_split"].compute().items()}
         values["loss"] = float(self.split_losses[f"{stage}_split"].compute())
         if stage == "test" and self.per_class_auroc is not None:
@@ -148,8 +164,7 @@ class TaskModule(pl.LightningModule):
         if not self.trainer.sanity_checking:
             self._finish_epoch("val")
         else:
-            self.split_metrics["val_split"].reset()
-            self.split_losses["val_split"].reset()
+            self._step_outputs["val"].clear()
 
     def on_test_epoch_end(self) -> None:
         self._finish_epoch("test")
@@ -175,12 +190,15 @@ class TaskModule(pl.LightningModule):
         """Trainable parameters with their learning rates; subclasses split backbone and head."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": self.lr}]
 
-    def configure_optimizers(self):
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW, or SGD with momentum 0.9, over ``parameter_groups``."""
         groups = [g for g in self.parameter_groups() if g["params"]]
         if self.optimizer_name == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
-        else:
-            optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+            return torch.optim.SGD(groups, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+
+    def configure_optimizers(self):
+        optimizer = self.make_optimizer()
         if self.scheduler_name == "constant" and self.warmup_epochs == 0:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -210,7 +228,8 @@ def reseed_for_step(epoch: int, batch_idx: int, rank: int = 0) -> None:
     seed = int(np.random.SeedSequence([run_seed, epoch, batch_idx, rank]).generate_state(1)[0]) % (2**31)
     random.seed(seed)
     np.random.seed(seed)
-    # not torch.manual_seed: it also visits every accelerator backend, which costs milliseconds per call
+    # not torch.manual_seed, nor torch.cuda.is_available: they query the driver, which costs up to
+    # milliseconds per call; a run on a GPU has initialised CUDA before its first step
     torch.default_generator.manual_seed(seed)
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():
         torch.cuda.manual_seed_all(seed)

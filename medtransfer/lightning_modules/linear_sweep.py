@@ -8,11 +8,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from ..task import Task
 from .frozen import SingleBackboneModule
+from .head_stack import HeadStack
+from .headwise_optimizer import HeadwiseOptimizer
 from .metrics import build_metrics, metric_targets, probabilities
 
 DEFAULT_LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
@@ -20,14 +22,14 @@ DEFAULT_LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
 
 class LinearSweep(SingleBackboneModule):
     """One linear head per (learning rate, weight decay) pair, all trained at once on the same batches (as in
-    DINOv2's linear evaluation): one optimizer with a parameter group per head, one stacked matrix product per
-    step, so ten heads cost little more than one.
+    DINOv2's linear evaluation): the heads are one stacked weight, applied in one matrix product and stepped
+    by one ``HeadwiseOptimizer`` update, so ten heads cost little more than one.
 
     After every validation epoch the head with the best validation primary metric (``val/auroc`` or
     ``val/kappa``; ties go to the lower validation loss) is selected, and ``val/*`` report that head;
     checkpoints keep the selection, so the test after fit measures only the head chosen on validation. The
     test split never takes part in the choice. results.json ``extra.sweep`` holds the chosen values and every
-    head's validation metrics.
+    head's metrics on the last validation.
 
     Args:
         backbone, checkpoint, backbone_kwargs, embedding, resize_to: as for ``LinearProbe``.
@@ -61,26 +63,19 @@ class LinearSweep(SingleBackboneModule):
         self.save_task_hyperparameters()
         self.build_frozen_backbone(backbone, checkpoint, backbone_kwargs, embedding, resize_to)
         self.grid = [(float(lr), float(wd)) for lr, wd in itertools.product(lrs, weight_decays)]
-        self.heads = nn.ModuleList(
-            nn.Linear(self.backbone.embed_dim, self.task.num_outputs) for _ in self.grid
-        )
-        self.head_metrics = nn.ModuleList(build_metrics(self.task) for _ in self.grid)
-        self.head_losses = nn.ModuleList(MeanMetric() for _ in self.grid)
+        self.heads = HeadStack(len(self.grid), self.backbone.embed_dim, self.task.num_outputs)
+        self.val_outputs = HeadOutputs()
+        # fed with outputs already gathered from every rank: computing must not gather again
+        self.scorer = build_metrics(self.task, sync_on_compute=False)
         self.register_buffer("selected", torch.tensor(0))
-        self.head_results: list[dict[str, float]] = []
-
-    def all_logits(self, batch: dict) -> torch.Tensor:
-        """``H x B x outputs``: every head on the batch, in one product."""
-        weight = torch.stack([head.weight for head in self.heads])
-        bias = torch.stack([head.bias for head in self.heads])
-        return torch.einsum("bd,hod->hbo", self.embeddings(batch)[0], weight) + bias[:, None]
+        self._last_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def logits(self, batch: dict) -> torch.Tensor:
         """The selected head (used for test and predict)."""
-        return self.heads[int(self.selected)](self.embeddings(batch)[0])
+        return self.heads.head(int(self.selected), self.embeddings(batch)[0])
 
     def head_losses_of(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The task loss of every head (``H``), computed in one call."""
+        """The task loss of every head (``H``) from ``H x B x outputs`` logits, computed in one call."""
         heads, batch = logits.shape[:2]
         if self.task.kind == "multiclass":
             losses = F.cross_entropy(
@@ -92,63 +87,82 @@ class LinearSweep(SingleBackboneModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         labels = batch["label"]
-        logits = self.all_logits(batch)
+        logits = self.heads(self.embeddings(batch)[0])
         losses = self.head_losses_of(logits, labels)
         chosen = int(self.selected)
-        self.split_metrics["train_split"].update(
-            probabilities(self.task, logits[chosen].detach()), metric_targets(self.task, labels)
-        )
-        self.split_losses["train_split"].update(losses[chosen].detach(), weight=len(labels))
+        self.record_step("train", probabilities(self.task, logits[chosen].detach()),
+                         metric_targets(self.task, labels), losses[chosen])
         if "image" in batch:  # as in TaskModule.training_step: no per-step log on cached features
             self.log("train/loss_step", losses[chosen], prog_bar=True, batch_size=len(labels))
         return losses.sum()  # heads share no parameters: each gets the gradient of its own loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        labels = batch["label"]
-        logits = self.all_logits(batch).detach()
-        losses = self.head_losses_of(logits, labels)
-        targets = metric_targets(self.task, labels)
-        for h in range(len(self.grid)):
-            self.head_metrics[h].update(probabilities(self.task, logits[h]), targets)
-            self.head_losses[h].update(losses[h], weight=len(labels))
+        self.val_outputs.update(self.heads(self.embeddings(batch)[0]).detach(), batch["label"])
 
     def on_validation_epoch_end(self) -> None:
-        results = []
-        for metrics, loss in zip(self.head_metrics, self.head_losses, strict=True):
-            if not self.trainer.sanity_checking:
-                results.append(
-                    {name: float(v) for name, v in metrics.compute().items()}
-                    | {"loss": float(loss.compute())}
-                )
-            metrics.reset()
-            loss.reset()
         if self.trainer.sanity_checking:
+            self.val_outputs.reset()
             return
+        logits, labels = self.val_outputs.compute()  # H x N x outputs over the whole split, every rank
+        self.val_outputs.reset()
+        targets = metric_targets(self.task, labels)
+        losses = self.head_losses_of(logits, labels)
         primary = self.task.primary_metric
-        best = max(
-            range(len(results)), key=lambda h: (_finite(results[h][primary]), _finite(-results[h]["loss"]))
-        )
+        scores = [self._score(logits[h], targets)[primary] for h in range(len(self.grid))]
+        best = max(range(len(scores)), key=lambda h: (_finite(scores[h]), _finite(-float(losses[h]))))
         self.selected.fill_(best)
-        self.head_results = results
-        self.epoch_metrics["val"] = results[best]
+        self._last_val = (logits, targets, losses)
+        values = self._score(logits[best], targets) | {"loss": float(losses[best])}
+        self.epoch_metrics["val"] = values
         lr, wd = self.grid[best]
-        self.log_dict({f"val/{k}": v for k, v in results[best].items()}, prog_bar=True, sync_dist=False)
+        self.log_dict({f"val/{k}": v for k, v in values.items()}, prog_bar=True, sync_dist=False)
         self.log_dict({"val/selected_lr": lr, "val/selected_weight_decay": wd}, sync_dist=False)
 
-    def parameter_groups(self) -> list[dict]:
-        return [
-            {"params": list(head.parameters()), "lr": lr, "weight_decay": wd}
-            for head, (lr, wd) in zip(self.heads, self.grid, strict=True)
-        ]
+    def _score(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """The task's metrics of one head's logits on the gathered split."""
+        self.scorer.update(probabilities(self.task, logits), targets)
+        values = {name: float(v) for name, v in self.scorer.compute().items()}
+        self.scorer.reset()
+        return values
+
+    @property
+    def head_results(self) -> list[dict[str, float]]:
+        """Every head's validation metrics and loss on the last validation (empty before the first)."""
+        if self._last_val is None:
+            return []
+        logits, targets, losses = self._last_val
+        return [self._score(logits[h], targets) | {"loss": float(losses[h])} for h in range(len(self.grid))]
+
+    def make_optimizer(self) -> HeadwiseOptimizer:
+        lrs, wds = zip(*self.grid, strict=True)
+        return HeadwiseOptimizer(self.heads.parameters(), lrs, wds, kind=self.optimizer_name)
 
     def extra_results(self) -> dict:
         lr, wd = self.grid[int(self.selected)]
-        validated = self.grid[: len(self.head_results)]  # empty before the first validation
         heads = [
             {"lr": h_lr, "weight_decay": h_wd, **{f"val/{k}": v for k, v in values.items()}}
-            for (h_lr, h_wd), values in zip(validated, self.head_results, strict=True)
+            for (h_lr, h_wd), values in zip(self.grid, self.head_results, strict=False)
         ]
         return {"sweep": {"selected": {"lr": lr, "weight_decay": wd}, "selected_on": "val", "heads": heads}}
+
+
+class HeadOutputs(Metric):
+    """Every head's logits and the labels over a split; computing gathers them from every DDP rank (each
+    sample is on exactly one rank), so all heads are scored on the whole split."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("logits", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.logits.append(logits.transpose(0, 1))  # B x H x outputs: the sample dimension first, to cat
+        self.labels.append(labels)
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return dim_zero_cat(self.logits).transpose(0, 1), dim_zero_cat(self.labels)
 
 
 def _finite(value: float) -> float:

@@ -42,8 +42,9 @@ class DefinedBinaryAUROC(C.BinaryAUROC):
 class DefinedMulticlassAUROC(C.MulticlassAUROC):
     """One-vs-rest AUROC per class; ``macro`` averages over the classes where it is defined."""
 
-    def __init__(self, num_classes: int, average: str | None = "macro", class_names: list[str] | None = None):
-        super().__init__(num_classes=num_classes, average=None)
+    def __init__(self, num_classes: int, average: str | None = "macro", class_names: list[str] | None = None,
+                 **kwargs):
+        super().__init__(num_classes=num_classes, average=None, **kwargs)
         self.macro = average == "macro"
         self.class_names = class_names or [str(c) for c in range(num_classes)]
 
@@ -57,8 +58,9 @@ class DefinedMulticlassAUROC(C.MulticlassAUROC):
 class DefinedMultilabelAUROC(C.MultilabelAUROC):
     """Per-label AUROC; ``macro`` averages over the labels where it is defined."""
 
-    def __init__(self, num_labels: int, average: str | None = "macro", class_names: list[str] | None = None):
-        super().__init__(num_labels=num_labels, average=None)
+    def __init__(self, num_labels: int, average: str | None = "macro", class_names: list[str] | None = None,
+                 **kwargs):
+        super().__init__(num_labels=num_labels, average=None, **kwargs)
         self.macro = average == "macro"
         self.class_names = class_names or [str(c) for c in range(num_labels)]
 
@@ -68,28 +70,29 @@ class DefinedMultilabelAUROC(C.MultilabelAUROC):
         return per_class.nanmean() if self.macro else per_class
 
 
-def build_metrics(task: Task) -> MetricCollection:
+def build_metrics(task: Task, sync_on_compute: bool = True) -> MetricCollection:
     """Macro-averaged AUROC and F1, accuracy (fraction of correct predictions; per label for multilabel), and
     quadratic weighted kappa for ordinal tasks. Thresholds: 0.5 for binary/multilabel, argmax for
-    multiclass."""
+    multiclass. ``sync_on_compute=False`` for metrics fed with outputs already gathered from every rank."""
     n = task.num_classes
     names = list(task.class_names)
+    sync = {"sync_on_compute": sync_on_compute}
     if task.kind == "binary":
-        return MetricCollection({"auroc": DefinedBinaryAUROC(), "acc": C.BinaryAccuracy(),
-                                 "f1": C.BinaryF1Score()})
+        return MetricCollection({"auroc": DefinedBinaryAUROC(**sync), "acc": C.BinaryAccuracy(**sync),
+                                 "f1": C.BinaryF1Score(**sync)})
     if task.kind == "multiclass":
         metrics = {
-            "auroc": DefinedMulticlassAUROC(num_classes=n, average="macro", class_names=names),
-            "acc": C.MulticlassAccuracy(num_classes=n, average="micro"),
-            "f1": C.MulticlassF1Score(num_classes=n, average="macro"),
+            "auroc": DefinedMulticlassAUROC(num_classes=n, average="macro", class_names=names, **sync),
+            "acc": C.MulticlassAccuracy(num_classes=n, average="micro", **sync),
+            "f1": C.MulticlassF1Score(num_classes=n, average="macro", **sync),
         }
         if task.ordinal:
-            metrics["kappa"] = C.MulticlassCohenKappa(num_classes=n, weights="quadratic")
+            metrics["kappa"] = C.MulticlassCohenKappa(num_classes=n, weights="quadratic", **sync)
         return MetricCollection(metrics)
     return MetricCollection({
-        "auroc": DefinedMultilabelAUROC(num_labels=n, average="macro", class_names=names),
-        "acc": C.MultilabelAccuracy(num_labels=n, average="macro"),
-        "f1": C.MultilabelF1Score(num_labels=n, average="macro"),
+        "auroc": DefinedMultilabelAUROC(num_labels=n, average="macro", class_names=names, **sync),
+        "acc": C.MultilabelAccuracy(num_labels=n, average="macro", **sync),
+        "f1": C.MultilabelF1Score(num_labels=n, average="macro", **sync),
     })
 
 

@@ -26,7 +26,7 @@ class FlippedTestLabels(type(tiny_data())):
 
 def head_auroc(model, batch_features, labels, head) -> float:
     with torch.no_grad():
-        logits = model.heads[head](batch_features.float()).reshape(-1)
+        logits = model.heads.head(head, batch_features.float()).reshape(-1)
     return float(binary_auroc(torch.sigmoid(logits), labels))
 
 
@@ -59,9 +59,9 @@ def test_heads_train_independently_at_their_own_rates(tmp_path):
     pl.seed_everything(0)
     data = tiny_data()
     model = LinearSweep(backbone="test_resnet", lrs=[0.0, 1e-2], features_dir=str(tmp_path), task=data.task)
-    before = [h.weight.detach().clone() for h in model.heads]
+    before = model.heads.weight.detach().clone()
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
     trainer.fit(model, datamodule=data)
-    assert torch.equal(model.heads[0].weight, before[0])  # lr 0: unchanged
-    assert not torch.equal(model.heads[1].weight, before[1])
+    assert torch.equal(model.heads.weight[0], before[0])  # lr 0: unchanged
+    assert not torch.equal(model.heads.weight[1], before[1])
