@@ -16,6 +16,8 @@ import torch.distributed as dist
 
 from medtransfer.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
+
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is needed for DDP on CPU")
 
@@ -55,3 +57,26 @@ def test_two_process_ddp_metrics_and_predictions_equal_single_process(tiny_cli, 
     labels = np.array([int(row["label"]) for row in rows])
     accuracy = float(((probs > 0.5) == labels).mean())
     assert accuracy == pytest.approx(single["metrics"]["test"]["acc"], abs=1e-6)
+
+
+def test_two_process_sweep_scores_every_head_on_the_whole_validation_split(tiny_cli, tmp_path):
+    # 25 validation samples split 13 / 12 over the ranks: every head must be scored on all 25 (gathered once),
+    # exactly as one process scores them, and both ranks must select the same head
+    sweep = [
+        "--config", str(REPO / "configs" / "model" / "linear_sweep.yaml"),
+        "--model.init_args.backbone", "test_resnet",
+        "--model.init_args.lrs", "[0.001, 0.01, 0.1]",
+        "--model.init_args.features_dir", str(tmp_path / "features"),
+    ]
+    args = [*tiny_cli(tmp_path / "runs", num_val=25, num_test=25, max_epochs=2), *sweep]
+    run_ddp("fit", args, tmp_path)
+    ddp = json.loads((tmp_path / "runs" / "tiny" / "version_0" / "results.json").read_text())
+
+    main(["validate", *args, "--ckpt_path", ddp["checkpoint"]])
+    single = json.loads((tmp_path / "runs" / "tiny" / "version_1" / "results.json").read_text())
+    single_sweep, ddp_sweep = single["extra"]["sweep"], ddp["extra"]["sweep"]
+    assert single_sweep["selected"] == ddp_sweep["selected"]
+    assert len(single_sweep["heads"]) == len(ddp_sweep["heads"]) == 3
+    for alone, distributed in zip(single_sweep["heads"], ddp_sweep["heads"], strict=True):
+        assert alone == pytest.approx(distributed, abs=1e-6)
+    assert single["metrics"]["val"] == pytest.approx(ddp["metrics"]["val"], abs=1e-6)

@@ -77,8 +77,14 @@ class MedicalDataModule(pl.LightningDataModule):
 
     def data_fingerprint(self) -> dict:
         """What identifies this dataset's samples and splits (for feature stores and results.json): the
-        dataset and a digest of every split's ids and labels, so a copy of the data elsewhere matches."""
-        return {"dataset": self.name, "splits": self.split_digests()}
+        dataset, where its pixels are read from (``root``, resolved, for datamodules that read files: the same
+        ids and labels under another folder may be other pixels, e.g. another preprocessing) and a digest of
+        every split's ids and labels."""
+        fingerprint = {"dataset": self.name, "splits": self.split_digests()}
+        root = getattr(self, "root", None)
+        if root is not None:
+            fingerprint["root"] = str(Path(root).expanduser().resolve())
+        return fingerprint
 
     def split_digests(self) -> dict[str, str]:
         """A short hash of each split's sample ids and labels: equal digests mean the same samples."""

@@ -159,4 +159,4 @@ class ChestXray14(MedicalDataModule):
         )
 
     def data_fingerprint(self) -> dict:
-        return {"dataset": self.name, "split_seed": self.split_seed, "splits": self.split_digests()}
+        return super().data_fingerprint() | {"split_seed": self.split_seed}

@@ -164,12 +164,7 @@ class CSVDataset(MedicalDataModule):
         return values.map(SPLIT_VALUES).to_numpy()
 
     def data_fingerprint(self) -> dict:
-        return {
-            "dataset": self.name,
-            "csv": self.table_path.name,
-            "split_seed": self.split_seed,
-            "splits": self.split_digests(),
-        }
+        return super().data_fingerprint() | {"csv": self.table_path.name, "split_seed": self.split_seed}
 
 
 def _all_integers(values: pd.Series) -> bool:

@@ -145,9 +145,4 @@ class ImageFolder(MedicalDataModule):
         )
 
     def data_fingerprint(self) -> dict:
-        return {
-            "dataset": self.name,
-            "classes": self.classes,
-            "split_seed": self.split_seed,
-            "splits": self.split_digests(),
-        }
+        return super().data_fingerprint() | {"classes": self.classes, "split_seed": self.split_seed}

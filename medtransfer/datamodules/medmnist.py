@@ -284,4 +284,4 @@ class MedMNIST(MedicalDataModule):
         return labels
 
     def data_fingerprint(self) -> dict:
-        return {"dataset": self.name, "flag": self.flag, "size": self.size, "splits": self.split_digests()}
+        return super().data_fingerprint() | {"flag": self.flag, "size": self.size}

@@ -141,12 +141,7 @@ class ChestXrayPneumonia(MedicalDataModule):
         )
 
     def data_fingerprint(self) -> dict:
-        return {
-            "dataset": self.name,
-            "validation": self.validation,
-            "split_seed": self.split_seed,
-            "splits": self.split_digests(),
-        }
+        return super().data_fingerprint() | {"validation": self.validation, "split_seed": self.split_seed}
 
 
 def _concat(first: FileSource, second: FileSource) -> FileSource:

@@ -92,7 +92,7 @@ class EyePACS(MedicalDataModule):
         )
 
     def data_fingerprint(self) -> dict:
-        return {"dataset": self.name, "split_seed": self.split_seed, "splits": self.split_digests()}
+        return super().data_fingerprint() | {"split_seed": self.split_seed}
 
 
 class APTOS2019(MedicalDataModule):
@@ -150,4 +150,4 @@ class APTOS2019(MedicalDataModule):
         )
 
     def data_fingerprint(self) -> dict:
-        return {"dataset": self.name, "split_seed": self.split_seed, "splits": self.split_digests()}
+        return super().data_fingerprint() | {"split_seed": self.split_seed}

@@ -57,6 +57,34 @@ def test_second_call_reuses_and_any_input_change_makes_a_new_store(tmp_path, dat
     assert len(paths) == 5 and len(calls) == 5
 
 
+def write_pneumoniamnist(path, size: int, seed: int) -> None:
+    """A MedMNIST-layout file: the same ids and labels whatever ``size`` and ``seed``, other pixels."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in {"train": 8, "val": 4, "test": 4}.items():
+        arrays[f"{split}_images"] = rng.integers(0, 256, (count, size, size), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(count) % 2).astype(np.uint8).reshape(count, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def test_same_ids_and_labels_from_other_pixels_make_a_new_store(tmp_path, backbone, monkeypatch):
+    from medtransfer.datamodules import MedMNIST
+
+    write_pneumoniamnist(tmp_path / "a" / "pneumoniamnist.npz", size=28, seed=0)
+    write_pneumoniamnist(tmp_path / "a" / "pneumoniamnist_64.npz", size=64, seed=1)
+    write_pneumoniamnist(tmp_path / "b" / "pneumoniamnist.npz", size=28, seed=2)  # e.g. another preprocessing
+    calls = count_extractions(monkeypatch)
+    options = {"flag": "pneumoniamnist", "image_size": 32, "augmentation": "none"}
+    stores = [
+        store_for(backbone, MedMNIST(root=str(tmp_path / "a"), size=28, **options), "val", tmp_path / "f"),
+        store_for(backbone, MedMNIST(root=str(tmp_path / "a"), size=64, **options), "val", tmp_path / "f"),
+        store_for(backbone, MedMNIST(root=str(tmp_path / "b"), size=28, **options), "val", tmp_path / "f"),
+    ]
+    assert len({store.path for store in stores}) == 3 and len(calls) == 3
+    assert not np.array_equal(stores[0].features, stores[2].features)
+
+
 def _ddp_worker(rank: int, world: int, port: int, root: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
