@@ -85,14 +85,6 @@ class FrozenBackboneModule(TaskModule):
             self._feature_batches[key] = self._load_split(datamodule, split)
         return self._feature_batches[key]
 
-    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        """Feature batches: move the tensors only. Lightning's generic transfer walks every element of the
-        ``id`` list, which costs more than a linear head's whole step on cached features."""
-        if "features" not in batch:
-            return super().transfer_batch_to_device(batch, device, dataloader_idx)
-        return {**batch, "features": [f.to(device, non_blocking=True) for f in batch["features"]],
-                "label": batch["label"].to(device, non_blocking=True)}
-
     def _load_split(self, datamodule, split: str) -> FeatureBatches:
         threads = torch.get_num_threads()
         torch.set_num_threads(self._threads_before or threads)  # extraction: every thread
