@@ -31,10 +31,25 @@ def results_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
-def test_resuming_an_interrupted_run_gives_the_uninterrupted_results(tiny_cli, tmp_path, monkeypatch, capsys):
+REPO = Path(__file__).resolve().parents[1]
+MODELS = {
     # dropout and the cosine schedule make the comparison sensitive to RNG state and step counts
-    args = [*tiny_cli(tmp_path / "runs", max_epochs=4), "--model.init_args.head_dropout", "0.3"]
-    args_a = [*tiny_cli(tmp_path / "uninterrupted", max_epochs=4), "--model.init_args.head_dropout", "0.3"]
+    "finetune": lambda tmp_path: ["--model.init_args.head_dropout", "0.3"],
+    # stacked heads on feature stores: the headwise optimizer's state and the selected head must resume too
+    "linear_sweep": lambda tmp_path: [
+        "--config", str(REPO / "configs" / "model" / "linear_sweep.yaml"),
+        "--model.init_args.backbone", "test_resnet",
+        "--model.init_args.lrs", "[0.001, 0.01, 0.1]",
+        "--model.init_args.features_dir", str(tmp_path / "features"),
+    ],
+}
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_resuming_an_interrupted_run_gives_the_uninterrupted_results(model, tiny_cli, tmp_path, monkeypatch,
+                                                                     capsys):
+    args = [*tiny_cli(tmp_path / "runs", max_epochs=4), *MODELS[model](tmp_path)]
+    args_a = [*tiny_cli(tmp_path / "uninterrupted", max_epochs=4), *MODELS[model](tmp_path)]
     main(["fit", *args_a])
 
     defaults = cli.trainer_defaults
