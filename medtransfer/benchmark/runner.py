@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .local import Process, Starter, log_overrides, run_local
+from .lock import exclusive
 from .plan import Run, expand, level_order
 from .report import write_report
 from .resolve import ConfigResolver, resolve
@@ -94,7 +95,21 @@ def run_plan(
     cwd: Path | None = None,
 ) -> int:
     """Launch the unfinished runs (local) or write the sbatch array (slurm); report when local runs end.
-    Returns the exit code: 0, or 1 when a run failed."""
+    Returns the exit code: 0, or 1 when a run failed. Refuses (``GridBusyError``) while another benchmark
+    process works on the same output folder."""
+    with exclusive(plan.spec.output_dir):
+        plan.status = {r.id: status(plan.spec.output_dir, r) for r in plan.runs}  # as of now, not of planning
+        return _launch(plan, launcher, local, start, say, cwd)
+
+
+def _launch(
+    plan: Plan,
+    launcher: str,
+    local: LocalSettings | None,
+    start: Starter,
+    say: Callable[[str], None],
+    cwd: Path | None,
+) -> int:
     spec = plan.spec
     write_manifest(spec.output_dir, spec, plan.runs, level_order(spec))
     todo = plan.todo()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from medtransfer.benchmark.lock import GridBusyError, exclusive
 from medtransfer.benchmark.runner import make_plan, run_plan
 from medtransfer.benchmark.state import DONE, INCOMPLETE, PENDING, run_dir
 
@@ -78,3 +79,12 @@ def test_only_selects_runs_but_the_manifest_keeps_the_whole_grid(write_grid, res
     assert len(manifest["runs"]) == 8
     summary = (plan.spec.output_dir / "report" / "summary.md").read_text()
     assert "## Not finished (small: 6 runs)" in summary
+
+
+def test_a_second_benchmark_on_the_same_folder_is_refused_while_the_first_runs(write_grid, resolver):
+    plan = make_plan(write_grid(small_grid()), resolver=resolver)
+    blocked = InstantRun()
+    with exclusive(plan.spec.output_dir), pytest.raises(GridBusyError, match="another --output-dir"):
+        run_plan(plan, start=blocked, say=lambda _: None)
+    assert blocked.started == []
+    assert run_plan(plan, start=InstantRun(), say=lambda _: None) == 0  # free again once the first ends
