@@ -67,6 +67,7 @@ class LinearSweep(SingleBackboneModule):
         self.val_outputs = HeadOutputs()
         # fed with outputs already gathered from every rank: computing must not gather again
         self.scorer = build_metrics(self.task, sync_on_compute=False)
+        self.primary_scorer = build_metrics(self.task, sync_on_compute=False)[self.task.primary_metric]
         self.register_buffer("selected", torch.tensor(0))
         self._last_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -107,8 +108,7 @@ class LinearSweep(SingleBackboneModule):
         self.val_outputs.reset()
         targets = metric_targets(self.task, labels)
         losses = self.head_losses_of(logits, labels)
-        primary = self.task.primary_metric
-        scores = [self._score(logits[h], targets)[primary] for h in range(len(self.grid))]
+        scores = [self._primary_score(logits[h], targets) for h in range(len(self.grid))]
         best = max(range(len(scores)), key=lambda h: (_finite(scores[h]), _finite(-float(losses[h]))))
         self.selected.fill_(best)
         self._last_val = (logits, targets, losses)
@@ -124,6 +124,13 @@ class LinearSweep(SingleBackboneModule):
         values = {name: float(v) for name, v in self.scorer.compute().items()}
         self.scorer.reset()
         return values
+
+    def _primary_score(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
+        """The task's primary metric alone (what selection needs) of one head's logits."""
+        self.primary_scorer.update(probabilities(self.task, logits), targets)
+        value = float(self.primary_scorer.compute())
+        self.primary_scorer.reset()
+        return value
 
     @property
     def head_results(self) -> list[dict[str, float]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 from torchmetrics.functional.classification import binary_auroc
@@ -65,3 +66,21 @@ def test_heads_train_independently_at_their_own_rates(tmp_path):
     trainer.fit(model, datamodule=data)
     assert torch.equal(model.heads.weight[0], before[0])  # lr 0: unchanged
     assert not torch.equal(model.heads.weight[1], before[1])
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "multilabel"])
+def test_sweep_selects_on_the_tasks_primary_metric(kind, tmp_path):
+    # ordinal multiclass selects on quadratic kappa, multilabel on the mean AUROC over findings
+    pl.seed_everything(0)
+    data = tiny_data(kind=kind, num_train=64, num_val=32)
+    model = LinearSweep(backbone="test_resnet", lrs=[1e-4, 1e-2, 1e-1], features_dir=str(tmp_path),
+                        task=data.task)
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, datamodule=data)
+    primary = data.task.primary_metric
+    results = model.head_results
+    scores = [r[primary] for r in results]
+    assert len(results) == 3 and all(set(r) >= {"auroc", "acc", "f1", "loss"} for r in results)
+    assert scores[int(model.selected)] == max(s for s in scores if s == s)  # NaN (undefined) never wins
+    assert model.epoch_metrics["val"] == pytest.approx(results[int(model.selected)])
