@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningCLI
 
@@ -230,6 +231,16 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"medtransfer: error: {user_error}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        close_process_group()
+
+
+def close_process_group() -> None:
+    """End a DDP run's process group before the interpreter exits. Left to the exit handlers, its
+    communication threads were sometimes still alive when their objects were destroyed, and the process
+    aborted ("terminate called without an active exception", exit status 134) after writing its results."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def tool_verbs_help() -> str:

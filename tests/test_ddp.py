@@ -80,3 +80,16 @@ def test_two_process_sweep_scores_every_head_on_the_whole_validation_split(tiny_
     for alone, distributed in zip(single_sweep["heads"], ddp_sweep["heads"], strict=True):
         assert alone == pytest.approx(distributed, abs=1e-6)
     assert single["metrics"]["val"] == pytest.approx(ddp["metrics"]["val"], abs=1e-6)
+
+
+def test_the_command_ends_its_process_group_before_exiting(tmp_path, capsys):
+    # left to the interpreter's exit, a DDP process group's threads sometimes outlived their objects and the
+    # process aborted with status 134 after writing its results
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(SystemExit):
+            main(["fit", "--help"])
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():  # leave no group behind for the tests that follow
+            dist.destroy_process_group()
