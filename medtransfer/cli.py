@@ -135,7 +135,7 @@ class MedTransferCLI(LightningCLI):
             metrics=metrics,
             task=model.task.to_dict(),
             data=datamodule.describe() if hasattr(datamodule, "describe") else {},
-            model={"name": type(model).__name__, "backbones": model.backbone_descriptions()},
+            model=model.describe(),
             seed=int(seed) if seed is not None else config.get("seed_everything"),
             config=config,
             wall_time_s=time.perf_counter() - self._started,

@@ -84,6 +84,10 @@ class TaskModule(pl.LightningModule):
         """Names and fingerprints of the weights this model holds, for results.json."""
         return []
 
+    def describe(self) -> dict:
+        """The model part of results.json."""
+        return {"name": type(self).__name__, "backbones": self.backbone_descriptions()}
+
     def extra_results(self) -> dict:
         """Model-specific findings for results.json (e.g. DVME importance); none by default."""
         return {}

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 
 from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
@@ -82,8 +83,15 @@ class FrozenBackboneModule(TaskModule):
             return None
         key = (id(datamodule), split)
         if key not in self._feature_batches:
+            if split == "train" and self._trainer is not None and self.trainer.state.fn == "fit":
+                warn_augmentation_unused(self, datamodule)
             self._feature_batches[key] = self._load_split(datamodule, split)
         return self._feature_batches[key]
+
+    def describe(self) -> dict:
+        """As for every model, plus whether it trained on feature stores (then without train-time
+        augmentation, whatever ``data.augmentation`` says)."""
+        return super().describe() | {"feature_cache": self.feature_cache}
 
     def _load_split(self, datamodule, split: str) -> FeatureBatches:
         threads = torch.get_num_threads()
@@ -183,6 +191,19 @@ class FrozenBackboneModule(TaskModule):
         state = checkpoint["state_dict"]
         for name, module in modules.items():
             state.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+
+
+def warn_augmentation_unused(model: FrozenBackboneModule, datamodule) -> None:
+    """Stores hold the eval transform's embeddings: a configured train-time augmentation is not applied, and
+    the user should know rather than read it in results.json's data section and assume it was."""
+    augmentation = getattr(datamodule, "augmentation", "none")
+    if augmentation != "none":
+        rank_zero_warn(
+            f"{type(model).__name__} trains on feature stores of the eval transform, so data.augmentation "
+            f"{augmentation!r} is not applied: set model.init_args.feature_cache: false to train on "
+            "augmented images (the backbone then runs on every batch), or data.init_args.augmentation: none "
+            "to say so"
+        )
 
 
 class SingleBackboneModule(FrozenBackboneModule):

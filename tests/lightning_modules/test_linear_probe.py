@@ -46,6 +46,15 @@ def test_cached_and_online_probes_agree_on_the_same_data(tmp_path):
     assert set(cached.epoch_metrics["train"]) == set(online.epoch_metrics["train"])
 
 
+def test_a_configured_augmentation_the_stores_cannot_apply_is_announced(tmp_path, recwarn):
+    run(True, tmp_path, small_data(augmentation="histology"), epochs=1)
+    assert any("'histology' is not applied" in str(w.message) for w in recwarn)
+    recwarn.clear()
+    run(True, tmp_path, small_data(), epochs=1)  # augmentation: none says the same explicitly
+    run(False, tmp_path, small_data(augmentation="histology"), epochs=1)  # applied on images
+    assert not any("is not applied" in str(w.message) for w in recwarn)
+
+
 def test_label_fraction_selects_rows_of_the_whole_split_store(tmp_path):
     data = small_data(train_fraction=0.25)
     model, _ = run(True, tmp_path, data, epochs=1)
