@@ -14,6 +14,7 @@ from ..task import Task
 from .base import MedicalDataModule
 from .download import download_file
 from .errors import BadLabelError, DatasetLayoutError, check_layout
+from .npz_arrays import default_cache_dir, load_npz, unpack_large
 from .sources import ArraySource, Source
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,9 @@ class MedMNIST(MedicalDataModule):
             ``retinamnist``, ``breastmnist``, ``bloodmnist``, ``tissuemnist``, ``organ{a,c,s}mnist``).
         size: the published resolution (28, 64, 128 or 224).
         download: fetch the file from Zenodo when absent (MD5-checked for 28 px).
+        cache_dir: where arrays over 1 GiB (the 128 and 224 px files of the large datasets) are unpacked once
+            and memory-mapped, so all processes and workers share one copy (default ``$MEDTRANSFER_CACHE/npz``
+            or ``~/.cache/medtransfer/npz``; delete it freely).
         image_size: side fed to the model (default: ``size``).
         batch_size, ...: see ``MedicalDataModule``; the default augmentation follows the modality.
     """
@@ -182,6 +186,7 @@ class MedMNIST(MedicalDataModule):
         flag: str = "pneumoniamnist",
         size: int = 28,
         download: bool = False,
+        cache_dir: str | None = None,
         image_size: int | None = None,
         **kwargs,
     ) -> None:
@@ -197,6 +202,7 @@ class MedMNIST(MedicalDataModule):
         self.flag = flag
         self.size = size
         self.download = download
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.task = flag_task(flag)
 
     @property
@@ -221,24 +227,31 @@ class MedMNIST(MedicalDataModule):
             name = file_names(self.flag, self.size)[0]
             md5 = FLAGS[self.flag].md5 if self.size == 28 else None
             download_file(ZENODO.format(name=name), Path(self.root).expanduser() / name, md5, get_from=PAGE)
+        self._read(unpack_large)  # once per node, before every process maps the large arrays
 
     def build_sources(self) -> dict[str, Source]:
+        """Under DDP, Lightning runs ``prepare_data`` on one process per node first, so large arrays are
+        unpacked once before the others map them."""
+        path = self.path()
+        arrays = self._read(load_npz)
+        return {split: self._split(arrays, path, split) for split in ("train", "val", "test")}
+
+    def _read(self, reader):
+        """``reader(file, cache_dir)``, an unreadable file said as such."""
         path = self.path()
         try:
-            arrays = np.load(path)
+            return reader(path, self.cache_dir)
         except (OSError, ValueError, zipfile.BadZipFile) as err:
             raise DatasetLayoutError(
                 f"{path}: not a readable .npz file ({err}); download it again from {PAGE}"
             ) from None
-        with arrays:
-            return {split: self._split(arrays, path, split) for split in ("train", "val", "test")}
 
     def _split(self, arrays, path: Path, split: str) -> ArraySource:
         keys = (f"{split}_images", f"{split}_labels")
-        missing = [k for k in keys if k not in arrays.files]
+        missing = [k for k in keys if k not in arrays]
         if missing:
             raise DatasetLayoutError(
-                f"{path}: no array {missing[0]!r} (found {sorted(arrays.files)}); MedMNIST "
+                f"{path}: no array {missing[0]!r} (found {sorted(arrays)}); MedMNIST "
                 "files hold {train,val,test}_{images,labels}"
             )
         images, labels = arrays[keys[0]], arrays[keys[1]]

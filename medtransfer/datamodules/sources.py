@@ -61,7 +61,8 @@ class ArraySource(Source):
         self.groups = groups
 
     def load_image(self, index: int) -> np.ndarray:
-        return as_rgb_uint8(self.images[index])
+        # a copy: the array may be a read-only memory map, and transforms may write into their input
+        return as_rgb_uint8(np.array(self.images[index]))
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
