@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def unpacked(path: Path, name: str, cache_dir: Path) -> Path:
     target = cache_dir / f"{path.stem}-{key}" / f"{name}.npy"
     if target.exists():
         return target
-    partial = target.with_name(f".{name}.{os.getpid()}.tmp.npy")
+    partial = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp.npy")  # unique across processes and nodes
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _copy_member(path, name, partial)
