@@ -227,18 +227,17 @@ class MedMNIST(MedicalDataModule):
             name = file_names(self.flag, self.size)[0]
             md5 = FLAGS[self.flag].md5 if self.size == 28 else None
             download_file(ZENODO.format(name=name), Path(self.root).expanduser() / name, md5, get_from=PAGE)
-        self._read(unpack_large)  # once per node, before every process maps the large arrays
+        self._read(unpack_large, self.path())  # once per node, before every process maps the large arrays
 
     def build_sources(self) -> dict[str, Source]:
         """Under DDP, Lightning runs ``prepare_data`` on one process per node first, so large arrays are
         unpacked once before the others map them."""
         path = self.path()
-        arrays = self._read(load_npz)
+        arrays = self._read(load_npz, path)
         return {split: self._split(arrays, path, split) for split in ("train", "val", "test")}
 
-    def _read(self, reader):
-        """``reader(file, cache_dir)``, an unreadable file said as such."""
-        path = self.path()
+    def _read(self, reader, path: Path):
+        """``reader(path, cache_dir)``, an unreadable file said as such."""
         try:
             return reader(path, self.cache_dir)
         except (OSError, ValueError, zipfile.BadZipFile) as err:

@@ -67,7 +67,8 @@ class TaskModule(pl.LightningModule):
         self.split_metrics = nn.ModuleDict({f"{stage}_split": build_metrics(task) for stage in STAGES})
         self.split_losses = nn.ModuleDict({f"{stage}_split": MeanMetric() for stage in STAGES})
         self.per_class_auroc = build_per_class_auroc(task)
-        self._step_outputs: dict[str, list[tuple[torch.Tensor, ...]]] = {stage: [] for stage in STAGES}
+        # per stage: (probabilities, targets, loss, batch size) of each step since the epoch began
+        self._step_outputs: dict[str, list[tuple]] = {stage: [] for stage in STAGES}
         self.epoch_metrics: dict[str, dict[str, float]] = {}
 
     def save_task_hyperparameters(self, ignore: tuple[str, ...] = ()) -> None:
@@ -106,16 +107,17 @@ class TaskModule(pl.LightningModule):
     def record_step(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
         """Keep a batch's outputs for the stage's metrics, which are updated once per epoch with all of them
         (a torchmetrics update per step costs more than a linear head's whole step on cached features)."""
-        self._step_outputs[stage].append((probs, targets, loss.detach(), torch.tensor(float(len(targets)))))
+        self._step_outputs[stage].append((probs, targets, loss.detach(), len(targets)))
 
     def _update_metrics(self, stage: str) -> None:
         outputs = self._step_outputs[stage]
         if not outputs:
             return
-        probs, targets, losses, sizes = (torch.cat(part) if part[0].dim() else torch.stack(part)
-                                         for part in zip(*outputs, strict=True))
+        probs, targets, losses, sizes = zip(*outputs, strict=True)
+        probs, targets, losses = torch.cat(probs), torch.cat(targets), torch.stack(losses)
         self.split_metrics[f"{stage}_split"].update(probs, targets)
-        self.split_losses[f"{stage}_split"].update(losses, weight=sizes.to(losses.device))
+        sizes = torch.tensor(sizes, dtype=losses.dtype, device=losses.device)
+        self.split_losses[f"{stage}_split"].update(losses, weight=sizes)
         if stage == "test" and self.per_class_auroc is not None:
             self.per_class_auroc.update(probs, targets)
         outputs.clear()

@@ -21,10 +21,6 @@ class HeadStack(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    @property
-    def num_heads(self) -> int:
-        return self.weight.shape[0]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``H x B x out``: every head on ``x`` (``B x in``), one matrix product."""
         heads, out, dim = self.weight.shape

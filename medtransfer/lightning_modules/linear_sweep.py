@@ -146,9 +146,10 @@ class LinearSweep(SingleBackboneModule):
 
     def extra_results(self) -> dict:
         lr, wd = self.grid[int(self.selected)]
+        validated = self.head_results  # every head's, or none before the first validation
         heads = [
             {"lr": h_lr, "weight_decay": h_wd, **{f"val/{k}": v for k, v in values.items()}}
-            for (h_lr, h_wd), values in zip(self.grid, self.head_results, strict=False)
+            for (h_lr, h_wd), values in zip(self.grid[: len(validated)], validated, strict=True)
         ]
         return {"sweep": {"selected": {"lr": lr, "weight_decay": wd}, "selected_on": "val", "heads": heads}}
 
