@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import torch.distributed as dist
 
 from medtransfer.cli import main
@@ -33,6 +34,11 @@ def run_ddp(verb: str, args: list[str], cwd: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
 
 
+def read_rows(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_two_process_ddp_metrics_and_predictions_equal_single_process(tiny_cli, tmp_path):
     # 25 val/test samples at eval batch 4: rank 0 gets 13 (4 batches), rank 1 gets 12 (3 batches); a padded
     # duplicate would change acc by 1/26 and the loss and AUROC too, and uneven batch counts must not hang
@@ -48,6 +54,16 @@ def test_two_process_ddp_metrics_and_predictions_equal_single_process(tiny_cli, 
     assert single["checkpoint"] == ddp_results["checkpoint"]
     assert single["metrics"]["test"] == pytest.approx(ddp_results["metrics"]["test"], abs=1e-6)
     assert Path(ddp_results["checkpoint"]).is_file()
+    # the test predictions of both ranks, gathered: each sample once, in order, as one process writes them
+    ddp_rows, single_rows = (read_rows(tmp_path / "runs" / "tiny" / f"version_{v}" / "test_predictions.csv")
+                             for v in (0, 1))
+    assert [row["id"] for row in ddp_rows] == [f"test-{i:06d}" for i in range(25)]
+    assert [row["group"] for row in ddp_rows] == [row["group"] for row in single_rows]
+    for name in ("prob_lesion", "loss"):
+        np.testing.assert_allclose([float(r[name]) for r in ddp_rows], [float(r[name]) for r in single_rows],
+                                   atol=1e-6)
+    assert ddp_results["intervals"]["test"]["metrics"]["auroc"] == pytest.approx(
+        single["intervals"]["test"]["metrics"]["auroc"], abs=1e-6)
 
     run_ddp("predict", [*args, "--ckpt_path", ddp_results["checkpoint"]], tmp_path)
     with open(tmp_path / "runs" / "tiny" / "version_2" / "predictions.csv") as handle:
@@ -80,6 +96,34 @@ def test_two_process_sweep_scores_every_head_on_the_whole_validation_split(tiny_
     for alone, distributed in zip(single_sweep["heads"], ddp_sweep["heads"], strict=True):
         assert alone == pytest.approx(distributed, abs=1e-6)
     assert single["metrics"]["val"] == pytest.approx(ddp["metrics"]["val"], abs=1e-6)
+
+
+def test_two_process_exact_solver_equals_one_process(tiny_cli, tmp_path):
+    # every rank holds the whole training and validation features: the solves, the selection and the head
+    # must be those of one process, and the train/test metrics must count every sample once
+    probe = [
+        "--config", str(REPO / "configs" / "model" / "linear_probe.yaml"),
+        "--model.init_args.backbone", "test_resnet",
+        "--model.init_args.features_dir", str(tmp_path / "features"),
+        "--data.init_args.augmentation", "none",
+    ]
+    runs = {}
+    for name, launch in (("ddp", run_ddp), ("single", None)):
+        args = [*tiny_cli(tmp_path / "runs", num_train=49, num_val=25, num_test=25, name=name), *probe]
+        if launch is None:
+            main(["fit", *args])
+        else:
+            launch("fit", args, tmp_path)
+        runs[name] = json.loads((tmp_path / "runs" / name / "version_0" / "results.json").read_text())
+    ddp, single = runs["ddp"], runs["single"]
+    assert ddp["extra"]["solver"]["selected"] == single["extra"]["solver"]["selected"]
+    for a, b in zip(ddp["extra"]["solver"]["path"], single["extra"]["solver"]["path"], strict=True):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-9)
+    for split in ("train", "val", "test"):
+        assert ddp["metrics"][split] == pytest.approx(single["metrics"][split], abs=1e-6), split
+    heads = [torch.load(run["checkpoint"], weights_only=True)["state_dict"] for run in (ddp, single)]
+    for key in ("head.weight", "head.bias", "standardizers.0.mean", "standardizers.0.std"):
+        torch.testing.assert_close(heads[0][key], heads[1][key], rtol=1e-6, atol=1e-7)
 
 
 def test_the_command_ends_its_process_group_before_exiting(tmp_path, capsys):

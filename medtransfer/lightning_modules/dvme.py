@@ -100,7 +100,8 @@ class DVME(FrozenBackboneModule):
         dropout: dropout in the attention blocks and before the linear head.
         mode: ``frozen`` or ``end_to_end``.
         backbone_lr_multiplier: end to end only: the backbones learn at ``lr * backbone_lr_multiplier``.
-        feature_cache, features_dir: frozen mode: see ``FrozenBackboneModule``.
+        feature_cache, features_dir, standardize: frozen mode: see ``FrozenBackboneModule`` (each backbone's
+            embedding is standardised with its own training statistics before its projection).
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule`` (no weight decay on
             biases, norms and the source embeddings).
     """
@@ -117,6 +118,7 @@ class DVME(FrozenBackboneModule):
         backbone_lr_multiplier: float = 0.1,
         feature_cache: bool = True,
         features_dir: str | None = None,
+        standardize: bool = True,
         task: Task | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -129,7 +131,8 @@ class DVME(FrozenBackboneModule):
         if fusion not in FUSIONS:
             raise ValueError(f"model.fusion must be one of {list(FUSIONS)}, got {fusion!r}")
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs,
-                         feature_cache=feature_cache and mode == "frozen", features_dir=features_dir)
+                         feature_cache=feature_cache and mode == "frozen", features_dir=features_dir,
+                         standardize=standardize and mode == "frozen")
         specs = [as_spec(b) for b in (PAPER_BACKBONES if backbones is None else backbones)]
         if not specs:
             raise ValueError("model.backbones is empty: list at least one backbone to fuse")
@@ -139,6 +142,7 @@ class DVME(FrozenBackboneModule):
         self.fusion_name = fusion
         self.backbone_lr_multiplier = backbone_lr_multiplier
         self.backbones = nn.ModuleList(self._create(spec) for spec in specs)
+        self.init_standardizers()
         self.backbone_labels = unique_labels([spec.name for spec in specs])
         dims = [b.embed_dim for b in self.backbones]
         self.fusion = build_fusion(fusion, dims, proj_dim, layers, heads, dropout)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
+from torch import nn
 
 from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
@@ -15,12 +17,14 @@ from ..errors import MedTransferError
 from ..features import DEFAULT_ROOT, FeatureBatches, check_aligned, store_for
 from ..task import Task
 from .base import TaskModule
+from .standardize import FeatureStandardizer, Moments
 
 FEATURES_DIR_ENV = "MEDTRANSFER_FEATURES"
 DEVICE_CACHE_BYTES = (
     4 * 2**30
 )  # stores up to this size sit on the training device; larger ones in host memory
 MIN_EVAL_BATCH = 1024  # evaluation on cached features: few large batches (metrics do not depend on the size)
+MOMENTS_CHUNK = 65_536  # rows of a cached split converted to float64 at once for its statistics
 
 
 class FeatureCacheError(MedTransferError, RuntimeError):
@@ -37,12 +41,18 @@ class FrozenBackboneModule(TaskModule):
     the frozen backbones on images when there are no features (``feature_cache: false``, for train-time
     augmentation), so one ``logits`` serves both paths and the metric names are the same.
 
+    With ``standardize`` on (default), every embedding dimension is standardised with the mean and std of the
+    training split (the label fraction used; see ``standardize.py`` for why), computed once before the first
+    step from the stores or, without them, from one pass of the frozen backbones over the unaugmented
+    training images; the statistics are buffers, saved in checkpoints.
+
     Checkpoints leave the frozen backbones out (they never change): they record the weights' fingerprints, and
     loading rebuilds the backbones from the config and checks the fingerprints.
 
     Args:
         feature_cache: train and evaluate on feature stores (default) instead of running the backbone per
         batch. features_dir: where stores live (default ``$MEDTRANSFER_FEATURES`` or ``./features``).
+        standardize: standardise the embeddings with training-split statistics before the head.
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule``.
     """
 
@@ -56,10 +66,13 @@ class FrozenBackboneModule(TaskModule):
         warmup_epochs: float = 0.0,
         feature_cache: bool = True,
         features_dir: str | None = None,
+        standardize: bool = True,
     ) -> None:
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs)
         self.feature_cache = feature_cache
         self.features_dir = features_dir or os.environ.get(FEATURES_DIR_ENV) or DEFAULT_ROOT
+        self.standardize = standardize
+        self.standardizers = nn.ModuleList()
         self._feature_batches: dict[tuple[int, str], FeatureBatches] = {}
         self._threads_before: int | None = None
 
@@ -69,11 +82,69 @@ class FrozenBackboneModule(TaskModule):
 
     def embeddings(self, batch: dict) -> list[torch.Tensor]:
         """``B x D`` float embeddings per backbone: the cached features, or the frozen backbones on the
-        images."""
+        images; standardised when ``standardize`` is on."""
         if "features" in batch:
-            return [f.float() for f in batch["features"]]
+            raw = [f.float() for f in batch["features"]]
+        else:
+            with torch.no_grad():
+                raw = [backbone(batch["image"]).float() for backbone in self.feature_backbones()]
+        if not self.standardize:
+            return raw
+        if not all(bool(s.fitted) for s in self.standardizers):
+            raise FeatureCacheError(
+                f"{type(self).__name__}: the standardisation statistics were never computed; they come from "
+                "the training split when fit, validate, test or predict starts through a MedicalDataModule "
+                "(or set model.init_args.standardize: false)"
+            )
+        return [standardizer(e) for standardizer, e in zip(self.standardizers, raw, strict=True)]
+
+    # -- standardisation -------------------------------------------------------------------------------------
+    def init_standardizers(self) -> None:
+        """One standardiser per frozen backbone; subclasses call this once their backbones exist."""
+        self.standardizers = nn.ModuleList(FeatureStandardizer(b.embed_dim) for b in self.feature_backbones())
+
+    def fit_standardization(self, datamodule=None) -> None:
+        """Compute the training split's statistics, unless they are known (fitted before, or restored from
+        a checkpoint). ``datamodule`` defaults to the trainer's; every DDP rank calls this together and ends
+        with the same numbers."""
+        if not self.standardize or all(bool(s.fitted) for s in self.standardizers):
+            return
+        datamodule = datamodule or getattr(self._trainer, "datamodule", None)
+        if datamodule is None:
+            raise FeatureCacheError(
+                f"{type(self).__name__} standardises embeddings with statistics of the training split, which "
+                "it reads through the datamodule: pass datamodule=... to the Trainer, or set standardize: "
+                "false"
+            )
+        if self.feature_cache:
+            train = self.feature_dataloader(datamodule, "train")
+            moments = [_moments_of(features) for features in train.features]
+        else:
+            moments = self._online_moments(datamodule)
+        for standardizer, moment in zip(self.standardizers, moments, strict=True):
+            standardizer.set_statistics(moment)
+
+    def _online_moments(self, datamodule) -> list[Moments]:
+        """Statistics of the frozen backbones' embeddings of the unaugmented training images (this rank's
+        shard), merged over the DDP ranks."""
+        backbones = self.feature_backbones()
+        moments = [Moments(b.embed_dim) for b in backbones]
         with torch.no_grad():
-            return [backbone(batch["image"]).float() for backbone in self.feature_backbones()]
+            for batch in datamodule.eval_dataloader("train"):
+                images = batch["image"].to(self.device)
+                for moment, backbone in zip(moments, backbones, strict=True):
+                    moment.update(backbone(images))
+        if self._trainer is None or self.trainer.world_size == 1:
+            return moments
+        merged = []
+        for moment in moments:
+            parts = self.all_gather(moment.as_tensor().to(self.device))  # world x 3 x D
+            merged.append(Moments.from_tensors(list(parts)))
+        return merged
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.fit_standardization()
 
     # -- feature stores --------------------------------------------------------------------------------------
     def feature_dataloader(self, datamodule, split: str) -> FeatureBatches | None:
@@ -90,16 +161,16 @@ class FrozenBackboneModule(TaskModule):
 
     def describe(self) -> dict:
         """As for every model, plus whether it trained on feature stores (then without train-time
-        augmentation, whatever ``data.augmentation`` says)."""
-        return super().describe() | {"feature_cache": self.feature_cache}
+        augmentation, whatever ``data.augmentation`` says) and on standardised embeddings."""
+        described = super().describe() | {"feature_cache": self.feature_cache,
+                                           "standardize": self.standardize}
+        if self.standardize and all(bool(s.fitted) for s in self.standardizers):
+            described["standardization"] = [s.describe() for s in self.standardizers]
+        return described
 
     def _load_split(self, datamodule, split: str) -> FeatureBatches:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self._threads_before or threads)  # extraction: every thread
-        try:
+        with self.all_threads():  # extraction: every thread
             stores = [store_for(b, datamodule, split, self.features_dir) for b in self.feature_backbones()]
-        finally:
-            torch.set_num_threads(threads)
         check_aligned(stores)
         rows = stores[0].rows_of(datamodule.split_source(split).ids)
         device = self.device if sum(s.nbytes for s in stores) <= DEVICE_CACHE_BYTES else torch.device("cpu")
@@ -135,6 +206,16 @@ class FrozenBackboneModule(TaskModule):
             torch.set_num_threads(before)
             self._threads_before = None
 
+    @contextmanager
+    def all_threads(self):
+        """Every CPU thread for a large computation (extraction, an exact solve) inside a one-thread epoch."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self._threads_before or threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         self._one_thread(True)
@@ -144,6 +225,7 @@ class FrozenBackboneModule(TaskModule):
         self._one_thread(False)
 
     def on_validation_start(self) -> None:
+        self.fit_standardization()
         self._one_thread(True)
 
     def on_validation_end(self) -> None:
@@ -151,12 +233,17 @@ class FrozenBackboneModule(TaskModule):
             self._one_thread(False)
 
     def on_test_start(self) -> None:
+        self.fit_standardization()
         self._one_thread(True)
+
+    def on_predict_start(self) -> None:
+        self.fit_standardization()
 
     def on_test_end(self) -> None:
         self._one_thread(False)
 
     def on_fit_end(self) -> None:
+        super().on_fit_end()
         self._one_thread(False)
 
     def on_exception(self, exception: BaseException) -> None:
@@ -191,6 +278,12 @@ class FrozenBackboneModule(TaskModule):
         state = checkpoint["state_dict"]
         for name, module in modules.items():
             state.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+        if self.standardizers and not any(k.startswith("standardizers.") for k in state):
+            # written before standardisation existed: it trained on raw embeddings, which identity
+            # statistics reproduce exactly
+            for index, standardizer in enumerate(self.standardizers):
+                standardizer.set_identity()
+                state.update({f"standardizers.{index}.{k}": v for k, v in standardizer.state_dict().items()})
 
 
 def warn_augmentation_unused(model: FrozenBackboneModule, datamodule) -> None:
@@ -216,6 +309,7 @@ class SingleBackboneModule(FrozenBackboneModule):
     ) -> None:
         self.backbone = create_backbone(name, checkpoint=checkpoint, embedding=embedding, resize_to=resize_to,
                                         **(backbone_kwargs or {})).freeze()
+        self.init_standardizers()
 
     def feature_backbones(self) -> list[Backbone]:
         return [self.backbone]
@@ -223,3 +317,11 @@ class SingleBackboneModule(FrozenBackboneModule):
     def backbone_descriptions(self) -> list[dict]:
         return [self.backbone.describe()]
 
+
+
+def _moments_of(features: torch.Tensor) -> Moments:
+    """Statistics of a cached split's rows, converted to float64 a chunk at a time."""
+    moments = Moments(features.shape[1])
+    for start in range(0, len(features), MOMENTS_CHUNK):
+        moments.update(features[start : start + MOMENTS_CHUNK])
+    return moments

@@ -25,6 +25,8 @@ class KNN(SingleBackboneModule):
         k: number of neighbours (default 20).
         temperature: softness of the similarity weighting (DINO: 0.07).
         features_dir: see ``FrozenBackboneModule`` (kNN always runs on feature stores).
+        standardize: standardise bank and queries with the bank's statistics before the cosine similarity
+            (centring helped on every store measured: README; ``false`` is DINO's exact recipe).
         task: filled in from the datamodule.
     """
 
@@ -38,13 +40,14 @@ class KNN(SingleBackboneModule):
         k: int = 20,
         temperature: float = 0.07,
         features_dir: str | None = None,
+        standardize: bool = True,
         task: Task | None = None,
     ) -> None:
         if k < 1 or temperature <= 0:
             raise ValueError(
                 f"model.k must be >= 1 and model.temperature > 0, got k={k}, temperature={temperature}"
             )
-        super().__init__(task, feature_cache=True, features_dir=features_dir)
+        super().__init__(task, feature_cache=True, features_dir=features_dir, standardize=standardize)
         self.save_task_hyperparameters()
         self.build_frozen_backbone(backbone, checkpoint, backbone_kwargs, embedding, resize_to)
         self.k = k
@@ -71,6 +74,8 @@ class KNN(SingleBackboneModule):
                 "training split's feature store"
             )
         bank, labels = self._bank
+        if self.standardize:
+            bank = self.standardizers[0](bank)
         scores = knn_vote(
             self.embeddings(batch)[0], bank, labels, self.task.num_classes, self.k, self.temperature
         )
@@ -97,5 +102,6 @@ class KNN(SingleBackboneModule):
                 "temperature": self.temperature,
                 "similarity": "cosine",
                 "vote": "exp(similarity / temperature)",
+                "standardize": self.standardize,
             }
         }

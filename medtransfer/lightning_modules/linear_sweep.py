@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -16,6 +15,7 @@ from .frozen import SingleBackboneModule
 from .head_stack import HeadStack
 from .headwise_optimizer import HeadwiseOptimizer
 from .metrics import build_metrics, metric_targets, probabilities
+from .selection import best_index, grid_edges, warn_grid_edges
 
 DEFAULT_LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
 
@@ -29,13 +29,14 @@ class LinearSweep(SingleBackboneModule):
     ``val/kappa``; ties go to the lower validation loss) is selected, and ``val/*`` report that head;
     checkpoints keep the selection, so the test after fit measures only the head chosen on validation. The
     test split never takes part in the choice. results.json ``extra.sweep`` holds the chosen values and every
-    head's metrics on the last validation.
+    head's metrics on the last validation; a choice at either end of ``lrs`` or ``weight_decays`` is warned
+    about when fitting ends and recorded in ``extra.sweep.grid_edge``.
 
     Args:
         backbone, checkpoint, backbone_kwargs, embedding, resize_to: as for ``LinearProbe``.
         lrs: learning rates to try.
         weight_decays: weight decays to try (every pair with ``lrs`` gets a head).
-        feature_cache, features_dir: see ``FrozenBackboneModule``.
+        feature_cache, features_dir, standardize: see ``FrozenBackboneModule``.
         task, optimizer, scheduler, warmup_epochs: see ``TaskModule`` (the schedule scales every head's rate).
     """
 
@@ -50,6 +51,7 @@ class LinearSweep(SingleBackboneModule):
         weight_decays: Sequence[float] = (0.0,),
         feature_cache: bool = True,
         features_dir: str | None = None,
+        standardize: bool = True,
         task: Task | None = None,
         optimizer: str = "adamw",
         scheduler: str = "cosine",
@@ -58,7 +60,7 @@ class LinearSweep(SingleBackboneModule):
         if not lrs or not weight_decays:
             raise ValueError("model.lrs and model.weight_decays each need at least one value")
         super().__init__(
-            task, max(lrs), 0.0, optimizer, scheduler, warmup_epochs, feature_cache, features_dir
+            task, max(lrs), 0.0, optimizer, scheduler, warmup_epochs, feature_cache, features_dir, standardize
         )
         self.save_task_hyperparameters()
         self.build_frozen_backbone(backbone, checkpoint, backbone_kwargs, embedding, resize_to)
@@ -109,7 +111,7 @@ class LinearSweep(SingleBackboneModule):
         targets = metric_targets(self.task, labels)
         losses = self.head_losses_of(logits, labels)
         scores = [self._primary_score(logits[h], targets) for h in range(len(self.grid))]
-        best = max(range(len(scores)), key=lambda h: (_finite(scores[h]), _finite(-float(losses[h]))))
+        best = best_index(scores, [float(loss) for loss in losses])
         self.selected.fill_(best)
         self._last_val = (logits, targets, losses)
         values = self._score(logits[best], targets) | {"loss": float(losses[best])}
@@ -140,6 +142,16 @@ class LinearSweep(SingleBackboneModule):
         logits, targets, losses = self._last_val
         return [self._score(logits[h], targets) | {"loss": float(losses[h])} for h in range(len(self.grid))]
 
+    def grid_edge(self) -> list[dict]:
+        """Notes for a selected learning rate or weight decay at the end of its grid."""
+        lr, wd = self.grid[int(self.selected)]
+        lrs, wds = zip(*self.grid, strict=True)
+        return grid_edges({"lrs": lrs, "weight_decays": wds}, {"lrs": lr, "weight_decays": wd})
+
+    def on_fit_end(self) -> None:
+        super().on_fit_end()
+        warn_grid_edges(type(self).__name__, self.grid_edge())
+
     def make_optimizer(self) -> HeadwiseOptimizer:
         lrs, wds = zip(*self.grid, strict=True)
         return HeadwiseOptimizer(self.heads.parameters(), lrs, wds, kind=self.optimizer_name)
@@ -151,7 +163,8 @@ class LinearSweep(SingleBackboneModule):
             {"lr": h_lr, "weight_decay": h_wd, **{f"val/{k}": v for k, v in values.items()}}
             for (h_lr, h_wd), values in zip(self.grid[: len(validated)], validated, strict=True)
         ]
-        return {"sweep": {"selected": {"lr": lr, "weight_decay": wd}, "selected_on": "val", "heads": heads}}
+        return {"sweep": {"selected": {"lr": lr, "weight_decay": wd}, "selected_on": "val", "heads": heads,
+                          "grid_edge": self.grid_edge()}}
 
 
 class HeadOutputs(Metric):
@@ -171,8 +184,3 @@ class HeadOutputs(Metric):
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         return dim_zero_cat(self.logits).transpose(0, 1), dim_zero_cat(self.labels)
-
-
-def _finite(value: float) -> float:
-    """NaN (an undefined metric, e.g. AUROC with one class present) ranks last."""
-    return value if math.isfinite(value) else -math.inf

@@ -27,7 +27,8 @@ class FlippedTestLabels(type(tiny_data())):
 
 def head_auroc(model, batch_features, labels, head) -> float:
     with torch.no_grad():
-        logits = model.heads.head(head, batch_features.float()).reshape(-1)
+        inputs = model.embeddings({"features": [batch_features]})[0]  # standardised as in training
+        logits = model.heads.head(head, inputs).reshape(-1)
     return float(binary_auroc(torch.sigmoid(logits), labels))
 
 
@@ -54,6 +55,10 @@ def test_sweep_selects_on_validation_and_reports_the_selected_heads_test_metrics
     sweep = model.extra_results()["sweep"]
     assert sweep["selected"] == dict(zip(("lr", "weight_decay"), model.grid[chosen], strict=True))
     assert len(sweep["heads"]) == 6 and sweep["selected_on"] == "val"
+    lr, wd = model.grid[chosen]
+    expected = [axis for axis, value, grid in (("lrs", lr, lrs), ("weight_decays", wd, [0.0, 0.1]))
+                if value in (min(grid), max(grid))]
+    assert [note["axis"] for note in sweep["grid_edge"]] == expected
 
 
 def test_heads_train_independently_at_their_own_rates(tmp_path):

@@ -48,7 +48,7 @@ def first_batch(data: SyntheticMedical, split: str = "val") -> dict:
 @pytest.mark.parametrize("mode", ["frozen", "end_to_end"])
 def test_gradients_reach_only_the_trainable_parts(mode: str) -> None:
     data = tiny_data()
-    model = tiny_dvme(data, mode=mode, backbone_lr_multiplier=0.1, lr=0.01).train()
+    model = tiny_dvme(data, mode=mode, backbone_lr_multiplier=0.1, lr=0.01, standardize=False).train()
     batch = first_batch(data, "train")
     task_loss(model.task, model.logits(batch), batch["label"]).backward()
 
@@ -72,8 +72,9 @@ def test_gradients_reach_only_the_trainable_parts(mode: str) -> None:
 def test_cached_features_and_images_give_the_same_logits(tmp_path) -> None:
     data = tiny_data()
     model = tiny_dvme(data, features_dir=str(tmp_path)).eval()
+    model.fit_standardization(data)  # statistics of the training stores
     cached = next(iter(model.feature_dataloader(data, "val")))  # extracts one store per backbone
-    assert len(list(tmp_path.rglob("store.json"))) == 2
+    assert len(list(tmp_path.rglob("store.json"))) == 4
     online = first_batch(data, "val")
     rows = [cached["id"].index(i) for i in online["id"]]
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""LinearProbe on feature stores: the online path's metrics, label fractions, slim checkpoints, the CLI."""
+"""LinearProbe: the exact solver against scikit-learn on the same stores, standardisation on both paths, label
+fractions, slim checkpoints, bad training subsets, the CLI."""
 
 from __future__ import annotations
 
@@ -6,16 +7,22 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 
 from medtransfer.cli import main as medtransfer_main
 from medtransfer.datamodules import SyntheticMedical
-from medtransfer.lightning_modules import LinearProbe
+from medtransfer.features import store_for
+from medtransfer.lightning_modules import LinearProbe, LinearSweep
 from medtransfer.lightning_modules.frozen import FeatureCacheError
+from medtransfer.lightning_modules.linear_probe import SolverConvergenceWarning, TrainingSubsetError
+
+from .sklearn_reference import sklearn_probe
 
 REPO = Path(__file__).resolve().parents[2]
+METRICS = {"test/auroc", "test/acc", "test/f1", "test/loss"}
 
 
 def small_data(**kwargs) -> SyntheticMedical:
@@ -24,10 +31,12 @@ def small_data(**kwargs) -> SyntheticMedical:
     return SyntheticMedical(**(options | kwargs))
 
 
-def run(feature_cache: bool, features_dir: Path, data: SyntheticMedical, epochs: int = 3):
+def run(feature_cache: bool, features_dir: Path, data: SyntheticMedical, epochs: int = 3, **options):
     pl.seed_everything(0)
-    model = LinearProbe(backbone="test_resnet", feature_cache=feature_cache, features_dir=str(features_dir),
-                        task=data.task, lr=0.05)
+    model_class = options.pop("model_class", LinearProbe)
+    options = {"lr": 0.05} | options if model_class is LinearProbe else options
+    model = model_class(backbone="test_resnet", feature_cache=feature_cache, features_dir=str(features_dir),
+                        task=data.task, **options)
     trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, datamodule=data)
@@ -35,15 +44,76 @@ def run(feature_cache: bool, features_dir: Path, data: SyntheticMedical, epochs:
     return model, test
 
 
+def store_arrays(model: LinearProbe, data: SyntheticMedical, features_dir: Path) -> dict:
+    """(features, labels) of the stores the probe used: the label fraction's rows for train."""
+    arrays = {}
+    for split in ("train", "val", "test"):
+        store = store_for(model.backbone, data, split, features_dir)
+        rows = store.rows_of(data.split_source(split).ids)
+        arrays[split] = (np.asarray(store.features[rows], dtype=np.float64), np.asarray(store.labels[rows]))
+    return arrays
+
+
+# -- the exact solver against scikit-learn ----------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
+def test_the_solver_selects_and_scores_as_scikit_learn_does_on_the_same_stores(kind, tmp_path, one_thread):
+    data = small_data(kind=kind, num_train=160, num_val=64, num_test=64)
+    l2 = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    model, test = run(True, tmp_path, data, l2_penalties=l2)
+    assert model.solver == "lbfgs" and model.trainer.current_epoch == 1  # one epoch: the solve
+    summary = model.extra_results()["solver"]
+    metric = data.task.primary_metric
+    reference = sklearn_probe(kind, *store_arrays(model, data, tmp_path).values(), l2)
+    ours = [point[f"val/{metric}"] for point in summary["path"]]
+    np.testing.assert_allclose(ours, reference["val"], atol=0.005)
+    assert summary["selected_on"] == f"val/{metric}"
+    assert abs(test[f"test/{metric}"] - reference["test"]) <= 0.005
+    assert all(point["converged"] for point in summary["path"])
+
+
+def test_the_sgd_sweep_on_standardised_features_is_near_the_exact_optimum(tmp_path, one_thread):
+    data = small_data(num_train=320, num_val=128, num_test=256)
+    l2 = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    probe, _ = run(True, tmp_path, data, l2_penalties=l2)
+    reference = sklearn_probe("binary", *store_arrays(probe, data, tmp_path).values(), l2)
+    _, sweep_test = run(True, tmp_path, data, epochs=60, model_class=LinearSweep,
+                        lrs=[1e-3, 1e-2, 1e-1], weight_decays=[0.0, 1e-2, 1e-1], optimizer="sgd")
+    assert abs(sweep_test["test/auroc"] - reference["test"]) <= 0.01
+
+
+# -- standardisation: the same inputs on both paths, kept in checkpoints -------------------------------------
 def test_cached_and_online_probes_agree_on_the_same_data(tmp_path):
-    cached, cached_test = run(True, tmp_path, small_data())
+    cached, cached_test = run(True, tmp_path, small_data(), solver="sgd")
     online, online_test = run(False, tmp_path / "unused", small_data())
     assert not (tmp_path / "unused").exists()
-    assert set(cached_test) == set(online_test) == {"test/auroc", "test/acc", "test/f1", "test/loss"}
-    for name, value in online_test.items():
-        assert abs(cached_test[name] - value) < 0.01, name
+    assert set(cached_test) == set(online_test) >= METRICS
+    for name in METRICS:
+        assert abs(cached_test[name] - online_test[name]) < 0.01, name
     torch.testing.assert_close(cached.head.weight, online.head.weight, atol=2e-3, rtol=0)
     assert set(cached.epoch_metrics["train"]) == set(online.epoch_metrics["train"])
+
+
+def test_online_and_cached_paths_standardise_alike(tmp_path):
+    data = small_data()
+    data.setup("fit")
+    pl.seed_everything(0)
+    cached = LinearProbe(backbone="test_resnet", features_dir=str(tmp_path), task=data.task)
+    pl.seed_everything(0)
+    online = LinearProbe(backbone="test_resnet", feature_cache=False, task=data.task)
+    cached.fit_standardization(data)  # from the training store
+    online.fit_standardization(data)  # from one pass of the backbone over the unaugmented training images
+    for name in ("mean", "std", "constant"):
+        torch.testing.assert_close(getattr(online.standardizers[0], name),
+                                   getattr(cached.standardizers[0], name), rtol=2e-3, atol=1e-6)
+    images = next(iter(data.eval_dataloader("val")))
+    stored = next(iter(cached.feature_dataloader(data, "val")))
+    rows = [stored["id"].index(i) for i in images["id"]]
+    from_store = cached.embeddings(stored)[0][rows]
+    from_images = online.embeddings(images)[0]
+    assert torch.isfinite(from_images).all()
+    # the store holds float16 features: standardised, their rounding is a few thousandths of a std
+    torch.testing.assert_close(from_store, from_images, atol=0.05, rtol=0)
+    assert (from_store - from_images).abs().mean() < 5e-3
 
 
 def test_a_configured_augmentation_the_stores_cannot_apply_is_announced(tmp_path, recwarn):
@@ -77,6 +147,7 @@ def test_checkpoints_leave_out_the_frozen_backbone_and_check_it_on_load(tmp_path
     saved = torch.load(tmp_path / "probe.ckpt", weights_only=True)
     assert not [k for k in saved["state_dict"] if k.startswith("backbone.")]
     assert saved["frozen_backbones"] == {"backbone": model.backbone.fingerprint}
+    assert saved["solver"] == model.extra_results()["solver"]
     for seed, fits in ((0, True), (1, False)):  # a random-init backbone from another seed is other weights
         pl.seed_everything(seed)
         restored = LinearProbe(backbone="test_resnet", features_dir=str(tmp_path), task=data.task)
@@ -88,6 +159,67 @@ def test_checkpoints_leave_out_the_frozen_backbone_and_check_it_on_load(tmp_path
         restored.on_load_checkpoint(checkpoint)  # as the Trainer does, then a strict load
         restored.load_state_dict(checkpoint["state_dict"])
         torch.testing.assert_close(restored.head.weight, model.head.weight)
+        for name in ("mean", "std", "constant", "fitted"):  # the standardisation came with the head
+            restored_value = getattr(restored.standardizers[0], name)
+            assert torch.equal(restored_value, getattr(model.standardizers[0], name))
+        assert restored.extra_results() == model.extra_results()
+
+
+def test_a_checkpoint_from_before_standardisation_loads_as_raw_features(tmp_path):
+    data = small_data()
+    model, _ = run(True, tmp_path, data, epochs=1)
+    checkpoint = {"state_dict": {k: v for k, v in model.state_dict().items()
+                                 if not k.startswith(("backbone.", "standardizers."))},
+                  "frozen_backbones": {"backbone": model.backbone.fingerprint}}
+    pl.seed_everything(0)
+    restored = LinearProbe(backbone="test_resnet", features_dir=str(tmp_path), task=data.task)
+    restored.on_load_checkpoint(checkpoint)
+    restored.load_state_dict(checkpoint["state_dict"])
+    batch = {"features": [torch.randn(3, model.backbone.embed_dim)]}
+    assert torch.equal(restored.embeddings(batch)[0], batch["features"][0])
+
+
+# -- bad input ----------------------------------------------------------------------------------------------
+def test_constant_feature_dimensions_give_no_nans(tmp_path):
+    model, test = run(True, tmp_path, small_data(), epochs=1)
+    assert model.standardizers[0].describe()["constant_dims"] > 0  # test_resnet has dead ReLU units
+    assert torch.isfinite(model.head.weight).all()
+    assert all(np.isfinite(v) for v in test.values())
+
+
+def test_a_class_missing_from_the_training_subset_is_named_with_the_fraction(tmp_path):
+    data = small_data(kind="multilabel", train_fraction=2)
+    with pytest.raises(TrainingSubsetError, match=r"train_fraction=2, fraction_seed=0\) hold no positive "
+                                                  r"example of \['ring', 'patch'\]"):
+        run(True, tmp_path, data, epochs=1)
+
+
+def test_a_solve_out_of_iterations_says_so_with_the_iterations_used(tmp_path):
+    with pytest.warns(SolverConvergenceWarning, match=r"did not converge in 1 iterations"):
+        model, _ = run(True, tmp_path, small_data(), epochs=1, max_iter=1, l2_penalties=[1e-4])
+    assert model.extra_results()["solver"]["path"][0]["converged"] is False
+
+
+def test_a_choice_at_the_end_of_the_grid_is_warned_and_recorded_and_only_then(tmp_path, recwarn):
+    data = small_data()
+    grid = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
+    model, _ = run(True, tmp_path, data, epochs=1, l2_penalties=grid)
+    summary = model.extra_results()["solver"]
+    chosen = summary["selected"]["l2"]
+    assert min(grid) < chosen < max(grid)  # inside the grid: nothing to say
+    assert summary["grid_edge"] == []
+    assert not any("extend the grid" in str(w.message) for w in recwarn)
+    run(True, tmp_path, data, epochs=1, l2_penalties=[1.0])  # one value: nothing was searched
+    assert not any("extend the grid" in str(w.message) for w in recwarn)
+
+    for narrowed, edge in (([v for v in grid if v >= chosen], "lowest"), ([v for v in grid if v <= chosen],
+                                                                          "highest")):
+        recwarn.clear()
+        model, _ = run(True, tmp_path, data, epochs=1, l2_penalties=narrowed)
+        (note,) = model.extra_results()["solver"]["grid_edge"]
+        assert (note["axis"], note["value"], note["edge"]) == ("l2_penalties", chosen, edge)
+        assert any(f"extend the grid {'below' if edge == 'lowest' else 'above'}" in str(w.message)
+                   for w in recwarn)
 
 
 @pytest.mark.slow

@@ -1,0 +1,101 @@
+"""The exact solver against scikit-learn's LogisticRegression on the same features and penalties."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from medtransfer.lightning_modules.logistic_path import data_loss, logistic_path
+
+L2_VALUES = [1e-3, 1e-2, 1e-1, 1.0]
+
+
+def gaussian_classes(kind: str, n: int = 300, dim: int = 20, seed: int = 0):
+    """Standardised features whose classes (labels) shift the mean along random directions, with overlap."""
+    rng = np.random.default_rng(seed)
+    if kind == "multilabel":
+        labels = (rng.random((n, 3)) < 0.4).astype(np.float32)
+        features = rng.normal(size=(n, dim)) + labels @ rng.normal(size=(3, dim))
+    else:
+        classes = 2 if kind == "binary" else 4
+        labels = rng.integers(0, classes, n)
+        features = rng.normal(size=(n, dim)) + rng.normal(size=(classes, dim))[labels] * 0.8
+    return StandardScaler().fit_transform(features).astype(np.float32), labels
+
+
+def sklearn_coefficients(kind: str, features, labels, l2: float, tol: float):
+    """(weight outputs x D, bias outputs) of scikit-learn's fit with the same objective."""
+    c = 1.0 / (l2 * len(features))
+    features = features.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if kind == "multilabel":
+            fits = [LogisticRegression(C=c, tol=tol, max_iter=5000).fit(features, labels[:, j])
+                    for j in range(labels.shape[1])]
+            return np.concatenate([f.coef_ for f in fits]), np.concatenate([f.intercept_ for f in fits])
+        fit = LogisticRegression(C=c, tol=tol, max_iter=5000).fit(features, labels)
+        return fit.coef_, fit.intercept_
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
+def test_every_point_of_the_path_is_scikit_learns_solution(kind):
+    features, labels = gaussian_classes(kind)
+    outputs = {"binary": 1, "multiclass": 4, "multilabel": 3}[kind]
+    path = logistic_path(torch.from_numpy(features), torch.from_numpy(labels), kind, outputs, L2_VALUES,
+                         tol=1e-6)
+    assert [p.l2 for p in path] == L2_VALUES  # in the order asked, though solved strongest first
+    x, y = torch.from_numpy(features).double(), torch.from_numpy(labels)
+    for point in path:
+        weight, bias = sklearn_coefficients(kind, features, labels, point.l2, tol=1e-8)
+        assert point.converged and point.gradient <= 1e-6
+        # the same minimum: objectives equal, coefficients within what the gradient tolerance allows
+        theirs = float(data_loss(kind, x @ torch.from_numpy(weight).T + torch.from_numpy(bias), y)
+                       + 0.5 * point.l2 * (weight**2).sum())
+        assert point.objective == pytest.approx(theirs, rel=1e-7)
+        np.testing.assert_allclose(point.weight.numpy(), weight, atol=1e-3 * max(1, np.abs(weight).max()))
+        np.testing.assert_allclose(point.bias.numpy(), bias, atol=1e-3 * max(1, np.abs(bias).max()))
+
+
+def test_the_objective_is_the_mean_loss_plus_half_the_penalised_squared_weights():
+    features, labels = gaussian_classes("binary", n=50, dim=4)
+    (point,) = logistic_path(torch.from_numpy(features), torch.from_numpy(labels), "binary", 1, [0.3])
+    x = torch.from_numpy(features).double()
+    loss = data_loss("binary", point.logits(x), torch.from_numpy(labels))
+    assert point.objective == pytest.approx(float(loss + 0.15 * point.weight.pow(2).sum()), rel=1e-9)
+
+
+def test_multilabel_losses_add_up_over_the_labels():
+    logits = torch.tensor([[0.0, 2.0], [1.0, -1.0]])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    per_label = [data_loss("binary", logits[:, j], labels[:, j]) for j in range(2)]
+    assert float(data_loss("multilabel", logits, labels)) == pytest.approx(float(sum(per_label)))
+
+
+def test_warm_starts_make_the_weakly_regularised_points_cheaper():
+    features, labels = gaussian_classes("multiclass", n=400, dim=40)
+    x, y = torch.from_numpy(features), torch.from_numpy(labels)
+    weakest = 1e-4
+    cold = logistic_path(x, y, "multiclass", 4, [weakest], tol=1e-6)[0]
+    warm = logistic_path(x, y, "multiclass", 4, [weakest, 1e-3, 1e-2, 1e-1], tol=1e-6)[0]
+    assert warm.converged and cold.converged and warm.iterations < cold.iterations
+    torch.testing.assert_close(warm.weight, cold.weight, atol=1e-2, rtol=0)  # within tol / l2
+
+
+def test_a_solve_that_runs_out_of_iterations_says_so():
+    features, labels = gaussian_classes("multiclass")
+    (point,) = logistic_path(torch.from_numpy(features), torch.from_numpy(labels), "multiclass", 4, [1e-4],
+                             max_iter=3)
+    assert not point.converged and point.iterations <= 3 and point.gradient > 1e-4
+
+
+def test_bad_penalties_are_refused():
+    features, labels = gaussian_classes("binary", n=20, dim=3)
+    for bad in ([], [0.1, 0.0], [-1.0]):
+        with pytest.raises(ValueError, match="l2 values must be positive"):
+            logistic_path(torch.from_numpy(features), torch.from_numpy(labels), "binary", 1, bad)
