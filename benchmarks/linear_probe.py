@@ -1,41 +1,63 @@
-"""Linear probe on feature stores vs the online probe, in one process on the same machine.
+"""Linear evaluation, measured in one process on one machine: feature stores against the online probe, the LR
+sweep against one probe, and the exact solver against scikit-learn.
 
-Prints: the time of one forward pass over all splits; (a) the online probe (backbone on every batch) and (b)
-extraction + cached probe, for the same epochs and seed, both test metrics and the time ratio; and a sweep of
-``--sweep-lrs`` learning rates vs a single probe on the same (already extracted) stores.
+Prints, each with the time of one forward pass (the extraction) as the yardstick:
+
+(a)/(b) the online probe (backbone on every batch) against extraction + a cached probe, both trained by AdamW
+        for the same epochs and seed (``solver: sgd``), their test metrics and the time ratio;
+(c)     the time of a sweep of ``--sweep-lrs`` AdamW learning rates against one AdamW probe, same stores;
+(d)     the exact solver (``LinearProbe``'s default on stores: standardised features, L-BFGS along the L2
+        path, selection on validation) against scikit-learn's ``LogisticRegression(C=1 / (l2 * n))`` on the
+        same standardised stores, penalties and selection: test metric and time of both; and the default
+        standardised SGD sweep's (learning rates x L2 weight decays) test metric against scikit-learn's;
+(e)     the solver's whole path against scikit-learn's on ``--scale-rows`` x ``--scale-dim`` float features
+        (Gaussian classes), time of both.
 
     python benchmarks/linear_probe.py   # PneumoniaMNIST (../shared/data, else synthetic), ResNet-50, 64 px
-    python benchmarks/linear_probe.py --backbone resnet18 --image-size 28   # the cheapest forward pass
-    python benchmarks/linear_probe.py --backbone resnet50.tv_in1k           # pretrained (downloads once)
+    python benchmarks/linear_probe.py --dataset retinamnist --backbone resnet18 --image-size 28 --only solver
+    python benchmarks/linear_probe.py --backbone resnet18 --checkpoint ssl.pt   # non-trivial features
+    python benchmarks/linear_probe.py --backbone resnet50.tv_in1k   # pretrained (downloads once)
 
-No train-time augmentation (``augmentation: none``), so both probes see the same inputs and should agree. The
-run ends with the issue's targets, each marked met or missed. Cached training costs a fixed few milliseconds
-per step, so its ratio to one forward pass shrinks as the backbone and the images grow.
+No train-time augmentation (``augmentation: none``), so every probe sees the same inputs. The run ends with
+the issues' targets, each marked met or MISSED. scikit-learn is a dev dependency
+(``pip install -e ".[dev]"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 
 from medtransfer.datamodules import SyntheticMedical
 from medtransfer.features import store_for
 from medtransfer.lightning_modules import LinearProbe, LinearSweep
+from medtransfer.lightning_modules.linear_probe import DEFAULT_L2
+from medtransfer.lightning_modules.logistic_path import logistic_path
 
-SHARED_MEDMNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "medmnist"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"
+sys.path.insert(0, str(REPO))  # the scikit-learn reference lives with the tests that hold the solver to it
+from tests.lightning_modules.sklearn_reference import sklearn_probe  # noqa: E402
+
+SECTIONS = ("stores", "sweep", "solver", "scale")
 
 
 def build_data(args):
     options = {"image_size": args.image_size, "batch_size": args.batch_size, "augmentation": "none"}
-    if args.dataset == "pneumoniamnist":
+    if args.dataset in ("pneumoniamnist", "retinamnist"):
         from medtransfer.datamodules import MedMNIST
 
-        return MedMNIST(root=str(SHARED_MEDMNIST), flag="pneumoniamnist", size=28, **options)
+        return MedMNIST(root=str(SHARED_MEDMNIST), flag=args.dataset, size=28, **options)
     return SyntheticMedical(
         num_train=args.num_train, num_val=args.num_train // 4, num_test=args.num_train // 2, **options
     )
@@ -61,127 +83,193 @@ def fit_and_test(model, data, epochs: int) -> dict:
     return test
 
 
-def probe(args, data, feature_cache: bool, features_dir: str):
+def probe(args, data, features_dir: str, feature_cache: bool = True, solver: str = "sgd") -> LinearProbe:
     pl.seed_everything(args.seed)
-    return LinearProbe(
-        backbone=args.backbone,
-        feature_cache=feature_cache,
-        features_dir=features_dir,
-        task=data.task,
-        lr=args.lr,
-    )
+    return LinearProbe(backbone=args.backbone, checkpoint=args.checkpoint, feature_cache=feature_cache,
+                       features_dir=features_dir, solver=solver, task=data.task, lr=args.lr)
+
+
+def compare_online_and_cached(args, data, tmp: str, forward: Clock, targets: list) -> None:
+    """(a)/(b): the same AdamW probe on images every batch and on stores."""
+    training = Clock()
+    with training:
+        fit_and_test(probe(args, data, tmp), data, args.epochs)
+    cached = forward + training
+    print(f"(b) extraction + cached AdamW probe, {args.epochs} epochs: {cached} = {cached.ratio(forward)} "
+          "one forward pass")
+    targets.append(Target(f"{args.epochs} cached epochs (extraction included) / one forward pass",
+                          cached.wall / forward.wall, 1.3, "at most"))
+    online_epochs = args.online_epochs or args.epochs
+    online = Clock()
+    with online:
+        online_test = fit_and_test(probe(args, data, tmp, feature_cache=False), data, online_epochs)
+    online = online.scaled(args.epochs / online_epochs)
+    measured = "" if online_epochs == args.epochs else f" (measured at {online_epochs} epochs, scaled)"
+    print(f"(a) online probe, {args.epochs} epochs: {online}{measured}")
+    print(f"online / cached: {online.ratio(cached)}")
+    targets.append(Target(f"online / cached probe, {args.epochs} epochs", online.wall / cached.wall, 30,
+                          "at least"))
+    cached_test = fit_and_test(probe(args, data, tmp), data, online_epochs)
+    print(f"test metrics at {online_epochs} epochs, same seed, no train-time augmentation:")
+    for name in sorted(set(online_test) & set(cached_test)):
+        print(f"  {name:<12} online {online_test[name]:.4f}  cached {cached_test[name]:.4f}  "
+              f"|diff| {abs(online_test[name] - cached_test[name]):.4f}")
+    primary = f"test/{data.task.primary_metric}"
+    targets.append(Target(f"|online - cached| {primary}", abs(online_test[primary] - cached_test[primary]),
+                          0.01, "at most"))
+
+
+def compare_sweep_and_single(args, data, tmp: str, targets: list) -> None:
+    """(c): ten AdamW heads in one pass against one."""
+    single = Clock()
+    with single:
+        fit_and_test(probe(args, data, tmp), data, args.sweep_epochs)
+    pl.seed_everything(args.seed)
+    sweep_model = LinearSweep(backbone=args.backbone, checkpoint=args.checkpoint, lrs=sweep_lrs(args),
+                              weight_decays=[0.0], optimizer="adamw", features_dir=tmp, task=data.task)
+    sweep = Clock()
+    with sweep:
+        fit_and_test(sweep_model, data, args.sweep_epochs)
+    print(f"(c) stores reused, {args.sweep_epochs} epochs: single AdamW probe {single}, sweep of "
+          f"{args.sweep_lrs} lrs {sweep} = {sweep.ratio(single)}")
+    targets.append(Target(f"sweep of {args.sweep_lrs} lrs / one probe", sweep.wall / single.wall, 1.5,
+                          "below"))
+
+
+def compare_solver_with_sklearn(args, data, tmp: str, forward: Clock, targets: list) -> None:
+    """(d): the exact solver, and the standardised AdamW sweep, against scikit-learn on the same stores."""
+    model = probe(args, data, tmp, solver="lbfgs")
+    solve = Clock()
+    with solve:
+        ours = fit_and_test(model, data, 1)
+    summary = model.extra_results()["solver"]
+    arrays = store_arrays(model, data, tmp)
+    reference_clock = Clock()
+    with reference_clock:
+        reference = sklearn_probe(data.task.kind, *arrays.values(), summary_l2(summary))
+    metric = data.task.primary_metric
+    primary = f"test/{metric}"
+    print(f"(d) exact solver, {len(summary['path'])} penalties, stores reused: the path "
+          f"{summary['path_seconds']:.1f}s wall; with loading, standardisation, validation and test "
+          f"{solve} = {solve.ratio(forward)} one forward pass; scikit-learn lbfgs on the same path (with "
+          f"its predictions) {reference_clock}")
+    unconverged = [p["l2"] for p in summary["path"] if not p["converged"]]
+    print(f"    selected l2: ours {summary['selected']['l2']:.3g}, scikit-learn {reference['l2']:.3g}; "
+          f"{primary}: ours {ours[primary]:.4f}, scikit-learn {reference['test']:.4f}; "
+          f"not converged at l2 {unconverged or 'none'}")
+    targets.append(Target(f"|solver - scikit-learn| {primary}", abs(ours[primary] - reference["test"]), 0.005,
+                          "at most"))
+    pl.seed_everything(args.seed)
+    sweep_model = LinearSweep(backbone=args.backbone, checkpoint=args.checkpoint, features_dir=tmp,
+                              task=data.task)  # the default: SGD over learning rates x L2 weight decays
+    sweep_test = fit_and_test(sweep_model, data, args.epochs)
+    chosen = sweep_model.extra_results()["sweep"]["selected"]
+    print(f"    standardised SGD sweep ({len(sweep_model.grid)} heads, {args.epochs} epochs, lr "
+          f"{chosen['lr']:.2g} and weight decay {chosen['weight_decay']:.2g} selected): {primary} "
+          f"{sweep_test[primary]:.4f}")
+    targets.append(Target(f"|standardised SGD sweep - scikit-learn| {primary}",
+                          abs(sweep_test[primary] - reference["test"]), 0.01, "at most"))
+
+
+def time_solver_at_scale(args, targets: list) -> None:
+    """(e): the whole path on ``rows x dim`` float features, ours against scikit-learn's, same penalties."""
+    rng = np.random.default_rng(args.seed)
+    labels = rng.integers(0, 2, args.scale_rows)
+    centres = 0.05 * rng.normal(size=(2, args.scale_dim))
+    features = rng.normal(size=(args.scale_rows, args.scale_dim)) + centres[labels]
+    features = ((features - features.mean(0)) / features.std(0)).astype(np.float32)
+    ours = Clock()
+    with ours:
+        path = logistic_path(torch.from_numpy(features), torch.from_numpy(labels), "binary", 1, DEFAULT_L2)
+    theirs = Clock()
+    with theirs, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(C=1.0, tol=1e-4, max_iter=1000, warm_start=True)
+        for l2 in sorted(DEFAULT_L2, reverse=True):
+            model.set_params(C=1.0 / (l2 * len(features)))
+            model.fit(features.astype(np.float64), labels)
+    iterations = sum(p.iterations for p in path)
+    print(f"(e) the {len(DEFAULT_L2)}-penalty path on {args.scale_rows} x {args.scale_dim} features: solver "
+          f"{ours} ({iterations} L-BFGS iterations), scikit-learn lbfgs {theirs}")
+    targets.append(Target(f"solver / scikit-learn, whole path on {args.scale_rows} x {args.scale_dim}",
+                          ours.wall / theirs.wall, 1.0, "below"))
+
+
+def store_arrays(model: LinearProbe, data, features_dir: str) -> dict:
+    """(features, labels) per split of the stores a probe used: the label fraction's rows for train."""
+    arrays = {}
+    for split in ("train", "val", "test"):
+        store = store_for(model.backbone, data, split, features_dir)
+        rows = store.rows_of(data.split_source(split).ids)
+        arrays[split] = (np.asarray(store.features[rows], dtype=np.float64), np.asarray(store.labels[rows]))
+    return arrays
+
+
+def summary_l2(summary: dict) -> list[float]:
+    return [point["l2"] for point in summary["path"]]
+
+
+def sweep_lrs(args) -> list[float]:
+    return np.geomspace(1e-4, 0.1, args.sweep_lrs).tolist()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--dataset",
-        choices=("pneumoniamnist", "synthetic"),
-        default="pneumoniamnist" if (SHARED_MEDMNIST / "pneumoniamnist.npz").is_file() else "synthetic",
-    )
-    parser.add_argument(
-        "--backbone",
-        default="resnet50",
-        help="a timm architecture (random init, no download) or registry weights (e.g. resnet50.tv_in1k)",
-    )
+    has_shared = (SHARED_MEDMNIST / "pneumoniamnist.npz").is_file()
+    parser.add_argument("--dataset", choices=("pneumoniamnist", "retinamnist", "synthetic"),
+                        default="pneumoniamnist" if has_shared else "synthetic")
+    parser.add_argument("--backbone", default="resnet50",
+                        help="a timm architecture (random init, no download) or registry weights")
+    parser.add_argument("--checkpoint", default=None, help="a local weights file for --backbone")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-train", type=int, default=1024, help="synthetic only; val 1/4, test 1/2 of it")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument(
-        "--online-epochs",
-        type=int,
-        default=2,
-        help="epochs of the online probe (0: --epochs); fewer ones are timed and scaled "
-        "linearly to --epochs, and the metric comparison then runs the cached probe at them too",
-    )
+    parser.add_argument("--online-epochs", type=int, default=2,
+                        help="epochs of the online probe (0: --epochs); fewer ones are timed and scaled "
+                             "linearly to --epochs, and the metric comparison then runs the cached probe at "
+                             "them too")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=0.1,
-        help="the probes' learning rate (random-init features are small: at 1e-3 two epochs learn nothing)",
-    )
+    parser.add_argument("--lr", type=float, default=1e-3, help="the AdamW probes' learning rate")
     parser.add_argument("--sweep-lrs", type=int, default=10, help="sweep this many rates, 1e-4 to 0.1")
-    parser.add_argument(
-        "--sweep-epochs", type=int, default=20, help="epochs of the sweep vs single-probe timing"
-    )
+    parser.add_argument("--sweep-epochs", type=int, default=20,
+                        help="epochs of the sweep vs single-probe timing")
+    parser.add_argument("--scale-rows", type=int, default=5000)
+    parser.add_argument("--scale-dim", type=int, default=2048)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="run only these sections: stores (a, b), sweep (c), solver (d), scale (e)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    online_epochs = args.online_epochs or args.epochs
     data = build_data(args)
     data.setup("fit")
     sizes = {split: len(data.sources()[split]) for split in ("train", "val", "test")}
-    print(
-        f"data: {data.name} {sizes} at {args.image_size} px; backbone {args.backbone}; "
-        f"batch {args.batch_size}; seed {args.seed}"
-    )
-
+    source = f" from {args.checkpoint}" if args.checkpoint else ""
+    print(f"data: {data.name} {sizes} at {args.image_size} px; backbone {args.backbone}{source}; "
+          f"batch {args.batch_size}; seed {args.seed}; {torch.get_num_threads()} CPU threads")
+    targets: list[Target] = []
     with tempfile.TemporaryDirectory(prefix="medtransfer-bench-") as tmp:
-        model = probe(args, data, True, tmp)
+        model = probe(args, data, tmp)
         forward = Clock()
         with forward:  # the forward pass IS the extraction: stores are written as the embeddings arrive
             for split in sizes:
                 store_for(model.backbone, data, split, tmp)
         print(f"one forward pass over all splits (extraction into stores): {forward}")
-
-        training = Clock()
-        with training:
-            cached_test = fit_and_test(model, data, args.epochs)
-        cached = forward + training
-        print(
-            f"(b) extraction + cached probe, {args.epochs} epochs: {cached} = {cached.ratio(forward)} "
-            "one forward pass"
-        )
-        targets = [Target(f"{args.epochs} cached epochs (extraction included) / one forward pass",
-                          cached.wall / forward.wall, 1.3, "at most")]
-
-        online = Clock()
-        with online:
-            online_test = fit_and_test(probe(args, data, False, tmp), data, online_epochs)
-        online = online.scaled(args.epochs / online_epochs)
-        measured = "" if online_epochs == args.epochs else f" (measured at {online_epochs} epochs, scaled)"
-        print(f"(a) online probe, {args.epochs} epochs: {online}{measured}")
-        print(f"online / cached: {online.ratio(cached)}")
-        targets.append(Target(f"online / cached probe, {args.epochs} epochs", online.wall / cached.wall, 30,
-                              "at least"))
-        if online_epochs != args.epochs:
-            cached_test = fit_and_test(probe(args, data, True, tmp), data, online_epochs)
-        print(f"test metrics at {online_epochs} epochs, same seed, no train-time augmentation:")
-        for name in sorted(online_test):
-            print(
-                f"  {name:<12} online {online_test[name]:.4f}  cached {cached_test[name]:.4f}  "
-                f"|diff| {abs(online_test[name] - cached_test[name]):.4f}"
-            )
-        primary = f"test/{data.task.primary_metric}"
-        gap = abs(online_test[primary] - cached_test[primary])
-        targets.append(Target(f"|online - cached| {primary}", gap, 0.01, "at most"))
-
-        single = Clock()
-        with single:
-            fit_and_test(probe(args, data, True, tmp), data, args.sweep_epochs)
-        pl.seed_everything(args.seed)
-        lrs = np.geomspace(1e-4, 0.1, args.sweep_lrs).tolist()
-        sweep_model = LinearSweep(backbone=args.backbone, lrs=lrs, features_dir=tmp, task=data.task)
-        sweep = Clock()
-        with sweep:
-            sweep_test = fit_and_test(sweep_model, data, args.sweep_epochs)
-        chosen = sweep_model.extra_results()["sweep"]["selected"]
-        print(
-            f"stores reused, {args.sweep_epochs} epochs: single probe {single}, "
-            f"sweep of {len(lrs)} lrs {sweep} = {sweep.ratio(single)} "
-            f"(lr {chosen['lr']:.2g} selected on val; "
-            f"{primary} {sweep_test[primary]:.4f})"
-        )
-        targets.append(Target(f"sweep of {len(lrs)} lrs / one probe", sweep.wall / single.wall, 1.5, "below"))
-    print("targets (wall time):")
+        if "stores" in args.only:
+            compare_online_and_cached(args, data, tmp, forward, targets)
+        if "sweep" in args.only:
+            compare_sweep_and_single(args, data, tmp, targets)
+        if "solver" in args.only:
+            compare_solver_with_sklearn(args, data, tmp, forward, targets)
+    if "scale" in args.only:
+        time_solver_at_scale(args, targets)
+    print("targets:")
     for target in targets:
         print(f"  {target}")
 
 
 class Target:
-    """One of the issue's targets: a measured value against its bound."""
+    """One of the issues' targets: a measured value against its bound."""
 
     def __init__(self, name: str, value: float, bound: float, kind: str) -> None:
         self.name, self.value, self.bound, self.kind = name, value, bound, kind

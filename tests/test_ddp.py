@@ -82,6 +82,7 @@ def test_two_process_sweep_scores_every_head_on_the_whole_validation_split(tiny_
         "--config", str(REPO / "configs" / "model" / "linear_sweep.yaml"),
         "--model.init_args.backbone", "test_resnet",
         "--model.init_args.lrs", "[0.001, 0.01, 0.1]",
+        "--model.init_args.weight_decays", "[0.0]",
         "--model.init_args.features_dir", str(tmp_path / "features"),
     ]
     args = [*tiny_cli(tmp_path / "runs", num_val=25, num_test=25, max_epochs=2), *sweep]

@@ -3,6 +3,7 @@ exactly on feature stores or trained by AdamW/SGD on images."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -140,11 +141,14 @@ class LinearProbe(SingleBackboneModule):
         val = self.feature_dataloader(datamodule, "val")
         features = self.embeddings({"features": train.features})[0]
         check_training_labels(self.task, train.labels, describe_subset(datamodule, len(train.labels)))
+        started = time.perf_counter()
         with self.all_threads():
             path = logistic_path(features, train.labels, self.task.kind, self.task.num_outputs,
                                  self.l2_penalties, max_iter=self.max_iter, tol=self.tol)
+        seconds = time.perf_counter() - started
         val_features = self.embeddings({"features": val.features})[0]
         summary = self._summarise(path, [p.logits(val_features).float() for p in path], val.labels)
+        summary["path_seconds"] = round(seconds, 3)
         chosen = path[summary["selected"]["index"]]
         summary, chosen = self.trainer.strategy.broadcast((summary, chosen), src=0)
         with torch.no_grad():

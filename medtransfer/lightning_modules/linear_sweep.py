@@ -17,7 +17,10 @@ from .headwise_optimizer import HeadwiseOptimizer
 from .metrics import build_metrics, metric_targets, probabilities
 from .selection import best_index, grid_edges, warn_grid_edges
 
-DEFAULT_LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
+# SGD with momentum on standardised features: rates around 0.1, and the L2 weight decay searched too, since an
+# unpenalised head trained to convergence overfits as the exact solver's path shows
+DEFAULT_LRS = (0.01, 0.03, 0.1, 0.3, 1.0)
+DEFAULT_WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 class LinearSweep(SingleBackboneModule):
@@ -48,12 +51,12 @@ class LinearSweep(SingleBackboneModule):
         embedding: str | None = None,
         resize_to: int | None = None,
         lrs: Sequence[float] = DEFAULT_LRS,
-        weight_decays: Sequence[float] = (0.0,),
+        weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
         feature_cache: bool = True,
         features_dir: str | None = None,
         standardize: bool = True,
         task: Task | None = None,
-        optimizer: str = "adamw",
+        optimizer: str = "sgd",
         scheduler: str = "cosine",
         warmup_epochs: float = 0.0,
     ) -> None:

@@ -64,7 +64,8 @@ def test_sweep_selects_on_validation_and_reports_the_selected_heads_test_metrics
 def test_heads_train_independently_at_their_own_rates(tmp_path):
     pl.seed_everything(0)
     data = tiny_data()
-    model = LinearSweep(backbone="test_resnet", lrs=[0.0, 1e-2], features_dir=str(tmp_path), task=data.task)
+    model = LinearSweep(backbone="test_resnet", lrs=[0.0, 1e-2], weight_decays=[0.0],
+                        features_dir=str(tmp_path), task=data.task)
     before = model.heads.weight.detach().clone()
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
@@ -78,8 +79,8 @@ def test_sweep_selects_on_the_tasks_primary_metric(kind, tmp_path):
     # ordinal multiclass selects on quadratic kappa, multilabel on the mean AUROC over findings
     pl.seed_everything(0)
     data = tiny_data(kind=kind, num_train=64, num_val=32)
-    model = LinearSweep(backbone="test_resnet", lrs=[1e-4, 1e-2, 1e-1], features_dir=str(tmp_path),
-                        task=data.task)
+    model = LinearSweep(backbone="test_resnet", lrs=[1e-4, 1e-2, 1e-1], weight_decays=[0.0],
+                        features_dir=str(tmp_path), task=data.task)
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, datamodule=data)
