@@ -16,7 +16,7 @@ from pytorch_lightning.cli import LightningCLI
 from .callbacks import PredictionWriter, TaskCheckpoint, TestPlots, TrainingImageGrid
 from .datamodules import MedicalDataModule
 from .errors import find_user_error
-from .lightning_modules import TaskModule
+from .lightning_modules import MedTransferModule
 from .results import build_results, write_json_atomic
 from .task import Task, TaskMismatchError
 
@@ -90,7 +90,8 @@ class MedTransferCLI(LightningCLI):
         metrics = {}
         if self.model.epoch_metrics.get("train"):
             metrics["train"] = self.model.epoch_metrics["train"]
-        if self._config().get("test_after_fit", True) and not self.trainer.interrupted:
+        evaluate = self._config().get("test_after_fit", True) and self.model.evaluate_after_fit
+        if evaluate and not self.trainer.interrupted:
             ckpt = self._best_checkpoint()
             self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
             metrics["val"] = dict(self.model.epoch_metrics.get("val", {}))
@@ -126,14 +127,14 @@ class MedTransferCLI(LightningCLI):
         log_dir = self.trainer.log_dir or os.getcwd()  # a broadcast under DDP: every rank must ask
         if not self.trainer.is_global_zero:
             return
-        model: TaskModule = self.model
+        model: MedTransferModule = self.model
         datamodule: MedicalDataModule = self.datamodule
         config = self._config()
         seed = os.environ.get("PL_GLOBAL_SEED")  # the seed really used, also when the config asked for any
         results = build_results(
             verb=verb,
             metrics=metrics,
-            task=model.task.to_dict(),
+            task=model.task.to_dict() if model.task is not None else None,
             data=datamodule.describe() if hasattr(datamodule, "describe") else {},
             model=model.describe(),
             seed=int(seed) if seed is not None else config.get("seed_everything"),
@@ -201,7 +202,7 @@ def run_lightning_cli(argv: list[str] | None,
     """The CLI on ``argv``; ``cli_class`` lets tools reuse the exact parser (e.g. the benchmark's config
     check)."""
     return cli_class(
-        model_class=TaskModule,
+        model_class=MedTransferModule,
         datamodule_class=MedicalDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

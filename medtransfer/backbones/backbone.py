@@ -27,10 +27,14 @@ class Backbone(nn.Module):
         preprocessing: Preprocessing,
         embedding: str = "pre_logits",
         resize_to: int | None = None,
+        arch: str | None = None,
+        timm_kwargs: dict | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.name = name
+        self.arch = arch or name  # the timm architecture and arguments that rebuild ``model`` (exports)
+        self.timm_kwargs = dict(timm_kwargs or {})
         self.preprocessing = preprocessing
         self.embedding = embedding
         self.resize_to = resize_to

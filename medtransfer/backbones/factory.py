@@ -10,6 +10,7 @@ from torch import nn
 from .backbone import Backbone
 from .download import resolve_weights_file
 from .embedding import RECIPES
+from .export import check_export_arch, check_export_fingerprint, export_kwargs, read_export
 from .layouts import get_layout
 from .loading import LoadReport, load_weights
 from .preprocessing import Preprocessing
@@ -30,7 +31,10 @@ def create_backbone(
       preprocessing and embedding recipe, with the weights from ``checkpoint`` if given, else the cache,
       else a download;
     - a timm architecture (``resnet50``): random initialisation, or the weights of ``checkpoint`` in any
-      layout that ``format: auto`` recognises (``layouts.detect_layout``).
+      layout that ``format: auto`` recognises (``layouts.detect_layout``);
+    - with a medtransfer backbone export as ``checkpoint`` (``export.py``, e.g. from self-supervised
+      pretraining): the export's preprocessing, embedding recipe and timm arguments, its architecture checked
+      against the name, and its weights checked against the fingerprint it recorded.
 
     Loading is exact or fails (``CheckpointMismatchError`` listing the keys). ``timm_kwargs`` go to
     ``timm.create_model`` (e.g. ``img_size``, ``dynamic_img_size``).
@@ -52,8 +56,15 @@ def build_backbone(
     arch, kwargs = (name, timm_kwargs) if entry is None else (entry.arch, entry_kwargs(entry, timm_kwargs))
     path = resolve_weights_file(entry, checkpoint) if entry is not None or checkpoint is not None else None
     state = read_checkpoint(path) if path is not None else None  # a bad file fails before the model is built
+    exported = read_export(state, path) if state is not None else None
+    if exported is not None:  # a medtransfer backbone export: its own architecture check and recipe
+        check_export_arch(exported, arch, path)
+        kwargs = export_kwargs(exported, kwargs, path)
     model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
-    if entry is not None:
+    if exported is not None:
+        preprocessing, default_embedding = exported.preprocessing, exported.embedding
+        layout = get_layout("medtransfer")
+    elif entry is not None:
         preprocessing, default_embedding = entry.preprocessing, entry.embedding
         layout = get_layout(entry.layout)
     else:
@@ -64,8 +75,11 @@ def build_backbone(
     if state is not None:
         report = load_weights(model, state, path, layout)
         rank_zero_info(f"{name}: {report.summary()}")
-    backbone = Backbone(model, name, preprocessing, embedding=recipe, resize_to=resize_to)
+    backbone = Backbone(model, name, preprocessing, embedding=recipe, resize_to=resize_to, arch=arch,
+                        timm_kwargs=kwargs)
     _ = backbone.fingerprint  # of the weights as loaded, before any training changes them
+    if exported is not None:
+        check_export_fingerprint(exported, backbone, path)
     return backbone, report
 
 

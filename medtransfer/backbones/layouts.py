@@ -3,7 +3,8 @@
 A layout says which top-level entry holds the state dict (``state_dict``, DINO's ``teacher``), which LEADING
 prefix the backbone's keys carry (``module.``, ``module.encoder_q.``; only ever stripped from the start of a
 key), and which other keys are known not to be backbone weights (projection heads, momentum encoders,
-classifiers): those are dropped and reported. Anything else that does not fit the model is an error
+classifiers): those are dropped and reported. medtransfer's own backbone exports (``export.py``) are
+recognised by their ``format`` key. Anything else that does not fit the model is an error
 (``loading.py``).
 """
 
@@ -16,6 +17,8 @@ from fnmatch import fnmatchcase
 from torch import nn
 
 from .errors import CheckpointMismatchError
+
+EXPORT_FORMAT = "medtransfer.backbone/1"  # export.py writes it; kept here so layouts stay import-light
 
 Check = Callable[[Mapping, nn.Module], None]
 
@@ -98,6 +101,8 @@ LAYOUTS: dict[str, Layout] = {
                check=check_mocov3_heads),
         Layout("byol_converted", "BYOL converted to PyTorch: flat state dict (fc.* dropped)", drop=("fc.*",)),
         Layout("barlowtwins", "Barlow Twins: flat backbone state dict", drop=("fc.*",)),
+        Layout("medtransfer", "medtransfer backbone export (self-supervised pretraining): the backbone's "
+               "state dict alone, with its architecture and preprocessing", containers=("state_dict",)),
     )
 }
 
@@ -112,6 +117,8 @@ def detect_layout(checkpoint: Mapping, model: nn.Module) -> Layout:
     """``format: auto``: recognise a published layout by its signature keys, else find the leading prefix that
     maps the most keys onto ``model`` (DDP ``module.``, lightly ``backbone.`` / ``backbone.vit.``, any
     LightningModule attribute, ``torch.compile``'s ``_orig_mod.``)."""
+    if checkpoint.get("format") == EXPORT_FORMAT:
+        return LAYOUTS["medtransfer"]
     if "teacher" in checkpoint or "student" in checkpoint:
         return LAYOUTS["dino"]
     state, container = _find_state_dict(checkpoint)

@@ -9,6 +9,7 @@ from .pcam import PCam
 from .pneumonia import ChestXrayPneumonia
 from .retinopathy import APTOS2019, EyePACS
 from .synthetic import SyntheticMedical
+from .unlabelled import UnlabelledImages
 
 __all__ = [
     "APTOS2019",
@@ -21,4 +22,5 @@ __all__ = [
     "MedicalDataModule",
     "PCam",
     "SyntheticMedical",
+    "UnlabelledImages",
 ]

@@ -14,12 +14,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..task import Task
+from ..views import ViewSpec
 from .dataset import TransformedDataset, collate_skipping
+from .errors import DatasetTooSmallError
 from .fractions import select_fraction
 from .samplers import EpochSampler, UnpaddedSampler
 from .sources import Source
 from .splits import write_split_file
 from .transforms import PRESETS, build_transform
+from .views import MultiViewDataset, build_view_transform
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ class MedicalDataModule(pl.LightningDataModule):
     """
 
     default_augmentation = "natural"
-    task: Task
+    task: Task | None  # None: images without labels (self-supervised pretraining only)
 
     def __init__(
         self,
@@ -135,10 +138,21 @@ class MedicalDataModule(pl.LightningDataModule):
         self.train_indices()
 
     # -- loaders --------------------------------------------------------------------------------------------
+    @property
+    def multilabel(self) -> bool:
+        return self.task is not None and self.task.kind == "multilabel"
+
     def dataset(self, split: str, train_transform: bool) -> TransformedDataset:
         transform = build_transform(self.augmentation, self.image_size, train_transform)
         return TransformedDataset(self.split_source(split), transform, seed=_run_seed(),
-                                  multilabel=self.task.kind == "multilabel")
+                                  multilabel=self.multilabel)
+
+    def view_dataset(self, spec: ViewSpec) -> MultiViewDataset:
+        """The training split (its label fraction) as multi-view items for self-supervised pretraining
+        (``medtransfer.views``): augmented for this dataset's modality; labels come along unused."""
+        transform = build_view_transform(spec, self.augmentation, self.image_size)
+        return MultiViewDataset(self.split_source("train"), transform, seed=_run_seed(),
+                                multilabel=self.multilabel)
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -149,11 +163,35 @@ class MedicalDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if (cached := self._feature_loader("train")) is not None:
             return cached
+        if (spec := self._requested_views()) is not None:
+            return self._view_loader(spec)
         dataset = self.dataset("train", train_transform=True)
         world, rank = self._world()
         sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=_run_seed(),
                                drop_last=False)
         return self._loader(dataset, sampler, self.batch_size)
+
+    def _requested_views(self) -> ViewSpec | None:
+        """The views the model trains on, when it asks for them (self-supervised pretraining exposes a
+        ``view_spec``), else ``None``."""
+        model = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        return getattr(model, "view_spec", None)
+
+    def _view_loader(self, spec: ViewSpec) -> DataLoader:
+        """Multi-view batches of the training split. Incomplete last batches are dropped: contrastive and
+        clustering losses and BatchNorm need full batches."""
+        dataset = self.view_dataset(spec)
+        world, rank = self._world()
+        if len(dataset) < self.batch_size * world:
+            raise DatasetTooSmallError(
+                f"{self.name}: {len(dataset)} training images cannot fill one batch of {self.batch_size} "
+                f"images on each of {world} process(es); lower data.init_args.batch_size"
+            )
+        sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=_run_seed(),
+                               drop_last=True)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          collate_fn=collate_skipping, drop_last=True)
 
     def eval_dataloader(self, split: str) -> DataLoader:
         """Deterministic, unaugmented, unpadded loader over a whole split (the label fraction for
@@ -181,7 +219,7 @@ class MedicalDataModule(pl.LightningDataModule):
         """Unaugmented loader over the WHOLE split, label fraction ignored (a feature store holds the whole
         split and fractions select its rows by ``train_indices()``), as rank ``rank``'s unpadded shard."""
         dataset = TransformedDataset(self.sources()[split], self.eval_transform(), seed=_run_seed(),
-                                     multilabel=self.task.kind == "multilabel")
+                                     multilabel=self.multilabel)
         return self._loader(dataset, UnpaddedSampler(dataset, num_replicas, rank), self.eval_batch_size)
 
     def _feature_loader(self, split: str):

@@ -40,6 +40,9 @@ def main(argv: list[str]) -> int:
 def summary(datamodule: MedicalDataModule) -> str:
     """Task, and per split: samples, patients and samples per class (the label-fraction subset for train)."""
     task = datamodule.task
+    if task is None:
+        return (f"{datamodule.name}: {len(datamodule.sources()['train'])} unlabelled training images (no "
+                "task, no validation or test split: for self-supervised pretraining)")
     lines = [f"{datamodule.name}: {task.kind} task, classes {list(task.class_names)}, "
              f"primary metric {task.primary_metric}"]
     for split in SPLITS:

@@ -24,6 +24,10 @@ class BadLabelError(MedTransferError, ValueError):
     """A label outside the dataset's classes, or a label file without the expected columns."""
 
 
+class DatasetTooSmallError(MedTransferError, ValueError):
+    """A split too small for what the run asks of it (e.g. one full batch of views per process)."""
+
+
 def check_layout(
     dataset: str, root: str | Path, expected: Iterable[str], get_from: str, hint: str = ""
 ) -> Path:

@@ -30,3 +30,23 @@ class CropRetinaBorder(A.ImageOnlyTransform):
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("threshold",)
+
+
+class CircularMask(A.ImageOnlyTransform):
+    """Black outside the circle inscribed in the image: a cropped, rotated view of a fundus photograph keeps
+    the circular field of view the camera gives every real one."""
+
+    def __init__(self, p: float = 1.0) -> None:
+        super().__init__(p=p)
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        height, width = img.shape[:2]
+        rows, cols = np.ogrid[:height, :width]
+        centre_y, centre_x, radius = (height - 1) / 2, (width - 1) / 2, min(height, width) / 2
+        outside = (rows - centre_y) ** 2 + (cols - centre_x) ** 2 > radius**2
+        masked = img.copy()
+        masked[outside] = 0
+        return masked
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()

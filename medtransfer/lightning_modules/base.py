@@ -18,7 +18,30 @@ from .metrics import build_metrics, build_per_class_auroc, metric_targets, proba
 STAGES = ("train", "val", "test")
 
 
-class TaskModule(pl.LightningModule):
+class MedTransferModule(pl.LightningModule):
+    """What the ``medtransfer`` command needs from every model: ``task`` (the data's; None for images without
+    labels), ``epoch_metrics`` (the last epoch's values per split, for results.json), ``describe()`` and
+    ``extra_results()``. ``evaluate_after_fit`` says whether ``fit`` ends by validating and testing the best
+    checkpoint (classifiers) or not (self-supervised pretraining, which has no test step)."""
+
+    evaluate_after_fit = True
+    task: Task | None
+    epoch_metrics: dict[str, dict[str, float]]
+
+    def backbone_descriptions(self) -> list[dict]:
+        """Names and fingerprints of the weights this model holds, for results.json."""
+        return []
+
+    def describe(self) -> dict:
+        """The model part of results.json."""
+        return {"name": type(self).__name__, "backbones": self.backbone_descriptions()}
+
+    def extra_results(self) -> dict:
+        """Model-specific findings for results.json (e.g. DVME importance); none by default."""
+        return {}
+
+
+class TaskModule(MedTransferModule):
     """Base for LinearProbe, Finetune and DVME.
 
     Subclasses build their networks from ``self.task`` and implement ``logits(batch)``; this base turns logits
@@ -80,18 +103,6 @@ class TaskModule(pl.LightningModule):
     # -- network ---------------------------------------------------------------------------------------------
     def logits(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
-
-    def backbone_descriptions(self) -> list[dict]:
-        """Names and fingerprints of the weights this model holds, for results.json."""
-        return []
-
-    def describe(self) -> dict:
-        """The model part of results.json."""
-        return {"name": type(self).__name__, "backbones": self.backbone_descriptions()}
-
-    def extra_results(self) -> dict:
-        """Model-specific findings for results.json (e.g. DVME importance); none by default."""
-        return {}
 
     # -- steps -----------------------------------------------------------------------------------------------
     def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -61,7 +61,7 @@ def fit(tmp_path: Path, config: Path, root: Path | None, *extra: str) -> dict:
 def test_every_data_config_names_real_arguments():
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(MedicalDataModule, "data", required=True)
-    assert len(DATA_CONFIGS) == 10
+    assert len(DATA_CONFIGS) == 11
     for config in DATA_CONFIGS:
         parsed = parser.parse_object({"data": yaml.safe_load(config.read_text())["data"]})
         assert parsed.data.class_path.startswith("medtransfer.datamodules."), config.name
