@@ -1,21 +1,24 @@
-"""Callbacks every run gets by default: checkpointing on the task's metric, pictures for TensorBoard, and the
+"""Callbacks every run gets by default: checkpointing on the task's metric, pictures for TensorBoard, the
+per-sample predictions of every test (``test_predictions.csv``, with its reliability diagram) and the
 predictions file of ``medtransfer predict``."""
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
-import torch
 import torch.distributed as dist
 from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_warn
 
 from .lightning_modules.metrics import build_curve_metrics
-from .plots import confusion_figure, image_grid_figure, label_text, roc_figure
+from .plots import confusion_figure, image_grid_figure, label_text, reliability_figure, roc_figure
+from .predictions import TEST_PREDICTIONS, Predictions
+from .stats.calibration import confidence_and_correct, reliability
 from .task import Task
 
 
@@ -124,11 +127,99 @@ class TestPlots(Callback):
                        os.path.join(log_dir, "test_confusion_matrix.png"))
 
 
+class TestPredictionWriter(Callback):
+    """At the end of each test (also the test after ``fit``): the per-sample predictions of every DDP rank,
+    gathered (evaluation loaders split a split across ranks without padding, so each sample comes once),
+    put in the test split's order with each sample's patient where the datamodule knows patients, written to
+    ``test_predictions.csv`` in the log dir (see ``medtransfer.predictions``), and drawn as a reliability
+    diagram (``test_reliability.png``, TensorBoard ``test/reliability``). ``predictions`` keeps them for the
+    confidence intervals in results.json.
+
+    Reads the ``ids``, ``probabilities``, ``targets`` and ``losses`` that ``TaskModule.test_step`` returns."""
+
+    def __init__(self, filename: str = TEST_PREDICTIONS) -> None:
+        self.filename = filename
+        self.predictions: Predictions | None = None
+        self.path: Path | None = None
+        self._parts: list[tuple] = []
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._parts, self.predictions, self.path = [], None, None
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0):
+        if isinstance(outputs, dict) and "probabilities" in outputs:
+            ids = outputs.get("ids")
+            self._parts.append((
+                None if ids is None else [str(i) for i in ids],
+                outputs["probabilities"].float().cpu().numpy(),
+                outputs["targets"].cpu().numpy(),
+                None if outputs.get("losses") is None else outputs["losses"].float().cpu().numpy(),
+            ))
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        parts = gather_from_ranks(trainer, self._parts)  # collectives: every rank takes part
+        log_dir = trainer.log_dir or "."
+        self._parts = []
+        if not trainer.is_global_zero or not parts:
+            return
+        if any(ids is None for ids, *_ in parts):
+            rank_zero_warn("test batches carry no 'id' (DESIGN.md: a batch has image, label, id): "
+                           f"{self.filename} and the test's confidence intervals are not written")
+            return
+        task: Task = pl_module.task
+        predictions = Predictions(
+            task,
+            [i for ids, *_ in parts for i in ids],
+            np.concatenate([probs for _, probs, _, _ in parts]),
+            np.concatenate([targets for _, _, targets, _ in parts]),
+            None if any(losses is None for *_, losses in parts) else np.concatenate([p[3] for p in parts]),
+        )
+        self.predictions = in_split_order(predictions, getattr(trainer, "datamodule", None))
+        self.path = self.predictions.write_csv(Path(log_dir) / self.filename)
+        labels, probs = self.predictions.labels, self.predictions.probs
+        bins = confidence_and_correct(task.kind, labels, probs)
+        if task.kind == "multilabel":
+            panels = [(name, reliability(bins[0][:, c], bins[1][:, c]))
+                      for c, name in enumerate(task.class_names)]
+        else:
+            panels = [("top class" if task.kind == "multiclass" else task.class_names[1], reliability(*bins))]
+        log_figure(trainer, "test/reliability", reliability_figure(task, panels),
+                   os.path.join(log_dir, "test_reliability.png"))
+
+
+def gather_from_ranks(trainer: pl.Trainer, parts: list) -> list:
+    """Every rank's list, concatenated in rank order (the list itself with one process)."""
+    if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
+        gathered: list = [None] * trainer.world_size
+        dist.all_gather_object(gathered, parts)
+        return [item for rank_parts in gathered for item in rank_parts]
+    return parts
+
+
+def in_split_order(predictions: Predictions, datamodule) -> Predictions:
+    """Rows in the order of the datamodule's test split, with each sample's patient (``group``) where the
+    split knows patients; a sample met twice (a sampler that pads) kept once. Without a
+    ``split_source``, rows are sorted by id."""
+    first = {sample_id: row for row, sample_id in reversed(list(enumerate(predictions.ids)))}
+    if len(first) < len(predictions):
+        rank_zero_warn(f"{len(predictions) - len(first)} test samples came twice (a padding sampler?); "
+                       "each is kept once")
+    rows = np.array(sorted(first.values()))
+    source = datamodule.split_source("test") if hasattr(datamodule, "split_source") else None
+    position = {sample_id: i for i, sample_id in enumerate(source.ids)} if source is not None else {}
+    if source is not None and all(predictions.ids[row] in position for row in rows):
+        places = np.array([position[predictions.ids[row]] for row in rows])
+        ordered = predictions.reorder(rows[np.argsort(places, kind="stable")])
+        if source.groups is not None:
+            ordered.groups = np.asarray(source.groups)[np.sort(places)]
+        return ordered
+    return predictions.reorder(rows[np.argsort([predictions.ids[row] for row in rows], kind="stable")])
+
+
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``medtransfer predict`` output to ``predictions.csv`` in the log directory: one row per sample
-    in dataset order, with ``id``, the label where the data has one (``label``, or ``label_<class>`` for
-    multilabel) and ``prob_<class>`` for every class. Under DDP the ranks' rows are gathered and written
-    once."""
+    """Writes ``medtransfer predict`` output to ``predictions.csv`` in the log directory (columns as in
+    ``medtransfer.predictions``): one row per sample in dataset order. Under DDP the ranks' rows are gathered
+    and written once."""
 
     def __init__(self, filename: str = "predictions.csv") -> None:
         super().__init__(write_interval="epoch")
@@ -136,21 +227,27 @@ class PredictionWriter(BasePredictionWriter):
         self.path: Path | None = None
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        rows = prediction_rows(pl_module.task, _flatten(predictions), _flatten(batch_indices))
+        parts = [
+            ([int(i) for i in indices], [str(i) for i in output["id"]],
+             output["probabilities"].float().cpu().numpy(),
+             None if output.get("label") is None else output["label"].cpu().numpy())
+            for output, indices in zip(_flatten(predictions), _flatten(batch_indices), strict=True)
+        ]
+        parts = gather_from_ranks(trainer, parts)
         log_dir = trainer.log_dir or "."  # a broadcast under DDP: every rank asks
-        if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
-            gathered: list = [None] * trainer.world_size
-            dist.all_gather_object(gathered, rows)
-            rows = [row for part in gathered for row in part]
         if not trainer.is_global_zero:
             return
-        rows.sort(key=lambda row: row[0])
-        self.path = Path(log_dir) / self.filename
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0][1]) if rows else ["id"])
-            writer.writeheader()
-            writer.writerows(row for _, row in rows)
+        indices = np.array([i for p in parts for i in p[0]], dtype=np.int64)
+        labelled = bool(parts) and all(p[3] is not None for p in parts)
+        task: Task = pl_module.task
+        rows = Predictions(
+            task,
+            [i for p in parts for i in p[1]],
+            np.concatenate([p[2] for p in parts]) if parts else np.zeros((0,) if task.kind == "binary" else
+                                                                          (0, task.num_classes)),
+            np.concatenate([p[3] for p in parts]) if labelled else None,
+        )
+        self.path = rows.reorder(np.argsort(indices, kind="stable")).write_csv(Path(log_dir) / self.filename)
 
 
 def _flatten(nested: list) -> list:
@@ -158,26 +255,3 @@ def _flatten(nested: list) -> list:
     if nested and isinstance(nested[0], list) and nested[0] and isinstance(nested[0][0], (list, dict)):
         return [item for part in nested for item in part]
     return nested
-
-
-def prediction_rows(task: Task, predictions: list[dict],
-                    batch_indices: list[list[int]]) -> list[tuple[int, dict]]:
-    """(dataset index, CSV row) for every sample of ``predict_step`` outputs."""
-    rows = []
-    for output, indices in zip(predictions, batch_indices, strict=True):
-        probs = output["probabilities"].float().cpu()
-        if task.kind == "binary":
-            probs = torch.stack([1 - probs, probs], dim=1)
-        labels = output.get("label")
-        for i, (index, sample_id) in enumerate(zip(indices, output["id"], strict=True)):
-            row: dict = {"id": sample_id}
-            if labels is not None:
-                if task.kind == "multilabel":
-                    row.update({f"label_{c}": int(v) for c, v in zip(task.class_names, labels[i].tolist(),
-                                                                       strict=True)})
-                else:
-                    row["label"] = int(labels[i])
-            row.update({f"prob_{c}": float(p)
-                        for c, p in zip(task.class_names, probs[i].tolist(), strict=True)})
-            rows.append((int(index), row))
-    return rows

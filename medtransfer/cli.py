@@ -13,11 +13,12 @@ import torch.distributed as dist
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningCLI
 
-from .callbacks import PredictionWriter, TaskCheckpoint, TestPlots, TrainingImageGrid
+from .callbacks import PredictionWriter, TaskCheckpoint, TestPlots, TestPredictionWriter, TrainingImageGrid
 from .datamodules import MedicalDataModule
 from .errors import find_user_error
 from .lightning_modules import MedTransferModule
 from .results import build_results, write_json_atomic
+from .stats.intervals import test_intervals
 from .task import Task, TaskMismatchError
 
 # verbs outside LightningCLI: name -> (module with main(argv), one-line help)
@@ -37,6 +38,12 @@ class MedTransferCLI(LightningCLI):
         parser.link_arguments("data.task", "model.init_args.task", apply_on="instantiate")
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="fit: validate and test the best checkpoint when training ends")
+        parser.add_argument("--intervals.resamples", type=int, default=1000,
+                            help="test: bootstrap resamples of results.json's confidence intervals (0: none)")
+        parser.add_argument("--intervals.confidence", type=float, default=0.95,
+                            help="test: confidence level of those intervals")
+        parser.add_argument("--intervals.seed", type=int, default=0,
+                            help="test: seed of the bootstrap resamples")
 
     def before_instantiate_classes(self) -> None:
         self._started = time.perf_counter()
@@ -142,12 +149,36 @@ class MedTransferCLI(LightningCLI):
             wall_time_s=time.perf_counter() - self._started,
             extra=model.extra_results(),
             checkpoint=self.trainer.ckpt_path,
+            **self._test_statistics(metrics, config, log_dir),
         )
         path = write_json_atomic(os.path.join(log_dir, "results.json"), results)
         print(f"results: {path}")
         if "test" in metrics:
             shown = {k: v for k, v in metrics["test"].items() if "/" not in k}
-            print("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+            bounds = results["intervals"].get("test", {}).get("metrics", {})
+            print("test metrics: " + ", ".join(f"{k}={v:.4f}{_interval_text(bounds.get(k))}"
+                                               for k, v in shown.items()))
+
+    def _test_statistics(self, metrics: dict, config: dict, log_dir: str) -> dict:
+        """``predictions`` and ``intervals`` of results.json for a run that tested: its test predictions file
+        and the confidence intervals of its test metrics (``--intervals.*``)."""
+        writer = next((cb for cb in self.trainer.callbacks if isinstance(cb, TestPredictionWriter)), None)
+        if "test" not in metrics or writer is None or writer.predictions is None:
+            return {}
+        entry = {"predictions": {"test": os.path.relpath(writer.path, log_dir)}}
+        settings = config.get("intervals") or {}
+        resamples = int(settings.get("resamples", 1000))
+        if resamples > 0 and writer.predictions.labels is not None:
+            computable = writer.predictions.metrics()
+            names = [name for name in metrics["test"] if name in computable.names()]
+            entry["intervals"] = {"test": test_intervals(
+                computable, names, writer.predictions.groups, resamples, int(settings.get("seed", 0)),
+                float(settings.get("confidence", 0.95)))}
+        return entry
+
+
+def _interval_text(bounds: dict | None) -> str:
+    return "" if bounds is None else f" [{bounds['low']:.4f}, {bounds['high']:.4f}]"
 
 
 def resolve_last_checkpoint(config, continue_run: bool) -> str | None:
@@ -193,7 +224,7 @@ def trainer_defaults() -> dict:
         "logger": {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
                    "init_args": {"save_dir": "runs", "name": "medtransfer"}},
         "callbacks": [TaskCheckpoint(), LearningRateMonitor(logging_interval="epoch"), TrainingImageGrid(),
-                      TestPlots(), PredictionWriter()],
+                      TestPlots(), TestPredictionWriter(), PredictionWriter()],
     }
 
 

@@ -1,4 +1,5 @@
-"""Matplotlib figures for TensorBoard and the log directory: training images, ROC curves, confusion matrices.
+"""Matplotlib figures for TensorBoard and the log directory: training images, ROC curves, confusion matrices,
+reliability diagrams.
 
 Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot state, no GUI backend), so they work in
 headless jobs and under DDP.
@@ -72,6 +73,35 @@ def confusion_figure(task: Task, matrix: torch.Tensor) -> Figure:
     size = max(4.0, 0.8 * task.num_classes + 2)
     figure = Figure(figsize=(size, size), layout="constrained")
     _draw_matrix(figure.subplots(), matrix.numpy(), list(task.class_names), "confusion matrix (test)")
+    return figure
+
+
+def reliability_figure(task: Task, panels: list[tuple[str, object]]) -> Figure:
+    """Reliability diagrams: per confidence bin, how often the prediction was right against the mean
+    confidence (the diagonal is perfect calibration), with the share of predictions per bin below; one panel
+    per ``(title, stats.calibration.Reliability)``, one per label for multilabel."""
+    side = math.ceil(math.sqrt(len(panels)))
+    figure = Figure(figsize=(3.6 * side, 3.6 * side), layout="constrained")
+    axes = figure.subplots(side, side, squeeze=False)
+    for ax, panel in zip(axes.flat, panels + [None] * (side * side - len(panels)), strict=True):
+        if panel is None:
+            ax.axis("off")
+            continue
+        name, bins = panel
+        counts = bins.counts.copy()
+        counts[-2] += counts[-1]  # a confidence of exactly 1 is drawn in the last bin
+        filled = bins.counts > 0
+        centres = (bins.edges[:-1] + bins.edges[1:]) / 2
+        width = bins.edges[1] - bins.edges[0]
+        ax.bar(centres, counts[:-1] / max(1.0, counts.sum()), width=width, color="lightgrey",
+               label="share of predictions")
+        ax.plot(bins.mean_confidence[filled], bins.frequency[filled], marker="o", label="observed")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+        ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{name}: ECE {bins.ece:.3f}")
+        ax.set_xlabel("confidence" if task.kind == "multiclass" else "predicted probability", fontsize=8)
+        ax.set_ylabel("accuracy" if task.kind == "multiclass" else "observed frequency", fontsize=8)
+        ax.legend(loc="upper left", fontsize=7)
+    figure.suptitle("reliability (test)")
     return figure
 
 

@@ -1,5 +1,10 @@
 """results.json (DESIGN.md, "A run's results"): what a run measured and everything needed to place it in a
-table."""
+table.
+
+Besides ``metrics``, a run that tests records ``predictions.test`` (its per-sample predictions file,
+relative to results.json) and ``intervals.test`` (95% bootstrap intervals of every test metric over the test
+images, or patients; DeLong's for binary AUROC; see ``medtransfer.stats.intervals``). Files written before
+these keys existed lack them and are still read."""
 
 from __future__ import annotations
 
@@ -24,14 +29,19 @@ def build_results(
     wall_time_s: float,
     extra: dict | None = None,
     checkpoint: str | None = None,
+    predictions: dict[str, str] | None = None,
+    intervals: dict[str, dict] | None = None,
 ) -> dict:
     """The results document. ``metrics`` maps a split (``train``/``val``/``test``) to its metric values;
-    ``checkpoint`` is the file the last evaluation loaded (the best checkpoint after ``fit``)."""
+    ``checkpoint`` is the file the last evaluation loaded (the best checkpoint after ``fit``);
+    ``predictions`` and ``intervals`` map a split to its predictions file and its confidence intervals."""
     return {
         "schema": SCHEMA,
         "medtransfer_version": __version__,
         "verb": verb,
         "metrics": metrics,
+        "intervals": intervals or {},
+        "predictions": predictions or {},
         "task": task,
         "data": data,
         "model": model,

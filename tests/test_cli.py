@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from medtransfer.cli import main
 
 METRICS = {"loss", "auroc", "acc", "f1"}
+CALIBRATION = {"ece", "brier"}  # test split only
 
 
 def run_dirs(runs: Path, name: str = "tiny") -> list[Path]:
@@ -50,7 +51,7 @@ def test_fit_writes_results_json_with_the_test_metrics_of_the_best_checkpoint(fi
     assert results["schema"] == "medtransfer.results/1" and results["verb"] == "fit"
     assert set(results["metrics"]) == {"train", "val", "test"}
     for split in ("train", "val", "test"):
-        assert set(results["metrics"][split]) == METRICS
+        assert set(results["metrics"][split]) == METRICS | (CALIBRATION if split == "test" else set())
         assert all(math.isfinite(v) for v in results["metrics"][split].values())
     assert Path(results["checkpoint"]).name.startswith("best-epoch=")
     assert Path(results["checkpoint"]).parent == run_dir / "checkpoints"
@@ -74,9 +75,34 @@ def test_tensorboard_gets_training_images_roc_and_confusion_matrix(fitted):
         accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
         accumulator.Reload()
         images |= set(accumulator.Tags()["images"])
-    assert {"train/augmented_images", "test/roc", "test/confusion_matrix"} <= images
+    assert {"train/augmented_images", "test/roc", "test/confusion_matrix", "test/reliability"} <= images
     assert (run_dir / "test_roc.png").stat().st_size > 0
     assert (run_dir / "test_confusion_matrix.png").stat().st_size > 0
+
+
+def test_the_test_after_fit_keeps_its_predictions_intervals_and_reliability_diagram(fitted):
+    run_dir, _ = fitted
+    results = results_of(run_dir)
+    assert results["predictions"] == {"test": "test_predictions.csv"}
+    with open(run_dir / "test_predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "label", "prob_normal", "prob_lesion", "loss", "group"]
+    assert [row["id"] for row in rows] == [f"test-{i:06d}" for i in range(25)]
+    assert [row["group"] for row in rows] == [f"test-patient{i // 2:05d}" for i in range(25)]  # 2 per patient
+    labels = np.array([int(row["label"]) for row in rows])
+    probs = np.array([float(row["prob_lesion"]) for row in rows])
+    test = results["metrics"]["test"]
+    assert pairwise_auroc(probs, labels) == pytest.approx(test["auroc"], abs=1e-6)
+    assert np.mean([float(row["loss"]) for row in rows]) == pytest.approx(test["loss"], abs=1e-5)
+    intervals = results["intervals"]["test"]
+    assert (intervals["resamples"], intervals["unit"], intervals["units"], intervals["samples"]) == (
+        1000, "patient", 13, 25)
+    assert set(intervals["metrics"]) == set(test)
+    for name, value in test.items():
+        assert intervals["metrics"][name]["low"] <= value <= intervals["metrics"][name]["high"], name
+    delong = intervals["delong"]["auroc"]
+    assert delong["low"] <= test["auroc"] <= delong["high"] and delong["clustered"] is True
+    assert (run_dir / "test_reliability.png").stat().st_size > 0
 
 
 def test_test_verb_on_the_checkpoint_reproduces_the_fit_test_metrics(fitted):
@@ -187,5 +213,7 @@ def test_bf16_mixed_precision_trains_and_tests(tiny_cli, tmp_path):
     results = results_of(run_dirs(runs)[0])
     assert results["config"]["trainer"]["precision"] == "bf16-mixed"
     test = results["metrics"]["test"]
-    assert set(test) == METRICS | {f"auroc/{c}" for c in ("spot", "ring", "stripe", "patch")}
+    classes = ("spot", "ring", "stripe", "patch")
+    assert set(test) == METRICS | CALIBRATION | {f"{m}/{c}" for c in classes for m in ("auroc", "ece")}
+    assert set(results["intervals"]["test"]["metrics"]) == set(test)  # every test metric has an interval
     assert math.isfinite(test["loss"]) and 0.0 <= test["auroc"] <= 1.0

@@ -26,6 +26,19 @@ def test_document_fields():
     assert results["checkpoint"] == "runs/x/checkpoints/best.ckpt"
     assert results["extra"] == {"importance": [0.5, 0.5]}
     assert results["data"]["train_fraction"] == 0.1 and results["config"]["trainer"]["max_epochs"] == 1
+    # a run that did not test has no predictions file and no intervals, under the same keys
+    assert results["predictions"] == {} and results["intervals"] == {}
+
+
+def test_test_statistics_are_stored_under_their_own_keys():
+    results = build_results(
+        verb="test", metrics={"test": {"auroc": 0.9}}, task={"kind": "binary"}, data={}, model={}, seed=0,
+        config={}, wall_time_s=1.0, predictions={"test": "test_predictions.csv"},
+        intervals={"test": {"metrics": {"auroc": {"low": 0.85, "high": 0.94}}}},
+    )
+    assert results["metrics"] == {"test": {"auroc": 0.9}}  # the meaning of metrics is unchanged
+    assert results["predictions"]["test"] == "test_predictions.csv"
+    assert results["intervals"]["test"]["metrics"]["auroc"]["low"] == 0.85
 
 
 def test_write_is_atomic_and_round_trips(tmp_path):

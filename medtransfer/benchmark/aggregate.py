@@ -1,5 +1,6 @@
-"""Reading results.json files into table cells: mean, standard deviation and a Student-t 95% confidence
-interval over seeds, per dataset x protocol x backbone x label fraction (x any other axis).
+"""Reading results.json files into table cells: the runs (seeds) of each dataset x protocol x backbone x
+label fraction (x any other axis), with their mean and standard deviation over seeds; the report adds each
+cell's confidence interval over seeds and test images (``uncertainty.py``).
 
 A results.json joins a table only if it is readable, complete and, when it lies inside a grid's folder, one
 of that grid's runs (by config fingerprint). Everything else is listed with the reason it was left out.
@@ -13,20 +14,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scipy import stats
-
 from ..results import SCHEMA
 from .fingerprint import group_fingerprint, run_fingerprint
 from .state import MANIFEST, RESULTS_FILE, RUN_FILE, GridStateError, read_manifest
 
 TABLE_AXES = ("dataset", "protocol", "backbone", "fraction")
-
-
-def metric_bounds(metric: str) -> tuple[float, float]:
-    """Where a metric can lie (kappa from -1, scores from 0, to 1; a loss anywhere)."""
-    if metric == "loss":
-        return -math.inf, math.inf
-    return (-1.0 if metric == "kappa" else 0.0), 1.0
 
 
 @dataclass
@@ -55,7 +47,8 @@ class Excluded:
 
 @dataclass
 class Cell:
-    """The repeats (seeds) of one configuration."""
+    """The repeats (seeds) of one configuration. ``interval``: 95% interval of the mean over seeds from the
+    test predictions (set by the report), or None with the reason in ``interval_note``."""
 
     labels: dict[str, str]
     fraction: float
@@ -63,6 +56,8 @@ class Cell:
     values: list[float]
     seeds: list[int | None]
     records: list[Record]
+    interval: tuple[float, float] | None = None
+    interval_note: str = ""
 
     @property
     def n(self) -> int:
@@ -80,21 +75,6 @@ class Cell:
         m = self.mean
         return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
 
-    @property
-    def ci_halfwidth(self) -> float:
-        """Half-width of the 95% confidence interval of the mean, Student t with n - 1 degrees of freedom."""
-        if self.n < 2:
-            return math.nan
-        return float(stats.t.ppf(0.975, self.n - 1)) * self.std / math.sqrt(self.n)
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        """The 95% confidence interval clipped to where the metric can lie (few seeds give wide intervals);
-        NaN for a single run."""
-        if self.n < 2:
-            return math.nan, math.nan
-        low, high = metric_bounds(self.metric)
-        return max(low, self.mean - self.ci_halfwidth), min(high, self.mean + self.ci_halfwidth)
 
 
 @dataclass

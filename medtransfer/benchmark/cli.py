@@ -50,8 +50,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="--report: split to tabulate (default: test)")
     p.add_argument(
         "--baseline",
-        help="--report: backbone label the gains are measured against "
+        help="--report: backbone label the others are compared with "
         "(default: the grid's report.baseline, else one named supervised/*.tv_in1k)",
+    )
+    p.add_argument("--all_pairs", action="store_true", help="--report: compare every pair of backbones too")
+    p.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="--report: bootstrap resamples of each test set, for intervals and comparisons (default 1000)",
     )
     return p
 
@@ -80,8 +87,11 @@ def main(argv: list[str]) -> int:
 def report(args: argparse.Namespace) -> int:
     from .report import write_report
 
+    if args.resamples < 1:
+        raise ValueError(f"--resamples must be at least 1, got {args.resamples}")
     result = write_report(
-        args.report, out=args.out, metric=args.metric, split=args.split, baseline=args.baseline
+        args.report, out=args.out, metric=args.metric, split=args.split, baseline=args.baseline,
+        resamples=args.resamples, all_pairs=args.all_pairs,
     )
     collection = result.collection
     print(

@@ -27,6 +27,9 @@ EXECUTION_KEYS = (
     "data.init_args.num_workers",
     "data.init_args.eval_batch_size",
 )
+# how results.json's confidence intervals are computed (``--intervals.*``): not what the run measures, and
+# absent from results written before they existed
+STATISTICS_KEYS = ("intervals",)
 # where frozen-backbone models keep their feature stores (shared across the grid, so never part of a run's
 # identity)
 STORE_ROOT_KEYS = ("model.init_args.features_dir",)
@@ -58,14 +61,14 @@ def digest(data: Any) -> str:
 
 def run_fingerprint(config: dict, verb: str = "fit") -> str:
     """16 hex digits identifying what a run computes: its verb and resolved config."""
-    return digest({"verb": verb, "config": without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS)})
+    ignored = EXECUTION_KEYS + STATISTICS_KEYS + STORE_ROOT_KEYS
+    return digest({"verb": verb, "config": without(plain(config), ignored)})
 
 
 def group_fingerprint(config: dict, verb: str = "fit") -> str:
     """The fingerprint without the seeds: runs sharing it are repeats that a table cell averages."""
-    return digest(
-        {"verb": verb, "config": without(plain(config), EXECUTION_KEYS + STORE_ROOT_KEYS + SEED_KEYS)}
-    )
+    ignored = EXECUTION_KEYS + STATISTICS_KEYS + STORE_ROOT_KEYS + SEED_KEYS
+    return digest({"verb": verb, "config": without(plain(config), ignored)})
 
 
 def store_keys(config: dict) -> list[str]:

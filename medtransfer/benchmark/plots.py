@@ -1,5 +1,6 @@
-"""Report figures as PNG bytes: the metric against the label fraction per backbone with 95% CI bands (one
-figure per dataset and protocol), and DVME's per-backbone importance as a bar chart.
+"""Report figures as PNG bytes: the metric against the label fraction per backbone with 95% CI bands
+(bootstrap over seeds and test images; one figure per dataset and protocol), and DVME's per-backbone
+importance as a bar chart.
 
 Built on ``matplotlib.figure.Figure`` (no pyplot state, no display) and saved without a timestamp, so the same
 results give byte-identical files.
@@ -45,8 +46,8 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
                 metric = f"{cells[0][1].records[0].split} {cells[0][1].metric}"
                 x = np.array([col.value for col, _ in cells])
                 mean = np.array([100 * c.mean for _, c in cells])
-                low = np.array([100 * c.ci[0] for _, c in cells])
-                high = np.array([100 * c.ci[1] for _, c in cells])
+                low = np.array([100 * c.interval[0] if c.interval else np.nan for _, c in cells])
+                high = np.array([100 * c.interval[1] if c.interval else np.nan for _, c in cells])
                 line = axes.plot(x, mean, marker="o", label=row)[0]
                 band = ~np.isnan(low)
                 if band.any():
@@ -66,7 +67,7 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
             axes.minorticks_off()
             axes.set_xlabel("label fraction of the training split")
             axes.set_ylabel(f"{metric} (points)")
-            axes.set_title(f"{dataset} · {table.title}: mean and 95% CI over seeds", fontsize=10)
+            axes.set_title(f"{dataset} · {table.title}: mean, 95% CI over seeds and test images", fontsize=10)
             axes.grid(alpha=0.3)
             axes.legend(fontsize=8)
             figures[slug(dataset, table.title) + ".png"] = png_bytes(figure)

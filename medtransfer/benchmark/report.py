@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..stats.resampling import DEFAULT_RESAMPLES
 from .aggregate import Collection, Record, cells, collect
 from .plots import fraction_figures, importance_figures
 from .tables import build_tables, summary_markdown
+from .uncertainty import ReportStatistics
 
 
 @dataclass
@@ -33,16 +35,26 @@ def write_report(
     metric: str | None = None,
     split: str | None = None,
     baseline: str | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    all_pairs: bool = False,
 ) -> Report:
-    """Collect the results under ``root`` and write the report into ``out`` (default ``root/report``)."""
+    """Collect the results under ``root`` and write the report into ``out`` (default ``root/report``):
+    intervals and paired comparisons from ``resamples`` bootstrap resamples of each test set (seeded, so the
+    same results give the same report); ``all_pairs`` compares every pair of backbones, not only each with
+    the baseline."""
     root = Path(root)
     folder = Path(out) if out is not None else root / "report"
     collection = collect(root, metric=metric, split=split)
     all_cells = cells(collection)
+    statistics = ReportStatistics(collection, resamples=resamples)
+    for cell in all_cells:
+        cell.interval, cell.interval_note = statistics.cell_interval(cell)
     tables = build_tables(collection, all_cells)
     figures = {**fraction_figures(tables), **importance_figures(all_cells)}
     plots = [f"plots/{name}" for name in sorted(figures, key=lambda n: (n.startswith("importance_"), n))]
-    summary = summary_markdown(collection, tables, all_cells, plots, baseline or collection.baseline)
+    summary = summary_markdown(
+        collection, tables, all_cells, plots, baseline or collection.baseline, statistics, all_pairs
+    )
     written = []
     files: dict[str, bytes] = {
         "results.csv": results_csv(collection.records, root).encode(),
@@ -62,6 +74,8 @@ def write_report(
 def results_csv(records: list[Record], root: Path) -> str:
     rows = []
     for r in records:
+        intervals = (r.results.get("intervals") or {}).get(r.split) or {}
+        interval = intervals.get("metrics", {}).get(r.metric, {})
         row = {
             "grid": r.grid or "",
             "run": r.run_id or "",
@@ -71,6 +85,8 @@ def results_csv(records: list[Record], root: Path) -> str:
             "fraction_seed": r.results["data"].get("fraction_seed"),
             "score": r.value,
             "score_name": f"{r.split}/{r.metric}",
+            "score_low": interval.get("low"),  # this run's bootstrap interval over its test images
+            "score_high": interval.get("high"),
             "model": r.results["model"].get("name"),
             "backbones": "+".join(b.get("name", "?") for b in r.results["model"].get("backbones") or []),
             "backbone_fingerprints": "+".join(
@@ -80,6 +96,7 @@ def results_csv(records: list[Record], root: Path) -> str:
             "group": r.group,
             "wall_time_s": r.results.get("wall_time_s"),
             "path": _relative(r.path, root),
+            "predictions": (r.results.get("predictions") or {}).get(r.split),
         }
         for split, values in sorted(r.results["metrics"].items()):
             if isinstance(values, dict):

@@ -1,5 +1,6 @@
 """summary.md: the paper's table layout (one table per protocol; rows: backbones; columns: dataset x label
-fraction), best mean per column in bold, and the gain of every backbone over the supervised baseline."""
+fraction) with each cell's confidence interval, best mean per column in bold; per dataset and label fraction
+the paired comparisons of every backbone with the supervised baseline (or of all pairs); calibration."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from ..stats.paired import holm, verdict
 from .aggregate import TABLE_AXES, Cell, Collection
+from .uncertainty import Comparison, ReportStatistics
 
 BASELINE_HINTS = ("supervised", ".tv_in1k", ".tv2_in1k")
 MAX_LISTED = 30  # unfinished runs named in summary.md
@@ -79,11 +82,19 @@ def points(value: float) -> str:
 
 
 def format_cell(cell: Cell, best: bool) -> str:
+    """``mean ± std [low, high]`` in points, or why the interval is missing."""
     mean = f"**{points(cell.mean)}**" if best else points(cell.mean)
-    if cell.n < 2:
-        return f"{mean} (n=1)"
-    low, high = cell.ci
-    return f"{mean} ± {points(cell.std)} [{points(low)}, {points(high)}]"
+    spread = f" ± {points(cell.std)}" if cell.n > 1 else " (n=1)"
+    if cell.interval is None:
+        return f"{mean}{spread} (no CI: {cell.interval_note})"
+    low, high = cell.interval
+    return f"{mean}{spread} [{points(low)}, {points(high)}]"
+
+
+def p_text(p: float | None) -> str:
+    if p is None or math.isnan(p):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def best_rows(table: Table, column: Column) -> set[str]:
@@ -111,38 +122,90 @@ def markdown_table(table: Table) -> list[str]:
     return lines
 
 
-def gain_table(table: Table, baseline: str) -> list[str]:
-    """Each other backbone minus the baseline: absolute points and percent of the baseline's mean."""
-    header = ["backbone", *(col.title for col in table.columns), "mean"]
+def comparison_pairs(rows: list[str], baseline: str | None, all_pairs: bool) -> list[tuple[str, str]]:
+    """(first, second) rows compared as ``first - second``: every row against the baseline, then with
+    ``all_pairs`` every other pair (later row minus earlier)."""
+    pairs = [(row, baseline) for row in rows if baseline is not None and row != baseline]
+    if all_pairs:
+        others = [row for row in rows if row != baseline]
+        pairs += [(b, a) for i, a in enumerate(others) for b in others[i + 1 :]]
+    return pairs
+
+
+def comparison_table(table: Table, column: Column, pairs: list[tuple[str, str]], statistics: ReportStatistics,
+                     alpha: float) -> list[str]:
+    """One table column's comparisons: difference with its interval, p-values, Holm over the rows, verdict."""
+    results: list[Comparison] = []
+    for first, second in pairs:
+        a, b = table.cells.get((first, column)), table.cells.get((second, column))
+        if a is not None and b is not None:
+            results.append(statistics.compare(a, b, first, second))
+    if not results:
+        return []
+    metric = table.cells[(results[0].first, column)].metric
+    tested = [c for c in results if c.paired is not None]
+    for comparison, adjusted in zip(tested, holm([c.paired.p_value for c in tested]), strict=True):
+        comparison.holm_p = adjusted
+        comparison.verdict = verdict(comparison.difference, adjusted, alpha, higher_is_better(metric))
+    with_delong = any(c.delong_p is not None for c in results)
+    header = ["comparison", "difference [95% CI]", "p (bootstrap)", *(["p (DeLong)"] * with_delong),
+              "p (Holm)", "verdict"]
+    lines = [f"**{column.title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in results:
+        base = table.cells[(c.second, column)].mean
+        percent = f" ({100 * c.difference / abs(base):+.1f}%)" if base else ""
+        text = f"{100 * c.difference:+.2f}{percent}"
+        if c.paired is None:
+            row = [f"{c.first} − {c.second}", f"{text} (no CI)", "—", *(["—"] * with_delong), "—",
+                   f"not tested: {c.reason}"]
+        else:
+            text += f" [{100 * c.paired.low:+.2f}, {100 * c.paired.high:+.2f}]"
+            row = [f"{c.first} − {c.second}", text, p_text(c.paired.p_value),
+                   *([p_text(c.delong_p)] * with_delong), p_text(c.holm_p), c.verdict]
+        lines.append("| " + " | ".join(row) + " |")
+    floor = 2 / (statistics.resamples + 1) * len(tested)  # the smallest Holm p these resamples can give
+    if tested and floor >= alpha:
+        lines += ["", f"With {statistics.resamples} resamples and {len(tested)} comparisons no Holm-adjusted "
+                  f"p can fall below {floor:.3f}: report with more --resamples to detect differences."]
+    return [*lines, ""]
+
+
+def calibration_table(table: Table) -> list[str]:
+    """Mean ECE and Brier score over seeds per cell, from results.json (runs from before calibration was
+    recorded show —)."""
+    header = ["backbone", *(col.title for col in table.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    found = False
     for row in table.rows:
-        if row == baseline:
-            continue
-        texts, absolute, relative = [], [], []
+        texts = []
         for col in table.columns:
-            ours, base = table.cells.get((row, col)), table.cells.get((baseline, col))
-            if ours is None or base is None:
-                texts.append("—")
-                continue
-            gain = 100 * (ours.mean - base.mean)
-            percent = 100 * (ours.mean - base.mean) / abs(base.mean) if base.mean else math.nan
-            absolute.append(gain)
-            relative.append(percent)
-            texts.append(f"{gain:+.2f} ({percent:+.1f}%)")
-        mean = (
-            f"{sum(absolute) / len(absolute):+.2f} ({sum(relative) / len(relative):+.1f}%)"
-            if absolute
-            else "—"
-        )
-        lines.append("| " + " | ".join([row, *texts, mean]) + " |")
-    return lines
+            cell = table.cells.get((row, col))
+            values = [_calibration(cell, name) for name in ("ece", "brier")] if cell else [math.nan] * 2
+            found = found or not all(math.isnan(v) for v in values)
+            texts.append(" / ".join("—" if math.isnan(v) else f"{v:.3f}" for v in values))
+        lines.append("| " + " | ".join([row, *texts]) + " |")
+    return lines if found else []
+
+
+def _calibration(cell: Cell, name: str) -> float:
+    values = [(r.results["metrics"].get(r.split) or {}).get(name) for r in cell.records]
+    values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sum(values) / len(values) if values else math.nan
 
 
 def summary_markdown(
-    collection: Collection, tables: list[Table], cells: list[Cell], plots: list[str], baseline: str | None
+    collection: Collection,
+    tables: list[Table],
+    cells: list[Cell],
+    plots: list[str],
+    baseline: str | None,
+    statistics: ReportStatistics,
+    all_pairs: bool = False,
 ) -> str:
     grids = sorted({r.grid for r in collection.records if r.grid}) or ["(runs started by hand)"]
     metrics = sorted({f"{c.records[0].split}/{c.metric}" for c in cells})
+    level = round(100 * statistics.confidence)
+    unit = "test images (whole patients where the data knows them)" if statistics.grouped else "test images"
     lines = [
         f"# Benchmark summary: {', '.join(grids)}",
         "",
@@ -150,27 +213,41 @@ def summary_markdown(
         + (f"; {len(collection.excluded)} left out (listed below)." if collection.excluded else "."),
         "",
         f"Scores: {', '.join(metrics) or '—'}, in points (x 100). Each cell: mean ± standard deviation over "
-        "seeds [95% confidence interval of the mean, Student t with n - 1 degrees of freedom, clipped to the "
-        "metric's range]; **bold**: best mean in its column.",
+        f"seeds [{level}% confidence interval of the mean: percentile bootstrap over seeds and {unit}, "
+        f"{statistics.resamples} resamples, so it stays within the metric's range]; **bold**: best mean in "
+        "its column.",
+        "",
+        f"Paired comparisons, per dataset and label fraction: difference of the means over seeds, in points "
+        f"[{level}% CI: paired bootstrap, both methods scored on the same resampled test images, seeds "
+        "resampled too]; p (bootstrap): two-sided, from the same resamples; p (DeLong): DeLong's test of the "
+        "seed-averaged AUROCs, for binary AUROC (test-image variation only, seeds fixed); p (Holm): the "
+        f"bootstrap p adjusted over the comparisons of one table; verdict: better or worse at "
+        f"{100 - level}% on p (Holm), else no detected difference.",
         "",
     ]
+    alpha = 1 - statistics.confidence
     for table in tables:
-        lines += [f"## {table.title}", "", *markdown_table(table), ""]
+        caption = f"Mean ± std over seeds [{level}% CI: bootstrap over seeds and {unit}]:"
+        lines += [f"## {table.title}", "", caption, "", *markdown_table(table), ""]
         chosen = choose_baseline(table.rows, baseline)
-        if chosen is not None and len(table.rows) > 1:
-            lines += [
-                f"Gain over {chosen} (points, and percent of its score):",
-                "",
-                *gain_table(table, chosen),
-                "",
-            ]
+        pairs = comparison_pairs(table.rows, chosen, all_pairs)
+        if pairs:
+            against = f"with {chosen}" if chosen is not None else "between every pair"
+            lines += [f"### {table.title}: paired comparisons {against}", ""]
+            for column in table.columns:
+                lines += comparison_table(table, column, pairs, statistics, alpha)
         elif len(table.rows) > 1:
             lines += [
-                f"No gain table: baseline {baseline!r} is not a backbone here (pass --baseline LABEL)."
+                f"No comparisons: baseline {baseline!r} is not a backbone here (pass --baseline LABEL or "
+                "--all_pairs)."
                 if baseline
-                else "No gain table: no supervised baseline found (pass --baseline LABEL).",
+                else "No comparisons: no supervised baseline found (pass --baseline LABEL or --all_pairs).",
                 "",
             ]
+        calibration = calibration_table(table)
+        if calibration:
+            lines += [f"### {table.title}: calibration (test ECE, 15 bins / Brier score; mean over seeds, "
+                      "lower is better)", "", *calibration, ""]
     if plots:
         lines += ["## Plots", "", *(f"![{p}]({p})" for p in plots), ""]
     if collection.excluded:

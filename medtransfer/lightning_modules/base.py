@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+from typing import NamedTuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -13,9 +14,25 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from ..task import Task, TaskMismatchError
-from .metrics import build_metrics, build_per_class_auroc, metric_targets, probabilities, task_loss
+from .metrics import (
+    build_calibration_metrics,
+    build_metrics,
+    build_per_class_auroc,
+    calibration_values,
+    metric_targets,
+    probabilities,
+    sample_losses,
+    task_loss,
+)
 
 STAGES = ("train", "val", "test")
+
+
+class StepOutput(NamedTuple):
+    loss: torch.Tensor  # the batch's mean loss
+    probabilities: torch.Tensor  # see ``metrics.probabilities``
+    targets: torch.Tensor  # integer targets for torchmetrics
+    sample_losses: torch.Tensor | None  # ``B``: each sample's loss (test only)
 
 
 class MedTransferModule(pl.LightningModule):
@@ -90,6 +107,7 @@ class TaskModule(MedTransferModule):
         self.split_metrics = nn.ModuleDict({f"{stage}_split": build_metrics(task) for stage in STAGES})
         self.split_losses = nn.ModuleDict({f"{stage}_split": MeanMetric() for stage in STAGES})
         self.per_class_auroc = build_per_class_auroc(task)
+        self.calibration = build_calibration_metrics(task)  # test only
         # per stage: (probabilities, targets, loss, batch size) of each step since the epoch began
         self._step_outputs: dict[str, list[tuple]] = {stage: [] for stage in STAGES}
         self.epoch_metrics: dict[str, dict[str, float]] = {}
@@ -105,15 +123,17 @@ class TaskModule(MedTransferModule):
         raise NotImplementedError
 
     # -- steps -----------------------------------------------------------------------------------------------
-    def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Loss of a batch; updates the stage's metrics. Returns (loss, probabilities, integer targets)."""
+    def _step(self, batch: dict, stage: str) -> StepOutput:
+        """Loss of a batch; keeps its outputs for the stage's metrics. Each sample's loss is computed for
+        the test only (for its predictions file)."""
         logits = self.logits(batch)
         labels = batch["label"]
         loss = task_loss(self.task, logits, labels)
         probs = probabilities(self.task, logits.detach())
         targets = metric_targets(self.task, labels)
         self.record_step(stage, probs, targets, loss)
-        return loss, probs, targets
+        losses = sample_losses(self.task, logits.detach(), labels) if stage == "test" else None
+        return StepOutput(loss, probs, targets, losses)
 
     def record_step(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
         """Keep a batch's outputs for the stage's metrics, which are updated once per epoch with all of them
@@ -129,12 +149,14 @@ class TaskModule(MedTransferModule):
         self.split_metrics[f"{stage}_split"].update(probs, targets)
         sizes = torch.tensor(sizes, dtype=losses.dtype, device=losses.device)
         self.split_losses[f"{stage}_split"].update(losses, weight=sizes)
-        if stage == "test" and self.per_class_auroc is not None:
-            self.per_class_auroc.update(probs, targets)
+        if stage == "test":
+            self.calibration.update(probs, targets)
+            if self.per_class_auroc is not None:
+                self.per_class_auroc.update(probs, targets)
         outputs.clear()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self._step(batch, "train")
+        loss = self._step(batch, "train").loss
         if "image" in batch:  # a step on cached features takes about a millisecond: per-epoch loss only
             self.log("train/loss_step", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
@@ -143,9 +165,11 @@ class TaskModule(MedTransferModule):
         self._step(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
-        """The batch's probabilities and targets, for callbacks (test-time ROC and confusion matrix)."""
-        _, probs, targets = self._step(batch, "test")
-        return {"probabilities": probs, "targets": targets}
+        """The batch's probabilities, targets, per-sample losses and sample ids, for callbacks (ROC, confusion
+        matrix, the test predictions file and its reliability diagram)."""
+        step = self._step(batch, "test")
+        return {"probabilities": step.probabilities, "targets": step.targets, "losses": step.sample_losses,
+                "ids": batch.get("id")}
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Sample ids, probabilities (see ``metrics.probabilities``) and labels where the batch has them."""
@@ -164,6 +188,9 @@ class TaskModule(MedTransferModule):
             names = self.task.class_names
             values.update({f"auroc/{c}": float(v) for c, v in zip(names, per_class, strict=True)})
             self.per_class_auroc.reset()
+        if stage == "test":
+            values.update(calibration_values(self.task, self.calibration.compute()))
+            self.calibration.reset()
         self.split_metrics[f"{stage}_split"].reset()
         self.split_losses[f"{stage}_split"].reset()
         self.epoch_metrics[stage] = values

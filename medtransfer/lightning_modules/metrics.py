@@ -1,4 +1,6 @@
-"""torchmetrics per task kind, named as DESIGN.md says: ``auroc``, ``acc``, ``f1``, ``kappa`` (ordinal only).
+"""torchmetrics per task kind, named as DESIGN.md says: ``auroc``, ``acc``, ``f1``, ``kappa`` (ordinal only),
+and at test time the calibration of the probabilities: ``ece`` and ``brier`` (``ece/<class>`` per label for
+multilabel).
 
 All are torchmetrics objects, so under DDP they are synchronised over the whole split when computed.
 
@@ -12,8 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics import classification as C
+from torchmetrics.functional.classification import binary_calibration_error
 from torchmetrics.utilities import dim_zero_cat
 
 from ..task import Task
@@ -102,6 +105,99 @@ def build_per_class_auroc(task: Task) -> DefinedMultilabelAUROC | None:
         return None
     return DefinedMultilabelAUROC(num_labels=task.num_classes, average=None,
                                   class_names=list(task.class_names))
+
+
+CALIBRATION_BINS = 15  # torchmetrics' default; medtransfer.stats.calibration bins the same way
+
+
+class BrierScore(Metric):
+    """Mean squared error of the probabilities: ``(p - y)^2`` (binary), ``sum_k (p_k - [y = k])^2``
+    (multiclass, from 0 to 2), averaged over labels for multilabel. Lower is better; 0.25 for a binary
+    model that always says 0.5."""
+
+    full_state_update = False
+
+    def __init__(self, kind: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kind = kind
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        probs = probs.double()
+        if self.kind == "multiclass":
+            targets = F.one_hot(targets.long(), probs.shape[1]).double()
+            squared = ((probs - targets) ** 2).sum(dim=1)
+        else:
+            squared = (probs - targets.double()) ** 2
+            if self.kind == "multilabel":
+                squared = squared.mean(dim=1)
+        self.total += squared.sum()
+        self.count += squared.numel()
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count).float()
+
+
+class MultilabelCalibrationError(Metric):
+    """Expected calibration error of each label's probability (torchmetrics' binary ECE per label); the
+    macro average is ``ece`` and each label's ``ece/<class>``."""
+
+    full_state_update = False
+
+    def __init__(self, num_labels: int, n_bins: int = CALIBRATION_BINS, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_labels = num_labels
+        self.n_bins = n_bins
+        self.add_state("probs", default=[], dist_reduce_fx="cat")
+        self.add_state("targets", default=[], dist_reduce_fx="cat")
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.probs.append(probs.float())
+        self.targets.append(targets.long())
+
+    def compute(self) -> torch.Tensor:
+        probs, targets = dim_zero_cat(self.probs), dim_zero_cat(self.targets)
+        return torch.stack([binary_calibration_error(probs[:, c].contiguous(), targets[:, c].contiguous(),
+                                                     n_bins=self.n_bins)
+                            for c in range(self.num_labels)])
+
+
+def build_calibration_metrics(task: Task) -> MetricCollection:
+    """``ece`` (expected calibration error, 15 equal-width bins, L1: torchmetrics' definition) and ``brier``.
+    Binary: calibration of the positive-class probability; multiclass: of the top class (confidence against
+    accuracy); multilabel: per label."""
+    if task.kind == "binary":
+        ece = C.BinaryCalibrationError(n_bins=CALIBRATION_BINS)
+    elif task.kind == "multiclass":
+        ece = C.MulticlassCalibrationError(num_classes=task.num_classes, n_bins=CALIBRATION_BINS)
+    else:
+        ece = MultilabelCalibrationError(num_labels=task.num_classes)
+    return MetricCollection({"ece": ece, "brier": BrierScore(task.kind)})
+
+
+def calibration_values(task: Task, computed: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Plain numbers from ``build_calibration_metrics(...).compute()``: per-label ECEs become
+    ``ece/<class>`` next to their mean."""
+    values = {"brier": float(computed["brier"])}
+    ece = computed["ece"]
+    if ece.ndim == 0:
+        values["ece"] = float(ece)
+    else:
+        values["ece"] = float(ece.mean())
+        values.update({f"ece/{name}": float(v) for name, v in zip(task.class_names, ece, strict=True)})
+    return values
+
+
+def sample_losses(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each sample's task loss (``B``; its mean is ``task_loss``): for multilabel, the mean over labels."""
+    logits = logits.float()
+    if task.kind == "binary":
+        return F.binary_cross_entropy_with_logits(logits.reshape(-1), labels.float().reshape(-1),
+                                                  reduction="none")
+    if task.kind == "multiclass":
+        return F.cross_entropy(logits, labels.long(), reduction="none")
+    return F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(dim=1)
 
 
 def build_curve_metrics(task: Task) -> tuple[C.BinaryROC | C.MulticlassROC | C.MultilabelROC,

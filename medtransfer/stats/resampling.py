@@ -16,7 +16,7 @@ import numpy as np
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONFIDENCE = 0.95
-BLOCK_ELEMENTS = 1 << 21  # samples x resamples per block of weights: a few MB, reused from cache
+BLOCK_ELEMENTS = 1 << 21  # samples x resamples per block of weights: a few MB
 
 
 def seed_sequence(seed: int, *keys: object) -> np.random.SeedSequence:
@@ -41,15 +41,11 @@ class Resamples:
     n: int
     units: int
     grouped: bool
+    max_total: int  # the largest total weight of one resample: bounds every sum over samples
 
     @property
     def resamples(self) -> int:
         return sum(block.shape[1] for block in self.blocks)
-
-    @property
-    def max_total(self) -> int:
-        """The largest total weight of one resample (bounds the integer sums over samples)."""
-        return max(int(block.sum(axis=0, dtype=np.int64).max()) for block in self.blocks)
 
 
 def block_size(n: int, resamples: int) -> int:
@@ -88,15 +84,18 @@ def bootstrap_resamples(
     blocks = []
     for counts in draw_counts(units, resamples, rng, batch):
         weights = counts if codes is None else counts[:, codes]
-        dtype = np.uint8 if weights.max(initial=0) < 256 else np.uint32
-        blocks.append(np.ascontiguousarray(weights.T, dtype=dtype))
-    return Resamples(blocks, n, units, codes is not None)
+        blocks.append(weights.T)
+    largest = max(int(block.sum(axis=0).max()) for block in blocks)
+    # the integer type that holds any sum of weights over samples, so sums need no wider copy of the weights
+    dtype = np.uint16 if largest < 1 << 16 else np.uint32
+    blocks = [np.ascontiguousarray(block, dtype=dtype) for block in blocks]
+    return Resamples(blocks, n, units, codes is not None, largest)
 
 
 def full_sample(n: int) -> Resamples:
     """The original sample as one "resample" of weight 1 each: metrics evaluated on it are the point
     estimates."""
-    return Resamples([np.ones((n, 1), dtype=np.uint8)], n, n, False)
+    return Resamples([np.ones((n, 1), dtype=np.uint16 if n < 1 << 16 else np.uint32)], n, n, False, n)
 
 
 def percentile_interval(

@@ -31,35 +31,53 @@ def auroc(scores: np.ndarray, positive: np.ndarray, resamples: Resamples) -> np.
     """AUROC in every resample (``B``): the weighted share of (positive, negative) pairs in which the
     positive scores higher, ties counting one half; NaN where a resample has no positive or no negative.
 
-    Negatives are summed into buckets between consecutive distinct positive scores (and onto each one, for
-    ties) by one sparse product with the weights; a cumulative sum over the buckets then gives, for each
-    positive score, the weight of the negatives below it."""
+    With the ``q`` distinct positive scores as levels, one sparse product with the weights sums, per
+    resample, the positives at each level and the negatives between consecutive levels (and, where scores
+    tie, the negatives at each level); a cumulative sum over the levels then gives the weight of the
+    negatives below each positive score."""
     scores = np.asarray(scores)
     positive = np.asarray(positive, dtype=bool)
     levels = np.unique(scores[positive])
     q = len(levels)
     if q == 0 or positive.all():
         return np.full(resamples.resamples, np.nan)
-    # rows 0 .. 2q: negatives strictly between positive levels (even rows) or tied with one (odd rows);
-    # rows 2q+1 ..: positives at each level
-    where = np.searchsorted(levels, scores, side="left")
-    tied = (where < q) & (levels[np.minimum(where, q - 1)] == scores)
-    rows = np.where(positive, 2 * q + 1 + where, 2 * where + tied)
+    n = len(scores)
+    where = np.searchsorted(levels, scores, side="left")  # levels strictly below each score
+    tied = ~positive & (where < q) & (levels[np.minimum(where, q - 1)] == scores)
+    # rows 0 .. q: negatives below level k and not below level k - 1 (a tie at level k - 1 counts here, at
+    # k, since it is below level k); rows q+1 ..: positives at level k; then negatives tied with level k
+    rows = np.where(positive, q + 1 + where, where + tied)
+    with_ties = bool(tied.any())
+    if with_ties:
+        rows = np.concatenate([rows, 2 * q + 1 + where[tied]])
+    columns = np.concatenate([np.arange(n), np.flatnonzero(tied)]) if with_ties else np.arange(n)
+    # a type that holds every sum: the weights' own (see bootstrap_resamples), so the product copies nothing
     dtype = np.uint16 if resamples.max_total < 1 << 16 else np.uint32
-    buckets = sparse.csr_matrix(
-        (np.ones(len(scores), dtype=dtype), (rows, np.arange(len(scores)))), shape=(3 * q + 1, len(scores))
-    )
+    buckets = sparse.csr_matrix((np.ones(len(rows), dtype=dtype), (rows, columns)),
+                                shape=(2 * q + 1 + q * with_ties, n))
     values = []
+    total = np.int32 if resamples.max_total < 1 << 30 else np.int64
     for block in resamples.blocks:
-        summed = buckets @ block
-        negatives, positives = summed[: 2 * q + 1], summed[2 * q + 1 :].astype(np.int64)
-        below = np.cumsum(negatives, axis=0, dtype=np.int64)
-        twice_wins = 2 * below[0 : 2 * q : 2] + negatives[1 : 2 * q : 2]
-        numerator = np.einsum("kb,kb->b", positives, twice_wins).astype(np.float64)
-        pairs = 2.0 * positives.sum(axis=0) * below[-1]
+        summed = transposed(buckets @ block)  # resamples x rows: the cumulative sum runs along memory
+        below = np.cumsum(summed[:, : q + 1], axis=1, dtype=total)  # negatives below each level
+        twice_wins = 2 * below[:, :q]
+        if with_ties:
+            twice_wins += summed[:, 2 * q + 1 :]
+        positives = summed[:, q + 1 : 2 * q + 1]
+        numerator = np.einsum("bk,bk->b", positives, twice_wins, dtype=np.float64)
+        pairs = 2.0 * positives.sum(axis=1, dtype=np.float64) * below[:, q]
         with np.errstate(invalid="ignore", divide="ignore"):
             values.append(np.where(pairs > 0, numerator / pairs, np.nan))
     return np.concatenate(values)
+
+
+def transposed(matrix: np.ndarray, rows: int = 256) -> np.ndarray:
+    """A C-contiguous transpose, copied a band of rows at a time (a plain transposed copy of a tall matrix
+    misses the cache on every element: three times slower)."""
+    out = np.empty(matrix.shape[::-1], dtype=matrix.dtype)
+    for start in range(0, matrix.shape[0], rows):
+        out[:, start : start + rows] = matrix[start : start + rows].T
+    return out
 
 
 def nanmean_rows(values: np.ndarray) -> np.ndarray:

@@ -43,12 +43,14 @@ def results_document(
     seed: int = 0,
     primary: str = "auroc",
     extra: dict | None = None,
+    task: dict | None = None,
+    predictions: dict | None = None,
 ) -> dict:
     """A results.json as ``medtransfer fit`` writes it (results.build_results)."""
     return build_results(
         verb=verb,
         metrics={"val": dict(test), "test": dict(test)},
-        task={
+        task=task or {
             "kind": "binary",
             "class_names": ["normal", "lesion"],
             "ordinal": False,
@@ -61,6 +63,7 @@ def results_document(
         config=config,
         wall_time_s=1.0,
         extra=extra,
+        predictions=predictions,
     )
 
 

@@ -60,7 +60,8 @@ def test_logged_names_follow_the_design(tmp_path, kind, extra):
     expected_fit = {f"{stage}/{n}" for stage in ("train", "val") for n in per_epoch} | {"train/loss_step"}
     assert set(run.logged_metrics) == expected_fit
     run.test(model, datamodule=data, verbose=False)
-    assert set(run.logged_metrics) == {f"test/{n}" for n in (*NAMES, *extra)}
+    calibration = ("ece", "brier", *(n.replace("auroc/", "ece/") for n in extra if n.startswith("auroc/")))
+    assert set(run.logged_metrics) == {f"test/{n}" for n in (*NAMES, *extra, *calibration)}
 
 
 def test_test_metrics_cover_the_whole_split_once(tmp_path):
@@ -78,7 +79,8 @@ def test_test_metrics_cover_the_whole_split_once(tmp_path):
             probs = probabilities(data.task, model.logits(batch))
             metrics.update(probs, metric_targets(data.task, batch["label"]))
     by_hand = {name: float(value) for name, value in metrics.compute().items()}
-    assert {k: v for k, v in model.epoch_metrics["test"].items() if k != "loss"} == pytest.approx(by_hand)
+    scored = {k: v for k, v in model.epoch_metrics["test"].items() if k not in ("loss", "ece", "brier")}
+    assert scored == pytest.approx(by_hand)
 
 
 def test_checkpoints_monitor_the_task_primary_metric(tmp_path):

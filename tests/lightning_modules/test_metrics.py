@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from medtransfer.lightning_modules.metrics import (
+    build_calibration_metrics,
     build_metrics,
     build_per_class_auroc,
+    calibration_values,
     metric_targets,
     probabilities,
+    sample_losses,
     task_loss,
 )
 from medtransfer.task import Task
@@ -91,3 +94,37 @@ def test_probabilities_per_kind():
     assert probabilities(GRADES, torch.zeros(1, 3)).tolist() == [[pytest.approx(1 / 3)] * 3]
     assert probabilities(FINDINGS, torch.zeros(1, 3)).tolist() == [[0.5] * 3]
     assert probabilities(BINARY, torch.tensor([[0.0]], dtype=torch.bfloat16)).dtype == torch.float32
+
+
+def calibration(task: Task, probs, targets) -> dict[str, float]:
+    metrics = build_calibration_metrics(task)
+    metrics.update(torch.tensor(probs), metric_targets(task, torch.tensor(targets)))
+    return calibration_values(task, metrics.compute())
+
+
+def test_calibration_by_hand():
+    # binary, 10 bins of the positive-class probability: {0.05, 0.05} observed 1/2, {0.95} observed 1
+    # ECE = |0.5 - 0.05| * 2/3 + |1 - 0.95| * 1/3 = 0.3166...; Brier = (0.05^2 + 0.95^2 + 0.05^2) / 3
+    binary = calibration(BINARY, [0.05, 0.05, 0.95], [0, 1, 1])
+    assert binary["ece"] == pytest.approx(0.45 * 2 / 3 + 0.05 / 3, abs=1e-6)
+    assert binary["brier"] == pytest.approx((0.05**2 + 0.95**2 + 0.05**2) / 3)
+    # multiclass: top-class confidence 0.6, right once and wrong once: ECE 0.1; Brier per sample sums classes
+    grades = calibration(GRADES, [[0.6, 0.3, 0.1], [0.1, 0.6, 0.3]], [0, 0])
+    assert grades["ece"] == pytest.approx(abs(0.5 - 0.6), abs=1e-6)
+    assert grades["brier"] == pytest.approx(((0.4**2 + 0.3**2 + 0.1**2) + (0.9**2 + 0.6**2 + 0.3**2)) / 2)
+    # multilabel: one ECE per label, their mean is ece
+    findings = calibration(FINDINGS, [[0.9, 0.2, 0.5], [0.9, 0.2, 0.5]], [[1, 0, 1], [1, 1, 0]])
+    assert findings["ece/spot"] == pytest.approx(0.1, abs=1e-6)
+    assert findings["ece/ring"] == pytest.approx(0.3, abs=1e-6)
+    assert findings["ece/stripe"] == pytest.approx(0.0, abs=1e-6)
+    assert findings["ece"] == pytest.approx(0.4 / 3, abs=1e-6)
+
+
+def test_sample_losses_average_to_the_task_loss():
+    torch.manual_seed(0)
+    for task, labels in [(BINARY, torch.tensor([1, 0, 1])), (GRADES, torch.tensor([0, 2, 1])),
+                         (FINDINGS, torch.tensor([[1.0, 0, 1], [0, 0, 1], [1, 1, 1]]))]:
+        logits = torch.randn(3, task.num_outputs)
+        losses = sample_losses(task, logits, labels)
+        assert losses.shape == (3,)
+        assert float(losses.mean()) == pytest.approx(float(task_loss(task, logits, labels)), abs=1e-6)

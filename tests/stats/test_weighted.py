@@ -95,14 +95,16 @@ def test_weighted_auroc_equals_scikit_learn_with_sample_weights():
     scores = np.round(rng.random(500), 2)
     labels = rng.random(500) < 0.1
     weights = rng.integers(0, 4, (500, 6)).astype(np.uint8)
-    ours = auroc(scores, labels, Resamples([weights[:, :4].copy(), weights[:, 4:].copy()], 500, 500, False))
+    blocks = [weights[:, :4].copy(), weights[:, 4:].copy()]
+    draws = Resamples(blocks, 500, 500, False, int(weights.sum(0).max()))
+    ours = auroc(scores, labels, draws)
     for b in range(6):
         assert ours[b] == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights[:, b]), abs=1e-12)
 
 
 def test_auroc_is_nan_without_positives_or_negatives():
     weights = np.array([[1, 0], [1, 2], [0, 1]], dtype=np.uint8)  # resample 1 has only negatives
-    draws = Resamples([weights], 3, 3, False)
+    draws = Resamples([weights], 3, 3, False, 3)
     values = auroc(np.array([0.9, 0.1, 0.2]), np.array([True, False, False]), draws)
     assert values[0] == 1.0 and np.isnan(values[1])
     assert np.isnan(auroc(np.array([0.1, 0.2]), np.array([False, False]), full_sample(2))).all()
