@@ -114,7 +114,7 @@ class LinearProbe(SingleBackboneModule):
 
     # -- the exact solver ------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        return super().configure_optimizers() if self.solver == "sgd" else None
+        return super().configure_optimizers() if self.solver == "sgd" else SolveStep(self.head.parameters())
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
@@ -124,7 +124,9 @@ class LinearProbe(SingleBackboneModule):
     def training_step(self, batch: dict, batch_idx: int):
         if self.solver == "sgd":
             return super().training_step(batch, batch_idx)
-        return None  # the head was solved at the start of the epoch
+        if batch_idx == 0:
+            self.optimizers().step()  # the solve, made at the start of the epoch, counts as one step
+        return None
 
     def on_train_epoch_end(self) -> None:
         if self.solver == "lbfgs":
@@ -227,6 +229,19 @@ class LinearProbe(SingleBackboneModule):
 
     def extra_results(self) -> dict:
         return {"solver": self.solver_summary} if self.solver_summary is not None else {}
+
+
+class SolveStep(torch.optim.Optimizer):
+    """The exact solve as Lightning's one optimisation step: it changes nothing (the head was installed by
+    ``LinearProbe.solve``), but the step count it adds makes checkpointing and logging treat the solved head
+    like a trained one (``ModelCheckpoint`` saves nothing for a fit that took no step)."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params, {"lr": 0.0})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        return None
 
 
 def describe_subset(datamodule, size: int) -> str:
