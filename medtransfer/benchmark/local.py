@@ -2,8 +2,9 @@
 
 Each run is a ``medtransfer fit`` subprocess writing into its own folder (stdout and stderr to
 ``output.log``).
-Frozen-backbone runs that share feature stores wait for the first of them to finish, so every (backbone,
-dataset) is extracted once. Ctrl-C stops the running processes; their runs are redone next time.
+Pretraining runs go first, and the runs that load a pretraining run's backbone wait for it (and are skipped
+if it fails). Frozen-backbone runs that share feature stores wait for the first of them to finish, so every
+(backbone, dataset) is extracted once. Ctrl-C stops the running processes; their runs are redone next time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .plan import Run, store_waits
+from .plan import Run, run_waits
 from .spec import GridSpec, LocalSettings
 from .state import LOG_FILE, RESULTS_FILE, prepare_run_dir
 
@@ -81,6 +82,7 @@ class Outcome:
     run: Run
     code: int
     seconds: float
+    skipped_for: str | None = None  # the failed pretraining run this run needed; it was not started
 
 
 def device_slots(settings: LocalSettings) -> list[tuple[int, ...]]:
@@ -111,18 +113,25 @@ def run_local(
     start: Starter = Process,
     say: Callable[[str], None] = print,
 ) -> list[Outcome]:
-    """Run ``runs`` (all unfinished); returns every outcome. Runs sharing feature stores wait for the one that
-    extracts them; extracting runs go first."""
-    waits = store_waits(runs)
-    extracting = set().union(*waits.values())
+    """Run ``runs`` (all unfinished); returns every outcome. Pretraining runs go first; runs wait for the
+    pretraining runs they need (and are skipped when one fails) and for the run that extracts their feature
+    stores; extracting runs go next."""
+    waits = run_waits(runs)
+    awaited = set().union(*waits.values())
     slots = device_slots(settings)
     free = list(range(len(slots)))
-    queue = [r for r in runs if r.id in extracting] + [r for r in runs if r.id not in extracting]
+    queue = sorted(runs, key=lambda r: (not r.pretraining, r.id not in awaited))  # stable: grid order kept
     active: dict[int, tuple[Run, Handle, float]] = {}
     ended: set[str] = set()
+    failed: set[str] = set()
     outcomes: list[Outcome] = []
     try:
         while queue or active:
+            for run in [r for r in queue if failed & set(r.required_ids)]:
+                queue.remove(run)
+                ended.add(run.id)
+                outcomes.append(Outcome(run, 1, 0.0, skipped_for=sorted(failed & set(run.required_ids))[0]))
+                say(describe_outcome(outcomes[-1], output_dir / "runs" / run.dir_name))
             for slot_index in list(free):
                 ready = next((r for r in queue if waits[r.id] <= ended), None)
                 if ready is None:
@@ -145,6 +154,8 @@ def run_local(
                 del active[slot_index]
                 free.append(slot_index)
                 ended.add(run.id)
+                if code != 0:
+                    failed.add(run.id)
                 outcome = Outcome(run, code, time.perf_counter() - started)
                 outcomes.append(outcome)
                 say(describe_outcome(outcome, output_dir / "runs" / run.dir_name))
@@ -159,6 +170,8 @@ def run_local(
 
 
 def describe_outcome(outcome: Outcome, folder: Path) -> str:
+    if outcome.skipped_for is not None:
+        return f"SKIPPED {outcome.run.id}: the pretraining run {outcome.skipped_for} it needs failed"
     if outcome.code != 0:
         tail = ""
         log = folder / LOG_FILE
@@ -172,4 +185,6 @@ def describe_outcome(outcome: Outcome, folder: Path) -> str:
         scores = ", ".join(f"{k}={v:.4f}" for k, v in test.items() if "/" not in k and k != "loss")
     except (OSError, ValueError, KeyError, AttributeError):
         scores = "no results.json"
+    if outcome.run.pretraining:
+        return f"done {outcome.run.id} in {outcome.seconds:.0f} s (pretraining: backbone exported)"
     return f"done {outcome.run.id} in {outcome.seconds:.0f} s: test {scores}"

@@ -1,10 +1,13 @@
-"""Expanding a grid spec into runs: one ``medtransfer fit`` command per combination of axis levels."""
+"""Expanding a grid spec into runs: one ``medtransfer fit`` command per combination of axis levels, plus the
+pretraining runs whose exported backbones some of them load (levels with ``pretrain:``)."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .spec import GridSpec, GridSpecError, Level, format_override, sort_axes
@@ -25,6 +28,12 @@ class Run:
     group: str = ""  # fingerprint without the seeds: the runs a table cell averages
     store_keys: tuple[str, ...] = ()  # the feature-store families a frozen-backbone run reads
     config: dict = field(default_factory=dict)
+    pretraining: bool = False  # a pretraining run: its export is what other runs need, not a table cell
+    requires: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint key, pretraining run id)
+
+    @property
+    def required_ids(self) -> list[str]:
+        return [run_id for _, run_id in self.requires]
 
     @property
     def labels(self) -> dict[str, str]:
@@ -117,3 +126,69 @@ def store_waits(runs: list[Run]) -> dict[str, set[str]]:
         for key in runs[i].store_keys:
             leaders.setdefault(key, runs[i].id)
     return {run.id: {leaders[k] for k in run.store_keys} - {run.id} for run in runs}
+
+
+PRETRAIN_AXIS = "pretrain"
+
+
+def pretraining_runs(spec: GridSpec, runs: list[Run]) -> list[Run]:
+    """The pretraining runs that ``runs`` need, one per (level with ``pretrain``, levels of its ``share``
+    axes); records in each run which one it needs (``requires``)."""
+    stages: dict[str, Run] = {}
+    for run in runs:
+        for level in (lv for lv in run.levels if lv.pretrain is not None):
+            shared = [lv for lv in run.levels if lv.axis in level.pretrain.share]
+            missing = sorted(set(level.pretrain.share) - {lv.axis for lv in shared})
+            if missing:
+                raise GridSpecError(f"{spec.path}: axis {level.axis} = {level.label!r}: its pretraining "
+                                    f"shares axis {missing}, which run {run.id} does not have")
+            stage = _pretraining_run(spec, level, shared)
+            known = stages.setdefault(stage.id, stage)
+            if (known.configs, known.overrides) != (stage.configs, stage.overrides):
+                raise GridSpecError(f"{spec.path}: two levels labelled {level.label!r} pretrain differently "
+                                    f"(run {stage.id}); give them different labels")
+            run.requires.append((level.pretrain.checkpoint_key, stage.id))
+    return list(stages.values())
+
+
+def _pretraining_run(spec: GridSpec, level: Level, shared: list[Level]) -> Run:
+    configs = list(spec.configs) + [c for lv in shared for c in lv.configs] + list(level.pretrain.configs)
+    overrides = list(spec.overrides) + [o for lv in shared for o in lv.overrides]
+    overrides += list(level.pretrain.overrides)
+    marker = Level(PRETRAIN_AXIS, level.label, None)
+    stage_id = "-".join(filter(None, [run_id(shared) if shared else "", "pretrain", run_id([marker])]))
+    return Run(stage_id, [*shared, marker], configs, overrides, pretraining=True)
+
+
+def export_path(stage: Run, output_dir: Path) -> Path:
+    """Where a resolved pretraining run writes its backbone: ``model.init_args.export`` in its folder (or
+    that absolute path)."""
+    export = ((stage.config.get("model") or {}).get("init_args") or {}).get("export")
+    if not export:
+        raise GridSpecError(
+            f"pretraining run {stage.id}: its model writes no backbone export (model.init_args.export); "
+            "pretrain with medtransfer.lightning_modules.SSLPretrain, e.g. configs/pretrain/simclr.yaml"
+        )
+    if os.path.isabs(export):
+        return Path(export)
+    return output_dir / "runs" / stage.dir_name / export
+
+
+def link_exports(runs: list[Run], stages: list[Run], output_dir: Path) -> None:
+    """Give each run the export path of every pretraining run it needs, under the level's checkpoint key."""
+    by_id = {stage.id: stage for stage in stages}
+    for run in runs:
+        run.overrides += [(key, str(export_path(by_id[stage], output_dir))) for key, stage in run.requires]
+
+
+def with_requirements(selected: set[str], runs: list[Run]) -> set[str]:
+    """``selected`` plus the pretraining runs that the selected runs need."""
+    return selected | {stage for run in runs if run.id in selected for stage in run.required_ids}
+
+
+def run_waits(runs: list[Run]) -> dict[str, set[str]]:
+    """For each of ``runs`` (those still to run), the runs it waits for: the pretraining runs it needs, and
+    the run that extracts each feature store it reads (``store_waits``)."""
+    todo = {run.id for run in runs}
+    stores = store_waits([run for run in runs if not run.pretraining])
+    return {run.id: stores.get(run.id, set()) | (set(run.required_ids) & todo) for run in runs}

@@ -1,4 +1,5 @@
-"""A grid from spec to report: expand, check every run's config, skip finished runs, launch the rest."""
+"""A grid from spec to report: expand, check every run's config, skip finished runs, launch the rest
+(pretraining runs before the runs that load their backbones)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ from pathlib import Path
 
 from .local import Process, Starter, log_overrides, run_local
 from .lock import exclusive
-from .plan import Run, expand, level_order
+from .plan import Run, expand, level_order, link_exports, pretraining_runs, with_requirements
 from .report import write_report
 from .resolve import ConfigResolver, resolve
 from .slurm import write_slurm
 from .spec import GridSpec, LocalSettings, load_grid
-from .state import DONE, INCOMPLETE, status, write_manifest
+from .state import DONE, INCOMPLETE, statuses, write_manifest
 
 
 @dataclass
 class Plan:
     spec: GridSpec
-    runs: list[Run]  # the whole grid
+    runs: list[Run]  # the whole grid: pretraining runs first
     status: dict[str, str]  # run id -> done / incomplete / pending
     selected: set[str]  # the run ids to launch (all, or those matching --only)
 
@@ -36,22 +37,29 @@ def make_plan(
     cwd: Path | None = None,
     resolver: ConfigResolver | None = None,
 ) -> Plan:
-    """Load, expand and check the grid: every run's config is parsed by the real CLI parser."""
+    """Load, expand and check the grid: every run's config is parsed by the real CLI parser. Pretraining runs
+    are resolved first: their fingerprints name the folders whose backbone exports the other runs load."""
     cwd = cwd or Path.cwd()
     spec = load_grid(grid_file, cwd)
     if output_dir is not None:
         spec.output_dir = (cwd / output_dir).resolve()
     runs = expand(spec)
-    selected = {r.id for r in runs if only is None or fnmatch.fnmatch(r.id, only)}
+    stages = pretraining_runs(spec, runs)
+    selected = {r.id for r in stages + runs if only is None or fnmatch.fnmatch(r.id, only)}
     if not selected:
         raise ValueError(f"--only {only!r} matches none of the grid's run ids (see --dry-run)")
-    resolve(
-        runs,
-        spec.output_dir / "features",
-        resolver,
-        lambda run: log_overrides(spec.output_dir / "runs" / run.id),
-    )
-    return Plan(spec, runs, {r.id: status(spec.output_dir, r) for r in runs}, selected)
+    selected = with_requirements(selected, runs)
+    resolver = resolver or ConfigResolver()
+    stores = spec.output_dir / "features"
+
+    def logging(run: Run) -> list:
+        return log_overrides(spec.output_dir / "runs" / run.id)
+
+    resolve(stages, stores, resolver, logging)
+    link_exports(runs, stages, spec.output_dir)
+    resolve(runs, stores, resolver, logging)
+    every = stages + runs
+    return Plan(spec, every, statuses(spec.output_dir, every), selected)
 
 
 def describe_plan(plan: Plan, show_runs: bool = True) -> str:
@@ -60,6 +68,11 @@ def describe_plan(plan: Plan, show_runs: bool = True) -> str:
     lines = [f"grid {spec.name} ({spec.path}): {len(runs)} runs into {spec.output_dir}"]
     for axis, labels in level_order(spec).items():
         lines.append(f"  {axis} ({len(labels)}): {', '.join(labels)}")
+    stages = [r for r in runs if r.pretraining]
+    if stages:
+        users = sum(1 for r in runs if r.requires)
+        lines.append(f"  pretraining: {len(stages)} runs ({', '.join(r.id for r in stages)}) before the "
+                     f"{users} runs that load their backbones")
     keys = {k for r in runs for k in r.store_keys}
     if keys:
         users = sum(1 for r in runs if r.store_keys)
@@ -79,7 +92,8 @@ def describe_plan(plan: Plan, show_runs: bool = True) -> str:
         lines.append(f"  --only selects {len(plan.selected)} runs, {len(plan.todo())} of them to run")
     if show_runs:
         tag = {DONE: "done", INCOMPLETE: "redo", "pending": "todo"}
-        lines += [f"  {tag[plan.status[r.id]]:<5} {r.id}  [{r.fingerprint[:8]}]" for r in runs]
+        lines += [f"  {tag[plan.status[r.id]]:<5} {r.id}  [{r.fingerprint[:8]}]"
+                  + (f"  <- {', '.join(r.required_ids)}" if r.requires else "") for r in runs]
     todo = plan.todo()
     if todo:
         lines.append("  first command: medtransfer " + " ".join(todo[0].fit_args()))
@@ -98,7 +112,7 @@ def run_plan(
     Returns the exit code: 0, or 1 when a run failed. Refuses (``GridBusyError``) while another benchmark
     process works on the same output folder."""
     with exclusive(plan.spec.output_dir):
-        plan.status = {r.id: status(plan.spec.output_dir, r) for r in plan.runs}  # as of now, not of planning
+        plan.status = statuses(plan.spec.output_dir, plan.runs)  # as of now, not of planning
         return _launch(plan, launcher, local, start, say, cwd)
 
 

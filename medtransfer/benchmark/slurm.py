@@ -3,7 +3,9 @@ GPUs through srun) and ``submit.sh``, which the user runs on the cluster's login
 
 Runs are listed so that frozen-backbone runs that would extract the same feature stores come in three waves:
 the first run of each store group, the runs that use no store, then the remaining store users, submitted with
-``--dependency=afterany`` on the first wave so each (backbone, dataset) is extracted once.
+``--dependency=afterany`` on the first wave so each (backbone, dataset) is extracted once. Pretraining runs
+come before all of them, in a job of their own that the others wait for with ``--dependency=afterok`` (their
+backbone exports must exist; a failed pretraining leaves the waiting jobs pending, for ``scancel``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .local import log_overrides
-from .plan import Run, store_waits
+from .plan import Run, run_waits
 from .spec import GridSpec, SlurmSettings
 from .state import RESULTS_FILE, RUN_FILE
 
@@ -35,13 +37,16 @@ def ddp_overrides(settings: SlurmSettings) -> list[tuple[str, Any]]:
 
 
 def waves(runs: list[Run]) -> list[list[Run]]:
-    """[runs that extract feature stores], [runs without stores], [runs that wait for the extracting ones]."""
-    waits = store_waits(runs)
+    """[pretraining runs], [runs that extract feature stores], [runs without stores], [runs that wait for the
+    extracting ones]."""
+    stages = [r for r in runs if r.pretraining]
+    others = [r for r in runs if not r.pretraining]
+    waits = run_waits(others)
     extracting = set().union(*waits.values())
-    leaders = [r for r in runs if r.id in extracting and not waits[r.id]]
-    independent = [r for r in runs if not r.store_keys]
-    followers = [r for r in runs if r.store_keys and r not in leaders]
-    return [leaders, independent, followers]
+    leaders = [r for r in others if r.id in extracting and not waits[r.id]]
+    independent = [r for r in others if not r.store_keys]
+    followers = [r for r in others if r.store_keys and r not in leaders]
+    return [stages, leaders, independent, followers]
 
 
 def write_slurm(spec: GridSpec, output_dir: Path, runs: list[Run], cwd: Path) -> Path:
@@ -51,8 +56,8 @@ def write_slurm(spec: GridSpec, output_dir: Path, runs: list[Run], cwd: Path) ->
     commands = folder / "commands"
     commands.mkdir(parents=True, exist_ok=True)
     (folder / "logs").mkdir(exist_ok=True)
-    leaders, independent, followers = waves(runs)
-    ordered = leaders + independent + followers
+    stages, leaders, independent, followers = waves(runs)
+    ordered = stages + leaders + independent + followers
     for run in ordered:
         run_folder = output_dir / "runs" / run.dir_name
         argv = run.fit_args(extra=[*log_overrides(run_folder), *ddp_overrides(settings)])
@@ -73,7 +78,7 @@ def write_slurm(spec: GridSpec, output_dir: Path, runs: list[Run], cwd: Path) ->
     (folder / "runs.txt").write_text("".join(f"{run.dir_name}\n" for run in ordered))
     (folder / "grid.sbatch").write_text(sbatch_script(spec, output_dir, len(ordered), cwd))
     submit = folder / "submit.sh"
-    submit.write_text(submit_script(spec, [len(leaders), len(independent), len(followers)]))
+    submit.write_text(submit_script(spec, [len(stages), len(leaders), len(independent), len(followers)]))
     submit.chmod(0o755)
     return submit
 
@@ -134,31 +139,45 @@ def sbatch_script(spec: GridSpec, output_dir: Path, count: int, cwd: Path) -> st
 
 def submit_script(spec: GridSpec, sizes: list[int]) -> str:
     throttle = f"%{spec.slurm.max_parallel}" if spec.slurm.max_parallel else ""
-    lead, independent, follow = sizes
+    pretrain, lead, independent, follow = sizes
     lines = [
         "#!/usr/bin/env bash",
-        f"# submit grid {spec.name}: {sum(sizes)} runs in up to three array jobs",
+        f"# submit grid {spec.name}: {sum(sizes)} runs in up to four array jobs",
         "set -euo pipefail",
         'cd "$(dirname "$0")"',
     ]
     start = 0
-    if lead:
+    after = ""  # every later job waits for the pretraining job to succeed
+    if pretrain:
         lines += [
-            f"lead=$(sbatch --parsable --array={start}-{start + lead - 1}{throttle} grid.sbatch)",
+            f"pre=$(sbatch --parsable --array={start}-{start + pretrain - 1}{throttle} grid.sbatch)",
+            "pre=${pre%%;*}",
+            'echo "pretraining runs (their backbones are loaded by the others): job $pre"',
+        ]
+        start += pretrain
+        after = "afterok:$pre"
+    if lead:
+        dependency = f" --dependency={after}" if after else ""
+        lines += [
+            f"lead=$(sbatch --parsable{dependency} --array={start}-{start + lead - 1}{throttle} grid.sbatch)",
             "lead=${lead%%;*}",
             'echo "first run of each feature-store group: job $lead"',
         ]
         start += lead
     if independent:
+        dependency = f" --dependency={after}" if after else ""
         lines += [
-            f"job=$(sbatch --parsable --array={start}-{start + independent - 1}{throttle} grid.sbatch)",
+            f"job=$(sbatch --parsable{dependency} --array={start}-{start + independent - 1}{throttle} "
+            "grid.sbatch)",
             'echo "runs without feature stores: job ${job%%;*}"',
         ]
         start += independent
     if follow:
+        dependency = ",".join(filter(None, [after, "afterany:$lead" if lead else ""]))
+        dependency = f" --dependency={dependency}" if dependency else ""
         lines += [
-            f"job=$(sbatch --parsable --dependency=afterany:$lead "
-            f"--array={start}-{start + follow - 1}{throttle} grid.sbatch)",
-            'echo "runs reusing the feature stores (after job $lead): job ${job%%;*}"',
+            f"job=$(sbatch --parsable{dependency} --array={start}-{start + follow - 1}{throttle} "
+            "grid.sbatch)",
+            'echo "runs reusing the feature stores (after the first of each): job ${job%%;*}"',
         ]
     return "\n".join(lines) + "\n"

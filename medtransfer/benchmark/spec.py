@@ -22,7 +22,9 @@ BACKBONE_KEY = "model.init_args.backbone"
 BACKBONES_KEY = "model.init_args.backbones"  # DVME: a list of backbones
 FRACTION_KEY = "data.init_args.train_fraction"
 SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
-LEVEL_KEYS = {"value", "config", "overrides", "verb"}
+CHECKPOINT_KEY = "model.init_args.checkpoint"
+LEVEL_KEYS = {"value", "config", "overrides", "verb", "pretrain"}
+PRETRAIN_KEYS = {"config", "overrides", "share", "checkpoint_key"}
 VERBS = ("fit", "test", "validate")
 TOP_KEYS = {
     "name",
@@ -43,6 +45,19 @@ class GridSpecError(MedTransferError, ValueError):
 
 
 @dataclass(frozen=True)
+class Pretrain:
+    """A pretraining stage that a level's runs need (e.g. SSL on the run's dataset): a run of its own, made
+    of the grid's configs and overrides, the levels of the ``share`` axes of the run that needs it, its own
+    config pieces, the level's backbone and its own overrides; it must write a backbone export
+    (``model.init_args.export``), whose path the level's runs receive as ``checkpoint_key``."""
+
+    configs: tuple[str, ...]
+    overrides: tuple[tuple[str, Any], ...] = ()
+    share: tuple[str, ...] = ("dataset",)
+    checkpoint_key: str = CHECKPOINT_KEY
+
+
+@dataclass(frozen=True)
 class Level:
     """One value of an axis: its label in tables, and the config pieces and overrides it adds to a run."""
 
@@ -52,6 +67,7 @@ class Level:
     configs: tuple[str, ...] = ()
     overrides: tuple[tuple[str, Any], ...] = ()
     verb: str | None = None  # e.g. ``test`` for kNN, which has nothing to fit
+    pretrain: Pretrain | None = None  # a pretraining run to finish first, whose backbone the runs load
 
 
 @dataclass(frozen=True)
@@ -232,8 +248,8 @@ def _label_of(value: Any) -> str:
 
 
 def _level(axis: str, label: str, raw: Any, key: str, where: _Where) -> Level:
-    """A level from its value, or from ``{value, config, overrides, verb}``."""
-    verb = None
+    """A level from its value, or from ``{value, config, overrides, verb, pretrain}``."""
+    verb, pretrain = None, None
     if isinstance(raw, dict) and raw and set(raw) <= LEVEL_KEYS:
         value = raw.get("value")
         configs = where.config_pieces(raw.get("config") or [], f"{key}.config")
@@ -241,6 +257,8 @@ def _level(axis: str, label: str, raw: Any, key: str, where: _Where) -> Level:
         verb = raw.get("verb")
         if verb is not None and verb not in VERBS:
             raise where.error(f"{key}.verb", f"expected one of {list(VERBS)}, got {verb!r}")
+        if raw.get("pretrain") is not None:
+            pretrain = _pretrain(axis, value, raw["pretrain"], f"{key}.pretrain", where)
     else:
         value, configs, overrides = raw, [], []
     if axis in CONFIG_AXES:
@@ -250,7 +268,30 @@ def _level(axis: str, label: str, raw: Any, key: str, where: _Where) -> Level:
         overrides = _axis_overrides(axis, value, key, where) + overrides
     if not configs and not overrides:
         raise where.error(key, "this level changes nothing (give a value, config pieces or overrides)")
-    return Level(axis, label, value, tuple(configs), tuple(overrides), verb)
+    return Level(axis, label, value, tuple(configs), tuple(overrides), verb, pretrain)
+
+
+def _pretrain(axis: str, value: Any, raw: Any, key: str, where: _Where) -> Pretrain:
+    """``pretrain: {config, overrides, share, checkpoint_key}`` of a level."""
+    if not isinstance(raw, dict) or not set(raw) <= PRETRAIN_KEYS or not raw.get("config"):
+        raise where.error(key, f"expected a mapping with config (the pretraining's config pieces) and "
+                               f"optionally {sorted(PRETRAIN_KEYS - {'config'})}, got {raw!r}")
+    if axis == "backbone" and not isinstance(value, str):
+        raise where.error(key, f"pretraining trains one backbone: the level's value must be one backbone "
+                               f"name, got {value!r}")
+    share = raw.get("share", ["dataset"])
+    share = [share] if isinstance(share, str) else share
+    if not isinstance(share, list) or not all(isinstance(a, str) for a in share) or axis in share:
+        raise where.error(f"{key}.share", "expected a list of the other axes whose levels the pretraining "
+                                          f"shares with the runs needing it (e.g. [dataset]), got {share!r}")
+    checkpoint_key = raw.get("checkpoint_key", CHECKPOINT_KEY)
+    if not isinstance(checkpoint_key, str) or "." not in checkpoint_key:
+        raise where.error(f"{key}.checkpoint_key", f"expected a dotted key, got {checkpoint_key!r}")
+    overrides = _overrides(raw.get("overrides") or {}, f"{key}.overrides", where)
+    if axis == "backbone":  # the pretraining trains the backbone the runs load
+        overrides = ((BACKBONE_KEY, value), *overrides)
+    return Pretrain(tuple(where.config_pieces(raw["config"], f"{key}.config")), overrides, tuple(share),
+                    checkpoint_key)
 
 
 def _axis_overrides(axis: str, value: Any, key: str, where: _Where) -> list[tuple[str, Any]]:

@@ -10,7 +10,9 @@ events
 
 A run is finished when its folder holds a readable results.json whose verb and config have the run's
 fingerprint (results.json is written once, atomically, when the run ends); a folder without one is a killed or
-failed attempt and the run is redone.
+failed attempt and the run is redone. A run that loads a pretraining run's backbone export is finished only
+while that pretraining run is, and only if the weights it loaded are the ones that run exported (its
+results.json's backbone fingerprints hold the export's), so a pretraining run done again redoes them.
 """
 
 from __future__ import annotations
@@ -42,23 +44,52 @@ def run_dir(output_dir: Path, run: Run) -> Path:
     return output_dir / "runs" / run.dir_name
 
 
-def status(output_dir: Path, run: Run) -> str:
+def status(output_dir: Path, run: Run, required: list[Run] = ()) -> str:
+    """``run``'s state; ``required`` are the pretraining runs whose exports it loads."""
     folder = run_dir(output_dir, run)
-    if finished_fingerprint(folder / RESULTS_FILE) == run.fingerprint:
-        return DONE
+    results = read_results(folder / RESULTS_FILE)
+    if results is not None and results_fingerprint(results) == run.fingerprint:
+        loaded = {b.get("fingerprint") for b in (results.get("model") or {}).get("backbones") or []
+                  if isinstance(b, dict)}
+        if all(export_fingerprint(output_dir, stage) in loaded for stage in required):
+            return DONE
     return INCOMPLETE if folder.exists() else PENDING
 
 
-def finished_fingerprint(path: Path) -> str | None:
-    """The run fingerprint (verb and config) of a results.json, or None when absent or unreadable."""
+def statuses(output_dir: Path, runs: list[Run]) -> dict[str, str]:
+    """The state of every run of a grid (pretraining runs included), by id."""
+    by_id = {run.id: run for run in runs}
+    return {run.id: status(output_dir, run, [by_id[i] for i in run.required_ids]) for run in runs}
+
+
+def read_results(path: Path) -> dict | None:
+    """A results.json, or None when absent, unreadable or of another schema."""
     try:
         results = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(results, dict) or results.get("schema") != SCHEMA:
-        return None
+    return results if isinstance(results, dict) and results.get("schema") == SCHEMA else None
+
+
+def results_fingerprint(results: dict) -> str | None:
     config = results.get("config")
     return run_fingerprint(config, str(results.get("verb"))) if isinstance(config, dict) else None
+
+
+def finished_fingerprint(path: Path) -> str | None:
+    """The run fingerprint (verb and config) of a results.json, or None when absent or unreadable."""
+    results = read_results(path)
+    return None if results is None else results_fingerprint(results)
+
+
+def export_fingerprint(output_dir: Path, stage: Run) -> str | None:
+    """The fingerprint of the backbone a finished pretraining run exported (``SSLPretrain`` records it in
+    results.json under ``extra.pretraining.export``), or None."""
+    if status(output_dir, stage) != DONE:
+        return None
+    results = read_results(run_dir(output_dir, stage) / RESULTS_FILE) or {}
+    export = ((results.get("extra") or {}).get("pretraining") or {}).get("export") or {}
+    return export.get("fingerprint")
 
 
 def prepare_run_dir(output_dir: Path, spec: GridSpec, run: Run, argv: list[str]) -> Path:
@@ -82,7 +113,8 @@ def prepare_run_dir(output_dir: Path, spec: GridSpec, run: Run, argv: list[str])
 def write_manifest(
     output_dir: Path, spec: GridSpec, runs: list[Run], level_order: dict[str, list[str]]
 ) -> Path:
-    """grid.json: which results belong to this grid (by fingerprint) and their labels, for the report."""
+    """grid.json: which results belong to this grid (by fingerprint) and their labels, for the report;
+    pretraining runs are listed apart (``pretraining``): their results are no table cells."""
     path = output_dir / MANIFEST
     existing = read_manifest(path)
     if existing is not None and existing.get("name") != spec.name:
@@ -98,20 +130,27 @@ def write_manifest(
         "baseline": spec.report.baseline,
         "metric": spec.report.metric,
         "split": spec.report.split,
-        "runs": [
-            {
-                "id": r.id,
-                "dir": str(run_dir(output_dir, r).relative_to(output_dir)),
-                "fingerprint": r.fingerprint,
-                "group": r.group,
-                "labels": r.labels,
-            }
-            for r in runs
-        ],
+        "runs": [_manifest_entry(output_dir, r) for r in runs if not r.pretraining],
     }
+    stages = [_manifest_entry(output_dir, r) for r in runs if r.pretraining]
+    if stages:
+        document["pretraining"] = stages
     if existing != document:
         write_json_atomic(path, document)
     return path
+
+
+def _manifest_entry(output_dir: Path, run: Run) -> dict:
+    entry = {
+        "id": run.id,
+        "dir": str(run_dir(output_dir, run).relative_to(output_dir)),
+        "fingerprint": run.fingerprint,
+        "group": run.group,
+        "labels": run.labels,
+    }
+    if run.requires:
+        entry["requires"] = run.required_ids
+    return entry
 
 
 def read_manifest(path: Path) -> dict | None:
