@@ -62,11 +62,15 @@ def test_pretraining_writes_a_backbone_that_a_linear_probe_loads_by_path(tmp_pat
     export = results["extra"]["pretraining"]["export"]
     assert Path(export["path"]) == (run / "backbone.pt").resolve()
     assert results["task"]["kind"] == "binary" and results["extra"]["pretraining"]["method"] == "simclr"
+    # the learning rate is given for 256 images per step and scaled linearly to the 8 of this run
+    assert results["extra"]["pretraining"]["lr"] == {"per_256_images": 0.05, "global_batch": 8}
 
     events = EventAccumulator(str(run))
     events.Reload()
     assert {"train/loss", "train/loss_step", "val/acc", "val/auroc"} <= set(events.Tags()["scalars"])
-    assert any(tag.startswith("lr-SGD") for tag in events.Tags()["scalars"])
+    learning_rates = [e.value for tag in events.Tags()["scalars"] if tag.startswith("lr-SGD")
+                      for e in events.Scalars(tag)]
+    assert learning_rates and max(learning_rates) <= 0.05 * 8 / 256 + 1e-9
     assert "train/views" in events.Tags()["images"]  # the augmented views, once
 
     capsys.readouterr()

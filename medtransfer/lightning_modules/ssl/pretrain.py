@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -49,7 +50,9 @@ class SSLPretrain(MedTransferModule):
             the method classes in ``lightning_modules/ssl``).
         views: the views per image (``medtransfer.views.ViewSpec``: ``global_views``, ``local_views``, sizes,
             crop scales, ``modality``, ``jitter``, ``blur``, ``solarize``).
-        lr: peak learning rate (after ``warmup_epochs``, then cosine decay).
+        lr: peak learning rate for 256 images per optimiser step (all processes together), scaled linearly
+            with the actual global batch (the method papers' rule), reached after ``warmup_epochs`` and
+            decayed on a cosine.
         weight_decay: applied to weights, not to biases and normalisation parameters.
         optimizer: ``sgd`` (momentum 0.9), ``adamw`` or ``lars`` (momentum 0.9; biases and norms excluded).
         warmup_epochs: linear learning-rate warm-up, in epochs (may be fractional).
@@ -195,19 +198,31 @@ class SSLPretrain(MedTransferModule):
         raise nothing_to_evaluate()
 
     # -- optimisation ----------------------------------------------------------------------------------------
+    def global_batch(self) -> int:
+        """Images per optimiser step over all processes (the base of the learning-rate scaling)."""
+        per_process = int(getattr(getattr(self.trainer, "datamodule", None), "batch_size", 0) or 256)
+        return per_process * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    def steps_per_epoch(self) -> float:
+        batches = self.trainer.num_training_batches  # loaded by estimated_stepping_batches, unless
+        if not math.isfinite(batches):  # max_epochs: -1 (training by max_steps) left it unloaded
+            batches = len(self.trainer.datamodule.train_dataloader())
+        return batches / self.trainer.accumulate_grad_batches
+
     def configure_optimizers(self):
         decay, no_decay = get_weight_decay_parameters(self.method.trainable_modules())
         groups = [{"params": decay, "weight_decay": self.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         groups = [g for g in groups if g["params"]]
+        lr = self.lr * self.global_batch() / 256
         if self.optimizer_name == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=0.9)
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9)
         elif self.optimizer_name == "lars":
-            optimizer = LARS(groups, lr=self.lr, momentum=0.9)  # weight-decay-free groups skip LARS scaling
+            optimizer = LARS(groups, lr=lr, momentum=0.9)  # weight-decay-free groups skip LARS scaling
         else:
-            optimizer = torch.optim.AdamW(groups, lr=self.lr)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(total, int(round(self.warmup_epochs * total / max(1, self.trainer.max_epochs or 1))))
+            optimizer = torch.optim.AdamW(groups, lr=lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))  # max_epochs or max_steps
+        warmup = min(total, int(round(self.warmup_epochs * self.steps_per_epoch())))
         scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -252,6 +267,7 @@ class SSLPretrain(MedTransferModule):
     def extra_results(self) -> dict:
         return {"pretraining": {
             "method": self.hparams["method"],
+            "lr": {"per_256_images": self.lr, "global_batch": self.global_batch() if self._trainer else None},
             "method_args": dict(self.hparams["method_args"] or {}),
             "views": self.view_spec.to_dict(),
             "export": self.exported,
