@@ -100,7 +100,7 @@ def reliability_figure(task: Task, panels: list[tuple[str, object]]) -> Figure:
         ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{name}: ECE {bins.ece:.3f}")
         ax.set_xlabel("confidence" if task.kind == "multiclass" else "predicted probability", fontsize=8)
         ax.set_ylabel("accuracy" if task.kind == "multiclass" else "observed frequency", fontsize=8)
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="best", fontsize=7)
     figure.suptitle("reliability (test)")
     return figure
 

@@ -25,7 +25,6 @@ from ..stats.resampling import (
     DEFAULT_RESAMPLES,
     Resamples,
     bootstrap_resamples,
-    full_sample,
     seed_sequence,
 )
 from ..task import Task
@@ -91,8 +90,8 @@ class ReportStatistics:
         resamples: image resamples per test set (and seed draws per interval).
         seed: seeds every resample and draw, so the same results give the same report.
         confidence: of the intervals; ``1 - confidence`` is the level of the Holm-corrected verdicts.
-        workers: processes that score runs (default: up to 2 when the predictions are large); the scores
-            do not depend on it.
+        workers: processes that score runs (default: one per CPU core, up to 8, when the predictions are
+            large); the scores do not depend on it.
     """
 
     def __init__(self, collection: Collection, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
@@ -183,7 +182,7 @@ def default_workers(runs: list[RunToScore]) -> int:
     for run in runs:
         path = run.path.parent / run.predictions if run.predictions else None
         size += path.stat().st_size if path is not None and path.is_file() else 0
-    return min(2, os.cpu_count() or 1) if size > PARALLEL_BYTES else 1
+    return min(8, os.cpu_count() or 1) if size > PARALLEL_BYTES else 1
 
 
 def score_run(run: RunToScore, resamples: int, seed: int) -> RunScores | str:
@@ -213,24 +212,32 @@ def _score(run: RunToScore, resamples: int, seed: int) -> RunScores:
     metrics = predictions.metrics()
     if run.metric not in metrics.names():
         raise _NoScores(f"{run.metric} cannot be recomputed from test predictions")
-    estimate = float(metrics.evaluate(full_sample(len(predictions)), [run.metric])[run.metric][0])
-    if not abs(estimate - run.value) <= AGREEMENT:
-        raise _NoScores(f"{run.predictions} gives {run.metric} {estimate:.6f}, results.json {run.value:.6f}")
     test_set = _test_set(predictions, task)
     key = (test_set.key, resamples, seed)
     if key not in _DRAWS:
         if len(_DRAWS) >= KEPT_DRAWS:
             del _DRAWS[next(iter(_DRAWS))]
         stream = seed_sequence(seed, "report", test_set.key)
-        _DRAWS[key] = bootstrap_resamples(len(predictions), resamples, stream, predictions.groups)
+        _DRAWS[key] = with_full_sample(bootstrap_resamples(len(predictions), resamples, stream,
+                                                           predictions.groups))
     draws = _DRAWS[key]
     test_set.units, test_set.grouped = draws.units, draws.grouped
-    replicates = metrics.evaluate(draws, [run.metric])[run.metric]
+    *replicates, estimate = metrics.evaluate(draws, [run.metric])[run.metric]
+    if not abs(estimate - run.value) <= AGREEMENT:
+        raise _NoScores(f"{run.predictions} gives {run.metric} {estimate:.6f}, results.json {run.value:.6f}")
+    replicates = np.array(replicates)
     centred = auroc = None
     if test_set.positive is not None and run.metric == "auroc":
         parts = delong.components(predictions.probs, test_set.positive)
         centred, auroc = parts.centred[0], float(parts.auroc[0])
     return RunScores(test_set, replicates, centred, auroc)
+
+
+def with_full_sample(draws: Resamples) -> Resamples:
+    """The resamples plus the whole test set as a last column, so one pass scores both."""
+    ones = np.ones((draws.n, 1), dtype=draws.blocks[0].dtype)
+    largest = max(draws.max_total, draws.n)
+    return Resamples([*draws.blocks, ones], draws.n, draws.units, draws.grouped, largest)
 
 
 def _test_set(predictions, task: Task) -> TestSet:

@@ -16,7 +16,7 @@ import numpy as np
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONFIDENCE = 0.95
-BLOCK_ELEMENTS = 1 << 21  # samples x resamples per block of weights: a few MB
+BLOCK_ELEMENTS = 1 << 23  # samples x resamples per block of weights (16 MB): long rows for the products
 
 
 def seed_sequence(seed: int, *keys: object) -> np.random.SeedSequence:
