@@ -47,7 +47,7 @@ from medtransfer.lightning_modules.logistic_path import logistic_path
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"
 sys.path.insert(0, str(REPO))  # the scikit-learn reference lives with the tests that hold the solver to it
-from tests.lightning_modules.sklearn_reference import sklearn_probe  # noqa: E402
+from tests.lightning_modules.sklearn_reference import sklearn_probe, store_arrays  # noqa: E402
 
 SECTIONS = ("stores", "sweep", "solver", "scale")
 
@@ -143,7 +143,7 @@ def compare_solver_with_sklearn(args, data, tmp: str, forward: Clock, targets: l
     with solve:
         ours = fit_and_test(model, data, 1)
     summary = model.extra_results()["solver"]
-    arrays = store_arrays(model, data, tmp)
+    arrays = store_arrays(model.backbone, data, tmp)
     reference_clock = Clock()
     with reference_clock:
         reference = sklearn_probe(data.task.kind, *arrays.values(), summary_l2(summary))
@@ -198,16 +198,6 @@ def time_solver_at_scale(args, targets: list) -> None:
           f"({iterations} iterations)")
     targets.append(Target(f"solver / scikit-learn, whole path on {args.scale_rows} x {args.scale_dim}",
                           ours.wall / theirs.wall, 1.0, "below"))
-
-
-def store_arrays(model: LinearProbe, data, features_dir: str) -> dict:
-    """(features, labels) per split of the stores a probe used: the label fraction's rows for train."""
-    arrays = {}
-    for split in ("train", "val", "test"):
-        store = store_for(model.backbone, data, split, features_dir)
-        rows = store.rows_of(data.split_source(split).ids)
-        arrays[split] = (np.asarray(store.features[rows], dtype=np.float64), np.asarray(store.labels[rows]))
-    return arrays
 
 
 def summary_l2(summary: dict) -> list[float]:

@@ -12,6 +12,19 @@ from sklearn.metrics import cohen_kappa_score, log_loss, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 
+def store_arrays(backbone, data, features_dir) -> dict:
+    """(float64 features, labels) per split of the stores a probe used: the label fraction's rows for
+    train."""
+    from medtransfer.features import store_for
+
+    arrays = {}
+    for split in ("train", "val", "test"):
+        store = store_for(backbone, data, split, features_dir)
+        rows = store.rows_of(data.split_source(split).ids)
+        arrays[split] = (np.asarray(store.features[rows], dtype=np.float64), np.asarray(store.labels[rows]))
+    return arrays
+
+
 def primary_metric(kind: str, labels: np.ndarray, probs: np.ndarray) -> float:
     """AUROC (binary; macro over labels for multilabel) or quadratic weighted kappa (ordinal multiclass)."""
     if kind == "binary":

@@ -14,12 +14,11 @@ import torch
 
 from medtransfer.cli import main as medtransfer_main
 from medtransfer.datamodules import SyntheticMedical
-from medtransfer.features import store_for
 from medtransfer.lightning_modules import LinearProbe, LinearSweep
 from medtransfer.lightning_modules.frozen import FeatureCacheError
 from medtransfer.lightning_modules.linear_probe import SolverConvergenceWarning, TrainingSubsetError
 
-from .sklearn_reference import sklearn_probe
+from .sklearn_reference import sklearn_probe, store_arrays
 
 REPO = Path(__file__).resolve().parents[2]
 METRICS = {"test/auroc", "test/acc", "test/f1", "test/loss"}
@@ -44,16 +43,6 @@ def run(feature_cache: bool, features_dir: Path, data: SyntheticMedical, epochs:
     return model, test
 
 
-def store_arrays(model: LinearProbe, data: SyntheticMedical, features_dir: Path) -> dict:
-    """(features, labels) of the stores the probe used: the label fraction's rows for train."""
-    arrays = {}
-    for split in ("train", "val", "test"):
-        store = store_for(model.backbone, data, split, features_dir)
-        rows = store.rows_of(data.split_source(split).ids)
-        arrays[split] = (np.asarray(store.features[rows], dtype=np.float64), np.asarray(store.labels[rows]))
-    return arrays
-
-
 # -- the exact solver against scikit-learn ----------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
 def test_the_solver_selects_and_scores_as_scikit_learn_does_on_the_same_stores(kind, tmp_path, one_thread):
@@ -63,7 +52,7 @@ def test_the_solver_selects_and_scores_as_scikit_learn_does_on_the_same_stores(k
     assert model.solver == "lbfgs" and model.trainer.current_epoch == 1  # one epoch: the solve
     summary = model.extra_results()["solver"]
     metric = data.task.primary_metric
-    reference = sklearn_probe(kind, *store_arrays(model, data, tmp_path).values(), l2)
+    reference = sklearn_probe(kind, *store_arrays(model.backbone, data, tmp_path).values(), l2)
     ours = [point[f"val/{metric}"] for point in summary["path"]]
     np.testing.assert_allclose(ours, reference["val"], atol=0.005)
     assert summary["selected_on"] == f"val/{metric}"
@@ -75,7 +64,7 @@ def test_the_sgd_sweep_on_standardised_features_is_near_the_exact_optimum(tmp_pa
     data = small_data(num_train=320, num_val=128, num_test=256)
     l2 = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
     probe, _ = run(True, tmp_path, data, l2_penalties=l2)
-    reference = sklearn_probe("binary", *store_arrays(probe, data, tmp_path).values(), l2)
+    reference = sklearn_probe("binary", *store_arrays(probe.backbone, data, tmp_path).values(), l2)
     _, sweep_test = run(True, tmp_path, data, epochs=60, model_class=LinearSweep,
                         lrs=[1e-3, 1e-2, 1e-1], weight_decays=[0.0, 1e-2, 1e-1], optimizer="sgd")
     assert abs(sweep_test["test/auroc"] - reference["test"]) <= 0.01
