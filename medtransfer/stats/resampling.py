@@ -16,7 +16,7 @@ import numpy as np
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONFIDENCE = 0.95
-BLOCK_ELEMENTS = 1 << 23  # samples x resamples per block of weights (16 MB): long rows for the products
+BLOCK_ELEMENTS = 1 << 20  # samples x resamples per block of weights: 2 MB, read from the cache by every class
 
 
 def seed_sequence(seed: int, *keys: object) -> np.random.SeedSequence:

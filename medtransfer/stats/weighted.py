@@ -29,46 +29,68 @@ def weighted_sums(values: np.ndarray, resamples: Resamples) -> np.ndarray:
 
 def auroc(scores: np.ndarray, positive: np.ndarray, resamples: Resamples) -> np.ndarray:
     """AUROC in every resample (``B``): the weighted share of (positive, negative) pairs in which the
-    positive scores higher, ties counting one half; NaN where a resample has no positive or no negative.
+    positive scores higher, ties counting one half; NaN where a resample has no positive or no negative."""
+    return aurocs(np.asarray(scores)[:, None], np.asarray(positive)[:, None], resamples)[0]
+
+
+def aurocs(scores: np.ndarray, positive: np.ndarray, resamples: Resamples) -> np.ndarray:
+    """``C x B`` AUROCs of ``C`` score columns (``N x C``, each with its own positives), block by block of
+    resamples so that each block of weights is read from the cache by every column."""
+    columns = [_LevelSums(scores[:, c], positive[:, c], resamples.max_total) for c in range(scores.shape[1])]
+    values = [[] for _ in columns]
+    for block in resamples.blocks:
+        for column, out in zip(columns, values, strict=True):
+            out.append(column.auroc(block))
+    return np.array([np.concatenate(out) for out in values])
+
+
+class _LevelSums:
+    """AUROC of one score column under blocks of weights.
 
     With the ``q`` distinct positive scores as levels, one sparse product with the weights sums, per
     resample, the positives at each level and the negatives between consecutive levels (and, where scores
     tie, the negatives at each level); a cumulative sum over the levels then gives the weight of the
     negatives below each positive score."""
-    scores = np.asarray(scores)
-    positive = np.asarray(positive, dtype=bool)
-    levels = np.unique(scores[positive])
-    q = len(levels)
-    if q == 0 or positive.all():
-        return np.full(resamples.resamples, np.nan)
-    n = len(scores)
-    where = np.searchsorted(levels, scores, side="left")  # levels strictly below each score
-    tied = ~positive & (where < q) & (levels[np.minimum(where, q - 1)] == scores)
-    # rows 0 .. q: negatives below level k and not below level k - 1 (a tie at level k - 1 counts here, at
-    # k, since it is below level k); rows q+1 ..: positives at level k; then negatives tied with level k
-    rows = np.where(positive, q + 1 + where, where + tied)
-    with_ties = bool(tied.any())
-    if with_ties:
-        rows = np.concatenate([rows, 2 * q + 1 + where[tied]])
-    columns = np.concatenate([np.arange(n), np.flatnonzero(tied)]) if with_ties else np.arange(n)
-    # a type that holds every sum: the weights' own (see bootstrap_resamples), so the product copies nothing
-    dtype = np.uint16 if resamples.max_total < 1 << 16 else np.uint32
-    buckets = sparse.csr_matrix((np.ones(len(rows), dtype=dtype), (rows, columns)),
-                                shape=(2 * q + 1 + q * with_ties, n))
-    values = []
-    total = np.int32 if resamples.max_total < 1 << 30 else np.int64
-    for block in resamples.blocks:
-        summed = transposed(buckets @ block)  # resamples x rows: the cumulative sum runs along memory
-        below = np.cumsum(summed[:, : q + 1], axis=1, dtype=total)  # negatives below each level
+
+    def __init__(self, scores: np.ndarray, positive: np.ndarray, max_total: int) -> None:
+        positive = np.asarray(positive, dtype=bool)
+        levels = np.unique(scores[positive])
+        self.q = q = len(levels)
+        self.defined = q > 0 and not positive.all()
+        if not self.defined:
+            return
+        n = len(scores)
+        where = np.searchsorted(levels, scores, side="left")  # levels strictly below each score
+        tied = ~positive & (where < q) & (levels[np.minimum(where, q - 1)] == scores)
+        # rows 0 .. q: negatives below level k and not below level k - 1 (a tie at level k - 1 counts
+        # here, at k, since it is below level k); rows q+1 ..: positives at level k; then negatives tied
+        # with level k
+        rows = np.where(positive, q + 1 + where, where + tied)
+        self.with_ties = bool(tied.any())
+        columns = np.arange(n)
+        if self.with_ties:
+            rows = np.concatenate([rows, 2 * q + 1 + where[tied]])
+            columns = np.concatenate([columns, np.flatnonzero(tied)])
+        # a type that holds every sum: the weights' own (see bootstrap_resamples), so products copy nothing
+        dtype = np.uint16 if max_total < 1 << 16 else np.uint32
+        self.total = np.int32 if max_total < 1 << 30 else np.int64
+        self.buckets = sparse.csr_matrix((np.ones(len(rows), dtype=dtype), (rows, columns)),
+                                         shape=(2 * q + 1 + q * self.with_ties, n))
+
+    def auroc(self, block: np.ndarray) -> np.ndarray:
+        if not self.defined:
+            return np.full(block.shape[1], np.nan)
+        q = self.q
+        summed = transposed(self.buckets @ block)  # resamples x rows: the cumulative sum runs along memory
+        below = np.cumsum(summed[:, : q + 1], axis=1, dtype=self.total)  # negatives below each level
         twice_wins = 2 * below[:, :q]
-        if with_ties:
+        if self.with_ties:
             twice_wins += summed[:, 2 * q + 1 :]
         positives = summed[:, q + 1 : 2 * q + 1]
         numerator = np.einsum("bk,bk->b", positives, twice_wins, dtype=np.float64)
         pairs = 2.0 * positives.sum(axis=1, dtype=np.float64) * below[:, q]
         with np.errstate(invalid="ignore", divide="ignore"):
-            values.append(np.where(pairs > 0, numerator / pairs, np.nan))
-    return np.concatenate(values)
+            return np.where(pairs > 0, numerator / pairs, np.nan)
 
 
 def transposed(matrix: np.ndarray, rows: int = 256) -> np.ndarray:
@@ -177,11 +199,7 @@ class TestMetrics:
             positives = self.labels[:, None] == np.arange(self.probs.shape[1])[None, :]
         else:
             positives = self.labels == 1
-        per_class = np.stack([
-            auroc(self.probs[:, c], positives[:, c], resamples) if 0 < positives[:, c].sum() < self.n
-            else np.full(resamples.resamples, np.nan)
-            for c in range(self.probs.shape[1])
-        ])
+        per_class = aurocs(self.probs, positives, resamples)  # NaN for a class with one kind of label only
         out = {"auroc": nanmean_rows(per_class)}
         out.update({f"auroc/{name}": per_class[c] for c, name in enumerate(self.class_names)})
         return {name: out[name] for name in names}
