@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from medtransfer import cli
 from medtransfer.backbones import create_backbone
 from medtransfer.backbones.cli import main as weights_main
 from medtransfer.cli import main
@@ -174,3 +175,42 @@ def test_momentum_and_teacher_temperature_are_logged(tmp_path, one_thread):
     momentum = [event.value for event in events.Scalars("train/momentum")]
     assert momentum == pytest.approx([0.9, 1.0])  # cosine from start to end over the 2 steps
     assert {"train/teacher_temp"} <= set(events.Tags()["scalars"])
+
+
+class Preempted(RuntimeError):
+    """Stands in for a job killed mid-training."""
+
+
+class PreemptAtEpoch(pl.Callback):
+    def on_train_epoch_start(self, trainer, module) -> None:
+        if trainer.current_epoch == 2:
+            raise Preempted("preempted at the start of epoch 2")
+
+
+def test_a_resumed_pretraining_exports_the_uninterrupted_weights(tmp_path, monkeypatch):
+    dino = [
+        "fit", "--config", str(REPO / "configs" / "pretrain" / "dino.yaml"), "--config", SYNTHETIC,
+        "--data.init_args.num_train", "32", "--data.init_args.num_val", "16",
+        "--data.init_args.num_test", "16", "--data.init_args.batch_size", "8",
+        "--model.init_args.backbone", "test_resnet",
+        "--model.init_args.views", "{global_views: 2, local_views: 2, local_size: 16}",
+        "--model.init_args.method_args",
+        "{hidden_dim: 32, bottleneck_dim: 16, output_dim: 64, batch_norm: true, warmup_teacher_temp: 0.02, "
+        "warmup_teacher_temp_epochs: 2, momentum: [0.9, 1.0]}",
+        "--model.init_args.warmup_epochs", "1",
+    ]
+    main([*dino, *quiet(tmp_path / "uninterrupted", "dino", epochs=3)])
+    defaults = cli.trainer_defaults
+    with monkeypatch.context() as patch:
+        patch.setattr(cli, "trainer_defaults", lambda: {
+            **defaults(), "callbacks": [*defaults()["callbacks"], PreemptAtEpoch()]})
+        with pytest.raises(Preempted):
+            main([*dino, *quiet(tmp_path / "resumed", "dino", epochs=3)])
+    main([*dino, *quiet(tmp_path / "resumed", "dino", epochs=3), "--ckpt_path", "last"])
+    whole, resumed = (json.loads((tmp_path / run / "dino" / "version_0" / "results.json").read_text())
+                      for run in ("uninterrupted", "resumed"))
+    # the teacher, DINO's centre, the schedules, the optimiser and the views all continued where they stopped
+    assert resumed["extra"]["pretraining"]["export"]["fingerprint"] == \
+        whole["extra"]["pretraining"]["export"]["fingerprint"]
+    for stage in ("train", "val"):
+        assert resumed["metrics"][stage] == pytest.approx(whole["metrics"][stage])
