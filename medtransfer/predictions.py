@@ -20,6 +20,7 @@ import pandas as pd
 from .errors import MedTransferError
 from .stats.weighted import TestMetrics
 from .task import Task
+from .utils.atomic import atomic_path
 
 TEST_PREDICTIONS = "test_predictions.csv"
 
@@ -71,12 +72,9 @@ class Predictions:
         return pd.DataFrame(columns)
 
     def write_csv(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        self.frame().to_csv(tmp, index=False, lineterminator="\n")
-        tmp.replace(path)
-        return path
+        with atomic_path(path) as tmp:
+            self.frame().to_csv(tmp, index=False, lineterminator="\n")
+        return Path(path)
 
     def metrics(self) -> TestMetrics:
         """The task's metrics of these predictions under any bootstrap weights."""

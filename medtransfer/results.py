@@ -9,11 +9,10 @@ these keys existed lack them and are still read."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from . import __version__
+from .utils.atomic import atomic_path
 
 SCHEMA = "medtransfer.results/1"
 
@@ -55,15 +54,7 @@ def build_results(
 
 def write_json_atomic(path: str | Path, document: dict) -> Path:
     """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2, default=str, allow_nan=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp, tmp.open("w") as handle:
+        json.dump(document, handle, indent=2, default=str, allow_nan=True)
+        handle.write("\n")
+    return Path(path)

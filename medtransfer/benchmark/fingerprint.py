@@ -8,9 +8,10 @@ matched to the run of a grid it belongs to.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from typing import Any
+
+from ..utils.hashing import json_digest
 
 # where a run writes and which hardware it uses: not part of what it measures
 EXECUTION_KEYS = (
@@ -33,6 +34,7 @@ STATISTICS_KEYS = ("intervals",)
 # where frozen-backbone models keep their feature stores (shared across the grid, so never part of a run's
 # identity)
 STORE_ROOT_KEYS = ("model.init_args.features_dir",)
+# the seeds a grid's seed axis sets: repeats of one cell differ in these alone
 SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
 BACKBONE_FIELDS = ("checkpoint", "backbone_kwargs", "embedding", "resize_to")
 
@@ -54,21 +56,16 @@ def without(config: dict, keys: tuple[str, ...]) -> dict:
     return config
 
 
-def digest(data: Any) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
 def run_fingerprint(config: dict, verb: str = "fit") -> str:
     """16 hex digits identifying what a run computes: its verb and resolved config."""
     ignored = EXECUTION_KEYS + STATISTICS_KEYS + STORE_ROOT_KEYS
-    return digest({"verb": verb, "config": without(plain(config), ignored)})
+    return json_digest({"verb": verb, "config": without(plain(config), ignored)})
 
 
 def group_fingerprint(config: dict, verb: str = "fit") -> str:
     """The fingerprint without the seeds: runs sharing it are repeats that a table cell averages."""
     ignored = EXECUTION_KEYS + STATISTICS_KEYS + STORE_ROOT_KEYS + SEED_KEYS
-    return digest({"verb": verb, "config": without(plain(config), ignored)})
+    return json_digest({"verb": verb, "config": without(plain(config), ignored)})
 
 
 def store_keys(config: dict) -> list[str]:
@@ -92,7 +89,8 @@ def store_keys(config: dict) -> list[str]:
     keys = []
     for entry in entries:
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
-        keys.append(digest({"data": data, "backbone": {k: entry.get(k) for k in ("name", *BACKBONE_FIELDS)}}))
+        backbone = {k: entry.get(k) for k in ("name", *BACKBONE_FIELDS)}
+        keys.append(json_digest({"data": data, "backbone": backbone}))
     return keys
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..stats.resampling import DEFAULT_RESAMPLES
+from ..utils.atomic import write_bytes_atomic
 from .aggregate import Collection, Record, cells, collect
 from .plots import fraction_figures, importance_figures
 from .tables import build_tables, summary_markdown
@@ -120,8 +121,5 @@ def _relative(path: Path, root: Path) -> str:
 def write_if_changed(path: Path, data: bytes) -> bool:
     if path.is_file() and path.read_bytes() == data:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_bytes_atomic(path, data)
     return True

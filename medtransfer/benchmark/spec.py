@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ..errors import MedTransferError
+from .fingerprint import SEED_KEYS
 
 # axes with a meaning of their own; any other axis is a dotted override key (e.g. ``model.init_args.lr``)
 CONFIG_AXES = ("dataset", "protocol")
@@ -21,7 +22,6 @@ NAMED_AXES = ("dataset", "protocol", "backbone", "fraction", "seed")
 BACKBONE_KEY = "model.init_args.backbone"
 BACKBONES_KEY = "model.init_args.backbones"  # DVME: a list of backbones
 FRACTION_KEY = "data.init_args.train_fraction"
-SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
 CHECKPOINT_KEY = "model.init_args.checkpoint"
 LEVEL_KEYS = {"value", "config", "overrides", "verb", "pretrain"}
 PRETRAIN_KEYS = {"config", "overrides", "share", "checkpoint_key"}

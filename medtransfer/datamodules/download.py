@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import shutil
 import urllib.request
@@ -12,6 +11,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import MedTransferError
+from ..utils.atomic import atomic_path
+from ..utils.hashing import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -22,57 +23,42 @@ class DownloadError(MedTransferError, RuntimeError):
     """A download that failed or produced a file with the wrong checksum."""
 
 
-def md5_of(path: str | Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_file(url: str, destination: str | Path, md5: str | None = None, get_from: str = "") -> Path:
-    """Fetch ``url`` to ``destination`` through a ``.part`` file (an interrupted download never looks
+    """Fetch ``url`` to ``destination`` through a temporary file (an interrupted download never looks
     complete), with a progress bar, and check its MD5 when known. An existing file with the right checksum is
     kept."""
     destination = Path(destination)
-    if destination.exists() and (md5 is None or md5_of(destination) == md5):
+    if destination.exists() and (md5 is None or file_digest(destination, "md5") == md5):
         return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    part = destination.with_name(destination.name + ".part")
     log.info("downloading %s to %s", url, destination)
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": "medtransfer"})
-        with urllib.request.urlopen(request, timeout=60) as response, part.open("wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name) as bar:
-                for chunk in iter(lambda: response.read(CHUNK), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-    except OSError as err:
-        part.unlink(missing_ok=True)
-        where = f" Download it by hand from {get_from} into {destination.parent}." if get_from else ""
-        raise DownloadError(f"could not download {url}: {err}.{where}") from None
-    if md5 is not None and (actual := md5_of(part)) != md5:
-        part.unlink()
-        raise DownloadError(
-            f"{url}: checksum mismatch (MD5 {actual}, expected {md5}); the download is corrupt, try again"
-        )
-    part.replace(destination)
+    with atomic_path(destination) as part:
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": "medtransfer"})
+            with urllib.request.urlopen(request, timeout=60) as response, part.open("wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name) as bar:
+                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except OSError as err:
+            where = f" Download it by hand from {get_from} into {destination.parent}." if get_from else ""
+            raise DownloadError(f"could not download {url}: {err}.{where}") from None
+        if md5 is not None and (actual := file_digest(part, "md5")) != md5:
+            raise DownloadError(
+                f"{url}: checksum mismatch (MD5 {actual}, expected {md5}); the download is corrupt, try again"
+            )
     return destination
 
 
 def gunzip_file(source: str | Path, destination: str | Path) -> Path:
-    """Decompress ``source`` (``.gz``) to ``destination`` through a ``.part`` file."""
-    destination = Path(destination)
-    part = destination.with_name(destination.name + ".part")
+    """Decompress ``source`` (``.gz``) to ``destination`` through a temporary file."""
     log.info("decompressing %s", source)
-    try:
-        with gzip.open(source, "rb") as src, part.open("wb") as out:
-            shutil.copyfileobj(src, out, CHUNK)
-    except (OSError, EOFError) as err:
-        part.unlink(missing_ok=True)
-        raise DownloadError(
-            f"{source}: not a complete gzip file ({err}); delete it and download again"
-        ) from None
-    part.replace(destination)
-    return destination
+    with atomic_path(destination) as part:
+        try:
+            with gzip.open(source, "rb") as src, part.open("wb") as out:
+                shutil.copyfileobj(src, out, CHUNK)
+        except (OSError, EOFError) as err:
+            raise DownloadError(
+                f"{source}: not a complete gzip file ({err}); delete it and download again"
+            ) from None
+    return Path(destination)

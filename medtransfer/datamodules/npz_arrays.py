@@ -4,16 +4,15 @@ per process (``np.load`` of an ``.npz`` reads every array whole into each proces
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MedTransferError
+from ..utils.atomic import atomic_path
 
 CACHE_ENV = "MEDTRANSFER_CACHE"
 MAP_ABOVE_BYTES = 2**30  # arrays at least this large (uncompressed) are memory-mapped
@@ -66,14 +65,10 @@ def unpacked(path: Path, name: str, cache_dir: Path) -> Path:
     target = cache_dir / f"{path.stem}-{key}" / f"{name}.npy"
     if target.exists():
         return target
-    partial = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp.npy")  # unique across processes and nodes
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _copy_member(path, name, partial)
-        os.replace(partial, target)  # last: a reader never sees a half-written file
+        with atomic_path(target) as partial:  # unique across processes and nodes; a reader never sees half
+            _copy_member(path, name, partial)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
         raise ArrayCacheError(
             f"{path}: could not unpack {name} into {target.parent} to memory-map it ({err}); make room "
             f"there, or choose a writable folder with room: ${CACHE_ENV} or data.init_args.cache_dir"

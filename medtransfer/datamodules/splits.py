@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.atomic import atomic_path
 from .fractions import stratified_group_keys
 from .sources import Source
 
@@ -65,10 +66,7 @@ def carve_sources(
 def write_split_file(path: str | Path, sources: Mapping[str, Source]) -> Path:
     """Write ``id,split,label,patient`` for every sample, so a carved split can be published and reused
     (``CSVDataset`` reads it back with ``split_column: split``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "split", "label", "patient"])
         for split, source in sources.items():
@@ -79,8 +77,7 @@ def write_split_file(path: str | Path, sources: Mapping[str, Source]) -> Path:
                 )
                 patient = "" if source.groups is None else source.groups[i]
                 writer.writerow([sample_id, split, label_text, patient])
-    tmp.replace(path)
-    return path
+    return Path(path)
 
 
 def complete_splits(

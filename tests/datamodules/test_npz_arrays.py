@@ -35,7 +35,7 @@ def test_large_arrays_are_memory_mapped_copies_and_unpacked_once(archive, tmp_pa
     load_npz(path, tmp_path / "cache")
     assert sorted((tmp_path / "cache").rglob("*")) == files
     assert [f.stat().st_mtime_ns for f in files if f.is_file()] == stamps  # reused, not rewritten
-    assert not [f for f in files if f.name.endswith(".tmp.npy")]
+    assert not [f for f in files if f.name.endswith(".tmp")]
 
 
 def test_a_replaced_archive_is_unpacked_again(archive, tmp_path, monkeypatch):

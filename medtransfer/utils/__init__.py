@@ -1,0 +1,2 @@
+"""Small helpers that several parts share: content hashes (``hashing``), files that appear whole or not at
+all (``atomic``) and where this process stands among a run's processes (``distributed``)."""
