@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..task import Task
-from .base import MedicalDataModule
 from .errors import BadLabelError, DatasetLayoutError, check_layout, layout_message
+from .file_backed import FileBackedDataModule
 from .sources import Source
 from .splits import carve_sources
 from .tabular import checked_file_source, read_table, row_origins
@@ -61,7 +61,7 @@ def parse_findings(text: str, where: str) -> np.ndarray:
     return vector
 
 
-class ChestXray14(MedicalDataModule):
+class ChestXray14(FileBackedDataModule):
     """ChestX-ray14 from ``root`` as downloaded: ``Data_Entry_2017_v2020.csv`` (or ``Data_Entry_2017.csv``),
     ``train_val_list.txt``, ``test_list.txt`` and the PNGs under ``images/`` or ``images_NNN/images/``.
 
@@ -71,26 +71,14 @@ class ChestXray14(MedicalDataModule):
     Args:
         root: the dataset folder.
         val_fraction, split_seed: size and seed of the carved validation split.
-        skip_corrupt: leave out missing or unreadable images (logged and counted) instead of failing.
-        image_size, batch_size, ...: see ``MedicalDataModule``; default augmentation ``chest_xray``.
+        skip_corrupt, image_size, batch_size, ...: see ``FileBackedDataModule``; default augmentation
+            ``chest_xray``.
     """
 
     default_augmentation = "chest_xray"
 
-    def __init__(
-        self,
-        root: str,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        skip_corrupt: bool = False,
-        image_size: int = 224,
-        **kwargs,
-    ) -> None:
-        super().__init__(image_size=image_size, **kwargs)
-        self.root = root
-        self.val_fraction = val_fraction
-        self.split_seed = split_seed
-        self.skip_corrupt = skip_corrupt
+    def __init__(self, root: str, **kwargs) -> None:
+        super().__init__(root, test_fraction=0.0, **kwargs)  # the official test list is the test split
         self.task = Task("multilabel", FINDINGS)
 
     def build_sources(self) -> dict[str, Source]:
@@ -157,6 +145,3 @@ class ChestXray14(MedicalDataModule):
             skip_corrupt=self.skip_corrupt,
             grey=True,
         )
-
-    def data_fingerprint(self) -> dict:
-        return super().data_fingerprint() | {"split_seed": self.split_seed}

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..task import Task
-from .base import MedicalDataModule
 from .errors import BadLabelError, DatasetLayoutError, check_layout
+from .file_backed import FileBackedDataModule
 from .sources import Source
 from .splits import complete_splits
 from .tabular import checked_file_source, class_labels, read_table, row_origins
@@ -18,7 +18,7 @@ from .tabular import checked_file_source, class_labels, read_table, row_origins
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
-class CSVDataset(MedicalDataModule):
+class CSVDataset(FileBackedDataModule):
     """A dataset listed in a CSV file.
 
     - one label column: class numbers ``0..C-1`` or class names (``class_names`` fixes their order, otherwise
@@ -37,9 +37,8 @@ class CSVDataset(MedicalDataModule):
         class_names: class order for a single label column of names (or names for numbered classes).
         ordinal: classes are ordered grades (multiclass, ranked by quadratic weighted kappa).
         grey: decode images as grey, repeated to 3 channels.
-        val_fraction, test_fraction, split_seed: carved splits.
-        skip_corrupt: leave out missing or unreadable images (logged and counted) instead of failing.
-        image_size, batch_size, augmentation, ...: see ``MedicalDataModule``.
+        val_fraction, test_fraction, split_seed: carved splits (see ``FileBackedDataModule``).
+        skip_corrupt, image_size, batch_size, augmentation, ...: see ``FileBackedDataModule``.
     """
 
     default_augmentation = "natural"
@@ -55,25 +54,15 @@ class CSVDataset(MedicalDataModule):
         class_names: list[str] | None = None,
         ordinal: bool = False,
         grey: bool = False,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        split_seed: int = 0,
-        skip_corrupt: bool = False,
-        image_size: int = 224,
         **kwargs,
     ) -> None:
-        super().__init__(image_size=image_size, **kwargs)
-        self.root = root
+        super().__init__(root, **kwargs)
         self.csv_path = csv_path
         self.image_column = image_column
         self.label_columns = [label_columns] if isinstance(label_columns, str) else list(label_columns)
         self.patient_column = patient_column
         self.split_column = split_column
         self.grey = grey
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
-        self.skip_corrupt = skip_corrupt
         root_path = check_layout(self.name, root, [], "your own files")
         self.table_path = Path(csv_path).expanduser()
         if not self.table_path.is_absolute():
@@ -163,8 +152,8 @@ class CSVDataset(MedicalDataModule):
             )
         return values.map(SPLIT_VALUES).to_numpy()
 
-    def data_fingerprint(self) -> dict:
-        return super().data_fingerprint() | {"csv": self.table_path.name, "split_seed": self.split_seed}
+    def layout_fingerprint(self) -> dict:
+        return {"csv": self.table_path.name}
 
 
 def _all_integers(values: pd.Series) -> bool:

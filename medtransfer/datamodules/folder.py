@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..task import Task
-from .base import MedicalDataModule
 from .errors import DatasetLayoutError, check_layout, describe_folder
+from .file_backed import FileBackedDataModule
 from .images import IGNORED_NAMES, FileSource, iter_image_files
 from .sources import Source
 from .splits import complete_splits
@@ -43,7 +43,7 @@ def patient_ids(paths: list[Path], pattern: str | None) -> np.ndarray | None:
     return np.asarray(ids)
 
 
-class ImageFolder(MedicalDataModule):
+class ImageFolder(FileBackedDataModule):
     """Any classification dataset laid out as ``root/<class>/<image>`` or ``root/<split>/<class>/<image>``.
 
     Class names are the sorted class folder names (two classes make a binary task, the second folder being the
@@ -56,9 +56,9 @@ class ImageFolder(MedicalDataModule):
         ordinal: the classes are ordered grades (sorted folder names, e.g. ``0``..``4``); ranks by kappa.
         patient_pattern: regex whose first group extracts the patient id from a file name.
         grey: decode images as grey (X-rays, CT), repeated to 3 channels.
-        val_fraction, test_fraction, split_seed: carved splits, when their folders are absent.
-        skip_corrupt: leave out unreadable images (logged and counted) instead of failing.
-        image_size, batch_size, augmentation, ...: see ``MedicalDataModule``.
+        val_fraction, test_fraction, split_seed: carved splits, when their folders are absent (see
+            ``FileBackedDataModule``).
+        skip_corrupt, image_size, batch_size, augmentation, ...: see ``FileBackedDataModule``.
     """
 
     default_augmentation = "natural"
@@ -69,22 +69,12 @@ class ImageFolder(MedicalDataModule):
         ordinal: bool = False,
         patient_pattern: str | None = None,
         grey: bool = False,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        split_seed: int = 0,
-        skip_corrupt: bool = False,
-        image_size: int = 224,
         **kwargs,
     ) -> None:
-        super().__init__(image_size=image_size, **kwargs)
-        self.root = root
+        super().__init__(root, **kwargs)
         self.ordinal = ordinal
         self.patient_pattern = patient_pattern
         self.grey = grey
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
-        self.skip_corrupt = skip_corrupt
         self.classes = self._find_classes()
         kind = "binary" if len(self.classes) == 2 and not ordinal else "multiclass"
         self.task = Task(
@@ -144,5 +134,5 @@ class ImageFolder(MedicalDataModule):
             draft_size=2 * self.image_size,
         )
 
-    def data_fingerprint(self) -> dict:
-        return super().data_fingerprint() | {"classes": self.classes, "split_seed": self.split_seed}
+    def layout_fingerprint(self) -> dict:
+        return {"classes": self.classes}

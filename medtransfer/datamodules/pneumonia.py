@@ -12,8 +12,8 @@ from typing import Literal
 import numpy as np
 
 from ..task import Task
-from .base import MedicalDataModule
 from .errors import DatasetLayoutError, layout_message
+from .file_backed import FileBackedDataModule
 from .images import FileSource, iter_image_files
 from .sources import Source
 from .splits import carve_sources
@@ -57,7 +57,7 @@ def find_split_root(root: Path, max_depth: int = 3) -> Path | None:
     return None
 
 
-class ChestXrayPneumonia(MedicalDataModule):
+class ChestXrayPneumonia(FileBackedDataModule):
     """Pneumonia vs normal on paediatric chest X-rays (5,856 images), binary, AUROC.
 
     Args:
@@ -66,30 +66,17 @@ class ChestXrayPneumonia(MedicalDataModule):
             checkpoints on, so it joins the training images and a patient-grouped, stratified validation
             split of ``val_fraction`` is carved from them; ``official``: use ``val/`` as published.
         val_fraction, split_seed: size and seed of the carved validation split.
-        skip_corrupt: leave out unreadable images (logged and counted) instead of failing.
-        image_size, batch_size, ...: see ``MedicalDataModule``; default augmentation ``chest_xray``.
+        skip_corrupt, image_size, batch_size, ...: see ``FileBackedDataModule``; default augmentation
+            ``chest_xray``.
     """
 
     default_augmentation = "chest_xray"
 
-    def __init__(
-        self,
-        root: str,
-        validation: Literal["carved", "official"] = "carved",
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        skip_corrupt: bool = False,
-        image_size: int = 224,
-        **kwargs,
-    ) -> None:
+    def __init__(self, root: str, validation: Literal["carved", "official"] = "carved", **kwargs) -> None:
         if validation not in ("carved", "official"):
             raise ValueError(f"data.validation must be 'carved' or 'official', got {validation!r}")
-        super().__init__(image_size=image_size, **kwargs)
-        self.root = root
+        super().__init__(root, test_fraction=0.0, **kwargs)  # the official test/ is the test split
         self.validation = validation
-        self.val_fraction = val_fraction
-        self.split_seed = split_seed
-        self.skip_corrupt = skip_corrupt
         self.task = Task("binary", ("normal", "pneumonia"))
 
     def build_sources(self) -> dict[str, Source]:
@@ -140,8 +127,8 @@ class ChestXrayPneumonia(MedicalDataModule):
             draft_size=2 * self.image_size,
         )
 
-    def data_fingerprint(self) -> dict:
-        return super().data_fingerprint() | {"validation": self.validation, "split_seed": self.split_seed}
+    def layout_fingerprint(self) -> dict:
+        return {"validation": self.validation}
 
 
 def _concat(first: FileSource, second: FileSource) -> FileSource:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..task import Task
-from .base import MedicalDataModule
 from .errors import check_layout
+from .file_backed import FileBackedDataModule
 from .sources import Source
 from .splits import carve_sources
 from .tabular import checked_file_source, class_labels, read_table, row_origins
@@ -21,7 +21,7 @@ def retinopathy_task() -> Task:
     return Task("multiclass", GRADES, ordinal=True, primary_metric="kappa")
 
 
-class EyePACS(MedicalDataModule):
+class EyePACS(FileBackedDataModule):
     """Kaggle Diabetic Retinopathy Detection (EyePACS, 2015).
 
     Layout: ``trainLabels.csv`` (``image,level``) with ``train/<image>.jpeg``; optionally the labelled test
@@ -32,34 +32,18 @@ class EyePACS(MedicalDataModule):
 
     Args:
         root: the folder holding ``trainLabels.csv`` and ``train/``.
+        image_suffix: extension of the image files (``.jpeg`` as published).
         val_fraction, test_fraction: shares of the training patients carved out (``test_fraction`` only when
             there is no labelled test set).
-        split_seed: seed of the carved splits (independent of ``fraction_seed``).
-        image_suffix: extension of the image files (``.jpeg`` as published).
-        skip_corrupt: leave out missing or unreadable images (logged and counted) instead of failing.
-        image_size, batch_size, ...: see ``MedicalDataModule``; default augmentation ``fundus``.
+        split_seed, skip_corrupt, image_size, batch_size, ...: see ``FileBackedDataModule``; default
+            augmentation ``fundus``.
     """
 
     default_augmentation = "fundus"
 
-    def __init__(
-        self,
-        root: str,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        split_seed: int = 0,
-        image_suffix: str = ".jpeg",
-        skip_corrupt: bool = False,
-        image_size: int = 224,
-        **kwargs,
-    ) -> None:
-        super().__init__(image_size=image_size, **kwargs)
-        self.root = root
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
+    def __init__(self, root: str, image_suffix: str = ".jpeg", **kwargs) -> None:
+        super().__init__(root, **kwargs)
         self.image_suffix = image_suffix
-        self.skip_corrupt = skip_corrupt
         self.task = retinopathy_task()
 
     def _read(self, root: Path, csv_name: str, folder: str) -> Source:
@@ -91,11 +75,8 @@ class EyePACS(MedicalDataModule):
             f"{self.name} (no retinopathy_solution.csv with test/: test carved from train)",
         )
 
-    def data_fingerprint(self) -> dict:
-        return super().data_fingerprint() | {"split_seed": self.split_seed}
 
-
-class APTOS2019(MedicalDataModule):
+class APTOS2019(FileBackedDataModule):
     """APTOS 2019 Blindness Detection: ``train.csv`` (``id_code,diagnosis``) with
     ``train_images/<id_code>.png``.
 
@@ -104,28 +85,14 @@ class APTOS2019(MedicalDataModule):
 
     Args:
         root: the folder holding ``train.csv`` and ``train_images/``.
-        val_fraction, test_fraction, split_seed, skip_corrupt: as for ``EyePACS``.
-        image_size, batch_size, ...: see ``MedicalDataModule``; default augmentation ``fundus``.
+        val_fraction, test_fraction, split_seed, skip_corrupt, image_size, batch_size, ...: see
+            ``FileBackedDataModule``; default augmentation ``fundus``.
     """
 
     default_augmentation = "fundus"
 
-    def __init__(
-        self,
-        root: str,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        split_seed: int = 0,
-        skip_corrupt: bool = False,
-        image_size: int = 224,
-        **kwargs,
-    ) -> None:
-        super().__init__(image_size=image_size, **kwargs)
-        self.root = root
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
-        self.skip_corrupt = skip_corrupt
+    def __init__(self, root: str, **kwargs) -> None:
+        super().__init__(root, **kwargs)
         self.task = retinopathy_task()
 
     def build_sources(self) -> dict[str, Source]:
@@ -148,6 +115,3 @@ class APTOS2019(MedicalDataModule):
             self.split_seed,
             f"{self.name} (no public test labels)",
         )
-
-    def data_fingerprint(self) -> dict:
-        return super().data_fingerprint() | {"split_seed": self.split_seed}
