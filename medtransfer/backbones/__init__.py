@@ -1,10 +1,12 @@
-"""Backbones: pretrained weights by name, checkpoint adapters and the Backbone module (DESIGN.md)."""
+"""Backbones: pretrained weights by name (the registry, timm's pretrained tags, hf-hub: models), checkpoint
+adapters and the Backbone module (DESIGN.md)."""
 
 from .backbone import Backbone
 from .errors import (
     CheckpointFormatError,
     CheckpointMismatchError,
     ChecksumError,
+    UnknownBackboneError,
     WeightsError,
     WeightsNotFoundError,
 )
@@ -21,6 +23,7 @@ __all__ = [
     "ChecksumError",
     "LoadReport",
     "Preprocessing",
+    "UnknownBackboneError",
     "WeightsEntry",
     "WeightsError",
     "WeightsNotFoundError",

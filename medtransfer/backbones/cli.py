@@ -1,5 +1,6 @@
-"""``medtransfer weights list|check|download``: what the registry holds, whether a file loads exactly, and
-fetching files into the cache."""
+"""``medtransfer weights list|check|download``: what the registry (and timm) holds, whether a file loads
+exactly, and fetching files into the cache. Every timm pretrained tag and hf-hub: name works as a backbone
+name too."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import argparse
 import json
 import sys
 
+import timm
 import yaml
+from timm.models import get_pretrained_cfg
 
-from .download import cached_path, checksum_matches, download, file_sha256, resolve_weights_file
+from .download import cached_path, checksum_matches, download, file_sha256
 from .errors import WeightsError
 from .factory import build_backbone
+from .hub import cached_hub_file
 from .registry import REGISTRY, get_entry
+from .timm_weights import TimmWeights, find_timm_weights, resolve_timm_file
+
+TIMM_NOTE = ("Any timm pretrained tag (arch.tag, e.g. resnet50.a1_in1k) and any timm model on the Hugging "
+             "Face Hub (hf-hub:org/name) is a backbone name too: medtransfer weights list --timm [PATTERN]")
 
 
 def main(argv: list[str]) -> int:
@@ -24,26 +32,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medtransfer weights", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    listing = verbs.add_parser("list", help="the registry: names, sources, dims, local presence")
+    listing = verbs.add_parser("list", help="the registry: names, sources, dims, local presence",
+                               epilog=TIMM_NOTE)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--timm", nargs="?", const="*", metavar="PATTERN",
+                         help="list timm's pretrained tags instead (matching PATTERN, e.g. 'resnet50.*')")
     listing.set_defaults(run=run_list)
 
     check = verbs.add_parser("check", help="load weights, print a JSON summary (exit 0 only if exact)")
-    check.add_argument("name", help="a registry name, or a timm architecture together with --checkpoint")
-    check.add_argument("--checkpoint", help="a local file (default: the cached file of a registry entry)")
+    check.add_argument("name", help="a registry name, a timm pretrained tag or hf-hub: name, or a timm "
+                       "architecture together with --checkpoint")
+    check.add_argument("--checkpoint", help="a local file (default: the cached file of the named weights)")
     check.add_argument("--timm-kwarg", action="append", default=[], metavar="KEY=VALUE",
                        help="extra timm.create_model argument (YAML value), e.g. num_heads=12; repeatable")
     check.set_defaults(run=run_check)
 
-    fetch = verbs.add_parser("download", help="download registry weights into the cache (checksum verified)")
-    fetch.add_argument("names", nargs="*", help="registry names")
-    fetch.add_argument("--all", action="store_true", help="every entry that has a download URL")
-    fetch.add_argument("--force", action="store_true", help="download again even when the file is cached")
+    fetch = verbs.add_parser("download", help="download weights into the cache (registry: checksum verified)")
+    fetch.add_argument("names", nargs="*", help="registry names, timm pretrained tags or hf-hub: names")
+    fetch.add_argument("--all", action="store_true", help="every registry entry that has a download URL")
+    fetch.add_argument("--force", action="store_true",
+                       help="download registry files again even when they are cached")
     fetch.set_defaults(run=run_download)
     return parser
 
 
 def run_list(args: argparse.Namespace) -> int:
+    if args.timm is not None:
+        return run_list_timm(args)
     rows = [{"name": e.name, "method": e.method, "arch": e.arch, "embed_dim": e.embed_dim(),
              "embedding": e.embedding, "licence": e.licence, "present": cached_path(e).is_file(),
              "path": str(cached_path(e)), "source": e.source(), "homepage": e.homepage}
@@ -58,6 +73,29 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"{row['name']:<30} {row['method']:<36} {row['embed_dim']:>5}  {row['licence']:<13} "
               f"{'yes' if row['present'] else 'no':<6} {source}")
     print(f"\ncache: {cached_path(next(iter(REGISTRY.values()))).parent}  (set TORCH_HOME to move it)")
+    print(TIMM_NOTE)
+    return 0
+
+
+def run_list_timm(args: argparse.Namespace) -> int:
+    """timm's pretrained tags: the preprocessing timm gives them, where they are published, local presence."""
+    rows = []
+    for name in timm.list_pretrained(args.timm):
+        weights = TimmWeights(name, name, get_pretrained_cfg(name).to_dict())
+        cfg = weights.pretrained_cfg
+        present = weights.hub_id is not None and cached_hub_file(weights.hub_id, weights.weights_filenames())
+        rows.append({"name": name, "input_size": cfg["input_size"][-1], "interpolation": cfg["interpolation"],
+                     "mean": cfg["mean"], "std": cfg["std"], "present": bool(present),
+                     "source": f"hf-hub:{weights.hub_id}" if weights.hub_id else weights.url})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<60} {'size':>5}  {'interpolation':<13} {'local':<6} source")
+    for row in rows:
+        print(f"{row['name']:<60} {row['input_size']:>5}  {row['interpolation']:<13} "
+              f"{'yes' if row['present'] else 'no':<6} {row['source']}")
+    print(f"\n{len(rows)} of timm {timm.__version__}'s pretrained tags. hf-hub:org/name loads any timm model "
+          "on the Hugging Face Hub.")
     return 0
 
 
@@ -66,14 +104,15 @@ def run_check(args: argparse.Namespace) -> int:
     summary: dict = {"name": args.name, "exact": False}
     try:
         kwargs = parse_kwargs(args.timm_kwarg)
-        path = resolve_weights_file(entry, args.checkpoint) if (entry or args.checkpoint) else None
-        if path is None:
-            raise ValueError(f"{args.name} is not a registry name: pass the weights file with --checkpoint")
-        backbone, report = build_backbone(args.name, checkpoint=str(path), **kwargs)
+        if entry is None and args.checkpoint is None and args.name in timm.list_models():
+            raise ValueError(f"{args.name} is a timm architecture without weights: pass the weights file "
+                             "with --checkpoint")
+        backbone, report = build_backbone(args.name, checkpoint=args.checkpoint, **kwargs)
     except (WeightsError, ValueError, TypeError) as err:
         summary["error"] = str(err)
         print(json.dumps(summary, indent=2))
         return 1
+    path = report.file
     digest = file_sha256(path)
     summary.update({
         "exact": True,
@@ -107,15 +146,23 @@ def run_download(args: argparse.Namespace) -> int:
         return 2
     failed = 0
     for name in names:
-        entry = get_entry(name)
         try:
-            if entry is None:
-                raise ValueError(f"{name} is not a registry name (medtransfer weights list)")
-            print(f"{name}: {download(entry, force=args.force)}")
+            print(f"{name}: {download_weights(name, args.force)}")
         except (WeightsError, ValueError) as err:
             print(f"{name}: FAILED: {err}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
+
+
+def download_weights(name: str, force: bool) -> str:
+    """Fetch the file of a registry entry, a timm pretrained tag or an hf-hub: name into its cache."""
+    entry = get_entry(name)
+    if entry is not None:
+        return str(download(entry, force=force))
+    weights = find_timm_weights(name)
+    if weights is None:
+        raise ValueError(f"{name} is not a registry name or timm pretrained tag (medtransfer weights list)")
+    return str(resolve_timm_file(weights, None))
 
 
 def parse_kwargs(pairs: list[str]) -> dict:

@@ -59,16 +59,22 @@ def download(entry: WeightsEntry, force: bool = False) -> Path:
             f"the file at {path} or pass it as the checkpoint (model.init_args.checkpoint)."
         )
     if is_offline():
-        raise WeightsNotFoundError(_not_found_message(entry, path, f"offline ({OFFLINE_ENV} is set)"))
+        why = f"offline ({OFFLINE_ENV} is set)"
+        raise WeightsNotFoundError(_not_found_message(entry.name, entry.url, path, why))
+    return download_url(entry.name, entry.url, path, entry.sha256)
+
+
+def download_url(name: str, url: str, path: Path, sha256: str | None) -> Path:
+    """Download ``url`` to ``path`` with a progress bar, checking ``sha256`` (or its prefix) if given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(entry.url, str(path), hash_prefix=entry.sha256, progress=True)
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=sha256, progress=True)
     except (URLError, OSError) as err:
-        raise WeightsNotFoundError(_not_found_message(entry, path, f"download failed: {err}")) from None
+        raise WeightsNotFoundError(_not_found_message(name, url, path, f"download failed: {err}")) from None
     except RuntimeError as err:
         if "invalid hash value" in str(err):
             raise ChecksumError(
-                f"{entry.url}: the download does not have the published SHA-256 ({err}); nothing was kept at "
+                f"{url}: the download does not have the published SHA-256 ({err}); nothing was kept at "
                 f"{path}. Try again; if it persists the file upstream changed: report it."
             ) from None
         raise
@@ -88,6 +94,6 @@ def checksum_matches(entry: WeightsEntry, digest: str) -> bool | None:
     return None if entry.sha256 is None else digest.startswith(entry.sha256)
 
 
-def _not_found_message(entry: WeightsEntry, path: Path, why: str) -> str:
-    return (f"{entry.name}: weights not found locally and {why}. Download {entry.url} and put it at {path} "
+def _not_found_message(name: str, url: str, path: Path, why: str) -> str:
+    return (f"{name}: weights not found locally and {why}. Download {url} and put it at {path} "
             f"(or pass any path as the checkpoint: model.init_args.checkpoint / --checkpoint).")

@@ -23,3 +23,8 @@ class CheckpointFormatError(WeightsError, ValueError):
 
 class CheckpointMismatchError(WeightsError, ValueError):
     """The checkpoint's weights do not fit the model exactly (missing, unexpected or misshapen keys)."""
+
+
+class UnknownBackboneError(WeightsError, ValueError):
+    """A backbone name that is neither a registry name, a timm pretrained tag, an hf-hub: name nor a timm
+    architecture."""

@@ -1,7 +1,10 @@
-"""``create_backbone``: a name (registry weights or any timm architecture) and an optional checkpoint to a
-Backbone whose weights were loaded exactly (``loading.py``) and fingerprinted before any training."""
+"""``create_backbone``: a name (registry weights, timm's pretrained weights or any timm architecture) and an
+optional checkpoint to a Backbone whose weights were loaded exactly (``loading.py``) and fingerprinted before
+any training."""
 
 from __future__ import annotations
+
+import difflib
 
 import timm
 from pytorch_lightning.utilities import rank_zero_info
@@ -10,12 +13,14 @@ from torch import nn
 from .backbone import Backbone
 from .download import resolve_weights_file
 from .embedding import RECIPES
+from .errors import UnknownBackboneError
 from .export import check_export_arch, check_export_fingerprint, export_kwargs, read_export
 from .layouts import get_layout
 from .loading import LoadReport, load_weights
-from .preprocessing import Preprocessing
+from .preprocessing import from_timm_cfg
 from .reading import read_checkpoint
 from .registry import REGISTRY, WeightsEntry, get_entry
+from .timm_weights import find_timm_weights, load_timm_weights, resolve_timm_file
 
 
 def create_backbone(
@@ -30,6 +35,9 @@ def create_backbone(
     - a registry name (``resnet50.swav_in1k``, see ``medtransfer weights list``): its architecture,
       preprocessing and embedding recipe, with the weights from ``checkpoint`` if given, else the cache,
       else a download;
+    - timm's pretrained weights, as timm names them (``resnet50.a1_in1k``, ``hf-hub:org/name``): timm's
+      preprocessing for them, and their file from ``checkpoint`` if given, else the Hugging Face (or torch
+      hub) cache, else a download (``timm_weights.py``);
     - a timm architecture (``resnet50``): random initialisation, or the weights of ``checkpoint`` in any
       layout that ``format: auto`` recognises (``layouts.detect_layout``);
     - with a medtransfer backbone export as ``checkpoint`` (``export.py``, e.g. from self-supervised
@@ -51,16 +59,25 @@ def build_backbone(
 ) -> tuple[Backbone, LoadReport | None]:
     """``create_backbone`` plus the report of what was loaded and dropped (None for random initialisation)."""
     entry = get_entry(name)
-    if entry is None:
+    tagged = find_timm_weights(name) if entry is None else None
+    if entry is None and tagged is None:
         check_architecture(name)
-    arch, kwargs = (name, timm_kwargs) if entry is None else (entry.arch, entry_kwargs(entry, timm_kwargs))
-    path = resolve_weights_file(entry, checkpoint) if entry is not None or checkpoint is not None else None
+    if entry is not None:
+        arch, kwargs = entry.arch, entry_kwargs(entry, timm_kwargs)
+        path = resolve_weights_file(entry, checkpoint)
+    elif tagged is not None:
+        arch, kwargs = tagged.arch, {**tagged.model_args, **timm_kwargs}
+        path = resolve_timm_file(tagged, checkpoint)
+    else:
+        arch, kwargs = name, timm_kwargs
+        path = resolve_weights_file(None, checkpoint) if checkpoint is not None else None
     state = read_checkpoint(path) if path is not None else None  # a bad file fails before the model is built
     exported = read_export(state, path) if state is not None else None
     if exported is not None:  # a medtransfer backbone export: its own architecture check and recipe
         check_export_arch(exported, arch, path)
         kwargs = export_kwargs(exported, kwargs, path)
-    model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+    config = tagged.create_kwargs() if tagged is not None else {}
+    model = timm.create_model(arch, pretrained=False, num_classes=0, **config, **kwargs)
     if exported is not None:
         preprocessing, default_embedding = exported.preprocessing, exported.embedding
         layout = get_layout("medtransfer")
@@ -68,12 +85,15 @@ def build_backbone(
         preprocessing, default_embedding = entry.preprocessing, entry.embedding
         layout = get_layout(entry.layout)
     else:
-        preprocessing, default_embedding, layout = timm_preprocessing(model), "pre_logits", None
+        preprocessing, default_embedding, layout = from_timm_cfg(model.pretrained_cfg), "pre_logits", None
     recipe = embedding or default_embedding
     check_recipe(recipe, model, name)
     report = None
     if state is not None:
-        report = load_weights(model, state, path, layout)
+        if tagged is not None and exported is None:
+            report = load_timm_weights(model, state, path)
+        else:
+            report = load_weights(model, state, path, layout)
         rank_zero_info(f"{name}: {report.summary()}")
     backbone = Backbone(model, name, preprocessing, embedding=recipe, resize_to=resize_to, arch=arch,
                         timm_kwargs=kwargs)
@@ -96,19 +116,20 @@ def entry_kwargs(entry: WeightsEntry, timm_kwargs: dict) -> dict:
 
 
 def check_architecture(name: str) -> None:
+    """A plain timm architecture passes; anything else is unknown: one line with the closest names."""
     if name in timm.list_models():
         return
-    arch = name.split(".")[0]
-    if arch in timm.list_models():
-        raise ValueError(
-            f"unknown backbone {name!r}: not in the weights registry (medtransfer weights list shows its "
-            f"{len(REGISTRY)} entries). For other weights of {arch!r}, name the architecture {arch!r} and "
-            "pass the file as the checkpoint (model.init_args.checkpoint)."
-        )
-    raise ValueError(
-        f"unknown backbone {name!r}: neither a registry name (medtransfer weights list) nor a timm "
-        "architecture (timm.list_models())"
+    close = closest_names(name)
+    raise UnknownBackboneError(
+        f"unknown backbone {name!r}: not a registry name, a timm pretrained tag (arch.tag), an hf-hub: name "
+        f"or a timm architecture; closest: {', '.join(close) if close else 'none'} (all names: medtransfer "
+        "weights list, and medtransfer weights list --timm for timm's tags)"
     )
+
+
+def closest_names(name: str, count: int = 3) -> list[str]:
+    names = {*REGISTRY, *timm.list_pretrained(), *timm.list_models()}
+    return difflib.get_close_matches(name, sorted(names), n=count, cutoff=0.5)
 
 
 def check_recipe(recipe: str, model: nn.Module, name: str) -> None:
@@ -117,13 +138,3 @@ def check_recipe(recipe: str, model: nn.Module, name: str) -> None:
     if recipe == "cls_last4" and not hasattr(model, "get_intermediate_layers"):
         raise ValueError(f"embedding 'cls_last4' needs a Vision Transformer; {name} is not one "
                          "(use pre_logits)")
-
-
-def timm_preprocessing(model: nn.Module) -> Preprocessing:
-    cfg = model.pretrained_cfg
-    return Preprocessing(
-        mean=tuple(cfg.get("mean", Preprocessing.mean)),
-        std=tuple(cfg.get("std", Preprocessing.std)),
-        input_size=int(cfg.get("input_size", (3, 224, 224))[-1]),
-        interpolation=cfg.get("interpolation", "bilinear"),
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -26,3 +27,13 @@ class Preprocessing:
 
 IMAGENET = Preprocessing()
 UNNORMALISED = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def from_timm_cfg(cfg: Mapping) -> Preprocessing:
+    """The preprocessing a timm pretrained config gives its weights (timm's defaults where it is silent)."""
+    return Preprocessing(
+        mean=tuple(cfg.get("mean") or IMAGENET_MEAN),
+        std=tuple(cfg.get("std") or IMAGENET_STD),
+        input_size=int((cfg.get("input_size") or (3, 224, 224))[-1]),
+        interpolation=cfg.get("interpolation") or "bilinear",
+    )

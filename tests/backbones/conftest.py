@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -22,10 +24,33 @@ SMALL_KWARGS = {
 
 @pytest.fixture(autouse=True)
 def offline_weights_cache(tmp_path, monkeypatch):
-    """Never touch the network or the user's cache: an empty TORCH_HOME under tmp_path, offline mode."""
+    """Never touch the network or the user's caches: an empty TORCH_HOME and Hugging Face cache under
+    tmp_path, offline mode."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_hub"))
     monkeypatch.setenv("MEDTRANSFER_OFFLINE", "1")
     return tmp_path / "torch_home" / "hub" / "checkpoints"
+
+
+@pytest.fixture
+def hub_cache(tmp_path) -> Path:
+    """The (empty) Hugging Face cache of the test."""
+    return tmp_path / "hf_hub"
+
+
+def put_in_hub_cache(cache: Path, repo: str, files: dict[str, Path], commit: str = "0" * 40) -> list[Path]:
+    """Place ``files`` (name in the repository: local file) in the Hugging Face cache as huggingface_hub does
+    after a download of ``repo`` at ``commit`` (the ``main`` branch)."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(commit)
+    placed = []
+    for name, source in files.items():
+        (snapshot / name).write_bytes(source.read_bytes())
+        placed.append(snapshot / name)
+    return placed
 
 
 def randomise_buffers(model: nn.Module, seed: int) -> nn.Module:
