@@ -128,6 +128,11 @@ def check_architecture(name: str) -> None:
 
 
 def closest_names(name: str, count: int = 3) -> list[str]:
+    """The most similar names; for an unknown tag of a known architecture, that architecture's weights."""
+    arch, dot, _ = name.partition(".")
+    same_arch = {n for n in (*REGISTRY, *timm.list_pretrained(f"{arch}.*")) if n.startswith(f"{arch}.")}
+    if dot and same_arch:
+        return difflib.get_close_matches(name, sorted(same_arch), n=count, cutoff=0.0)
     names = {*REGISTRY, *timm.list_pretrained(), *timm.list_models()}
     return difflib.get_close_matches(name, sorted(names), n=count, cutoff=0.5)
 

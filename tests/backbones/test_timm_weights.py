@@ -221,6 +221,7 @@ def test_an_hf_hub_model_offline_without_its_config_fails_with_one_line(hub_cach
 
 @pytest.mark.parametrize(("name", "closest"), [
     ("resnet50.a1_in1kk", TAG), ("resnet50.swav", "resnet50.swav_in1k"), ("resnett50", "resnet50"),
+    ("resnet50.nope", "resnet50."),  # a known architecture: its weights
 ])
 def test_an_unknown_name_says_the_closest_names(name, closest):
     with pytest.raises(UnknownBackboneError) as raised:
