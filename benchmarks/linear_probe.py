@@ -78,8 +78,9 @@ def trainer(epochs: int) -> pl.Trainer:
 
 def fit_and_test(model, data, epochs: int) -> dict:
     run = trainer(epochs)
-    run.fit(model, datamodule=data)
-    (test,) = run.test(model, datamodule=data, verbose=False)
+    datamodule = model.cached_datamodule(data) if model.feature_cache else data
+    run.fit(model, datamodule=datamodule)
+    (test,) = run.test(model, datamodule=datamodule, verbose=False)
     return test
 
 

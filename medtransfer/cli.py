@@ -17,13 +17,14 @@ from .callbacks import PredictionWriter, TaskCheckpoint, TestPlots, TestPredicti
 from .datamodules import MedicalDataModule
 from .errors import find_user_error
 from .lightning_modules import MedTransferModule
+from .lightning_modules.frozen import FrozenBackboneModule
 from .results import build_results, write_json_atomic
 from .stats.intervals import test_intervals
 from .task import Task, TaskMismatchError
 
 # verbs outside LightningCLI: name -> (module with main(argv), one-line help)
 TOOL_VERBS: dict[str, tuple[str, str]] = {
-    "extract": ("medtransfer.features.cli", "compute (or reuse) the feature stores of a frozen backbone"),
+    "extract": ("medtransfer.extract_cli", "compute (or reuse) the feature stores of a frozen backbone"),
     "weights": ("medtransfer.backbones.cli", "list, check and download pretrained weights"),
     "benchmark": ("medtransfer.benchmark.cli", "run a grid of experiments and report tables and plots"),
     "prepare": ("medtransfer.datamodules.cli", "check a dataset, report its splits, write them out"),
@@ -84,7 +85,8 @@ class MedTransferCLI(LightningCLI):
             raise
 
     def after_instantiate_classes(self) -> None:
-        """Fail before any training when the checkpoint was trained for another task than the data's."""
+        """Fail before any training when the checkpoint was trained for another task than the data's; then
+        give the model the data it trains on (``datamodule_for``)."""
         data_task = getattr(self.datamodule, "task", None)
         if self._checkpoint_task is not None and data_task is not None:
             saved, path = self._checkpoint_task
@@ -92,6 +94,7 @@ class MedTransferCLI(LightningCLI):
                 saved.check_matches(data_task, what=f"the data ({type(self.datamodule).__name__})")
             except TaskMismatchError as err:
                 raise TaskMismatchError(f"checkpoint {path} does not fit: {err}") from None
+        self.datamodule = datamodule_for(self.model, self.datamodule)
 
     def after_fit(self) -> None:
         metrics = {}
@@ -217,6 +220,16 @@ def _last_checkpoint_glob(trainer_config) -> tuple[Path, str, object | None]:
     runs_dir = Path(init_args.get("save_dir")) / name if name else Path(init_args.get("save_dir"))
     run = "*" if version is None else (version if isinstance(version, str) else f"version_{version}")
     return runs_dir, f"{run}/checkpoints/last*.ckpt", init_args
+
+
+def datamodule_for(model, datamodule):
+    """What ``model`` trains and evaluates on: a frozen head with ``feature_cache`` on gets the feature
+    stores of ``datamodule``'s splits, a self-supervised model the views it asks for, any other the images."""
+    if isinstance(model, FrozenBackboneModule) and model.feature_cache:
+        return model.cached_datamodule(datamodule)
+    if (spec := getattr(model, "view_spec", None)) is not None:
+        datamodule.serve_views(spec)
+    return datamodule
 
 
 def trainer_defaults() -> dict:

@@ -1,7 +1,8 @@
 """The multi-view batch contract between the datamodules and self-supervised pretraining.
 
-A self-supervised model asks for views by exposing a ``view_spec`` (a ``ViewSpec``); every
-``MedicalDataModule`` then serves its training split as multi-view batches: ``views`` is a list of uint8
+A self-supervised model says which views it trains on with a ``view_spec`` (a ``ViewSpec``); whoever runs
+it hands that to the datamodule (``MedicalDataModule.serve_views``; the ``medtransfer`` CLI does this),
+which then serves its training split as multi-view batches: ``views`` is a list of uint8
 ``B x 3 x S x S`` tensors (the global views first, each ``global_size`` px, then the local views of
 multi-crop, each ``local_size`` px), next to ``label`` (ignored by pretraining) and ``id``. Like every batch,
 views are not normalised: the backbone does that on the device. How a view is augmented follows the data's

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from abc import abstractmethod
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from ..seeding import run_seed
 from ..task import Task
 from ..views import ViewSpec
 from .dataset import TransformedDataset, collate_skipping
@@ -70,6 +70,7 @@ class MedicalDataModule(pl.LightningDataModule):
         self.augmentation = augmentation or self.default_augmentation
         self._sources: dict[str, Source] | None = None
         self._train_indices: np.ndarray | None = None
+        self.views: ViewSpec | None = None
 
     @property
     def name(self) -> str:
@@ -144,14 +145,14 @@ class MedicalDataModule(pl.LightningDataModule):
 
     def dataset(self, split: str, train_transform: bool) -> TransformedDataset:
         transform = build_transform(self.augmentation, self.image_size, train_transform)
-        return TransformedDataset(self.split_source(split), transform, seed=_run_seed(),
+        return TransformedDataset(self.split_source(split), transform, seed=run_seed(),
                                   multilabel=self.multilabel)
 
     def view_dataset(self, spec: ViewSpec) -> MultiViewDataset:
         """The training split (its label fraction) as multi-view items for self-supervised pretraining
         (``medtransfer.views``): augmented for this dataset's modality; labels come along unused."""
         transform = build_view_transform(spec, self.augmentation, self.image_size)
-        return MultiViewDataset(self.split_source("train"), transform, seed=_run_seed(),
+        return MultiViewDataset(self.split_source("train"), transform, seed=run_seed(),
                                 multilabel=self.multilabel)
 
     def _world(self) -> tuple[int, int]:
@@ -160,22 +161,19 @@ class MedicalDataModule(pl.LightningDataModule):
             return 1, 0
         return trainer.world_size, trainer.global_rank
 
+    def serve_views(self, spec: ViewSpec | None) -> None:
+        """Serve ``spec``'s views of each training image instead of single augmented images (for
+        self-supervised pretraining; the ``medtransfer`` CLI sets this from the model's ``view_spec``)."""
+        self.views = spec
+
     def train_dataloader(self) -> DataLoader:
-        if (cached := self._feature_loader("train")) is not None:
-            return cached
-        if (spec := self._requested_views()) is not None:
-            return self._view_loader(spec)
+        if self.views is not None:
+            return self._view_loader(self.views)
         dataset = self.dataset("train", train_transform=True)
         world, rank = self._world()
-        sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=_run_seed(),
+        sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=run_seed(),
                                drop_last=False)
         return self._loader(dataset, sampler, self.batch_size)
-
-    def _requested_views(self) -> ViewSpec | None:
-        """The views the model trains on, when it asks for them (self-supervised pretraining exposes a
-        ``view_spec``), else ``None``."""
-        model = getattr(getattr(self, "trainer", None), "lightning_module", None)
-        return getattr(model, "view_spec", None)
 
     def _view_loader(self, spec: ViewSpec) -> DataLoader:
         """Multi-view batches of the training split. Incomplete last batches are dropped: contrastive and
@@ -187,7 +185,7 @@ class MedicalDataModule(pl.LightningDataModule):
                 f"{self.name}: {len(dataset)} training images cannot fill one batch of {self.batch_size} "
                 f"images on each of {world} process(es); lower data.init_args.batch_size"
             )
-        sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=_run_seed(),
+        sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=run_seed(),
                                drop_last=True)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
@@ -201,13 +199,13 @@ class MedicalDataModule(pl.LightningDataModule):
         return self._loader(dataset, UnpaddedSampler(dataset, world, rank), self.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._feature_loader("val") or self.eval_dataloader("val")
+        return self.eval_dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._feature_loader("test") or self.eval_dataloader("test")
+        return self.eval_dataloader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._feature_loader("test") or self.eval_dataloader("test")
+        return self.eval_dataloader("test")
 
     # -- feature stores (medtransfer.features) ---------------------------------------------------------------
     def eval_transform(self):
@@ -218,16 +216,9 @@ class MedicalDataModule(pl.LightningDataModule):
     def extraction_dataloader(self, split: str, num_replicas: int = 1, rank: int = 0) -> DataLoader:
         """Unaugmented loader over the WHOLE split, label fraction ignored (a feature store holds the whole
         split and fractions select its rows by ``train_indices()``), as rank ``rank``'s unpadded shard."""
-        dataset = TransformedDataset(self.sources()[split], self.eval_transform(), seed=_run_seed(),
+        dataset = TransformedDataset(self.sources()[split], self.eval_transform(), seed=run_seed(),
                                      multilabel=self.multilabel)
         return self._loader(dataset, UnpaddedSampler(dataset, num_replicas, rank), self.eval_batch_size)
-
-    def _feature_loader(self, split: str):
-        """Batches of cached features when the model trains on feature stores (``FrozenBackboneModule`` with
-        ``feature_cache`` on), else ``None``."""
-        model = getattr(getattr(self, "trainer", None), "lightning_module", None)
-        provide = getattr(model, "feature_dataloader", None)
-        return provide(self, split) if callable(provide) else None
 
     def _loader(self, dataset, sampler, batch_size: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
@@ -260,7 +251,3 @@ def _to_device(value, device: torch.device):
         return [v.to(device, non_blocking=True) for v in value]
     return value
 
-
-def _run_seed() -> int:
-    """The run's seed as set by ``seed_everything`` (LightningCLI's ``seed_everything`` key)."""
-    return int(os.environ.get("PL_GLOBAL_SEED", 0))

@@ -1,7 +1,8 @@
 """Feature stores: embeddings of a frozen backbone computed once per (weights, dataset, split, eval transform)
 and reused by the linear probe, the LR/WD sweep, kNN and frozen DVME. See ``store.py`` for the format and API;
-``medtransfer.lightning_modules.FrozenBackboneModule`` is the LightningModule base that trains on them."""
+``EmbeddingsDataModule`` serves them in place of a datamodule's images to the heads that read them."""
 
+from .datamodule import EmbeddingsDataModule
 from .extract import DEFAULT_ROOT, embed_split, store_for
 from .fingerprint import fingerprint_key, store_fingerprint, store_path
 from .loader import FeatureBatches
@@ -16,6 +17,7 @@ from .store import (
 
 __all__ = [
     "DEFAULT_ROOT",
+    "EmbeddingsDataModule",
     "FeatureBatches",
     "FeatureStore",
     "FingerprintMismatchError",

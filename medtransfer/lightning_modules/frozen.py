@@ -5,25 +5,18 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
-import numpy as np
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
-from ..datamodules.base import _run_seed
 from ..errors import MedTransferError
-from ..features import DEFAULT_ROOT, FeatureBatches, check_aligned, store_for
+from ..features import DEFAULT_ROOT, EmbeddingsDataModule, FeatureBatches
 from ..task import Task
 from .base import TaskModule
 from .standardize import FeatureStandardizer, Moments
 
 FEATURES_DIR_ENV = "MEDTRANSFER_FEATURES"
-DEVICE_CACHE_BYTES = (
-    4 * 2**30
-)  # stores up to this size sit on the training device; larger ones in host memory
-MIN_EVAL_BATCH = 1024  # evaluation on cached features: few large batches (metrics do not depend on the size)
 MOMENTS_CHUNK = 65_536  # rows of a cached split converted to float64 at once for its statistics
 
 
@@ -34,12 +27,13 @@ class FeatureCacheError(MedTransferError, RuntimeError):
 class FrozenBackboneModule(TaskModule):
     """Base for LinearProbe, LinearSweep, KNN and frozen DVME.
 
-    With ``feature_cache`` on, the datamodule asks ``feature_dataloader`` for its loaders
-    (``MedicalDataModule`` does so for every split): each split is embedded once per backbone into a feature
-    store under ``features_dir`` (reused while its fingerprint matches), held in memory, and served as batches
-    whose ``features`` replace ``image``. Subclasses read embeddings with ``embeddings(batch)``, which runs
-    the frozen backbones on images when there are no features (``feature_cache: false``, for train-time
-    augmentation), so one ``logits`` serves both paths and the metric names are the same.
+    With ``feature_cache`` on, the model trains on a ``medtransfer.features.EmbeddingsDataModule`` around the
+    user's datamodule (``cached_datamodule(datamodule)``; the ``medtransfer`` CLI wraps it): each split is
+    embedded once per backbone into a feature store under ``features_dir`` (reused while its fingerprint
+    matches), held in memory, and served as batches whose ``features`` replace ``image``. Subclasses read
+    embeddings with ``embeddings(batch)``, which runs the frozen backbones on images when there are no
+    features (``feature_cache: false``, for train-time augmentation), so one ``logits`` serves both paths and
+    the metric names are the same.
 
     With ``standardize`` on (default), every embedding dimension is standardised with the mean and std of the
     training split (the label fraction used; see ``standardize.py`` for why), computed once before the first
@@ -73,7 +67,6 @@ class FrozenBackboneModule(TaskModule):
         self.features_dir = features_dir or os.environ.get(FEATURES_DIR_ENV) or DEFAULT_ROOT
         self.standardize = standardize
         self.standardizers = nn.ModuleList()
-        self._feature_batches: dict[tuple[int, str], FeatureBatches] = {}
         self._threads_before: int | None = None
 
     def feature_backbones(self) -> list[Backbone]:
@@ -117,7 +110,9 @@ class FrozenBackboneModule(TaskModule):
                 "false"
             )
         if self.feature_cache:
-            train = self.feature_dataloader(datamodule, "train")
+            if not isinstance(datamodule, EmbeddingsDataModule):
+                datamodule = self.cached_datamodule(datamodule)
+            train = datamodule.split_batches("train")
             moments = [_moments_of(features) for features in train.features]
         else:
             moments = self._online_moments(datamodule)
@@ -147,17 +142,30 @@ class FrozenBackboneModule(TaskModule):
         self.fit_standardization()
 
     # -- feature stores --------------------------------------------------------------------------------------
-    def feature_dataloader(self, datamodule, split: str) -> FeatureBatches | None:
-        """Batches of cached features for ``split`` (the label fraction's rows for ``train``); ``None`` when
-        ``feature_cache`` is off. Every DDP rank calls this together (extraction is collective)."""
-        if not self.feature_cache:
-            return None
-        key = (id(datamodule), split)
-        if key not in self._feature_batches:
-            if split == "train" and self._trainer is not None and self.trainer.state.fn == "fit":
-                warn_augmentation_unused(self, datamodule)
-            self._feature_batches[key] = self._load_split(datamodule, split)
-        return self._feature_batches[key]
+    def cached_datamodule(self, datamodule) -> EmbeddingsDataModule:
+        """``datamodule``'s splits as this head's feature stores: pass the result to the Trainer (the
+        ``medtransfer`` CLI does so whenever ``feature_cache`` is on)."""
+        return EmbeddingsDataModule(datamodule, self.feature_backbones(), self.features_dir)
+
+    def cached_split(self, split: str) -> FeatureBatches:
+        """The cached features of ``split`` from the trainer's datamodule. Every DDP rank calls this together
+        (extraction is collective)."""
+        return self._embeddings_datamodule().split_batches(split)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.feature_cache:
+            self._embeddings_datamodule()  # fail before any step when the datamodule serves images
+
+    def _embeddings_datamodule(self) -> EmbeddingsDataModule:
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if not isinstance(datamodule, EmbeddingsDataModule):
+            raise FeatureCacheError(
+                f"{type(self).__name__} has feature_cache on, but the trainer's datamodule serves images "
+                f"({type(datamodule).__name__}): pass datamodule=model.cached_datamodule(datamodule) to the "
+                "Trainer (the medtransfer CLI does this), or set model.init_args.feature_cache: false"
+            )
+        return datamodule
 
     def describe(self) -> dict:
         """As for every model, plus whether it trained on feature stores (then without train-time
@@ -167,31 +175,6 @@ class FrozenBackboneModule(TaskModule):
         if self.standardize and all(bool(s.fitted) for s in self.standardizers):
             described["standardization"] = [s.describe() for s in self.standardizers]
         return described
-
-    def _load_split(self, datamodule, split: str) -> FeatureBatches:
-        with self.all_threads():  # extraction: every thread
-            stores = [store_for(b, datamodule, split, self.features_dir) for b in self.feature_backbones()]
-        check_aligned(stores)
-        rows = stores[0].rows_of(datamodule.split_source(split).ids)
-        device = self.device if sum(s.nbytes for s in stores) <= DEVICE_CACHE_BYTES else torch.device("cpu")
-        features = [torch.from_numpy(np.ascontiguousarray(s.features[rows])).to(device) for s in stores]
-        labels = np.asarray(stores[0].labels[rows])
-        labels = torch.from_numpy(labels.astype(np.float32 if self.task.kind == "multilabel" else np.int64))
-        world, rank = (
-            (self.trainer.world_size, self.trainer.global_rank) if self._trainer is not None else (1, 0)
-        )
-        train = split == "train"
-        batch_size = datamodule.batch_size if train else max(datamodule.eval_batch_size, MIN_EVAL_BATCH)
-        return FeatureBatches(
-            features,
-            labels.to(device),
-            stores[0].ids[rows],
-            batch_size,
-            shuffle=train,
-            seed=_run_seed(),
-            num_replicas=world,
-            rank=rank,
-        )
 
     # -- one CPU thread while a head trains on cached features ----------------------------------------------
     # A linear head on a feature batch is a handful of tiny ops; on a CPU, OpenMP synchronisation across
@@ -284,19 +267,6 @@ class FrozenBackboneModule(TaskModule):
             for index, standardizer in enumerate(self.standardizers):
                 standardizer.set_identity()
                 state.update({f"standardizers.{index}.{k}": v for k, v in standardizer.state_dict().items()})
-
-
-def warn_augmentation_unused(model: FrozenBackboneModule, datamodule) -> None:
-    """Stores hold the eval transform's embeddings: a configured train-time augmentation is not applied, and
-    the user should know rather than read it in results.json's data section and assume it was."""
-    augmentation = getattr(datamodule, "augmentation", "none")
-    if augmentation != "none":
-        rank_zero_warn(
-            f"{type(model).__name__} trains on feature stores of the eval transform, so data.augmentation "
-            f"{augmentation!r} is not applied: set model.init_args.feature_cache: false to train on "
-            "augmented images (the backbone then runs on every batch), or data.init_args.augmentation: none "
-            "to say so"
-        )
 
 
 class SingleBackboneModule(FrozenBackboneModule):

@@ -62,16 +62,28 @@ class KNN(SingleBackboneModule):
             )
         super().setup(stage)
 
-    def feature_dataloader(self, datamodule, split: str):
-        train = super().feature_dataloader(datamodule, "train")
+    def load_bank(self) -> None:
+        """The stored training split (its label fraction) becomes the memory bank, before any query."""
+        train = self.cached_split("train")
         self._bank = (train.features[0].to(self.device), train.labels.to(self.device))
-        return super().feature_dataloader(datamodule, split)
+
+    def on_validation_start(self) -> None:
+        super().on_validation_start()
+        self.load_bank()
+
+    def on_test_start(self) -> None:
+        super().on_test_start()
+        self.load_bank()
+
+    def on_predict_start(self) -> None:
+        super().on_predict_start()
+        self.load_bank()
 
     def logits(self, batch: dict) -> torch.Tensor:
         if self._bank is None:
             raise FeatureCacheError(
-                "kNN has no memory bank: it runs through a MedicalDataModule, which loads the "
-                "training split's feature store"
+                "kNN has no memory bank: it is loaded from the training split's feature store when "
+                "validation, test or predict starts through a Trainer"
             )
         bank, labels = self._bank
         if self.standardize:

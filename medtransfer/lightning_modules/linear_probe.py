@@ -139,8 +139,8 @@ class LinearProbe(SingleBackboneModule):
         Every DDP rank holds the whole training and validation features, so the ranks solve alike; rank 0's
         solution is broadcast anyway, so all ranks hold bit-identical heads."""
         datamodule = self.trainer.datamodule
-        train = self.feature_dataloader(datamodule, "train")
-        val = self.feature_dataloader(datamodule, "val")
+        train = self.cached_split("train")
+        val = self.cached_split("val")
         features = self.embeddings({"features": train.features})[0]
         check_training_labels(self.task, train.labels, describe_subset(datamodule, len(train.labels)))
         started = time.perf_counter()

@@ -12,21 +12,8 @@ from medtransfer.datamodules.views import build_view_transform, view_family
 from medtransfer.views import VIEWS_KEY, ViewSpec, ViewSpecError
 
 
-class ViewsModel:
-    """What the datamodule sees of an SSL model: its ``view_spec``."""
-
-    def __init__(self, spec: ViewSpec) -> None:
-        self.view_spec = spec
-
-
-class FakeTrainer:
-    def __init__(self, spec: ViewSpec) -> None:
-        self.lightning_module = ViewsModel(spec)
-        self.world_size, self.global_rank = 1, 0
-
-
 def view_loader(datamodule, spec: ViewSpec):
-    datamodule.trainer = FakeTrainer(spec)
+    datamodule.serve_views(spec)
     datamodule.setup("fit")
     return datamodule.train_dataloader()
 
@@ -50,7 +37,6 @@ def test_views_have_the_right_number_sizes_and_dtype(spec, sizes):
 
 def test_views_are_augmented_apart_and_repeat_for_the_same_seed_epoch_and_sample():
     data = SyntheticMedical(num_train=16, num_val=8, num_test=8, image_size=32, batch_size=8)
-    data.trainer = FakeTrainer(ViewSpec())
     data.setup("fit")
     dataset = data.view_dataset(ViewSpec())
     first, again, other_epoch = dataset[(3, 0)], dataset[(3, 0)], dataset[(3, 1)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from medtransfer.benchmark.resolve import ConfigResolver
@@ -73,7 +74,7 @@ def test_cached_features_and_images_give_the_same_logits(tmp_path) -> None:
     data = tiny_data()
     model = tiny_dvme(data, features_dir=str(tmp_path)).eval()
     model.fit_standardization(data)  # statistics of the training stores
-    cached = next(iter(model.feature_dataloader(data, "val")))  # extracts one store per backbone
+    cached = next(iter(model.cached_datamodule(data).split_batches("val")))  # one store per backbone
     assert len(list(tmp_path.rglob("store.json"))) == 4
     online = first_batch(data, "val")
     rows = [cached["id"].index(i) for i in online["id"]]
@@ -117,10 +118,18 @@ def test_one_backbone_end_to_end_in_mixed_precision_holds_all_the_importance() -
 def test_every_dvme_config_parses_with_the_real_cli_parser() -> None:
     resolver = ConfigResolver()
     for dataset in DATASETS:
-        config = resolver.parse(["fit", "--config", str(REPO / f"configs/experiments/{dataset}_dvme.yaml")])
+        experiment = REPO / f"configs/experiments/{dataset}_dvme.yaml"
+        args = ["fit", "--config", str(experiment)]
+        if dataset != "synthetic":  # the paper's trio: data and model pieces, then the experiment's own
+            own = yaml.safe_load(experiment.read_text())
+            assert "data" not in own and "class_path" not in own.get("model", {}), "restates a piece"
+            args[1:1] = ["--config", str(REPO / f"configs/data/{dataset}.yaml"),
+                         "--config", str(REPO / "configs/model/dvme.yaml")]
+        config = resolver.parse(args)
         init = config["model"]["init_args"]
         assert config["model"]["class_path"] == "medtransfer.lightning_modules.DVME"
         assert (init["fusion"], init["mode"]) == ("dvme", "frozen")
+        assert config["trainer"]["logger"]["init_args"]["name"] == f"{dataset}_dvme"
         names = [b["name"] if isinstance(b, dict) else b for b in init["backbones"]]
         if dataset != "synthetic":
             assert names == ["resnet50.simclr_in1k", "resnet50.swav_in1k", "vit_small_patch16_224.dino"]

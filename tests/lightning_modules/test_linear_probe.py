@@ -38,8 +38,9 @@ def run(feature_cache: bool, features_dir: Path, data: SyntheticMedical, epochs:
                         task=data.task, **options)
     trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
-    trainer.fit(model, datamodule=data)
-    (test,) = trainer.test(model, datamodule=data, verbose=False)
+    datamodule = model.cached_datamodule(data) if feature_cache else data
+    trainer.fit(model, datamodule=datamodule)
+    (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
     return model, test
 
 
@@ -95,7 +96,7 @@ def test_online_and_cached_paths_standardise_alike(tmp_path):
         torch.testing.assert_close(getattr(online.standardizers[0], name),
                                    getattr(cached.standardizers[0], name), rtol=2e-3, atol=1e-6)
     images = next(iter(data.eval_dataloader("val")))
-    stored = next(iter(cached.feature_dataloader(data, "val")))
+    stored = next(iter(cached.cached_datamodule(data).split_batches("val")))
     rows = [stored["id"].index(i) for i in images["id"]]
     from_store = cached.embeddings(stored)[0][rows]
     from_images = online.embeddings(images)[0]
@@ -117,7 +118,7 @@ def test_a_configured_augmentation_the_stores_cannot_apply_is_announced(tmp_path
 def test_label_fraction_selects_rows_of_the_whole_split_store(tmp_path):
     data = small_data(train_fraction=0.25)
     model, _ = run(True, tmp_path, data, epochs=1)
-    loader = model.feature_dataloader(data, "train")
+    loader = model.cached_split("train")
     assert sorted(loader.ids.tolist()) == sorted(data.split_source("train").ids)
     assert len(loader.ids) == len(data.train_indices()) < 64
     train_stores = list(tmp_path.glob("SyntheticMedical/test_resnet/train-*"))

@@ -122,6 +122,7 @@ def pretrain_on(root: Path, tmp_path: Path) -> tuple[SSLPretrain, RecordIds]:
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[ids],
                          default_root_dir=str(tmp_path))
+    data.serve_views(model.view_spec)
     trainer.fit(model, datamodule=data)
     assert "val" in model.epoch_metrics  # the kNN monitor read the validation images
     return model, ids
@@ -169,6 +170,7 @@ def test_momentum_and_teacher_temperature_are_logged(tmp_path, one_thread):
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=pl.loggers.TensorBoardLogger(str(tmp_path)),
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          log_every_n_steps=1, limit_val_batches=0)
+    data.serve_views(model.view_spec)
     trainer.fit(model, datamodule=data)
     events = EventAccumulator(trainer.logger.log_dir)
     events.Reload()

@@ -34,8 +34,9 @@ class SSLPretrain(MedTransferModule):
     (``export``, in the run's log directory) when training ends: pass that file as
     ``model.init_args.checkpoint`` of a linear probe, finetune, kNN or DVME with the same backbone name.
 
-    The model asks the datamodule for views (``view_spec``); every datamodule serves them, augmented for its
-    modality, and images without labels are fine (``UnlabelledImages``). With a labelled datamodule the
+    The model says which views it needs (``view_spec``) and every datamodule serves them once told
+    (``datamodule.serve_views(model.view_spec)``, which the ``medtransfer`` CLI does), augmented for its
+    modality; images without labels are fine (``UnlabelledImages``). With a labelled datamodule the
     validation split feeds a kNN monitor (``val/auroc``, ``val/acc``, ...; see ``KNNMonitor``); the weights
     never depend on validation or test images. Under DDP, negatives and Sinkhorn batches are gathered from
     every process; ``trainer.sync_batchnorm: true`` syncs BatchNorm; ``trainer.precision: bf16-mixed`` works
@@ -132,8 +133,9 @@ class SSLPretrain(MedTransferModule):
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         reseed_for_step(self.current_epoch, batch_idx, self.global_rank)
         if VIEWS_KEY not in batch:
-            raise SSLConfigError("SSLPretrain got batches without views: it trains through a "
-                                 "MedicalDataModule, which serves the views its view_spec asks for")
+            raise SSLConfigError("SSLPretrain got batches without views: call "
+                                 "datamodule.serve_views(model.view_spec) before fitting (the medtransfer "
+                                 "CLI does this)")
         if not self._views_logged and self.global_step == 0 and self.trainer.is_global_zero:
             self._log_views(batch[VIEWS_KEY])
         self._views_logged = True

@@ -14,7 +14,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from ..datamodules.base import SPLITS
+from .datamodules.base import SPLITS
 
 
 def main(argv: list[str]) -> int:
@@ -29,9 +29,9 @@ def main(argv: list[str]) -> int:
     if not rest:
         parser.error("give the run's config, e.g. --config configs/experiments/synthetic_linear.yaml")
 
-    from ..cli import MedTransferCLI, run_lightning_cli
-    from ..lightning_modules.frozen import FrozenBackboneModule
-    from .extract import store_for
+    from .cli import MedTransferCLI, run_lightning_cli
+    from .features import store_for
+    from .lightning_modules.frozen import FrozenBackboneModule
 
     class ExtractCLI(MedTransferCLI):
         """The fit parser and classes, without running a trainer."""
@@ -40,7 +40,8 @@ def main(argv: list[str]) -> int:
             super().__init__(*cli_args, run=False, **kwargs)
 
     cli = run_lightning_cli(rest, cli_class=ExtractCLI)
-    model, datamodule = cli.model, cli.datamodule
+    model = cli.model
+    datamodule = getattr(cli.datamodule, "source", cli.datamodule)  # the images, not stores served from them
     if not isinstance(model, FrozenBackboneModule):
         parser.error(f"model {type(model).__name__} has no frozen backbones to extract; use a LinearProbe, "
                      "LinearSweep, KNN or frozen DVME config")

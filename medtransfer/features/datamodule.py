@@ -1,0 +1,151 @@
+"""A datamodule that serves a frozen backbone's feature stores in place of another datamodule's images.
+
+The data side knows no model and the heads know no loader: whoever runs a frozen head on cached features (the
+``medtransfer`` CLI, or a user in Python through ``FrozenBackboneModule.cached_datamodule``) wraps the user's
+datamodule in an ``EmbeddingsDataModule`` holding the head's frozen backbones. Each split is embedded once per
+backbone into a feature store (reused while its fingerprint matches) the first time it is asked for, held in
+memory (on the training device when it fits) and served as batches whose ``features`` replace ``image``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+
+from ..backbones.backbone import Backbone
+from ..seeding import run_seed
+from .extract import DEFAULT_ROOT, store_for
+from .loader import FeatureBatches
+from .store import check_aligned
+
+DEVICE_CACHE_BYTES = 4 * 2**30  # stores up to this size sit on the training device, larger ones in host RAM
+MIN_EVAL_BATCH = 1024  # evaluation on cached features: few large batches (metrics do not depend on the size)
+
+
+class EmbeddingsDataModule(pl.LightningDataModule):
+    """The splits of ``source`` as batches ``{"features": [B x D per backbone], "label", "id"}``.
+
+    The training split is the label fraction ``source`` selects; batch sizes, sample order (the same samplers
+    and seed as the image path) and DDP sharding follow ``source``. Everything else (``task``, ``describe``,
+    ``split_source``, ...) is the source's, so results and checks read the same as for the images.
+
+    Args:
+        source: the user's datamodule (a ``MedicalDataModule``: sources, fractions, eval transform).
+        backbones: the frozen backbones to embed with, in the order of ``batch["features"]``.
+        features_dir: where stores live (``medtransfer.features.DEFAULT_ROOT`` by default).
+    """
+
+    def __init__(self, source: pl.LightningDataModule, backbones: list[Backbone],
+                 features_dir: str = DEFAULT_ROOT) -> None:
+        super().__init__()
+        self.source = source
+        self.backbones = list(backbones)
+        self.features_dir = features_dir
+        self._batches: dict[str, FeatureBatches] = {}
+        self._extraction_threads = torch.get_num_threads()
+
+    def __getattr__(self, name: str):
+        """The source's attributes (``task``, ``batch_size``, ``describe``, ...) read through the wrapper."""
+        if name.startswith("__") or name in ("source", "_batches"):
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    # -- Lightning's datamodule hooks, passed on to the source -----------------------------------------------
+    def prepare_data(self) -> None:
+        self.source.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        self.source.trainer = self.trainer
+        self.source.setup(stage)
+        self._extraction_threads = max(self._extraction_threads, torch.get_num_threads())
+
+    def teardown(self, stage: str | None = None) -> None:
+        self.source.teardown(stage)
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        return self.source.transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def state_dict(self) -> dict:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.source.load_state_dict(state_dict)
+
+    # -- loaders ---------------------------------------------------------------------------------------------
+    def train_dataloader(self) -> FeatureBatches:
+        warn_augmentation_unused(self.source)
+        return self.split_batches("train")
+
+    def val_dataloader(self) -> FeatureBatches:
+        return self.split_batches("val")
+
+    def test_dataloader(self) -> FeatureBatches:
+        return self.split_batches("test")
+
+    def predict_dataloader(self) -> FeatureBatches:
+        return self.split_batches("test")
+
+    def split_batches(self, split: str) -> FeatureBatches:
+        """The cached features of ``split`` (the label fraction's rows for ``train``), extracted first when no
+        store matches. Every DDP rank asks together the first time (extraction is collective)."""
+        if split not in self._batches:
+            self._batches[split] = self._load(split)
+        return self._batches[split]
+
+    def _load(self, split: str) -> FeatureBatches:
+        with _threads(self._extraction_threads):  # extraction: every CPU thread, whatever the head trains on
+            stores = [store_for(b, self.source, split, self.features_dir) for b in self.backbones]
+        check_aligned(stores)
+        rows = stores[0].rows_of(self.source.split_source(split).ids)
+        on_device = sum(s.nbytes for s in stores) <= DEVICE_CACHE_BYTES
+        device = self._device() if on_device else torch.device("cpu")
+        features = [torch.from_numpy(np.ascontiguousarray(s.features[rows])).to(device) for s in stores]
+        labels = np.asarray(stores[0].labels[rows])
+        task = self.source.task
+        labels = torch.from_numpy(labels.astype(np.float32 if task.kind == "multilabel" else np.int64))
+        world, rank = self._world()
+        train = split == "train"
+        batch_size = self.source.batch_size if train else max(self.source.eval_batch_size, MIN_EVAL_BATCH)
+        return FeatureBatches(features, labels.to(device), stores[0].ids[rows], batch_size, shuffle=train,
+                              seed=run_seed(), num_replicas=world, rank=rank)
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
+
+    def _device(self) -> torch.device:
+        """Where the training runs: the trainer's device, or the backbones' outside a trainer."""
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return next(self.backbones[0].parameters()).device
+
+
+def warn_augmentation_unused(datamodule) -> None:
+    """Stores hold the eval transform's embeddings: a configured train-time augmentation is not applied, and
+    the user should know rather than read it in results.json's data section and assume it was."""
+    augmentation = getattr(datamodule, "augmentation", "none")
+    if augmentation != "none":
+        rank_zero_warn(
+            f"training on feature stores of the eval transform, so data.augmentation {augmentation!r} is not "
+            "applied: set model.init_args.feature_cache: false to train on augmented images (the backbone "
+            "then runs on every batch), or data.init_args.augmentation: none to say so"
+        )
+
+
+@contextmanager
+def _threads(count: int):
+    """``count`` intra-op CPU threads inside the block, the previous number after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
