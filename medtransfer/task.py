@@ -10,6 +10,8 @@ from .errors import MedTransferError
 TaskKind = Literal["binary", "multiclass", "multilabel"]
 KINDS = ("binary", "multiclass", "multilabel")
 PRIMARY_METRICS = ("auroc", "kappa")
+# the splits every dataset provides and every model reports metrics on (``{split}/{metric}``)
+SPLITS = ("train", "val", "test")
 
 
 class TaskMismatchError(MedTransferError, ValueError):

@@ -3,6 +3,7 @@
 from .base import MedicalDataModule
 from .chestxray14 import ChestXray14
 from .csv_dataset import CSVDataset
+from .file_backed import FileBackedDataModule
 from .folder import ImageFolder
 from .medmnist import MedMNIST
 from .pcam import PCam
@@ -17,6 +18,7 @@ __all__ = [
     "ChestXray14",
     "ChestXrayPneumonia",
     "EyePACS",
+    "FileBackedDataModule",
     "ImageFolder",
     "MedMNIST",
     "MedicalDataModule",

@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..seeding import run_seed
-from ..task import Task
+from ..task import SPLITS, Task
+from ..utils.distributed import world_and_rank
 from ..views import ViewSpec
 from .dataset import TransformedDataset, collate_skipping
 from .errors import DatasetTooSmallError
@@ -25,8 +26,6 @@ from .transforms import PRESETS, build_transform
 from .views import MultiViewDataset, build_view_transform
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 class MedicalDataModule(pl.LightningDataModule):
@@ -156,10 +155,7 @@ class MedicalDataModule(pl.LightningDataModule):
                                 multilabel=self.multilabel)
 
     def _world(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 1, 0
-        return trainer.world_size, trainer.global_rank
+        return world_and_rank(getattr(self, "trainer", None))
 
     def serve_views(self, spec: ViewSpec | None) -> None:
         """Serve ``spec``'s views of each training image instead of single augmented images (for
