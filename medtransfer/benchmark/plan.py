@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .spec import GridSpec, GridSpecError, Level, format_override, sort_axes
+from .spec import GridSpec, GridSpecError, Level, format_override
 
 ID_PREFIX = {"fraction": "f", "seed": "s"}
 
@@ -98,13 +98,6 @@ def run_id(levels: list[Level]) -> str:
             prefix = level.axis.rsplit(".", 1)[-1] + "="
         parts.append(prefix + level.label)
     return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "-".join(parts)) or "run"
-
-
-def axis_order(runs: list[Run]) -> list[str]:
-    names: list[str] = []
-    for run in runs:
-        names += [a for a in run.labels if a not in names]
-    return sort_axes(names)
 
 
 def level_order(spec: GridSpec) -> dict[str, list[str]]:
