@@ -25,7 +25,6 @@ class Preprocessing:
         return asdict(self)
 
 
-IMAGENET = Preprocessing()
 UNNORMALISED = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
