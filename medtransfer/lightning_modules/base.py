@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
-import random
 from typing import NamedTuple
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..task import Task, TaskMismatchError
+from ..task import SPLITS, Task, TaskMismatchError
 from .metrics import (
     build_calibration_metrics,
     build_metrics,
@@ -24,8 +21,7 @@ from .metrics import (
     sample_losses,
     task_loss,
 )
-
-STAGES = ("train", "val", "test")
+from .step_seeding import GeneratorStates, enter_step, leave_step
 
 
 class StepOutput(NamedTuple):
@@ -44,6 +40,17 @@ class MedTransferModule(pl.LightningModule):
     evaluate_after_fit = True
     task: Task | None
     epoch_metrics: dict[str, dict[str, float]]
+    _states_outside_step: GeneratorStates | None = None
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """Seed the step's randomness from (run seed, epoch, batch, rank): see ``step_seeding``."""
+        self._states_outside_step = enter_step(self.current_epoch, batch_idx, self.global_rank)
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        """Give the generators back the states they had before the step."""
+        if self._states_outside_step is not None:
+            leave_step(self._states_outside_step)
+            self._states_outside_step = None
 
     def backbone_descriptions(self) -> list[dict]:
         """Names and fingerprints of the weights this model holds, for results.json."""
@@ -104,12 +111,12 @@ class TaskModule(MedTransferModule):
         self.scheduler_name = scheduler
         self.warmup_epochs = warmup_epochs
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the "_split" suffix
-        self.split_metrics = nn.ModuleDict({f"{stage}_split": build_metrics(task) for stage in STAGES})
-        self.split_losses = nn.ModuleDict({f"{stage}_split": MeanMetric() for stage in STAGES})
+        self.split_metrics = nn.ModuleDict({f"{stage}_split": build_metrics(task) for stage in SPLITS})
+        self.split_losses = nn.ModuleDict({f"{stage}_split": MeanMetric() for stage in SPLITS})
         self.per_class_auroc = build_per_class_auroc(task)
         self.calibration = build_calibration_metrics(task)  # test only
         # per stage: (probabilities, targets, loss, batch size) of each step since the epoch began
-        self._step_outputs: dict[str, list[tuple]] = {stage: [] for stage in STAGES}
+        self._step_outputs: dict[str, list[tuple]] = {stage: [] for stage in SPLITS}
         self.epoch_metrics: dict[str, dict[str, float]] = {}
 
     def save_task_hyperparameters(self, ignore: tuple[str, ...] = ()) -> None:
@@ -198,9 +205,6 @@ class TaskModule(MedTransferModule):
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val",
                       sync_dist=False, rank_zero_only=False)
 
-    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        reseed_for_step(self.current_epoch, batch_idx, self.global_rank)
-
     def on_train_epoch_end(self) -> None:
         self._finish_epoch("train")
 
@@ -262,18 +266,3 @@ def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
-
-def reseed_for_step(epoch: int, batch_idx: int, rank: int = 0) -> None:
-    """Seed every generator from (run seed, epoch, batch, rank) before each training batch, so that a step's
-    randomness (dropout, stochastic depth) is the same whether the run was resumed or not. Seeding per step,
-    not per epoch, keeps it so even when Lightning draws random numbers at other moments on a resumed run (it
-    does: the first resumed epoch creates its data iterator at another point)."""
-    run_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-    seed = int(np.random.SeedSequence([run_seed, epoch, batch_idx, rank]).generate_state(1)[0]) % (2**31)
-    random.seed(seed)
-    np.random.seed(seed)
-    # not torch.manual_seed, nor torch.cuda.is_available: they query the driver, which costs up to
-    # milliseconds per call; a run on a GPU has initialised CUDA before its first step
-    torch.default_generator.manual_seed(seed)
-    if torch.cuda.is_initialized():
-        torch.cuda.manual_seed_all(seed)

@@ -19,7 +19,7 @@ from ...backbones import create_backbone
 from ...backbones.export import save_backbone
 from ...task import Task
 from ...views import VIEWS_KEY, ViewSpec
-from ..base import MedTransferModule, reseed_for_step
+from ..base import MedTransferModule
 from .base import Progress, SSLConfigError
 from .knn_monitor import KNNMonitor
 from .registry import build_method
@@ -131,7 +131,7 @@ class SSLPretrain(MedTransferModule):
 
     # -- training --------------------------------------------------------------------------------------------
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        reseed_for_step(self.current_epoch, batch_idx, self.global_rank)
+        super().on_train_batch_start(batch, batch_idx)  # seeds the step's randomness
         if VIEWS_KEY not in batch:
             raise SSLConfigError("SSLPretrain got batches without views: call "
                                  "datamodule.serve_views(model.view_spec) before fitting (the medtransfer "
