@@ -11,7 +11,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch.distributed as dist
 from matplotlib.figure import Figure
-from pytorch_lightning.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import BasePredictionWriter, Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 
@@ -26,39 +26,81 @@ class TaskCheckpoint(ModelCheckpoint):
     """ModelCheckpoint on the task's primary validation metric (``val/auroc`` or ``val/kappa``, higher is
     better) plus ``last.ckpt``; the metric is read from the datamodule's task, so configs never repeat it.
 
-    ``last.ckpt`` is rewritten at the end of EVERY epoch, so ``--ckpt_path last`` resumes from the latest
-    epoch. (Lightning 2.6 refreshes it only when a top-k checkpoint is saved: an epoch that does not improve
-    the metric would leave ``last.ckpt`` behind, and a resumed run would silently repeat epochs.)"""
+    ``last.ckpt`` is rewritten at the end of EVERY training epoch (and after each validation inside an epoch),
+    so ``--ckpt_path last`` resumes from the latest epoch. Lightning's own ``save_last`` refreshes it only
+    when a top-k checkpoint is saved: an epoch that does not improve the metric would leave ``last.ckpt``
+    behind, and a resumed run would silently repeat epochs. So Lightning's ``save_last`` stays off and this
+    callback writes ``last.ckpt`` itself, from its public hooks, after Lightning's top-k saving in the same
+    hook (the file then holds this epoch's best-model state too)."""
+
+    TASK_METRIC = "val/<the task's primary metric>"  # the monitor until ``setup`` knows the task
 
     def __init__(self, dirpath: str | None = None, save_top_k: int = 1, save_last: bool = True) -> None:
-        super().__init__(dirpath=dirpath, filename="best-epoch={epoch:03d}", monitor=None, mode="max",
-                         save_top_k=save_top_k, save_last=save_last, auto_insert_metric_name=False)
+        super().__init__(dirpath=dirpath, filename="best-epoch={epoch:03d}", monitor=self.TASK_METRIC,
+                         mode="max", save_top_k=save_top_k, save_last=False, auto_insert_metric_name=False)
+        self.refresh_last = save_last
         self._last_written_step = -1
+        self._epoch_batches_done = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        task = getattr(pl_module, "task", None)
-        if task is not None and self.monitor is None:
-            self.monitor = f"val/{task.primary_metric}"
+        if self.monitor == self.TASK_METRIC:
+            task = getattr(pl_module, "task", None)
+            self.monitor = None if task is None else f"val/{task.primary_metric}"  # None: the latest epoch
         super().setup(trainer, pl_module, stage)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._epoch_batches_done = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._epoch_batches_done = batch_idx + 1 >= trainer.num_training_batches
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._refresh_last(trainer)
+        if not self._epoch_batches_done:  # inside the epoch; at its end, on_train_epoch_end follows
+            self._write_last(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._refresh_last(trainer)
+        self._write_last(trainer)
 
-    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
-        super()._save_last_checkpoint(trainer, monitor_candidates)
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._write_last(trainer)
+
+    def _write_last(self, trainer: pl.Trainer) -> None:
+        """``last.ckpt`` (``last-v<n>.ckpt`` when an earlier run left one in a fresh run's folder), at most
+        once per training step. Every DDP rank calls it: ``file_exists`` and ``save_checkpoint`` are
+        collective."""
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking and not trainer.fast_dev_run
+        if not self.refresh_last or not fitting or self._last_written_step == trainer.global_step:
+            return
+        path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
+        version = self.STARTING_VERSION
+        while path != self.last_model_path and self.file_exists(path, trainer):
+            path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST, ver=version)
+            version += 1
+        self.last_model_path = path  # before saving: it is part of this callback's state in the file
+        trainer.save_checkpoint(path, self.save_weights_only)
         self._last_written_step = trainer.global_step
 
-    def _refresh_last(self, trainer: pl.Trainer) -> None:
-        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking and not trainer.fast_dev_run
-        if self.save_last and fitting and self._last_written_step != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+class LearningRates(LearningRateMonitor):
+    """Lightning's ``LearningRateMonitor`` for runs with a logger; without one (``--trainer.logger false``)
+    it does nothing, where Lightning's raises."""
+
+    def on_train_start(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+        if trainer.loggers:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+        if trainer.loggers:
+            super().on_train_epoch_start(trainer, *args, **kwargs)
 
 
 def log_figure(trainer: pl.Trainer, tag: str, figure: Figure, path: str | None = None) -> None:
@@ -85,6 +127,8 @@ class TrainingImageGrid(Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int):
         if self._logged or not trainer.is_global_zero or "image" not in batch:  # no images: cached features
+            return
+        if not any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
             return
         self._logged = True
         images = batch["image"][: self.max_images]

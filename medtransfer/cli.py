@@ -10,12 +10,19 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningCLI
 
-from .callbacks import PredictionWriter, TaskCheckpoint, TestPlots, TestPredictionWriter, TrainingImageGrid
+from .callbacks import (
+    LearningRates,
+    PredictionWriter,
+    TaskCheckpoint,
+    TestPlots,
+    TestPredictionWriter,
+    TrainingImageGrid,
+)
 from .datamodules import MedicalDataModule
 from .errors import find_user_error
+from .lightning_compat import give_back_ckpt_path, hold_back_ckpt_path
 from .lightning_modules import MedTransferModule
 from .lightning_modules.frozen import FrozenBackboneModule
 from .results import build_results, write_json_atomic
@@ -37,6 +44,7 @@ class MedTransferCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.task", "model.init_args.task", apply_on="instantiate")
+        parser.set_defaults({"trainer.callbacks": default_callbacks()})
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="fit: validate and test the best checkpoint when training ends")
         parser.add_argument("--intervals.resamples", type=int, default=1000,
@@ -46,18 +54,26 @@ class MedTransferCLI(LightningCLI):
         parser.add_argument("--intervals.seed", type=int, default=0,
                             help="test: seed of the bootstrap resamples")
 
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, then read the checkpoint that ``--ckpt_path`` names (see ``_apply_checkpoint``)."""
+        super().parse_arguments(parser, args)
+        self._checkpoint_task: tuple[Task, str] | None = None
+        self._ckpt_path: str | None = None
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            self._apply_checkpoint(subcommand)
+            self._ckpt_path = hold_back_ckpt_path(self.config[subcommand])
+
     def before_instantiate_classes(self) -> None:
         self._started = time.perf_counter()
+        if self.subcommand:
+            give_back_ckpt_path(self.config[self.subcommand], self._ckpt_path)
 
-    def _parse_ckpt_path(self) -> None:
+    def _apply_checkpoint(self, subcommand: str) -> None:
         """Resolve ``--ckpt_path last`` to the newest ``last.ckpt`` of this logger's runs (``fit`` then
         continues in that run's version directory), and apply the checkpoint's model hyperparameters, except
         the task, which always comes from the data and is checked against the checkpoint's once the classes
         exist."""
-        self._checkpoint_task: tuple[Task, str] | None = None
-        subcommand = self.config.get("subcommand")
-        if not subcommand:
-            return
         config = self.config[subcommand]
         if config.get("ckpt_path") == "last":
             config.ckpt_path = resolve_last_checkpoint(config, continue_run=subcommand == "fit")
@@ -233,12 +249,33 @@ def datamodule_for(model, datamodule):
 
 
 def trainer_defaults() -> dict:
+    """Trainer defaults; ``callbacks`` here are ones that no config can remove (none: the default callbacks
+    are ``default_callbacks``, which configs see and replace)."""
     return {
         "logger": {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
                    "init_args": {"save_dir": "runs", "name": "medtransfer"}},
-        "callbacks": [TaskCheckpoint(), LearningRateMonitor(logging_interval="epoch"), TrainingImageGrid(),
-                      TestPlots(), TestPredictionWriter(), PredictionWriter()],
+        "callbacks": [],
     }
+
+
+def default_callbacks() -> list[dict]:
+    """The default of ``trainer.callbacks``, as ``--print_config`` shows it: a config that sets
+    ``trainer.callbacks`` replaces the whole list (copy it from ``--print_config`` to change one), and
+    ``--trainer.callbacks+=<class>`` adds one. Without ``TaskCheckpoint``, ``fit`` tests the last weights and
+    ``--ckpt_path last`` finds nothing; without ``TestPredictionWriter``, results.json has no per-sample
+    predictions or confidence intervals."""
+    return [
+        _class_config(TaskCheckpoint),
+        _class_config(LearningRates, logging_interval="epoch"),
+        _class_config(TrainingImageGrid),
+        _class_config(TestPlots),
+        _class_config(TestPredictionWriter),
+        _class_config(PredictionWriter),
+    ]
+
+
+def _class_config(cls: type, **init_args) -> dict:
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
 
 
 def run_lightning_cli(argv: list[str] | None,
@@ -252,6 +289,7 @@ def run_lightning_cli(argv: list[str] | None,
         subclass_mode_data=True,
         seed_everything_default=0,
         trainer_defaults=trainer_defaults(),
+        auto_configure_optimizers=False,  # each model builds its own (parameter groups, schedules, sweeps)
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"default_env": False},
         args=argv,

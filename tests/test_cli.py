@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from medtransfer.cli import main
+from medtransfer.callbacks import LearningRates, TaskCheckpoint, TestPredictionWriter, TrainingImageGrid
+from medtransfer.cli import MedTransferCLI, default_callbacks, main, run_lightning_cli
 
 METRICS = {"loss", "auroc", "acc", "f1"}
 CALIBRATION = {"ece", "brier"}  # test split only
@@ -43,6 +45,8 @@ def test_fit_help_lists_data_model_and_trainer_options(capsys):
     for option in ("--data ", "--model ", "--trainer.max_epochs", "--trainer.precision", "--trainer.strategy",
                    "--seed_everything", "--ckpt_path", "--test_after_fit"):
         assert option in out
+    # LightningCLI's own optimizer and scheduler would silently replace each model's parameter groups
+    assert "--optimizer" not in out and "--lr_scheduler" not in out
 
 
 def test_fit_writes_results_json_with_the_test_metrics_of_the_best_checkpoint(fitted, capsys):
@@ -217,3 +221,56 @@ def test_bf16_mixed_precision_trains_and_tests(tiny_cli, tmp_path):
     assert set(test) == METRICS | CALIBRATION | {f"{m}/{c}" for c in classes for m in ("auroc", "ece")}
     assert set(results["intervals"]["test"]["metrics"]) == set(test)  # every test metric has an interval
     assert math.isfinite(test["loss"]) and 0.0 <= test["auroc"] <= 1.0
+
+
+def test_print_config_shows_the_default_callbacks(tiny_cli, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *tiny_cli(tmp_path / "runs"), "--print_config"])
+    assert exit_info.value.code == 0
+    callbacks = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
+    assert [c["class_path"] for c in callbacks] == [c["class_path"] for c in default_callbacks()]
+    assert callbacks[0]["init_args"] == {"dirpath": None, "save_top_k": 1, "save_last": True}
+
+
+class InstantiateOnly(MedTransferCLI):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, run=False, **kwargs)
+
+
+def test_a_config_replaces_the_default_callbacks_and_a_flag_adds_one(tiny_cli, tmp_path):
+    config = write_yaml(tmp_path / "callbacks.yaml", """
+trainer:
+  callbacks:
+  - class_path: medtransfer.callbacks.TaskCheckpoint
+    init_args:
+      save_top_k: 3
+  - class_path: medtransfer.callbacks.LearningRates
+  - class_path: medtransfer.callbacks.TestPredictionWriter
+""")
+    cli = run_lightning_cli([*tiny_cli(tmp_path / "runs"), "--config", config], cli_class=InstantiateOnly)
+    ours = [c for c in cli.trainer.callbacks if c.__module__.startswith("medtransfer")]
+    assert [type(c) for c in ours] == [LearningRates, TestPredictionWriter, TaskCheckpoint]  # checkpoint last
+    assert cli.trainer.checkpoint_callback.save_top_k == 3
+
+    cli = run_lightning_cli([*tiny_cli(tmp_path / "runs"), "--trainer.callbacks+=EarlyStopping",
+                             "--trainer.callbacks.monitor", "val/auroc"], cli_class=InstantiateOnly)
+    names = [type(c).__name__ for c in cli.trainer.callbacks]
+    assert TrainingImageGrid.__name__ in names and "EarlyStopping" in names
+
+
+def test_fit_and_test_without_a_logger(tiny_cli, tmp_path):
+    root = tmp_path / "root"
+    args = [*tiny_cli(tmp_path / "runs", max_epochs=2), "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(root)]
+    main(["fit", *args])
+    fit_results = results_of(root)
+    assert set(fit_results["metrics"]) == {"train", "val", "test"}
+    assert Path(fit_results["checkpoint"]).parent == root / "checkpoints"
+    assert (root / "checkpoints" / "last.ckpt").is_file() and (root / "test_roc.png").is_file()
+    assert fit_results["predictions"] == {"test": "test_predictions.csv"}
+
+    main(["test", *args, "--ckpt_path", "last"])
+    test_results = results_of(root)
+    assert test_results["verb"] == "test"
+    assert test_results["checkpoint"] == str(root / "checkpoints" / "last.ckpt")
+    assert set(test_results["metrics"]["test"]) == set(fit_results["metrics"]["test"])

@@ -23,35 +23,31 @@ class InvalidRunError(MedTransferError, ValueError):
     """A run whose config LightningCLI rejects; the message names the axis value or override responsible."""
 
 
-def _parser():
-    """The ``medtransfer fit`` parser, built by the same code as the real CLI but stopped before parsing."""
-    from jsonargparse import Namespace
+class _ParserBuilt(Exception):
+    """Stops LightningCLI once its parser exists: nothing parsed, seeded or instantiated."""
 
+    def __init__(self, parser) -> None:
+        super().__init__("parser built")
+        self.parser = parser
+
+
+def _parser():
+    """The ``medtransfer fit`` parser, built by the same code as the real CLI but stopped before parsing;
+    it raises errors instead of exiting."""
     from ..cli import MedTransferCLI, run_lightning_cli
 
     class ParserOnlyCLI(MedTransferCLI):
+        def init_parser(self, **kwargs):
+            return super().init_parser(**kwargs, exit_on_error=False)
+
         def parse_arguments(self, parser, args) -> None:
-            self.config = Namespace(subcommand=None)
+            raise _ParserBuilt(parser)
 
-        def _parse_ckpt_path(self) -> None:
-            pass
-
-        def _set_seed(self) -> None:
-            pass
-
-        def before_instantiate_classes(self) -> None:
-            pass
-
-        def instantiate_classes(self) -> None:
-            pass
-
-        def after_instantiate_classes(self) -> None:
-            pass
-
-    parser = run_lightning_cli([], cli_class=ParserOnlyCLI).parser
-    for sub in [parser, *parser._subcommands_action._name_parser_map.values()]:
-        sub.exit_on_error = False
-    return parser
+    try:
+        run_lightning_cli([], cli_class=ParserOnlyCLI)
+    except _ParserBuilt as built:
+        return built.parser
+    raise AssertionError("LightningCLI never called parse_arguments")
 
 
 class ConfigResolver:

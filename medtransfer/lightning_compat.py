@@ -1,0 +1,38 @@
+"""The one place where medtransfer relies on how Lightning works inside rather than on its public API.
+
+Everything else subclasses Lightning and jsonargparse only through public hooks and arguments. What is here
+depends on behaviour that Lightning does not document as API; ``tests/test_lightning_compat.py`` pins that
+behaviour and fails, naming this module, when an upgrade changes it, and pyproject.toml bounds the versions
+it was checked against.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jsonargparse import Namespace
+
+# The config key that LightningCLI reads between ``parse_arguments`` and ``before_instantiate_classes`` to
+# re-parse the model from a checkpoint's hyperparameters (its private ``_parse_ckpt_path``).
+CKPT_PATH_KEY = "ckpt_path"
+
+
+def hold_back_ckpt_path(subcommand_config: Namespace) -> str | None:
+    """Take ``ckpt_path`` out of a subcommand's parsed config, and return it.
+
+    LightningCLI re-parses the model from the hyperparameters of the checkpoint that ``ckpt_path`` names,
+    right after ``parse_arguments``. It cannot parse medtransfer's (the task is saved with them, and is no
+    model argument: it comes from the data), and ``MedTransferCLI.parse_arguments`` has already applied
+    them without the task. Call this at the end of ``parse_arguments`` and ``give_back_ckpt_path`` in
+    ``before_instantiate_classes``, so the trainer still receives the path."""
+    path = subcommand_config.get(CKPT_PATH_KEY)
+    if path is not None:
+        subcommand_config[CKPT_PATH_KEY] = None
+    return path
+
+
+def give_back_ckpt_path(subcommand_config: Namespace, path: str | None) -> None:
+    """Put back what ``hold_back_ckpt_path`` took."""
+    if path is not None:
+        subcommand_config[CKPT_PATH_KEY] = path
