@@ -12,7 +12,8 @@ import timm
 import yaml
 from timm.models import get_pretrained_cfg
 
-from .download import cached_path, checksum_matches, download, file_sha256
+from ..utils.hashing import file_digest
+from .download import cached_path, checksum_matches, download
 from .errors import WeightsError
 from .factory import build_backbone
 from .hub import cached_hub_file
@@ -113,7 +114,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 1
     path = report.file
-    digest = file_sha256(path)
+    digest = file_digest(path)
     summary.update({
         "exact": True,
         "file": str(path),

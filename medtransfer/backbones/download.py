@@ -7,7 +7,6 @@ The cache follows torch.hub's convention, ``$TORCH_HOME/hub/checkpoints/<file na
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from urllib.error import URLError
@@ -79,14 +78,6 @@ def download_url(name: str, url: str, path: Path, sha256: str | None) -> Path:
             ) from None
         raise
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checksum_matches(entry: WeightsEntry, digest: str) -> bool | None:

@@ -10,14 +10,13 @@ reads with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from ..utils.atomic import atomic_path
 from .backbone import Backbone, state_dict_fingerprint
 from .errors import CheckpointFormatError, CheckpointMismatchError
 from .layouts import EXPORT_FORMAT
@@ -58,15 +57,8 @@ def save_backbone(backbone: Backbone, path: str | Path, trained_with: dict | Non
         "state_dict": state,
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(document, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return {"path": str(path.resolve()), "fingerprint": fingerprint}
 
 

@@ -18,6 +18,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from ..backbones.backbone import Backbone
 from ..seeding import run_seed
+from ..utils.distributed import world_and_rank
 from .extract import DEFAULT_ROOT, store_for
 from .loader import FeatureBatches
 from .store import check_aligned
@@ -111,15 +112,11 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         labels = np.asarray(stores[0].labels[rows])
         task = self.source.task
         labels = torch.from_numpy(labels.astype(np.float32 if task.kind == "multilabel" else np.int64))
-        world, rank = self._world()
+        world, rank = world_and_rank(self.trainer)
         train = split == "train"
         batch_size = self.source.batch_size if train else max(self.source.eval_batch_size, MIN_EVAL_BATCH)
         return FeatureBatches(features, labels.to(device), stores[0].ids[rows], batch_size, shuffle=train,
                               seed=run_seed(), num_replicas=world, rank=rank)
-
-    def _world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
 
     def _device(self) -> torch.device:
         """Where the training runs: the trainer's device, or the backbones' outside a trainer."""

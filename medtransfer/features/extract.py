@@ -18,6 +18,7 @@ import torch.distributed as dist
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from ..backbones.backbone import Backbone
+from ..utils.distributed import world_and_rank
 from .fingerprint import store_fingerprint, store_path
 from .store import TMP_PREFIX, FeatureStore, StoreMismatchError, is_store
 
@@ -30,7 +31,7 @@ def store_for(backbone: Backbone, datamodule, split: str, root: str | Path = DEF
     call this together; all of them get the same store."""
     fingerprint = store_fingerprint(backbone, datamodule, split)
     path = store_path(root, fingerprint)
-    world, rank = _world()
+    world, rank = world_and_rank()
     if _agree(is_store(path), world):
         store = FeatureStore.open(path, expected_fingerprint=fingerprint)
         rank_zero_info(
@@ -124,12 +125,6 @@ def _load_shard(file: Path) -> tuple[np.ndarray, list[str]]:
         raise StoreMismatchError(f"shard {file} is missing: a rank did not finish its part of the extraction")
     with np.load(file, allow_pickle=False) as shard:
         return shard["features"], shard["ids"].tolist()
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
 
 
 def _agree(value: bool, world: int) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -11,6 +10,7 @@ import albumentations as A
 
 from .. import __version__
 from ..backbones.backbone import Backbone, state_dict_fingerprint
+from ..utils.hashing import json_digest
 
 STORE_DTYPE = "float16"
 
@@ -56,8 +56,7 @@ def describe_transform(transform: A.BasicTransform) -> dict | str:
 
 def fingerprint_key(fingerprint: dict) -> str:
     """16 hex digits of the SHA-256 of the fingerprint's canonical JSON."""
-    canonical = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return json_digest(fingerprint)
 
 
 def store_path(root: str | Path, fingerprint: dict) -> Path:

@@ -32,7 +32,6 @@ Public API (stable; heads such as frozen DVME build on it):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -44,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedTransferError
+from ..utils.hashing import file_digest
 from .fingerprint import as_json, fingerprint_key
 
 FORMAT = "medtransfer.features/1"
@@ -87,10 +87,6 @@ class FeatureStore:
     @property
     def dim(self) -> int:
         return int(self.features.shape[1])
-
-    @property
-    def split(self) -> str:
-        return str(self.fingerprint.get("split"))
 
     @property
     def nbytes(self) -> int:
@@ -283,7 +279,7 @@ def _check_file(path: Path, name: str, record: dict | None, verify: bool) -> Non
             f"feature store file {file} has {size} bytes, {record['bytes']} were written: "
             "it is truncated or was changed; delete the store directory"
         )
-    if verify and _sha256(file) != record["sha256"]:
+    if verify and file_digest(file) != record["sha256"]:
         raise IncompleteStoreError(
             f"feature store file {file} does not match its SHA-256 checksum: it is "
             "corrupted; delete the store directory"
@@ -295,7 +291,7 @@ def _save_array(file: Path, array: np.ndarray) -> dict:
         np.save(handle, array, allow_pickle=False)
         handle.flush()
         os.fsync(handle.fileno())
-    return {"bytes": file.stat().st_size, "sha256": _sha256(file)}
+    return {"bytes": file.stat().st_size, "sha256": file_digest(file)}
 
 
 def _write_synced(file: Path, data: bytes) -> None:
@@ -313,9 +309,3 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
-from ..task import Task
+from ..task import SPLITS, Task
 from .frozen import FrozenBackboneModule
 from .fusion import FUSIONS, build_fusion
 from .importance import EmbeddingMeans, ImportanceMeter, ablation_importance, importance_table
@@ -32,7 +32,6 @@ from .importance import EmbeddingMeans, ImportanceMeter, ablation_importance, im
 MODES = ("frozen", "end_to_end")
 PAPER_BACKBONES = ("resnet50.simclr_in1k", "resnet50.swav_in1k", "vit_small_patch16_224.dino")
 MIXING_NAMES = {"dvme": "attention", "dme": "dme_weights"}
-STAGES = ("train", "val", "test")
 
 
 @dataclass
@@ -151,7 +150,7 @@ class DVME(FrozenBackboneModule):
         self.mixing_name = MIXING_NAMES.get(fusion)
         # ablation importance needs the training means: val and test only; mixing weights in every stage
         self.importance_meters = self._meters(("val", "test"))
-        self.mixing_meters = self._meters(STAGES if self.mixing_name else ())
+        self.mixing_meters = self._meters(SPLITS if self.mixing_name else ())
         self.epoch_importance: dict[str, dict] = {}
         self._last: tuple[list[torch.Tensor], torch.Tensor | None] | None = None
 

@@ -8,8 +8,9 @@ import dataclasses
 import pytest
 
 from medtransfer.backbones import REGISTRY, ChecksumError, WeightsNotFoundError, create_backbone
-from medtransfer.backbones.download import download, file_sha256
+from medtransfer.backbones.download import download
 from medtransfer.backbones.factory import build_backbone
+from medtransfer.utils.hashing import file_digest
 
 from .source_layouts import WRITERS
 
@@ -57,7 +58,7 @@ def served_entry(tmp_path, sha256: str | None):
 
 def test_download_verifies_the_checksum_and_caches(online, tmp_path, offline_weights_cache):
     entry, source = served_entry(tmp_path, sha256=None)
-    entry = dataclasses.replace(entry, sha256=file_sha256(source)[:8])
+    entry = dataclasses.replace(entry, sha256=file_digest(source)[:8])
     path = download(entry)
     assert path == offline_weights_cache / "resnet50.pth"
     assert path.read_bytes() == source.read_bytes()

@@ -1,4 +1,4 @@
-"""EmbeddingsDataModule: a datamodule's splits served as feature stores, without the data knowing the model."""
+"""EmbeddingsDataModule: a datamodule's splits served as feature stores; the data never knows the model."""
 
 from __future__ import annotations
 

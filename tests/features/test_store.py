@@ -33,7 +33,7 @@ def test_round_trip_keeps_ids_labels_dtype_and_fingerprint(tmp_path):
     np.testing.assert_array_equal(store.features, features)
     assert store.ids.tolist() == ["s0", "s1", "s2", "s3", "s4"]
     np.testing.assert_array_equal(store.labels, [0, 1, 0, 1, 0])
-    assert store.fingerprint["transform"] == {"t": [1, 2]} and store.split == "val"
+    assert store.fingerprint["transform"] == {"t": [1, 2]} and store.fingerprint["split"] == "val"
     assert store.key == written.key and len(store.key) == 16
     np.testing.assert_array_equal(store.rows_of(["s3", "s0"]), [3, 0])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
