@@ -37,6 +37,10 @@ class TransformedDataset(Dataset):
             raw = self.source.load_image(index)
         except SkippedSample:
             return None
+        return self.item(raw, index)
+
+    def item(self, raw: np.ndarray, index: int) -> dict:
+        """The batch item of sample ``index`` from its decoded ``H x W x 3`` uint8 image."""
         image = self.transform(image=raw)["image"]
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),

@@ -24,9 +24,7 @@ import torch
 
 from ..views import VIEWS_KEY, ViewSpec, ViewSpecError
 from .dataset import TransformedDataset
-from .errors import SkippedSample
 from .fundus import CircularMask, CropRetinaBorder
-from .samplers import sample_seed
 
 # the data's augmentation preset -> the view family ``modality: auto`` picks
 FAMILY_OF_PRESET = {"natural": "natural", "chest_xray": "chest_xray", "histology": "histology",
@@ -119,14 +117,7 @@ class MultiViewDataset(TransformedDataset):
 
     transform: MultiViewTransform
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
-        index, epoch = key if isinstance(key, tuple) else (int(key), None)
-        if epoch is not None:
-            self.transform.set_random_seed(sample_seed(self.seed, epoch, index))
-        try:
-            raw = self.source.load_image(index)
-        except SkippedSample:
-            return None
+    def item(self, raw: np.ndarray, index: int) -> dict:
         views = [torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1).contiguous()
                  for v in self.transform(raw)]
         return {VIEWS_KEY: views, "label": self._label(index), "id": self.source.ids[index]}
