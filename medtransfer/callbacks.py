@@ -207,7 +207,7 @@ class TestPredictionWriter(Callback):
         if not trainer.is_global_zero or not parts:
             return
         if any(ids is None for ids, *_ in parts):
-            rank_zero_warn("test batches carry no 'id' (DESIGN.md: a batch has image, label, id): "
+            rank_zero_warn("test batches carry no 'id' (docs/architecture.md: a batch has image, label, id): "
                            f"{self.filename} and the test's confidence intervals are not written")
             return
         task: Task = pl_module.task

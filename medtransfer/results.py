@@ -1,5 +1,5 @@
-"""results.json (DESIGN.md, "A run's results"): what a run measured and everything needed to place it in a
-table.
+"""results.json (docs/architecture.md, "A run's results"): what a run measured and everything needed to place
+it in a table.
 
 Besides ``metrics``, a run that tests records ``predictions.test`` (its per-sample predictions file,
 relative to results.json) and ``intervals.test`` (95% bootstrap intervals of every test metric over the test

@@ -1,4 +1,4 @@
-"""The task contract between datamodules and models (DESIGN.md, "The task")."""
+"""The task contract between datamodules and models (docs/architecture.md, "The task")."""
 
 from __future__ import annotations
 

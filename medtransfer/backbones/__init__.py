@@ -1,5 +1,5 @@
 """Backbones: pretrained weights by name (the registry, timm's pretrained tags, hf-hub: models), checkpoint
-adapters and the Backbone module (DESIGN.md)."""
+adapters and the Backbone module (docs/architecture.md)."""
 
 from .backbone import Backbone
 from .errors import (

@@ -1,4 +1,5 @@
-"""The Backbone module (DESIGN.md, "A backbone"): a timm model taking uint8 images, returning embeddings."""
+"""The Backbone module (docs/architecture.md, "A backbone"): a timm model taking uint8 images, returning
+embeddings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LightningDataModules: one per dataset, all producing DESIGN.md batches."""
+"""LightningDataModules: one per dataset, all producing docs/architecture.md batches."""
 
 from .base import MedicalDataModule
 from .chestxray14 import ChestXray14

@@ -36,7 +36,8 @@ class MedicalDataModule(pl.LightningDataModule):
         eval_batch_size: batch size for validation/test/extraction (default: ``batch_size``).
         num_workers: DataLoader worker processes.
         image_size: side of the square images fed to the model.
-        train_fraction: a float in (0, 1] or a sample count of the TRAINING split to use (DESIGN.md).
+        train_fraction: a float in (0, 1] or a sample count of the TRAINING split to use
+            (docs/architecture.md).
         fraction_seed: seed of the label-fraction subset (nested across fractions for one seed).
         augmentation: modality preset for training images (``none``, ``natural``, ``histology``, ``fundus``,
             ``chest_xray``); ``None`` takes the dataset's default.

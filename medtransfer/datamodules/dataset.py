@@ -1,4 +1,4 @@
-"""The one torch Dataset: a source plus a transform, producing DESIGN.md batch items."""
+"""The one torch Dataset: a source plus a transform, producing docs/architecture.md batch items."""
 
 from __future__ import annotations
 

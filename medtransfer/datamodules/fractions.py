@@ -1,4 +1,5 @@
-"""Label fractions (DESIGN.md): stratified, patient-grouped, seeded and nested subsets of the training split.
+"""Label fractions (docs/architecture.md): stratified, patient-grouped, seeded and nested subsets of the
+training split.
 
 Both label fractions and carved splits come from one seeded ordering of the patients
 (``stratified_group_keys``): every patient gets a key in [0, 1) by systematic sampling within its stratum, so

@@ -20,9 +20,9 @@ IGNORED_NAMES = ("__MACOSX",)
 
 
 def read_image(path: str | Path, grey: bool = False, draft_size: int | None = None) -> np.ndarray:
-    """Decode ``path`` to ``H x W x 3`` uint8; ``grey`` first converts to one channel (RGBA X-rays, DESIGN.md:
-    grey repeated to 3 channels); ``draft_size`` lets JPEG decode at a reduced scale no smaller than that side
-    (a 5000 px fundus photo does not need full decoding to become 224 px)."""
+    """Decode ``path`` to ``H x W x 3`` uint8; ``grey`` first converts to one channel (RGBA X-rays,
+    docs/architecture.md: grey repeated to 3 channels); ``draft_size`` lets JPEG decode at a reduced scale no
+    smaller than that side (a 5000 px fundus photo does not need full decoding to become 224 px)."""
     try:
         with Image.open(path) as image:
             if draft_size and image.format == "JPEG":

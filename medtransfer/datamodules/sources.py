@@ -66,8 +66,8 @@ class ArraySource(Source):
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """``H x W``, ``H x W x 1``, ``H x W x 3`` or ``H x W x 4`` to ``H x W x 3`` uint8 (DESIGN.md: grey is
-    repeated)."""
+    """``H x W``, ``H x W x 1``, ``H x W x 3`` or ``H x W x 4`` to ``H x W x 3`` uint8
+    (docs/architecture.md: grey is repeated)."""
     if image.dtype != np.uint8:
         raise ValueError(f"expected uint8 pixels, got {image.dtype}")
     if image.ndim == 2:

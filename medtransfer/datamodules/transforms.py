@@ -1,5 +1,5 @@
 """albumentations pipelines per imaging modality. All keep ``H x W x 3`` uint8: normalisation is the
-backbone's job (DESIGN.md, "A batch")."""
+backbone's job (docs/architecture.md, "A batch")."""
 
 from __future__ import annotations
 

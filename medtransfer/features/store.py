@@ -1,5 +1,6 @@
-"""Feature stores (DESIGN.md, "Feature stores"): the embeddings of one (backbone weights, dataset, split, eval
-transform), computed once and reused by every frozen-backbone head (linear probe, LR sweep, kNN, frozen DVME).
+"""Feature stores (docs/architecture.md, "Feature stores"): the embeddings of one (backbone weights, dataset,
+split, eval transform), computed once and reused by every frozen-backbone head (linear probe, LR sweep, kNN,
+frozen DVME).
 
 On disk a store is a directory ``<root>/<dataset>/<backbone>/<split>-<key>/`` holding
 

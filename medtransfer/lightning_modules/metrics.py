@@ -1,6 +1,6 @@
-"""torchmetrics per task kind, named as DESIGN.md says: ``auroc``, ``acc``, ``f1``, ``kappa`` (ordinal only),
-and at test time the calibration of the probabilities: ``ece`` and ``brier`` (``ece/<class>`` per label for
-multilabel).
+"""torchmetrics per task kind, named as docs/architecture.md says: ``auroc``, ``acc``, ``f1``, ``kappa``
+(ordinal only), and at test time the calibration of the probabilities: ``ece`` and ``brier`` (``ece/<class>``
+per label for multilabel).
 
 All are torchmetrics objects, so under DDP they are synchronised over the whole split when computed.
 

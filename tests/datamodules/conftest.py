@@ -222,8 +222,8 @@ def imagefolder_root(tmp_path: Path) -> Path:
 
 
 def assert_batches(datamodule, image_size: int) -> None:
-    """Every split yields DESIGN.md batches: uint8 B x 3 x S x S images, labels of the task's type, string
-    ids."""
+    """Every split yields docs/architecture.md batches: uint8 B x 3 x S x S images, labels of the task's
+    type, string ids."""
     datamodule.setup("fit")
     multilabel = datamodule.task.kind == "multilabel"
     for split, loader in (
