@@ -20,7 +20,7 @@ from .selection import best_index, grid_edges, warn_grid_edges
 # SGD with momentum on standardised features: rates around 0.1, and the L2 weight decay searched too, since an
 # unpenalised head trained to convergence overfits as the exact solver's path shows
 DEFAULT_LRS = (0.01, 0.03, 0.1, 0.3, 1.0)
-DEFAULT_WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
+DEFAULT_WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # up to the strong penalties good features select
 
 
 class LinearSweep(SingleBackboneModule):
