@@ -23,13 +23,6 @@ from medtransfer.cli import MedTransferCLI, run_lightning_cli
 REPO = Path(__file__).resolve().parents[1]
 COMPAT = "medtransfer/lightning_compat.py"
 UPSTREAM = ("pytorch_lightning", "lightning", "lightning_fabric", "jsonargparse")
-# private Lightning members that modules owned elsewhere still read; each has a public replacement
-# (``self._trainer``: ``self.trainer`` in a ``try``, as it raises RuntimeError when not attached). Remove
-# entries as they go; nothing may be added.
-PENDING = {
-    ("medtransfer/lightning_modules/frozen.py", "_trainer"),
-    ("medtransfer/lightning_modules/ssl/pretrain.py", "_trainer"),
-}
 
 
 class Stop(Exception):
@@ -144,6 +137,6 @@ def read_private_members(private: set[str]) -> set[tuple[str, str]]:
 def test_no_private_lightning_or_jsonargparse_member_is_used_outside_lightning_compat():
     used = overridden_private_members() | read_private_members(lightning_private_names())
     outside = {(path, name) for path, name in used if path != COMPAT}
-    assert outside <= PENDING, (
-        f"private Lightning/jsonargparse members used outside {COMPAT}: {sorted(outside - PENDING)}; use a "
+    assert not outside, (
+        f"private Lightning/jsonargparse members used outside {COMPAT}: {sorted(outside)}; use a "
         "public hook or argument, or isolate the use in lightning_compat with a test here")

@@ -8,6 +8,8 @@ matched to the run of a grid it belongs to.
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 import json
 from typing import Any
 
@@ -59,13 +61,45 @@ def without(config: dict, keys: tuple[str, ...]) -> dict:
 def run_fingerprint(config: dict, verb: str = "fit") -> str:
     """16 hex digits identifying what a run computes: its verb and resolved config."""
     ignored = EXECUTION_KEYS + STATISTICS_KEYS + STORE_ROOT_KEYS
-    return json_digest({"verb": verb, "config": without(plain(config), ignored)})
+    return json_digest({"verb": verb, "config": without(identity(config), ignored)})
 
 
 def group_fingerprint(config: dict, verb: str = "fit") -> str:
     """The fingerprint without the seeds: runs sharing it are repeats that a table cell averages."""
     ignored = EXECUTION_KEYS + STATISTICS_KEYS + STORE_ROOT_KEYS + SEED_KEYS
-    return json_digest({"verb": verb, "config": without(plain(config), ignored)})
+    return json_digest({"verb": verb, "config": without(identity(config), ignored)})
+
+
+def identity(config: dict) -> dict:
+    """``plain(config)`` as configs were before the CLI showed its default callbacks (``trainer.callbacks``
+    was null) and dropped LightningCLI's ``optimizer``/``lr_scheduler`` (always null): runs finished before
+    keep their fingerprints."""
+    config = plain(config)
+    for key in ("optimizer", "lr_scheduler"):
+        config.setdefault(key, None)
+    trainer = config.get("trainer")
+    if isinstance(trainer, dict) and is_default_callbacks(trainer.get("callbacks")):
+        trainer["callbacks"] = None
+    return config
+
+
+def is_default_callbacks(callbacks: Any) -> bool:
+    """Whether a resolved ``trainer.callbacks`` is ``medtransfer.cli.default_callbacks()`` with every
+    argument at its default."""
+    from ..cli import default_callbacks
+
+    expected = default_callbacks()
+    if not isinstance(callbacks, list) or not all(isinstance(c, dict) for c in callbacks):
+        return False
+    if [c.get("class_path") for c in callbacks] != [c["class_path"] for c in expected]:
+        return False
+    for given, default in zip(callbacks, expected, strict=True):
+        module, _, name = default["class_path"].rpartition(".")
+        parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters.values()
+        arguments = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+        if plain(given.get("init_args") or {}) != plain({**arguments, **default["init_args"]}):
+            return False
+    return True
 
 
 def store_keys(config: dict) -> list[str]:

@@ -52,6 +52,14 @@ class MedTransferModule(pl.LightningModule):
             leave_step(self._states_outside_step)
             self._states_outside_step = None
 
+    @property
+    def attached_trainer(self) -> pl.Trainer | None:
+        """The trainer running this module, or ``None`` outside one (``self.trainer`` raises then)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
     def backbone_descriptions(self) -> list[dict]:
         """Names and fingerprints of the weights this model holds, for results.json."""
         return []

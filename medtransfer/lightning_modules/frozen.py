@@ -102,7 +102,7 @@ class FrozenBackboneModule(TaskModule):
         with the same numbers."""
         if not self.standardize or all(bool(s.fitted) for s in self.standardizers):
             return
-        datamodule = datamodule or getattr(self._trainer, "datamodule", None)
+        datamodule = datamodule or getattr(self.attached_trainer, "datamodule", None)
         if datamodule is None:
             raise FeatureCacheError(
                 f"{type(self).__name__} standardises embeddings with statistics of the training split, which "
@@ -129,7 +129,7 @@ class FrozenBackboneModule(TaskModule):
                 images = batch["image"].to(self.device)
                 for moment, backbone in zip(moments, backbones, strict=True):
                     moment.update(backbone(images))
-        if self._trainer is None or self.trainer.world_size == 1:
+        if self.attached_trainer is None or self.trainer.world_size == 1:
             return moments
         merged = []
         for moment in moments:
@@ -158,7 +158,7 @@ class FrozenBackboneModule(TaskModule):
             self._embeddings_datamodule()  # fail before any step when the datamodule serves images
 
     def _embeddings_datamodule(self) -> EmbeddingsDataModule:
-        datamodule = getattr(self._trainer, "datamodule", None)
+        datamodule = getattr(self.attached_trainer, "datamodule", None)
         if not isinstance(datamodule, EmbeddingsDataModule):
             raise FeatureCacheError(
                 f"{type(self).__name__} has feature_cache on, but the trainer's datamodule serves images "

@@ -269,7 +269,8 @@ class SSLPretrain(MedTransferModule):
     def extra_results(self) -> dict:
         return {"pretraining": {
             "method": self.hparams["method"],
-            "lr": {"per_256_images": self.lr, "global_batch": self.global_batch() if self._trainer else None},
+            "lr": {"per_256_images": self.lr,
+                   "global_batch": self.global_batch() if self.attached_trainer else None},
             "method_args": dict(self.hparams["method_args"] or {}),
             "views": self.view_spec.to_dict(),
             "export": self.exported,
