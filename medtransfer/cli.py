@@ -28,6 +28,7 @@ from .lightning_modules.frozen import FrozenBackboneModule
 from .results import build_results, write_json_atomic
 from .stats.intervals import test_intervals
 from .task import Task, TaskMismatchError
+from .utils.threads import torch_threads
 
 # verbs outside LightningCLI: name -> (module with main(argv), one-line help)
 TOOL_VERBS: dict[str, tuple[str, str]] = {
@@ -112,6 +113,12 @@ class MedTransferCLI(LightningCLI):
                 raise TaskMismatchError(f"checkpoint {path} does not fit: {err}") from None
         self.datamodule = datamodule_for(self.model, self.datamodule)
 
+    def before_fit(self) -> None:
+        self._all_threads = torch.get_num_threads()
+        torch.set_num_threads(step_threads(self.model, self.trainer.strategy.root_device))
+
+    before_validate = before_test = before_fit
+
     def after_fit(self) -> None:
         metrics = {}
         if self.model.epoch_metrics.get("train"):
@@ -150,6 +157,7 @@ class MedTransferCLI(LightningCLI):
         return self.config[self.subcommand].as_dict() if self.subcommand else self.config.as_dict()
 
     def _write_results(self, verb: str, metrics: dict) -> None:
+        torch.set_num_threads(self._all_threads)  # the statistics of the results: every thread again
         log_dir = self.trainer.log_dir or os.getcwd()  # a broadcast under DDP: every rank must ask
         if not self.trainer.is_global_zero:
             return
@@ -248,6 +256,14 @@ def datamodule_for(model, datamodule):
     return datamodule
 
 
+def step_threads(model, device: torch.device) -> int:
+    """The intra-op CPU threads a command's steps run on: one for a head on cached features on a CPU that
+    asks for it (``FrozenBackboneModule.one_cpu_thread_steps``; extraction and the exact solve still take
+    every thread, ``EmbeddingsDataModule.all_threads``), all of them otherwise."""
+    cached = isinstance(model, FrozenBackboneModule) and model.feature_cache and model.one_cpu_thread_steps
+    return 1 if cached and device.type == "cpu" else torch.get_num_threads()
+
+
 def trainer_defaults() -> dict:
     """Trainer defaults; ``callbacks`` here are ones that no config can remove (none: the default callbacks
     are ``default_callbacks``, which configs see and replace)."""
@@ -282,18 +298,19 @@ def run_lightning_cli(argv: list[str] | None,
                       cli_class: type[MedTransferCLI] = MedTransferCLI) -> MedTransferCLI:
     """The CLI on ``argv``; ``cli_class`` lets tools reuse the exact parser (e.g. the benchmark's config
     check)."""
-    return cli_class(
-        model_class=MedTransferModule,
-        datamodule_class=MedicalDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=0,
-        trainer_defaults=trainer_defaults(),
-        auto_configure_optimizers=False,  # each model builds its own (parameter groups, schedules, sweeps)
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"default_env": False},
-        args=argv,
-    )
+    with torch_threads(None):  # the count the steps ran on (before_fit) is put back when the command ends
+        return cli_class(
+            model_class=MedTransferModule,
+            datamodule_class=MedicalDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=0,
+            trainer_defaults=trainer_defaults(),
+            auto_configure_optimizers=False,  # each model builds its own (groups, schedules, sweeps)
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"default_env": False},
+            args=argv,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

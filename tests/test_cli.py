@@ -10,12 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from medtransfer import cli as cli_module
 from medtransfer.callbacks import LearningRates, TaskCheckpoint, TestPredictionWriter, TrainingImageGrid
 from medtransfer.cli import MedTransferCLI, default_callbacks, main, run_lightning_cli
 
+REPO = Path(__file__).resolve().parents[1]
 METRICS = {"loss", "auroc", "acc", "f1"}
 CALIBRATION = {"ece", "brier"}  # test split only
 
@@ -274,3 +278,37 @@ def test_fit_and_test_without_a_logger(tiny_cli, tmp_path):
     assert test_results["verb"] == "test"
     assert test_results["checkpoint"] == str(root / "checkpoints" / "last.ckpt")
     assert set(test_results["metrics"]["test"]) == set(fit_results["metrics"]["test"])
+
+
+class RecordThreads(pl.Callback):
+    """The intra-op CPU threads each training and test step started on."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.seen.append(torch.get_num_threads())
+
+    def on_test_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.seen.append(torch.get_num_threads())
+
+
+@pytest.mark.parametrize(("cached", "threads_in_steps"), [(True, 1), (False, 2)])
+def test_the_command_sets_the_steps_threads_and_gives_them_back(tiny_cli, tmp_path, monkeypatch, cached,
+                                                                threads_in_steps):
+    """A head on cached features steps on one CPU thread, the quickstart's finetune on every thread; the
+    command puts the count back when it ends."""
+    sweep = ["--config", str(REPO / "configs" / "model" / "linear_sweep.yaml"),
+             "--model.init_args.features_dir", str(tmp_path / "features")]
+    record = RecordThreads()
+    defaults = cli_module.trainer_defaults
+    monkeypatch.setattr(cli_module, "trainer_defaults", lambda: {**defaults(), "callbacks": [record]})
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        main(["fit", *tiny_cli(tmp_path / "runs"), *(sweep if cached else []),
+              "--model.init_args.backbone", "test_resnet", "--trainer.max_epochs", "1"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert record.seen and set(record.seen) == {threads_in_steps}

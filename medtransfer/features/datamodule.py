@@ -9,8 +9,6 @@ memory (on the training device when it fits) and served as batches whose ``featu
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -19,6 +17,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from ..backbones.backbone import Backbone
 from ..seeding import run_seed
 from ..utils.distributed import world_and_rank
+from ..utils.threads import torch_threads
 from .extract import DEFAULT_ROOT, store_for
 from .loader import FeatureBatches
 from .store import check_aligned
@@ -47,7 +46,7 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         self.backbones = list(backbones)
         self.features_dir = features_dir
         self._batches: dict[str, FeatureBatches] = {}
-        self._extraction_threads = torch.get_num_threads()
+        self._threads_available = torch.get_num_threads()
 
     def __getattr__(self, name: str):
         """The source's attributes (``task``, ``batch_size``, ``describe``, ...) read through the wrapper."""
@@ -66,7 +65,7 @@ class EmbeddingsDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.source.trainer = self.trainer
         self.source.setup(stage)
-        self._extraction_threads = max(self._extraction_threads, torch.get_num_threads())
+        self._threads_available = max(self._threads_available, torch.get_num_threads())
 
     def teardown(self, stage: str | None = None) -> None:
         self.source.teardown(stage)
@@ -102,7 +101,7 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         return self._batches[split]
 
     def _load(self, split: str) -> FeatureBatches:
-        with _threads(self._extraction_threads):  # extraction: every CPU thread, whatever the head trains on
+        with self.all_threads():  # extraction: every CPU thread, whatever the head's steps use
             stores = [store_for(b, self.source, split, self.features_dir) for b in self.backbones]
         check_aligned(stores)
         rows = stores[0].rows_of(self.source.split_source(split).ids)
@@ -117,6 +116,11 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         batch_size = self.source.batch_size if train else max(self.source.eval_batch_size, MIN_EVAL_BATCH)
         return FeatureBatches(features, labels.to(device), stores[0].ids[rows], batch_size, shuffle=train,
                               seed=run_seed(), num_replicas=world, rank=rank)
+
+    def all_threads(self):
+        """Every CPU thread the process had when this datamodule was made, for a large computation
+        (extraction, an exact solve) while a head's steps run on fewer (``medtransfer.cli``)."""
+        return torch_threads(self._threads_available)
 
     def _device(self) -> torch.device:
         """Where the training runs: the trainer's device, or the backbones' outside a trainer."""
@@ -135,14 +139,3 @@ def warn_augmentation_unused(datamodule) -> None:
             "applied: set model.init_args.feature_cache: false to train on augmented images (the backbone "
             "then runs on every batch), or data.init_args.augmentation: none to say so"
         )
-
-
-@contextmanager
-def _threads(count: int):
-    """``count`` intra-op CPU threads inside the block, the previous number after it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

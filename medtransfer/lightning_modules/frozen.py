@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -50,6 +49,11 @@ class FrozenBackboneModule(TaskModule):
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule``.
     """
 
+    # A linear head on a cached feature batch is a handful of tiny ops; on a CPU, OpenMP synchronisation
+    # across threads costs more than the ops (100 epochs 2-3x faster on one thread, measured on a 2-core VM),
+    # so the medtransfer command runs the steps of such heads on one intra-op thread (``medtransfer.cli``).
+    one_cpu_thread_steps = True
+
     def __init__(
         self,
         task: Task | None = None,
@@ -67,7 +71,6 @@ class FrozenBackboneModule(TaskModule):
         self.features_dir = features_dir or os.environ.get(FEATURES_DIR_ENV) or DEFAULT_ROOT
         self.standardize = standardize
         self.standardizers = nn.ModuleList()
-        self._threads_before: int | None = None
 
     def feature_backbones(self) -> list[Backbone]:
         """The frozen backbones whose embeddings this head consumes, in the order of ``batch["features"]``."""
@@ -150,14 +153,15 @@ class FrozenBackboneModule(TaskModule):
     def cached_split(self, split: str) -> FeatureBatches:
         """The cached features of ``split`` from the trainer's datamodule. Every DDP rank calls this together
         (extraction is collective)."""
-        return self._embeddings_datamodule().split_batches(split)
+        return self.embeddings_datamodule().split_batches(split)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if self.feature_cache:
-            self._embeddings_datamodule()  # fail before any step when the datamodule serves images
+            self.embeddings_datamodule()  # fail before any step when the datamodule serves images
 
-    def _embeddings_datamodule(self) -> EmbeddingsDataModule:
+    def embeddings_datamodule(self) -> EmbeddingsDataModule:
+        """The trainer's datamodule, which serves feature stores while ``feature_cache`` is on."""
         datamodule = getattr(self.attached_trainer, "datamodule", None)
         if not isinstance(datamodule, EmbeddingsDataModule):
             raise FeatureCacheError(
@@ -176,61 +180,14 @@ class FrozenBackboneModule(TaskModule):
             described["standardization"] = [s.describe() for s in self.standardizers]
         return described
 
-    # -- one CPU thread while a head trains on cached features ----------------------------------------------
-    # A linear head on a feature batch is a handful of tiny ops; on a CPU, OpenMP synchronisation across
-    # threads costs more than the ops (measured on a 2-core VM: 100 epochs 2-3x faster on one thread), so
-    # epochs and evaluations on cached features run on one intra-op thread; extraction keeps them all.
-    def _one_thread(self, on: bool) -> None:
-        before = self._threads_before
-        if on and before is None and self.feature_cache and self.device.type == "cpu":
-            self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(1)
-        elif not on and before is not None:
-            torch.set_num_threads(before)
-            self._threads_before = None
-
-    @contextmanager
-    def all_threads(self):
-        """Every CPU thread for a large computation (extraction, an exact solve) inside a one-thread epoch."""
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self._threads_before or threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
-
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        self._one_thread(True)
-
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        self._one_thread(False)
-
     def on_validation_start(self) -> None:
         self.fit_standardization()
-        self._one_thread(True)
-
-    def on_validation_end(self) -> None:
-        if self.trainer.state.fn != "fit":
-            self._one_thread(False)
 
     def on_test_start(self) -> None:
         self.fit_standardization()
-        self._one_thread(True)
 
     def on_predict_start(self) -> None:
         self.fit_standardization()
-
-    def on_test_end(self) -> None:
-        self._one_thread(False)
-
-    def on_fit_end(self) -> None:
-        super().on_fit_end()
-        self._one_thread(False)
-
-    def on_exception(self, exception: BaseException) -> None:
-        self._one_thread(False)
 
     # -- checkpoints without the frozen weights --------------------------------------------------------------
     def _frozen_modules(self) -> dict[str, Backbone]:

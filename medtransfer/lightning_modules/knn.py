@@ -30,6 +30,8 @@ class KNN(SingleBackboneModule):
         task: filled in from the datamodule.
     """
 
+    one_cpu_thread_steps = False  # a query batch against the whole training bank is a large product
+
     def __init__(
         self,
         backbone: str = "resnet50.tv_in1k",
@@ -95,9 +97,6 @@ class KNN(SingleBackboneModule):
             return scores.clamp_min(EPS).log()
         positive = scores[:, 1:] if self.task.kind == "binary" else scores
         return torch.logit(positive, eps=EPS)
-
-    def _one_thread(self, on: bool) -> None:
-        """Keep every CPU thread: a query batch against the whole training bank is a large product."""
 
     def configure_optimizers(self):
         return None

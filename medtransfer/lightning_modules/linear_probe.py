@@ -144,7 +144,7 @@ class LinearProbe(SingleBackboneModule):
         features = self.embeddings({"features": train.features})[0]
         check_training_labels(self.task, train.labels, describe_subset(datamodule, len(train.labels)))
         started = time.perf_counter()
-        with self.all_threads():
+        with self.embeddings_datamodule().all_threads():
             path = logistic_path(features, train.labels, self.task.kind, self.task.num_outputs,
                                  self.l2_penalties, max_iter=self.max_iter, tol=self.tol)
         seconds = time.perf_counter() - started
