@@ -32,6 +32,14 @@ def tiny_cli_args(runs: Path, kind: str = "binary", num_train: int = 48, num_val
         "--data.init_args.native_size", "32",
         "--data.init_args.batch_size", "16",
         "--model.init_args.backbone", "test_resnet",
+        *quiet_trainer_args(runs, name, max_epochs),
+    ]
+
+
+def quiet_trainer_args(runs: Path, name: str, max_epochs: int) -> list[str]:
+    """Trainer overrides of a short test run: no progress bar or summary, every step logged, logs,
+    checkpoints and results.json under ``runs/<name>``."""
+    return [
         "--trainer.max_epochs", str(max_epochs),
         "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "false",

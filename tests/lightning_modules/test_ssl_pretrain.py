@@ -20,6 +20,8 @@ from medtransfer.cli import main
 from medtransfer.datamodules import MedMNIST, SyntheticMedical
 from medtransfer.lightning_modules import SSLPretrain
 
+from ..conftest import quiet_trainer_args
+
 REPO = Path(__file__).resolve().parents[2]
 SIMCLR = str(REPO / "configs" / "pretrain" / "simclr.yaml")
 SYNTHETIC = str(REPO / "configs" / "data" / "synthetic.yaml")
@@ -28,16 +30,7 @@ UNLABELLED = str(REPO / "configs" / "data" / "unlabelled.yaml")
 
 
 def quiet(runs: Path, name: str, epochs: int = 2) -> list[str]:
-    return [
-        "--trainer.max_epochs", str(epochs),
-        "--trainer.accelerator", "cpu",
-        "--trainer.log_every_n_steps", "1",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.default_root_dir", str(runs),
-        "--trainer.logger.init_args.save_dir", str(runs),
-        "--trainer.logger.init_args.name", name,
-    ]
+    return ["--trainer.accelerator", "cpu", *quiet_trainer_args(runs, name, epochs)]
 
 
 def tiny_pretraining(runs: Path) -> list[str]:
