@@ -8,6 +8,7 @@ matched to the run of a grid it belongs to.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import inspect
 import json
@@ -86,20 +87,26 @@ def identity(config: dict) -> dict:
 def is_default_callbacks(callbacks: Any) -> bool:
     """Whether a resolved ``trainer.callbacks`` is ``medtransfer.cli.default_callbacks()`` with every
     argument at its default."""
-    from ..cli import default_callbacks
-
-    expected = default_callbacks()
     if not isinstance(callbacks, list) or not all(isinstance(c, dict) for c in callbacks):
         return False
-    if [c.get("class_path") for c in callbacks] != [c["class_path"] for c in expected]:
-        return False
-    for given, default in zip(callbacks, expected, strict=True):
+    given = [{"class_path": c.get("class_path"), "init_args": c.get("init_args") or {}} for c in callbacks]
+    return plain(given) == resolved_default_callbacks()
+
+
+@functools.cache
+def resolved_default_callbacks() -> list[dict]:
+    """``default_callbacks()`` with every constructor argument filled in, as a config resolves them (worked
+    out once: every fingerprint of a grid compares against it)."""
+    from ..cli import default_callbacks
+
+    resolved = []
+    for default in default_callbacks():
         module, _, name = default["class_path"].rpartition(".")
         parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters.values()
         arguments = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
-        if plain(given.get("init_args") or {}) != plain({**arguments, **default["init_args"]}):
-            return False
-    return True
+        init_args = {**arguments, **default["init_args"]}
+        resolved.append({"class_path": default["class_path"], "init_args": init_args})
+    return plain(resolved)
 
 
 def store_keys(config: dict) -> list[str]:

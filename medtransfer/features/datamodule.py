@@ -50,7 +50,7 @@ class EmbeddingsDataModule(pl.LightningDataModule):
 
     def __getattr__(self, name: str):
         """The source's attributes (``task``, ``batch_size``, ``describe``, ...) read through the wrapper."""
-        if name.startswith("__") or name in ("source", "_batches"):
+        if name.startswith("__") or name == "source":  # not set yet: no source to read through
             raise AttributeError(name)
         return getattr(self.source, name)
 
