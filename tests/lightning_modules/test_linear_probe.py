@@ -16,7 +16,12 @@ from medtransfer.cli import main as medtransfer_main
 from medtransfer.datamodules import SyntheticMedical
 from medtransfer.lightning_modules import LinearProbe, LinearSweep
 from medtransfer.lightning_modules.frozen import FeatureCacheError
-from medtransfer.lightning_modules.linear_probe import SolverConvergenceWarning, TrainingSubsetError
+from medtransfer.lightning_modules.linear_probe import (
+    SolverConvergenceWarning,
+    TrainingSubsetError,
+    check_training_labels,
+    describe_subset,
+)
 
 from .sklearn_reference import sklearn_probe, store_arrays
 
@@ -182,6 +187,14 @@ def test_a_class_missing_from_the_training_subset_is_named_with_the_fraction(tmp
     with pytest.raises(TrainingSubsetError, match=r"train_fraction=2, fraction_seed=0\) hold no positive "
                                                   r"example of \['ring', 'patch'\]"):
         run(True, tmp_path, data, epochs=1)
+
+
+def test_an_empty_training_subset_is_an_error_naming_the_fraction():
+    data = small_data()
+    subset = describe_subset(data, 0)
+    with pytest.raises(TrainingSubsetError, match=r"0 training samples used \(train_fraction=1.0, "
+                                                  r"fraction_seed=0\): the training subset is empty"):
+        check_training_labels(data.task, torch.zeros(0, dtype=torch.long), subset)
 
 
 def test_a_solve_out_of_iterations_says_so_with_the_iterations_used(tmp_path):
