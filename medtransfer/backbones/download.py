@@ -7,14 +7,18 @@ The cache follows torch.hub's convention, ``$TORCH_HOME/hub/checkpoints/<file na
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from urllib.error import URLError
 
 import torch
 
+from ..utils.progress import show_progress
 from .errors import ChecksumError, WeightsNotFoundError
 from .registry import WeightsEntry
+
+log = logging.getLogger(__name__)
 
 OFFLINE_ENV = "MEDTRANSFER_OFFLINE"
 
@@ -66,8 +70,9 @@ def download(entry: WeightsEntry, force: bool = False) -> Path:
 def download_url(name: str, url: str, path: Path, sha256: str | None) -> Path:
     """Download ``url`` to ``path`` with a progress bar, checking ``sha256`` (or its prefix) if given."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(url, str(path), hash_prefix=sha256, progress=True)
+    log.info("downloading the %s weights from %s to %s", name, url, path)
+    try:  # torch.hub draws its own tqdm bar on stderr, shown where medtransfer's bars are
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=sha256, progress=show_progress())
     except (URLError, OSError) as err:
         raise WeightsNotFoundError(_not_found_message(name, url, path, f"download failed: {err}")) from None
     except RuntimeError as err:

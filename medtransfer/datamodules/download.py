@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import gzip
 import logging
-import shutil
+import os
 import urllib.request
 from pathlib import Path
-
-from tqdm import tqdm
 
 from ..errors import MedTransferError
 from ..utils.atomic import atomic_path
 from ..utils.hashing import file_digest
+from ..utils.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def download_file(url: str, destination: str | Path, md5: str | None = None, get
             request = urllib.request.Request(url, headers={"User-Agent": "medtransfer"})
             with urllib.request.urlopen(request, timeout=60) as response, part.open("wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name) as bar:
+                with progress(desc=f"download {destination.name}", total=total, unit="B") as bar:
                     for chunk in iter(lambda: response.read(CHUNK), b""):
                         out.write(chunk)
                         bar.update(len(chunk))
@@ -51,12 +50,18 @@ def download_file(url: str, destination: str | Path, md5: str | None = None, get
 
 
 def gunzip_file(source: str | Path, destination: str | Path) -> Path:
-    """Decompress ``source`` (``.gz``) to ``destination`` through a temporary file."""
-    log.info("decompressing %s", source)
+    """Decompress ``source`` (``.gz``) to ``destination`` through a temporary file, with a progress bar over
+    the compressed bytes read."""
+    log.info("decompressing %s to %s", source, destination)
     with atomic_path(destination) as part:
         try:
-            with gzip.open(source, "rb") as src, part.open("wb") as out:
-                shutil.copyfileobj(src, out, CHUNK)
+            size = os.path.getsize(source)
+            with (open(source, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as src,
+                  part.open("wb") as out,
+                  progress(desc=f"gunzip {Path(source).name}", total=size, unit="B") as bar):
+                for chunk in iter(lambda: src.read(CHUNK), b""):
+                    out.write(chunk)
+                    bar.update(raw.tell() - bar.n)
         except (OSError, EOFError) as err:
             raise DownloadError(
                 f"{source}: not a complete gzip file ({err}); delete it and download again"

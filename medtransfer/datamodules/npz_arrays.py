@@ -5,6 +5,7 @@ per process (``np.load`` of an ``.npz`` reads every array whole into each proces
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -13,6 +14,9 @@ import numpy as np
 
 from ..errors import MedTransferError
 from ..utils.atomic import atomic_path
+from ..utils.progress import progress
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "MEDTRANSFER_CACHE"
 MAP_ABOVE_BYTES = 2**30  # arrays at least this large (uncompressed) are memory-mapped
@@ -65,6 +69,7 @@ def unpacked(path: Path, name: str, cache_dir: Path) -> Path:
     target = cache_dir / f"{path.stem}-{key}" / f"{name}.npy"
     if target.exists():
         return target
+    log.info("unpacking %s of %s into %s (once, to memory-map it)", name, path, target.parent)
     try:
         with atomic_path(target) as partial:  # unique across processes and nodes; a reader never sees half
             _copy_member(path, name, partial)
@@ -89,10 +94,12 @@ def _copy_member(path: Path, name: str, out_path: Path) -> None:
         )
         buffer = memoryview(out.reshape(-1, order="A").view(np.uint8))
         position = 0
-        while position < len(buffer):
-            count = member.readinto(buffer[position : position + CHUNK_BYTES])
-            if not count:
-                raise OSError(f"{name}.npy ends after {position} of {len(buffer)} bytes")
-            position += count
+        with progress(desc=f"unpack {path.name}:{name}", total=len(buffer), unit="B") as bar:
+            while position < len(buffer):
+                count = member.readinto(buffer[position : position + CHUNK_BYTES])
+                if not count:
+                    raise OSError(f"{name}.npy ends after {position} of {len(buffer)} bytes")
+                position += count
+                bar.update(count)
         out.flush()
         del buffer, out

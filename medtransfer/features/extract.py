@@ -19,6 +19,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from ..backbones.backbone import Backbone
 from ..utils.distributed import world_and_rank
+from ..utils.progress import progress
 from .fingerprint import store_fingerprint, store_path
 from .store import TMP_PREFIX, FeatureStore, StoreMismatchError, is_store
 
@@ -77,7 +78,9 @@ def embed_split(
     backbone.eval()
     chunks, ids = [], []
     try:
-        for batch in datamodule.extraction_dataloader(split, world, rank):
+        loader = datamodule.extraction_dataloader(split, world, rank)
+        for batch in progress(loader, desc=f"extract {backbone.name} {split}", total=_batches(loader),
+                              unit="batch"):
             chunks.append(backbone(batch["image"].to(device, non_blocking=True)).float().cpu())
             ids.extend(str(i) for i in batch["id"])
     finally:
@@ -85,6 +88,14 @@ def embed_split(
     if not chunks:
         return np.zeros((0, backbone.embed_dim), np.float16), ids
     return torch.cat(chunks).to(torch.float16).numpy(), ids
+
+
+def _batches(loader) -> int | None:
+    """The loader's number of batches when it knows it (an iterable dataset may not)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
 def _write(
