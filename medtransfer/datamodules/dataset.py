@@ -34,16 +34,17 @@ class TransformedDataset(Dataset):
         if epoch is not None:
             self.transform.set_random_seed(sample_seed(self.seed, epoch, index))
         try:
-            raw = self.source.load_image(index)
+            raw = self.source.load_pixels(index)
         except SkippedSample:
             return None
         return self.item(raw, index)
 
     def item(self, raw: np.ndarray, index: int) -> dict:
-        """The batch item of sample ``index`` from its decoded ``H x W x 3`` uint8 image."""
+        """The batch item of sample ``index`` from its decoded uint8 image, grey ``H x W`` or
+        ``H x W x 3``."""
         image = self.transform(image=raw)["image"]
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
+            "image": channels_first(image),
             "label": self._label(index),
             "id": self.source.ids[index],
         }
@@ -53,6 +54,17 @@ class TransformedDataset(Dataset):
         if self.multilabel:
             return torch.as_tensor(np.asarray(label, dtype=np.float32))
         return torch.as_tensor(int(label), dtype=torch.long)
+
+
+def channels_first(image: np.ndarray) -> torch.Tensor:
+    """``3 x H x W`` uint8 from ``H x W x 3`` or grey ``H x W``; grey is repeated as a view (no copy), so the
+    collated batch holds the only three-channel copy (docs/architecture.md, "A batch")."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    if tensor.ndim == 2:
+        return tensor.unsqueeze(0).expand(3, -1, -1)
+    if tensor.shape[2] == 1:
+        return tensor.permute(2, 0, 1).expand(3, -1, -1)
+    return tensor.permute(2, 0, 1).contiguous()
 
 
 def collate_skipping(items: list[dict | None]) -> dict:

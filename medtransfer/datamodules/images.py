@@ -20,15 +20,21 @@ IGNORED_NAMES = ("__MACOSX",)
 
 
 def read_image(path: str | Path, grey: bool = False, draft_size: int | None = None) -> np.ndarray:
-    """Decode ``path`` to ``H x W x 3`` uint8; ``grey`` first converts to one channel (RGBA X-rays,
-    docs/architecture.md: grey repeated to 3 channels); ``draft_size`` lets JPEG decode at a reduced scale no
-    smaller than that side (a 5000 px fundus photo does not need full decoding to become 224 px)."""
+    """Decode ``path`` to ``H x W x 3`` uint8 (docs/architecture.md: grey repeated to 3 channels); see
+    ``read_pixels``."""
+    return as_rgb_uint8(read_pixels(path, grey, draft_size))
+
+
+def read_pixels(path: str | Path, grey: bool = False, draft_size: int | None = None) -> np.ndarray:
+    """Decode ``path`` to uint8, ``H x W`` for grey images and ``H x W x 3`` for colour ones; ``grey`` first
+    converts to one channel (RGBA X-rays); ``draft_size`` lets JPEG decode at a reduced scale no smaller than
+    that side (a 5000 px fundus photo does not need full decoding to become 224 px)."""
     try:
         with Image.open(path) as image:
             if draft_size and image.format == "JPEG":
                 image.draft("L" if grey else "RGB", (draft_size, draft_size))
             image.load()
-            return as_rgb_uint8(_to_uint8(image, grey))
+            return _to_uint8(image, grey)
     except FileNotFoundError:
         raise CorruptImageError(f"{path}: image file is missing") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
@@ -95,8 +101,11 @@ class FileSource(Source):
         self.skipped: dict[str, str] = {}
 
     def load_image(self, index: int) -> np.ndarray:
+        return as_rgb_uint8(self.load_pixels(index))
+
+    def load_pixels(self, index: int) -> np.ndarray:
         try:
-            return read_image(self.paths[index], self.grey, self.draft_size)
+            return read_pixels(self.paths[index], self.grey, self.draft_size)
         except CorruptImageError as err:
             where = f" (listed in {self.origins[index]})" if self.origins else ""
             if self.skip_corrupt:

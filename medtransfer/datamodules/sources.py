@@ -27,6 +27,12 @@ class Source(ABC):
     def load_image(self, index: int) -> np.ndarray:
         """The image at ``index`` as ``H x W x 3`` uint8 (grey images repeated to three channels)."""
 
+    def load_pixels(self, index: int) -> np.ndarray:
+        """The image at ``index`` as decoded, for the training pipeline: ``H x W`` uint8 for grey images
+        (resized and augmented on one channel and repeated to three only in the batch, where it costs
+        nothing), else ``H x W x 3``."""
+        return self.load_image(index)
+
     def subset(self, indices: np.ndarray) -> SubsetSource:
         return SubsetSource(self, np.asarray(indices, dtype=np.int64))
 
@@ -43,6 +49,9 @@ class SubsetSource(Source):
 
     def load_image(self, index: int) -> np.ndarray:
         return self.parent.load_image(int(self.indices[index]))
+
+    def load_pixels(self, index: int) -> np.ndarray:
+        return self.parent.load_pixels(int(self.indices[index]))
 
 
 class ArraySource(Source):

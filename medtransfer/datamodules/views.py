@@ -25,6 +25,7 @@ import torch
 from ..views import VIEWS_KEY, ViewSpec, ViewSpecError
 from .dataset import TransformedDataset
 from .fundus import CircularMask, CropRetinaBorder
+from .sources import as_rgb_uint8
 
 # the data's augmentation preset -> the view family ``modality: auto`` picks
 FAMILY_OF_PRESET = {"natural": "natural", "chest_xray": "chest_xray", "histology": "histology",
@@ -119,5 +120,5 @@ class MultiViewDataset(TransformedDataset):
 
     def item(self, raw: np.ndarray, index: int) -> dict:
         views = [torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1).contiguous()
-                 for v in self.transform(raw)]
+                 for v in self.transform(as_rgb_uint8(raw))]  # colour jitter and stain need three channels
         return {VIEWS_KEY: views, "label": self._label(index), "id": self.source.ids[index]}
