@@ -1,0 +1,6 @@
+"""Explanation maps: Grad-CAM for CNNs and class-token attention for ViTs (docs/explanations.md)."""
+
+from .explainer import BackboneMaps, ExplainedBatch, Explainer
+from .targets import ExplanationError, choose_target
+
+__all__ = ["BackboneMaps", "ExplainedBatch", "Explainer", "ExplanationError", "choose_target"]

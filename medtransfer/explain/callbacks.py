@@ -1,0 +1,137 @@
+"""Callbacks that draw explanation maps: for a few test images per class after each test
+(``ExplanationMaps``), and for every image that ``medtransfer predict --explain`` scores
+(``PredictionExplanations``)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from ..callbacks import log_figure
+from ..plots import label_text
+from ..task import Task
+from .explainer import Explainer
+from .figures import explanation_figure
+from .targets import ExplanationError
+
+EXPLANATIONS_DIR = "explanations"
+CHUNK = 16  # images explained at once: one forward and backward pass each
+
+
+class ExplanationMaps(Callback):
+    """After each test (also the test after ``fit``): explanation maps of the first ``images_per_class``
+    test images of each class (multilabel: of each label present), in split order, so successive runs show
+    the same images. Each map explains the predicted class (multilabel: the label the image was chosen for).
+    Written as PNGs (``explanations/test_<class>_<k>_<id>.png`` in the log dir) and to TensorBoard
+    (``test/explanations/<class>/<k>``). Opt in with
+    ``--trainer.callbacks+=medtransfer.explain.ExplanationMaps`` or ``--explain true``.
+
+    Args:
+        images_per_class: test images drawn per class.
+        method: ``auto`` (attention for ViTs, Grad-CAM otherwise), ``gradcam`` or ``attention``.
+        layer: the module of each backbone's timm model to read (default: see docs/explanations.md).
+    """
+
+    def __init__(self, images_per_class: int = 2, method: str = "auto", layer: str | None = None) -> None:
+        if images_per_class < 1:
+            raise ExplanationError(
+                f"ExplanationMaps: images_per_class must be 1 or more, got {images_per_class}")
+        self.images_per_class = images_per_class
+        self.explainer = Explainer(method, layer)
+        self.paths: list[Path] = []
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        log_dir = Path(trainer.log_dir or ".")  # a broadcast under DDP: every rank asks
+        if not trainer.is_global_zero:
+            return
+        task: Task = pl_module.task
+        dataset = split_images(trainer.datamodule, "test")
+        picks = first_per_class(task, np.asarray(dataset.source.labels), self.images_per_class)
+        items = [(cls, k, item) for cls, k, row in picks if (item := dataset[row]) is not None]
+        self.paths = []
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            images = torch.stack([item["image"] for _, _, item in chunk])
+            chosen = torch.tensor([cls for cls, _, _ in chunk]) if task.kind == "multilabel" else None
+            explained = self.explainer.explain(pl_module, images, chosen)
+            for row, (cls, k, item) in enumerate(chunk):
+                heading = f"{item['id']}, true: {label_text(task, item['label'])}"
+                name = task.class_names[cls]
+                path = log_dir / EXPLANATIONS_DIR / f"test_{safe_name(name)}_{k}_{safe_name(item['id'])}.png"
+                log_figure(trainer, f"test/explanations/{name}/{k}",
+                           explanation_figure(task, images[row], explained, row, heading), str(path))
+                self.paths.append(path)
+
+
+class PredictionExplanations(Callback):
+    """For ``medtransfer predict --explain``: a map of every predicted image, written next to the predictions
+    file (``explanations/<id>.png`` in the log dir), its path relative to the log dir added to the batch's
+    predictions as ``explanation`` (the CSV's ``explanation`` column). Each DDP rank draws its own images.
+
+    Args:
+        method, layer: as for ``ExplanationMaps``.
+    """
+
+    def __init__(self, method: str = "auto", layer: str | None = None) -> None:
+        self.explainer = Explainer(method, layer)
+        self._log_dir = Path(".")
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_dir = Path(trainer.log_dir or ".")  # a broadcast under DDP: every rank asks, here
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int,
+                             dataloader_idx: int = 0) -> None:
+        if not isinstance(outputs, dict):
+            return
+        images = batch.get("image")
+        if images is None:
+            raise ExplanationError(
+                "predict --explain needs the images, but the batches hold cached features: set "
+                "model.init_args.feature_cache false for this predict run"
+            )
+        task: Task = pl_module.task
+        explained = self.explainer.explain(pl_module, images)
+        paths = []
+        for row, sample_id in enumerate(batch["id"]):
+            relative = Path(EXPLANATIONS_DIR) / f"{safe_name(sample_id)}.png"
+            figure = explanation_figure(task, images[row], explained, row, str(sample_id))
+            path = self._log_dir / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(path, dpi=100)
+            paths.append(relative.as_posix())
+        outputs["explanation"] = paths
+
+
+def split_images(datamodule, split: str):
+    """A split's unaugmented images (of a ``MedicalDataModule``, or the one a feature-store datamodule
+    wraps)."""
+    if not hasattr(datamodule, "dataset") or not hasattr(datamodule, "split_source"):
+        raise ExplanationError(
+            f"explanation maps read the {split} images through a MedicalDataModule, but the trainer's "
+            f"datamodule is {type(datamodule).__name__}: remove ExplanationMaps from trainer.callbacks"
+        )
+    return datamodule.dataset(split, train_transform=False)
+
+
+def first_per_class(task: Task, labels: np.ndarray, count: int) -> list[tuple[int, int, int]]:
+    """``(class, k, row)``: the first ``count`` rows of each class (multilabel: with that label), in order."""
+    picks = []
+    for cls in range(task.num_classes):
+        members = labels[:, cls] > 0.5 if task.kind == "multilabel" else labels == cls
+        picks += [(cls, k, int(row)) for k, row in enumerate(np.flatnonzero(members)[:count])]
+    return picks
+
+
+def safe_name(text: object) -> str:
+    """A file-name-safe form of an id or class name; where characters had to be replaced
+    (``scans/a b.png`` -> ``scans_a_b.png-<8 hex digits>``), a digest of the original keeps distinct ids
+    apart."""
+    text = str(text)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "_"
+    return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"

@@ -1,0 +1,98 @@
+"""Which layer of a backbone's timm model an explanation reads: chosen from the architecture, or named by the
+user (``layer``, a dotted module name such as ``layer3`` or ``blocks.5.attn``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import MedTransferError
+
+METHODS = ("auto", "gradcam", "attention")
+
+
+class ExplanationError(MedTransferError, ValueError):
+    """An explanation that cannot be made as asked (unknown method or layer, a model without the layer)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """An explanation method and the module it reads, by its dotted name inside the timm model."""
+
+    method: str  # "gradcam" or "attention"
+    layer: str
+    module: nn.Module
+
+
+def is_attention(module: nn.Module | None) -> bool:
+    """A timm self-attention module whose weights can be recorded: it has a non-fused path that applies
+    ``attn_drop`` to the softmaxed attention (``timm.layers.Attention`` and its relatives)."""
+    return module is not None and all(hasattr(module, a) for a in ("fused_attn", "attn_drop", "num_heads"))
+
+
+def choose_target(model: nn.Module, method: str = "auto", layer: str | None = None) -> Target:
+    """The target in ``model`` (a timm model). ``auto``: the last block's attention for a ViT, Grad-CAM on
+    the last stage otherwise. Grad-CAM defaults to the last stage of a CNN (timm's ``feature_info``) and, for
+    a ViT, to the input norm of its last block (the last block's own output reaches a class-token head only
+    through the class token, so its patch tokens get no gradient)."""
+    if method not in METHODS:
+        raise ExplanationError(f"explanation method {method!r} is unknown: choose one of {list(METHODS)}")
+    vit_attention = _last_block_attention(model)
+    if method == "auto":
+        method = "attention" if vit_attention is not None and layer is None else "gradcam"
+        if layer is not None and is_attention(_submodule(model, layer)):
+            method = "attention"
+    if layer is None:
+        layer = _default_layer(model, method, vit_attention)
+    module = _submodule(model, layer)
+    if method == "attention" and not is_attention(module):
+        raise ExplanationError(
+            f"attention maps need a timm attention module, but {layer!r} of {type(model).__name__} is a "
+            f"{type(module).__name__}; name one such as 'blocks.<i>.attn', or use method 'gradcam'"
+        )
+    return Target(method, layer, module)
+
+
+def _last_block_attention(model: nn.Module) -> str | None:
+    blocks = getattr(model, "blocks", None)
+    if isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks) and is_attention(
+            getattr(blocks[-1], "attn", None)):
+        return f"blocks.{len(blocks) - 1}.attn"
+    return None
+
+
+def _default_layer(model: nn.Module, method: str, vit_attention: str | None) -> str:
+    if method == "attention":
+        if vit_attention is None:
+            raise ExplanationError(
+                f"{type(model).__name__} has no transformer blocks with timm attention ('blocks.<i>.attn'): "
+                "attention maps are for ViTs; use method 'gradcam', or name the attention module as layer"
+            )
+        return vit_attention
+    if vit_attention is not None:
+        return vit_attention.removesuffix(".attn") + ".norm1"
+    info = getattr(model, "feature_info", None)
+    if info:
+        last = info[-1]
+        name = last.get("module") if isinstance(last, dict) else None
+        if name:
+            return name
+    convolutions = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convolutions:
+        raise ExplanationError(
+            f"{type(model).__name__} has no convolution for Grad-CAM to read: name its layer (a module "
+            "with a B x C x H x W output)"
+        )
+    return convolutions[-1]
+
+
+def _submodule(model: nn.Module, layer: str) -> nn.Module:
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        children = [name for name, _ in model.named_children()]
+        raise ExplanationError(
+            f"{type(model).__name__} has no module {layer!r} to explain from; its top-level modules are "
+            f"{children} (name a nested one with dots, e.g. 'layer4' or 'blocks.11.attn')"
+        ) from None
