@@ -15,16 +15,30 @@ import torch
 import torch.distributed as dist
 
 from .datamodules.base import SPLITS
+from .logs import configure_logging
+
+FIT_OPTIONS = """fit options it reads (spelled as for `medtransfer fit`; see `medtransfer fit --help`):
+  --config FILE                 the run's config files (data, model and trainer pieces), repeatable
+  --data.* / --data CLASS       the dataset whose splits are embedded (class_path, init_args.root, ...)
+  --model.* / --model CLASS     a frozen-backbone model: its backbones and features_dir
+  --trainer.accelerator, --trainer.devices
+                                the device the backbones run on (other --trainer.* are accepted, unused)
+  --seed_everything             the run seed
+Every other fit option (--ckpt_path, --test_after_fit, --intervals.*) is accepted and ignored.
+
+example: medtransfer extract --config configs/experiments/synthetic_linear.yaml"""
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="medtransfer extract",
-        description="Compute (or reuse) the feature stores of a frozen-backbone config. Every other argument "
-        "(--config, --data.*, --model.*, --trainer.*) is read as by `medtransfer fit`.",
-        epilog="example: medtransfer extract --config configs/experiments/synthetic_linear.yaml",
+        description="Compute (or reuse) the feature stores of a frozen-backbone config, where `medtransfer "
+        "fit` will look for them. Every argument but --splits is a fit option.",
+        epilog=FIT_OPTIONS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to extract")
+    configure_logging()
     args, rest = parser.parse_known_args(argv)
     if not rest:
         parser.error("give the run's config, e.g. --config configs/experiments/synthetic_linear.yaml")

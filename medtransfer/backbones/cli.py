@@ -12,6 +12,8 @@ import timm
 import yaml
 from timm.models import get_pretrained_cfg
 
+from ..logs import configure_logging
+from ..utils.flags import underscore_flags
 from ..utils.hashing import file_digest
 from .download import cached_path, checksum_matches, download
 from .errors import WeightsError
@@ -24,13 +26,19 @@ TIMM_NOTE = ("Any timm pretrained tag (arch.tag, e.g. resnet50.a1_in1k) and any 
              "Face Hub (hf-hub:org/name) is a backbone name too: medtransfer weights list --timm [PATTERN]")
 
 
+RENAMED = ("--timm_kwarg",)  # was --timm-kwarg (still accepted, with a warning)
+
+
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    configure_logging()
+    args = build_parser().parse_args(underscore_flags(argv, RENAMED, "medtransfer weights"))
     return args.run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medtransfer weights", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="medtransfer weights", description=__doc__,
+        epilog="Takes no fit options (--config, --data.*, --model.*, --trainer.*): only the weights named.")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     listing = verbs.add_parser("list", help="the registry: names, sources, dims, local presence",
@@ -44,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("name", help="a registry name, a timm pretrained tag or hf-hub: name, or a timm "
                        "architecture together with --checkpoint")
     check.add_argument("--checkpoint", help="a local file (default: the cached file of the named weights)")
-    check.add_argument("--timm-kwarg", action="append", default=[], metavar="KEY=VALUE",
+    check.add_argument("--timm_kwarg", action="append", default=[], metavar="KEY=VALUE",
                        help="extra timm.create_model argument (YAML value), e.g. num_heads=12; repeatable")
     check.set_defaults(run=run_check)
 
@@ -171,6 +179,6 @@ def parse_kwargs(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--timm-kwarg expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"--timm_kwarg expects KEY=VALUE, got {pair!r}")
         kwargs[key] = yaml.safe_load(value)
     return kwargs

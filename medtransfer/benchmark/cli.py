@@ -1,21 +1,29 @@
-"""``medtransfer benchmark``: run a grid of experiments (here or as a SLURM array) and report its tables."""
+"""``medtransfer benchmark``: run a grid of experiments (here or as a SLURM array) and report its tables.
+
+It takes no fit options itself: each run's --config files and --data.*/--model.*/--trainer.* overrides come
+from the grid file (its base configs and axes, see configs/benchmark/)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ..logs import configure_logging
+from ..utils.flags import underscore_flags
 from .resolve import InvalidRunError
 from .spec import GridSpecError, LocalSettings
 from .state import GridStateError
 
 EPILOG = """examples:
-  medtransfer benchmark --config configs/benchmark/smoke.yaml --dry-run   # the plan: runs, what is done
+  medtransfer benchmark --config configs/benchmark/smoke.yaml --dry_run   # the plan: runs, what is done
   medtransfer benchmark --config configs/benchmark/smoke.yaml             # run what is not done, then report
   medtransfer benchmark --config configs/benchmark/paper.yaml --parallel 4 --devices 0,1,2,3
   medtransfer benchmark --config configs/benchmark/paper.yaml --launcher slurm   # writes an sbatch array
   medtransfer benchmark --report runs/benchmark/paper                     # tables and plots of any results
+
+Flags once spelled with dashes (--dry-run, --output-dir, --devices-per-run) still work, with a warning.
 """
+RENAMED = ("--dry_run", "--output_dir", "--devices_per_run")  # the dashed spellings still work
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="grid file (see configs/benchmark/)")
     p.add_argument(
-        "--dry-run", action="store_true", help="check every run's config and print the plan; run nothing"
+        "--dry_run", action="store_true", help="check every run's config and print the plan; run nothing"
     )
     p.add_argument(
         "--launcher",
@@ -35,11 +43,11 @@ def parser() -> argparse.ArgumentParser:
         default="local",
         help="local: run here; slurm: write <output_dir>/slurm/{grid.sbatch,submit.sh} to submit",
     )
-    p.add_argument("--output-dir", help="where runs, feature stores and the report go (default: the grid's)")
+    p.add_argument("--output_dir", help="where runs, feature stores and the report go (default: the grid's)")
     p.add_argument("--only", metavar="GLOB", help="only the runs whose id matches, e.g. 'pcam-linear-*'")
     p.add_argument("--parallel", type=int, help="local: runs at once (default: the grid's local.parallel)")
     p.add_argument("--devices", help="local: GPU ids to share out, e.g. 0,1,2,3")
-    p.add_argument("--devices-per-run", type=int, help="local: GPUs each run gets (DDP when more than one)")
+    p.add_argument("--devices_per_run", type=int, help="local: GPUs each run gets (DDP when more than one)")
     p.add_argument(
         "--report",
         metavar="DIR",
@@ -64,7 +72,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    configure_logging()
+    args = parser().parse_args(underscore_flags(argv, RENAMED, "medtransfer benchmark"))
     if bool(args.config) == bool(args.report):
         parser().print_usage(sys.stderr)
         print("medtransfer benchmark: error: give either --config GRID.yaml or --report DIR", file=sys.stderr)
@@ -127,7 +136,7 @@ def local_settings(args: argparse.Namespace, default: LocalSettings) -> LocalSet
     )
     settings = LocalSettings(parallel=parallel, devices=devices, devices_per_run=per_run)
     if settings.parallel < 1 or settings.devices_per_run < 1:
-        raise ValueError("--parallel and --devices-per-run must be at least 1")
+        raise ValueError("--parallel and --devices_per_run must be at least 1")
     return settings
 
 

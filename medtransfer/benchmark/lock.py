@@ -33,6 +33,6 @@ def exclusive(output_dir: Path) -> Iterator[None]:
             except BlockingIOError:
                 raise GridBusyError(
                     f"another `medtransfer benchmark` is running the grid in {output_dir} (it holds "
-                    f"{output_dir / LOCK_FILE}); wait for it to end, or give this one another --output-dir"
+                    f"{output_dir / LOCK_FILE}); wait for it to end, or give this one another --output_dir"
                 ) from None
         yield

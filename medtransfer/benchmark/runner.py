@@ -47,7 +47,7 @@ def make_plan(
     stages = pretraining_runs(spec, runs)
     selected = {r.id for r in stages + runs if only is None or fnmatch.fnmatch(r.id, only)}
     if not selected:
-        raise ValueError(f"--only {only!r} matches none of the grid's run ids (see --dry-run)")
+        raise ValueError(f"--only {only!r} matches none of the grid's run ids (see --dry_run)")
     selected = with_requirements(selected, runs)
     resolver = resolver or ConfigResolver()
     stores = spec.output_dir / "features"

@@ -120,7 +120,7 @@ def write_manifest(
     if existing is not None and existing.get("name") != spec.name:
         raise GridStateError(
             f"{output_dir} holds grid {existing.get('name')!r}, not {spec.name!r}: set output_dir "
-            f"in {spec.path} (or pass --output-dir) to a folder of its own"
+            f"in {spec.path} (or pass --output_dir) to a folder of its own"
         )
     document = {
         "schema": MANIFEST_SCHEMA,

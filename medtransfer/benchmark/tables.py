@@ -258,7 +258,7 @@ def summary_markdown(
         shown = [f"- {run}" for run in missing[:MAX_LISTED]]
         if len(missing) > MAX_LISTED:
             shown.append(
-                f"- ... and {len(missing) - MAX_LISTED} more (`medtransfer benchmark --dry-run` lists all)"
+                f"- ... and {len(missing) - MAX_LISTED} more (`medtransfer benchmark --dry_run` lists all)"
             )
         lines += [f"## Not finished ({grid}: {len(missing)} runs)", "", *shown, ""]
     return "\n".join(lines)

@@ -242,7 +242,7 @@ def test_weights_cli_lists_checks_and_downloads_timm_tags(published, hub_cache, 
     assert rows[TAG]["present"] is True and rows["resnet50.a1h_in1k"]["present"] is False
     assert rows[TAG]["interpolation"] == "bicubic" and rows[TAG]["source"] == "hf-hub:timm/resnet50.a1_in1k"
 
-    assert weights_main(["check", TAG, "--timm-kwarg", "layers=[1, 1, 1, 1]"]) == 0
+    assert weights_main(["check", TAG, "--timm_kwarg", "layers=[1, 1, 1, 1]"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["exact"] and summary["layout"] == "timm"
     assert summary["fingerprint"] == state_dict_fingerprint(expected)

@@ -15,7 +15,7 @@ from medtransfer.cli import main
 
 from .source_layouts import WRITERS
 
-SMALL_RESNET = ["--timm-kwarg", "layers=[1, 1, 1, 1]"]
+SMALL_RESNET = ["--timm_kwarg", "layers=[1, 1, 1, 1]"]
 
 
 @pytest.fixture

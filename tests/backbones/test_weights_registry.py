@@ -32,9 +32,9 @@ def expected_state(reference: torch.nn.Module, filled: list[str]) -> dict[str, t
 
 
 def timm_kwarg_args(kwargs: dict) -> list[str]:
-    """``--timm-kwarg KEY=VALUE`` options of ``medtransfer weights check`` (values in YAML/JSON syntax)."""
+    """``--timm_kwarg KEY=VALUE`` options of ``medtransfer weights check`` (values in YAML/JSON syntax)."""
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
-    return [arg for k, v in values.items() for arg in ("--timm-kwarg", f"{k}={json.dumps(v)}")]
+    return [arg for k, v in values.items() for arg in ("--timm_kwarg", f"{k}={json.dumps(v)}")]
 
 
 def assert_same_state(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:

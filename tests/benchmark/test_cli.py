@@ -1,4 +1,4 @@
-"""``medtransfer benchmark`` on the command line: --dry-run plans without side effects, and a bad axis value
+"""``medtransfer benchmark`` on the command line: --dry_run plans without side effects, and a bad axis value
 fails before any run starts, naming the axis and the value."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from .bench_helpers import REPO, small_grid
 
 
 def test_dry_run_lists_the_plan_and_writes_nothing(write_grid, tmp_path, capsys):
-    assert main(["--config", str(write_grid(small_grid())), "--dry-run"]) == 0
+    assert main(["--config", str(write_grid(small_grid())), "--dry_run"]) == 0
     out = capsys.readouterr().out
     assert "grid small" in out and "8 runs" in out and "finished: 0, to run: 8" in out
     assert out.count("  todo  synthetic-linear-") == 8
@@ -42,7 +42,7 @@ def test_invalid_axis_value_is_named_before_any_run(write_grid, resolver, tmp_pa
 def test_cli_reports_an_invalid_axis_value(write_grid, tmp_path, capsys):
     grid = small_grid()
     grid["axes"]["trainer.max_epochs"] = [1, "many"]
-    assert main(["--config", str(write_grid(grid)), "--dry-run"]) == 2
+    assert main(["--config", str(write_grid(grid)), "--dry_run"]) == 2
     err = capsys.readouterr().err
     assert "axis trainer.max_epochs = 'many'" in err and "is not a valid `medtransfer fit` config" in err
     assert not (tmp_path / "out").exists()

@@ -84,7 +84,7 @@ def test_only_selects_runs_but_the_manifest_keeps_the_whole_grid(write_grid, res
 def test_a_second_benchmark_on_the_same_folder_is_refused_while_the_first_runs(write_grid, resolver):
     plan = make_plan(write_grid(small_grid()), resolver=resolver)
     blocked = InstantRun()
-    with exclusive(plan.spec.output_dir), pytest.raises(GridBusyError, match="another --output-dir"):
+    with exclusive(plan.spec.output_dir), pytest.raises(GridBusyError, match="another --output_dir"):
         run_plan(plan, start=blocked, say=lambda _: None)
     assert blocked.started == []
     assert run_plan(plan, start=InstantRun(), say=lambda _: None) == 0  # free again once the first ends

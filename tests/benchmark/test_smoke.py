@@ -25,7 +25,7 @@ def test_smoke_grid_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     out = tmp_path / "smoke"
     assert (
-        main(["--config", str(SMOKE), "--output-dir", str(out), "--only", SELECTION, "--parallel", "2"]) == 0
+        main(["--config", str(SMOKE), "--output_dir", str(out), "--only", SELECTION, "--parallel", "2"]) == 0
     )
     printed = capsys.readouterr().out
     assert "30 runs" in printed and printed.count("done synthetic-linear-") == 3
@@ -62,7 +62,7 @@ def test_smoke_grid_end_to_end(tmp_path, monkeypatch, capsys):
     assert plots == ["importance_synthetic_linear_dvme.png", "synthetic_linear.png"]
 
     before = snapshot(out)
-    assert main(["--config", str(SMOKE), "--output-dir", str(out), "--only", SELECTION]) == 0
+    assert main(["--config", str(SMOKE), "--output_dir", str(out), "--only", SELECTION]) == 0
     again = capsys.readouterr().out
     assert "--only selects 3 runs, 0 of them to run" in again and "nothing to run" in again
     assert snapshot(out) == before
