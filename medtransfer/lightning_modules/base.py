@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from ..checkpoint_io import CheckpointMismatchError, weights_mismatch
 from ..task import SPLITS, Task, TaskMismatchError
 from .metrics import (
     build_calibration_metrics,
@@ -60,6 +61,18 @@ class MedTransferModule(pl.LightningModule):
         except RuntimeError:
             return None
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict`` (strict by default), whose refusal of weights that do not fit (another
+        backbone, another version's layout) is a ``CheckpointMismatchError`` naming the differing keys."""
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except RuntimeError as error:
+            raise CheckpointMismatchError(
+                f"the checkpoint's weights do not fit this {type(self).__name__}: "
+                f"{weights_mismatch(self.state_dict(), state_dict)}. It was written for another backbone or "
+                "model, or by a medtransfer version with another layout; use a checkpoint of this model"
+            ) from error
+
     def backbone_descriptions(self) -> list[dict]:
         """Names and fingerprints of the weights this model holds, for results.json."""
         return []
@@ -87,8 +100,11 @@ class TaskModule(MedTransferModule):
         lr: base learning rate.
         weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
         optimizer: ``adamw`` or ``sgd`` (momentum 0.9).
-        scheduler: ``cosine`` (per step, to zero at the end of training) or ``constant``.
+        scheduler: ``cosine`` (per optimizer step, to zero at the end of training) or ``constant``.
         warmup_epochs: linear warm-up length, in epochs (may be fractional).
+
+    Schedules count optimizer steps, so gradient accumulation (``trainer.accumulate_grad_batches``) shortens
+    them accordingly, and ``trainer.max_steps`` ends the cosine where training ends.
     """
 
     def __init__(
@@ -258,11 +274,22 @@ class TaskModule(MedTransferModule):
         if self.scheduler_name == "constant" and self.warmup_epochs == 0:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(round(self.warmup_epochs * total / max(1, self.trainer.max_epochs or 1)))
+        warmup = min(total, int(round(self.warmup_epochs * self.optimizer_steps_per_epoch(total))))
         cosine = self.scheduler_name == "cosine"
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, total, warmup, cosine))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+    def optimizer_steps_per_epoch(self, total: int) -> float:
+        """Optimizer steps in one training epoch: a step per ``trainer.accumulate_grad_batches`` batches, one
+        more for an epoch's incomplete remainder (as Lightning steps). ``total`` (all steps of the run) over
+        the epochs when the loader has no length."""
+        trainer = self.trainer
+        batches = trainer.num_training_batches
+        if math.isfinite(batches):
+            return math.ceil(batches / trainer.accumulate_grad_batches)
+        return total / max(1, trainer.max_epochs or 1)
 
 
 def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
