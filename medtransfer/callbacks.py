@@ -1,6 +1,7 @@
-"""Callbacks every run gets by default: checkpointing on the task's metric, pictures for TensorBoard, the
-per-sample predictions of every test (``test_predictions.csv``, with its reliability diagram) and the
-predictions file of ``medtransfer predict``."""
+"""Callbacks every run gets by default: checkpointing on the task's metric, pictures for every logger that
+takes images (and as PNGs in the run's folder, ``medtransfer.run_dir``), the per-sample predictions of
+every test (``test_predictions.csv``, with its reliability diagram) and the predictions file of
+``medtransfer predict``."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import pytorch_lightning as pl
 import torch.distributed as dist
 from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback, LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 
 from .lightning_modules.metrics import build_curve_metrics
 from .plots import confusion_figure, image_grid_figure, label_text, reliability_figure, roc_figure
 from .predictions import TEST_PREDICTIONS, Predictions
+from .run_dir import run_directory
+from .run_figures import send_figure, takes_images
 from .stats.calibration import confidence_and_correct, reliability
 from .task import Task
 
@@ -104,19 +106,19 @@ class LearningRates(LearningRateMonitor):
 
 
 def log_figure(trainer: pl.Trainer, tag: str, figure: Figure, path: str | None = None) -> None:
-    """Send a figure to every TensorBoard logger, and save it to ``path`` if given. Called on rank zero only,
-    so it must not touch ``trainer.log_dir`` (a collective broadcast under DDP)."""
+    """Send a figure to every logger that takes images (``medtransfer.run_figures``), and save it to ``path``
+    if given. Called on rank zero only, so it must not ask for the run's folder (a collective under DDP)."""
     for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)
+        send_figure(logger, tag, figure, trainer.global_step)
     if path:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         figure.savefig(path, dpi=100)
 
 
 class TrainingImageGrid(Callback):
-    """Logs the first training batch of each ``fit`` as a titled image grid (``train/augmented_images``): the
-    images exactly as the model receives them after augmentation, before the backbone's normalisation."""
+    """Logs the first training batch of each ``fit`` as a titled image grid (``train/augmented_images``) to
+    the loggers that take images: the images exactly as the model receives them after augmentation, before
+    the backbone's normalisation."""
 
     def __init__(self, max_images: int = 16) -> None:
         self.max_images = max_images
@@ -128,7 +130,7 @@ class TrainingImageGrid(Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int):
         if self._logged or not trainer.is_global_zero or "image" not in batch:  # no images: cached features
             return
-        if not any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
+        if not any(takes_images(logger) for logger in trainer.loggers):
             return
         self._logged = True
         images = batch["image"][: self.max_images]
@@ -138,8 +140,9 @@ class TrainingImageGrid(Callback):
 
 class TestPlots(Callback):
     """At the end of each test: ROC curves and the confusion matrix (per class for multilabel), computed from
-    torchmetrics objects synchronised across DDP ranks, logged to TensorBoard (``test/roc``,
-    ``test/confusion_matrix``) and saved as ``test_roc.png`` / ``test_confusion_matrix.png`` in the log dir.
+    torchmetrics objects synchronised across DDP ranks, sent to the loggers that take images (``test/roc``,
+    ``test/confusion_matrix``) and saved as ``test_roc.png`` / ``test_confusion_matrix.png`` in the run's
+    folder.
 
     Reads the ``probabilities`` and ``targets`` that ``TaskModule.test_step`` returns."""
 
@@ -159,10 +162,10 @@ class TestPlots(Callback):
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._roc is None or not self._roc.update_called:
             return
-        # collectives under DDP, so every rank takes part: the metrics' sync and log_dir's broadcast
+        # collectives under DDP, so every rank takes part: the metrics' sync and the run folder's broadcast
         fpr, tpr, _ = self._roc.compute()
         matrix = self._confusion.compute()
-        log_dir = trainer.log_dir or "."
+        log_dir = run_directory(trainer)
         self._roc, self._confusion = None, None
         if trainer.is_global_zero:
             task: Task = pl_module.task
@@ -175,8 +178,8 @@ class TestPredictionWriter(Callback):
     """At the end of each test (also the test after ``fit``): the per-sample predictions of every DDP rank,
     gathered (evaluation loaders split a split across ranks without padding, so each sample comes once),
     put in the test split's order with each sample's patient where the datamodule knows patients, written to
-    ``test_predictions.csv`` in the log dir (see ``medtransfer.predictions``), and drawn as a reliability
-    diagram (``test_reliability.png``, TensorBoard ``test/reliability``). ``predictions`` keeps them for the
+    ``test_predictions.csv`` in the run's folder (see ``medtransfer.predictions``), and drawn as a reliability
+    diagram (``test_reliability.png``, logger image ``test/reliability``). ``predictions`` keeps them for the
     confidence intervals in results.json.
 
     Reads the ``ids``, ``probabilities``, ``targets`` and ``losses`` that ``TaskModule.test_step`` returns."""
@@ -202,7 +205,7 @@ class TestPredictionWriter(Callback):
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         parts = gather_from_ranks(trainer, self._parts)  # collectives: every rank takes part
-        log_dir = trainer.log_dir or "."
+        log_dir = run_directory(trainer)
         self._parts = []
         if not trainer.is_global_zero or not parts:
             return
@@ -261,7 +264,7 @@ def in_split_order(predictions: Predictions, datamodule) -> Predictions:
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``medtransfer predict`` output to ``predictions.csv`` in the log directory (columns as in
+    """Writes ``medtransfer predict`` output to ``predictions.csv`` in the run's folder (columns as in
     ``medtransfer.predictions``): one row per sample in dataset order. Under DDP the ranks' rows are gathered
     and written once."""
 
@@ -278,7 +281,7 @@ class PredictionWriter(BasePredictionWriter):
             for output, indices in zip(_flatten(predictions), _flatten(batch_indices), strict=True)
         ]
         parts = gather_from_ranks(trainer, parts)
-        log_dir = trainer.log_dir or "."  # a broadcast under DDP: every rank asks
+        log_dir = run_directory(trainer)  # a broadcast under DDP: every rank asks
         if not trainer.is_global_zero:
             return
         indices = np.array([i for p in parts for i in p[0]], dtype=np.int64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
 from .callbacks import (
     LearningRates,
@@ -25,10 +26,15 @@ from .errors import find_user_error
 from .lightning_compat import give_back_ckpt_path, hold_back_ckpt_path
 from .lightning_modules import MedTransferModule
 from .lightning_modules.frozen import FrozenBackboneModule
+from .logs import configure_logging
 from .results import build_results, write_json_atomic
+from .run_dir import checkpoint_directory, local_run_directory, logger_description, run_directory
 from .stats.intervals import test_intervals
 from .task import Task, TaskMismatchError
+from .utils.progress import process_rank
 from .utils.threads import torch_threads
+
+log = logging.getLogger(__name__)
 
 # verbs outside LightningCLI: name -> (module with main(argv), one-line help)
 TOOL_VERBS: dict[str, tuple[str, str]] = {
@@ -116,8 +122,24 @@ class MedTransferCLI(LightningCLI):
     def before_fit(self) -> None:
         self._all_threads = torch.get_num_threads()
         torch.set_num_threads(step_threads(self.model, self.trainer.strategy.root_device))
+        self.run_folder()
 
     before_validate = before_test = before_fit
+
+    def before_predict(self) -> None:
+        self.run_folder()
+
+    def run_folder(self) -> str:
+        """This run's folder (``medtransfer.run_dir``; a broadcast under DDP: every rank asks), logged with
+        where the logger and the checkpoints write, before anything runs."""
+        folder = run_directory(self.trainer)
+        if process_rank() == 0:
+            log.info("%s: run folder %s (results.json, predictions, plots)", self.subcommand, folder)
+            log.info("logger: %s", ", ".join(map(logger_description, self.trainer.loggers)) or "none")
+            if self.subcommand == "fit":
+                callback = self.trainer.checkpoint_callback
+                log.info("checkpoints: %s", checkpoint_directory(self.trainer) if callback else "none")
+        return folder
 
     def after_fit(self) -> None:
         metrics = {}
@@ -158,7 +180,7 @@ class MedTransferCLI(LightningCLI):
 
     def _write_results(self, verb: str, metrics: dict) -> None:
         torch.set_num_threads(self._all_threads)  # the statistics of the results: every thread again
-        log_dir = self.trainer.log_dir or os.getcwd()  # a broadcast under DDP: every rank must ask
+        log_dir = run_directory(self.trainer)  # a broadcast under DDP: every rank must ask
         if not self.trainer.is_global_zero:
             return
         model: MedTransferModule = self.model
@@ -202,6 +224,17 @@ class MedTransferCLI(LightningCLI):
                 computable, names, writer.predictions.groups, resamples, int(settings.get("seed", 0)),
                 float(settings.get("confidence", 0.95)))}
         return entry
+
+
+class RunConfig(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` in the run's folder (``medtransfer.run_dir``), whatever the logger:
+    Lightning writes it to ``trainer.log_dir``, which W&B and MLflow runs share."""
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:  # rank zero only
+        path = Path(local_run_directory(trainer)) / self.config_filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, path, skip_none=False, overwrite=self.overwrite,
+                         multifile=self.multifile)
 
 
 def _interval_text(bounds: dict | None) -> str:
@@ -307,7 +340,8 @@ def run_lightning_cli(argv: list[str] | None,
             seed_everything_default=0,
             trainer_defaults=trainer_defaults(),
             auto_configure_optimizers=False,  # each model builds its own (groups, schedules, sweeps)
-            save_config_kwargs={"overwrite": True},
+            save_config_callback=RunConfig,
+            save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
             parser_kwargs={"default_env": False},
             args=argv,
         )
@@ -319,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        configure_logging()
         if argv and argv[0] in TOOL_VERBS:
             module = importlib.import_module(TOOL_VERBS[argv[0]][0])
             sys.exit(module.main(argv[1:]))

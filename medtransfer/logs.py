@@ -66,7 +66,6 @@ def configure_logging() -> logging.Logger:
         handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
         logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False  # a root handler configured elsewhere would print each line twice
     for name in QUIET_LIBRARIES:
         if logging.getLogger(name).level < logging.WARNING:
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -10,13 +10,14 @@ import torch
 from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import CosineWarmupScheduler
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 
 from ... import __version__
 from ...backbones import create_backbone
 from ...backbones.export import save_backbone
+from ...run_dir import run_directory
+from ...run_figures import send_figure
 from ...task import Task
 from ...views import VIEWS_KEY, ViewSpec
 from ..base import MedTransferModule
@@ -164,11 +165,10 @@ class SSLPretrain(MedTransferModule):
         self.log("train/loss", loss, sync_dist=False, rank_zero_only=False)
 
     def _log_views(self, views: list[torch.Tensor]) -> None:
-        """The first batch's views, once per run, as TensorBoard's ``train/views``."""
+        """The first batch's views, once per run, as ``train/views`` of every logger that takes images."""
         figure = views_figure(views, self.view_spec.global_views)
         for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("train/views", figure, global_step=0)
+            send_figure(logger, "train/views", figure, step=0)
 
     # -- kNN monitor -----------------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -230,7 +230,7 @@ class SSLPretrain(MedTransferModule):
 
     # -- the result: a backbone checkpoint -------------------------------------------------------------------
     def on_fit_end(self) -> None:
-        log_dir = self.trainer.log_dir or os.getcwd()  # a broadcast under DDP: every process asks
+        log_dir = run_directory(self.trainer)  # a broadcast under DDP: every process asks
         if self.trainer.interrupted or not self.trainer.is_global_zero:
             return
         path = Path(self.export) if os.path.isabs(self.export) else Path(log_dir) / self.export
