@@ -17,7 +17,7 @@ from ..callbacks import log_figure
 from ..plots import label_text
 from ..task import Task
 from .explainer import Explainer
-from .figures import explanation_figure
+from .figures import explanation_pixels, pixels_figure, save_png
 from .targets import ExplanationError
 
 EXPLANATIONS_DIR = "explanations"
@@ -64,8 +64,10 @@ class ExplanationMaps(Callback):
                 heading = f"{item['id']}, true: {label_text(task, item['label'])}"
                 name = task.class_names[cls]
                 path = log_dir / EXPLANATIONS_DIR / f"test_{safe_name(name)}_{k}_{safe_name(item['id'])}.png"
-                log_figure(trainer, f"test/explanations/{name}/{k}",
-                           explanation_figure(task, images[row], explained, row, heading), str(path))
+                pixels = explanation_pixels(task, images[row], explained, row, heading)
+                log_figure(trainer, f"test/explanations/{name}/{k}", pixels_figure(pixels))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_png(pixels, path)
                 self.paths.append(path)
 
 
@@ -81,6 +83,8 @@ class PredictionExplanations(Callback):
     def __init__(self, method: str = "auto", layer: str | None = None) -> None:
         self.explainer = Explainer(method, layer)
         self._log_dir = Path(".")
+        self._dataset = None
+        self._rows: dict[str, int] = {}
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._log_dir = Path(trainer.log_dir or ".")  # a broadcast under DDP: every rank asks, here
@@ -90,22 +94,37 @@ class PredictionExplanations(Callback):
         if not isinstance(outputs, dict):
             return
         images = batch.get("image")
-        if images is None:
-            raise ExplanationError(
-                "predict --explain needs the images, but the batches hold cached features: set "
-                "model.init_args.feature_cache false for this predict run"
-            )
+        if images is None:  # a frozen head's cached features: the images come from the datamodule
+            images = self._images(trainer.datamodule, batch["id"])
         task: Task = pl_module.task
         explained = self.explainer.explain(pl_module, images)
         paths = []
         for row, sample_id in enumerate(batch["id"]):
             relative = Path(EXPLANATIONS_DIR) / f"{safe_name(sample_id)}.png"
-            figure = explanation_figure(task, images[row], explained, row, str(sample_id))
             path = self._log_dir / relative
             path.parent.mkdir(parents=True, exist_ok=True)
-            figure.savefig(path, dpi=100)
+            save_png(explanation_pixels(task, images[row], explained, row, str(sample_id)), path)
             paths.append(relative.as_posix())
         outputs["explanation"] = paths
+
+    def _images(self, datamodule, ids: list) -> torch.Tensor:
+        """The unaugmented images of ``ids`` from the split that predict scores (``test``, as both
+        ``MedicalDataModule`` and the feature stores serve it)."""
+        if self._dataset is None:
+            self._dataset = split_images(datamodule, "test")
+            self._rows = {str(sample_id): row for row, sample_id in enumerate(self._dataset.source.ids)}
+        return torch.stack([self._dataset[self._rows[str(sample_id)]]["image"] for sample_id in ids])
+
+
+def add_explanations(trainer: pl.Trainer, verb: str | None) -> None:
+    """What ``--explain true`` adds to a run's callbacks: maps of test images for ``fit`` and ``test``, a map
+    per image for ``predict`` (unless the run's callbacks already have one)."""
+    kinds = {"fit": ExplanationMaps, "test": ExplanationMaps, "predict": PredictionExplanations}
+    kind = kinds.get(verb or "")
+    if kind is None:
+        raise ExplanationError(f"--explain draws maps for fit, test and predict, not for {verb}")
+    if not any(isinstance(callback, kind) for callback in trainer.callbacks):
+        trainer.callbacks.append(kind())
 
 
 def split_images(datamodule, split: str):

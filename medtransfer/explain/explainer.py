@@ -73,14 +73,29 @@ class Explainer:
                 missing = [t.layer for (_, t), record in zip(targets, records, strict=True) if not record]
                 raise ExplanationError(f"the model's forward pass never ran the layers {missing}")
             probs = probabilities(task, logits.detach())
-            classes = predicted_classes(task, probs) if classes is None else classes.to(device).long()
+            # a clone: a tensor made under Lightning's inference mode cannot take part in autograd
+            classes = predicted_classes(task, probs) if classes is None else classes.to(device).long().clone()
             read = [r[-1] for (_, t), r in zip(targets, records, strict=True) if t.method == "gradcam"]
-            gradients = iter(torch.autograd.grad(class_scores(task, logits, classes).sum(), read,
-                                                 allow_unused=True) if read else [])
+            gradients = iter(gradients_of(class_scores(task, logits, classes), read, model) if read else [])
             maps = [backbone_maps(backbone, target, record[-1], inputs.shape[-2:],
                                   None if target.method == "attention" else next(gradients))
                     for (backbone, target), record in zip(targets, records, strict=True)]
         return ExplainedBatch(probs, classes, maps)
+
+
+def gradients_of(scores: torch.Tensor, activations: list[torch.Tensor], model: nn.Module) -> tuple:
+    """The gradients of the summed scores with respect to each activation (None where one does not reach
+    them)."""
+    try:
+        return torch.autograd.grad(scores.sum(), activations, allow_unused=True)
+    except RuntimeError as error:
+        if "Inference tensors" not in str(error):
+            raise
+        raise ExplanationError(
+            f"Grad-CAM needs gradients through {type(model).__name__}, but part of it was built under "
+            "Lightning's inference mode: run with --trainer.inference_mode false (or use method 'attention' "
+            "for a ViT, which needs no gradients)"
+        ) from error
 
 
 def backbone_maps(backbone: Backbone, target: Target, recorded: torch.Tensor, size: torch.Size,

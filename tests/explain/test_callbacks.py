@@ -1,0 +1,73 @@
+"""The callbacks that draw maps: after a test (PNGs and TensorBoard images of a few test images per class,
+also for a frozen head trained on feature stores) and for every image ``predict`` scores."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from medtransfer.datamodules import SyntheticMedical
+from medtransfer.explain import ExplanationMaps, PredictionExplanations
+from medtransfer.lightning_modules import Finetune, LinearProbe
+
+
+def synthetic(kind: str, num_test: int = 10) -> SyntheticMedical:
+    return SyntheticMedical(kind=kind, num_train=16, num_val=8, num_test=num_test, native_size=32,
+                            image_size=32, batch_size=8)
+
+
+def trainer(tmp_path, callbacks, logger=False) -> pl.Trainer:
+    return pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+
+
+def test_maps_of_test_images_per_class_go_to_pngs_and_tensorboard(tmp_path):
+    torch.manual_seed(0)
+    data = synthetic("binary")
+    model = Finetune(backbone="test_resnet", task=data.task)
+    maps = ExplanationMaps(images_per_class=2)
+    logger = TensorBoardLogger(tmp_path, name="run", version=0)
+    trainer(tmp_path, [maps], logger).test(model, datamodule=data, verbose=False)
+    names = data.task.class_names
+    run = tmp_path / "run" / "version_0"
+    written = sorted(p.name for p in (run / "explanations").iterdir())
+    assert written == sorted(p.name for p in maps.paths) and len(written) == 2 * len(names)
+    for name in names:
+        assert sum(p.startswith(f"test_{name}_") for p in written) == 2
+    events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
+    expected = sorted(f"test/explanations/{n}/{k}" for n in names for k in (0, 1))
+    assert sorted(events.Tags()["images"]) == expected
+
+
+def test_a_frozen_head_on_feature_stores_is_explained_from_the_test_images(tmp_path):
+    """The test batches hold cached embeddings; the maps read the images through the wrapped datamodule,
+    one set per label of a multilabel task."""
+    torch.manual_seed(1)
+    data = synthetic("multilabel", num_test=12)
+    model = LinearProbe(backbone="test_resnet", task=data.task, features_dir=str(tmp_path / "features"))
+    maps = ExplanationMaps(images_per_class=1)
+    trainer(tmp_path, [maps]).test(model, datamodule=model.cached_datamodule(data), verbose=False)
+    labels = data.split_source("test").labels
+    present = [name for c, name in enumerate(data.task.class_names) if labels[:, c].any()]
+    assert [p.name.split("_")[1] for p in maps.paths] == present and all(p.is_file() for p in maps.paths)
+
+
+class Outputs(pl.Callback):
+    def __init__(self) -> None:
+        self.explanations: list[str] = []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.explanations += outputs["explanation"]
+
+
+def test_predict_draws_a_map_per_image_and_names_it_in_the_outputs(tmp_path):
+    torch.manual_seed(2)
+    data = synthetic("binary", num_test=5)
+    model = Finetune(backbone="test_vit", backbone_kwargs={"img_size": 32}, task=data.task)
+    seen = Outputs()
+    trainer(tmp_path, [PredictionExplanations(), seen]).predict(model, datamodule=data)
+    ids = data.split_source("test").ids
+    assert seen.explanations == [f"explanations/{i}.png" for i in ids]
+    assert all((tmp_path / path).is_file() for path in seen.explanations)
