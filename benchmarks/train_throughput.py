@@ -1,0 +1,191 @@
+"""Training images/s of the Finetune module, fitted by a Lightning Trainer as users run it, against a plain
+PyTorch training loop over the same model, data and settings, in the same process.
+
+    python benchmarks/train_throughput.py                       # resnet18, 64 px, fp32, on the CPU
+    python benchmarks/train_throughput.py --backbone resnet50 --image-size 224 --batch-size 128 \\
+        --precision bf16-mixed --channels-last                  # on a GPU when there is one
+    python benchmarks/train_throughput.py --compile --warmup 10 # torch.compile'd backbone in both
+
+Both sides train a randomly initialised backbone (nothing is downloaded) from the same seed, on the same
+uint8 batches already on the device (a few distinct batches, cycled), with AdamW at the module's learning
+rates, the cosine schedule stepped every batch, the same precision (autocast, or weights in bf16 for
+``bf16-true``), memory layout and compilation. The Lightning side runs ``Trainer.fit`` with a logger, the
+progress bar and the module's own per-step work (step seeding, loss logging, metric bookkeeping); the plain
+loop does forward, loss, backward, optimizer and scheduler steps only. The first ``--warmup`` batches of
+each run are not timed; runs alternate between the two sides ``--repeats`` times and each side's best run
+counts (the machine may be shared). On CUDA the clock waits for the GPU, and each side's peak memory is shown.
+
+Target (issue 15): Finetune >= 0.95x the plain loop's images/s; printed as met or MISSED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from medtransfer.lightning_modules import Finetune
+from medtransfer.lightning_modules.base import lr_factor
+from medtransfer.task import Task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from training_speed import TrainingSpeed  # noqa: E402
+
+TARGET = 0.95
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="resnet18", help="a timm architecture (random init)")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--classes", type=int, default=5, help="multiclass task with this many classes")
+    parser.add_argument("--precision", default="32-true", choices=PRECISIONS)
+    parser.add_argument("--channels-last", action="store_true", help="model.memory_format: channels_last")
+    parser.add_argument("--compile", action="store_true", help="model.compile: true (both sides)")
+    parser.add_argument("--steps", type=int, default=12, help="timed batches per run")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed batches at the start of each run")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
+    parser.add_argument("--distinct-batches", type=int, default=4, help="different batches, cycled")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.precision == "16-mixed" and args.device == "cpu":
+        parser.error("--precision 16-mixed needs a GPU (Lightning runs bf16-mixed instead on a CPU)")
+    return args
+
+
+def build_model(args) -> Finetune:
+    torch.manual_seed(args.seed)
+    task = Task("multiclass", tuple(f"grade{i}" for i in range(args.classes)))
+    return Finetune(backbone=args.backbone, task=task, lr=args.lr, weight_decay=1e-4,
+                    backbone_lr_multiplier=0.1, compile=args.compile,
+                    memory_format="channels_last" if args.channels_last else "contiguous")
+
+
+def device_batches(args, device: torch.device) -> list[dict]:
+    """``--warmup + --steps`` batches on the device, cycling through ``--distinct-batches`` different ones."""
+    generator = torch.Generator().manual_seed(args.seed)
+    shape = (args.batch_size, 3, args.image_size, args.image_size)
+    distinct = [{"image": torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator).to(device),
+                 "label": torch.randint(0, args.classes, (args.batch_size,), generator=generator).to(device),
+                 "id": [f"{b}-{i}" for i in range(args.batch_size)]}
+                for b in range(args.distinct_batches)]
+    return [distinct[i % len(distinct)] for i in range(args.warmup + args.steps)]
+
+
+def synchronize(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak(device: torch.device) -> int | None:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
+def run_lightning(args, batches: list[dict], device: torch.device) -> tuple[float, int | None]:
+    """Images/s of ``Trainer.fit`` on the batches, and the peak GPU memory."""
+    model = build_model(args)
+    speed = TrainingSpeed(warmup_batches=args.warmup)
+    reset_peak(device)
+    with tempfile.TemporaryDirectory() as logs:
+        trainer = pl.Trainer(
+            accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=args.precision,
+            max_epochs=1, limit_val_batches=0, logger=CSVLogger(logs), log_every_n_steps=20,
+            enable_checkpointing=False, enable_model_summary=False, callbacks=[speed])
+        trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
+    return speed.images_per_s, peak(device)
+
+
+def run_plain(args, batches: list[dict], device: torch.device) -> tuple[float, int | None]:
+    """Images/s of a hand-written loop over the same network, optimizer, schedule and precision."""
+    model = build_model(args).to(device)
+    network = torch.nn.Sequential(model.backbone, model.head).train()
+    if args.precision == "bf16-true":
+        network.to(torch.bfloat16)
+    optimizer = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": args.lr * 0.1},
+                                   {"params": model.head.parameters(), "lr": args.lr}],
+                                  lr=args.lr, weight_decay=1e-4)
+    total = len(batches)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, 0, True))
+    mixed = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
+    scaler = torch.amp.GradScaler(device.type) if args.precision == "16-mixed" else None
+    reset_peak(device)
+    started = None
+    for index, batch in enumerate(batches):
+        if index == args.warmup:
+            started = synchronize(device)
+        autocast = torch.autocast(device.type, dtype=mixed) if mixed else nullcontext()
+        with autocast:
+            logits = network(batch["image"])
+        loss = F.cross_entropy(logits.float(), batch["label"])
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+    seconds = synchronize(device) - started
+    if not math.isfinite(loss.item()):
+        raise RuntimeError(f"the plain loop's loss is {loss.item()}")
+    return args.steps * args.batch_size / seconds, peak(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    pl.seed_everything(args.seed, verbose=False)
+    warnings.filterwarnings("ignore")  # Lightning's hints about loader workers: the batches are on the device
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    options = "".join([", channels_last" if args.channels_last else "", ", compiled" if args.compile else ""])
+    print(f"train throughput: {args.backbone} at {args.image_size} px, batch {args.batch_size}, "
+          f"{args.precision}{options}; {where}; {args.steps} timed batches after {args.warmup} warm-up "
+          f"batches, {args.repeats} runs per side")
+    batches = device_batches(args, device)
+    results: dict[str, list[tuple[float, int | None]]] = {"plain": [], "lightning": []}
+    for repeat in range(args.repeats):
+        order = ("plain", "lightning") if repeat % 2 == 0 else ("lightning", "plain")
+        for side in order:
+            run = run_plain if side == "plain" else run_lightning
+            results[side].append(run(args, batches, device))
+            print(f"  run {repeat + 1} {side:>9}: {results[side][-1][0]:8.1f} images/s", flush=True)
+    best = {side: max(runs, key=lambda r: r[0]) for side, runs in results.items()}
+    for side, label in (("plain", "plain PyTorch loop"), ("lightning", "Finetune + Trainer.fit")):
+        speed, memory = best[side]
+        shown = f", peak GPU memory {memory / 2**30:.2f} GiB" if memory is not None else ""
+        print(f"{label:>24}: {speed:8.1f} images/s (best of {args.repeats}){shown}")
+    ratio = best["lightning"][0] / best["plain"][0]
+    verdict = "met" if ratio >= TARGET else "MISSED"
+    print(f"ratio Finetune / plain loop: {ratio:.3f}  (target >= {TARGET}: {verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
