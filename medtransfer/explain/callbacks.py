@@ -15,6 +15,7 @@ from pytorch_lightning.callbacks import Callback
 
 from ..callbacks import log_figure
 from ..plots import label_text
+from ..run_dir import run_directory
 from ..task import Task
 from .explainer import Explainer
 from .figures import explanation_pixels, pixels_figure, save_png
@@ -28,8 +29,8 @@ class ExplanationMaps(Callback):
     """After each test (also the test after ``fit``): explanation maps of the first ``images_per_class``
     test images of each class (multilabel: of each label present), in split order, so successive runs show
     the same images. Each map explains the predicted class (multilabel: the label the image was chosen for).
-    Written as PNGs (``explanations/test_<class>_<k>_<id>.png`` in the log dir) and to TensorBoard
-    (``test/explanations/<class>/<k>``). Opt in with
+    Written as PNGs (``explanations/test_<class>_<k>_<id>.png`` in the run's folder) and to every logger
+    that takes images (``test/explanations/<class>/<k>``). Opt in with
     ``--trainer.callbacks+=medtransfer.explain.ExplanationMaps`` or ``--explain true``.
 
     Args:
@@ -47,7 +48,7 @@ class ExplanationMaps(Callback):
         self.paths: list[Path] = []
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        log_dir = Path(trainer.log_dir or ".")  # a broadcast under DDP: every rank asks
+        log_dir = Path(run_directory(trainer))  # a broadcast under DDP: every rank asks
         if not trainer.is_global_zero:
             return
         task: Task = pl_module.task
@@ -73,8 +74,9 @@ class ExplanationMaps(Callback):
 
 class PredictionExplanations(Callback):
     """For ``medtransfer predict --explain``: a map of every predicted image, written next to the predictions
-    file (``explanations/<id>.png`` in the log dir), its path relative to the log dir added to the batch's
-    predictions as ``explanation`` (the CSV's ``explanation`` column). Each DDP rank draws its own images.
+    file (``explanations/<id>.png`` in the run's folder), its path relative to that folder added to the
+    batch's predictions as ``explanation`` (the CSV's ``explanation`` column). Each DDP rank draws its own
+    images.
 
     Args:
         method, layer: as for ``ExplanationMaps``.
@@ -87,7 +89,7 @@ class PredictionExplanations(Callback):
         self._rows: dict[str, int] = {}
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._log_dir = Path(trainer.log_dir or ".")  # a broadcast under DDP: every rank asks, here
+        self._log_dir = Path(run_directory(trainer))  # a broadcast under DDP: every rank asks, here
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int,
                              dataloader_idx: int = 0) -> None:
