@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from ..logs import configure_logging
 from .base import SPLITS, MedicalDataModule
 
 
@@ -14,7 +15,8 @@ def build_parser() -> ArgumentParser:
         prog="medtransfer prepare",
         description="Read a dataset as `medtransfer fit` would, report its splits and label counts, and "
         "write id,split,label,patient for every sample with --splits_file. --config takes data pieces "
-        "(configs/data/*.yaml).",
+        "(configs/data/*.yaml). The fit options it reads: --config (data pieces) and --data.*; no --model.* "
+        "or --trainer.*.",
         epilog="example: medtransfer prepare --config configs/data/aptos2019.yaml "
         "--data.init_args.root /data/aptos2019 --splits_file aptos2019_splits.csv",
         default_env=False,
@@ -27,6 +29,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    configure_logging()
     parser = build_parser()
     config = parser.parse_args(argv)
     datamodule: MedicalDataModule = parser.instantiate_classes(config).data
