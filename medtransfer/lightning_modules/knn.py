@@ -26,7 +26,7 @@ class KNN(SingleBackboneModule):
         temperature: softness of the similarity weighting (DINO: 0.07).
         features_dir: see ``FrozenBackboneModule`` (kNN always runs on feature stores).
         standardize: standardise bank and queries with the bank's statistics before the cosine similarity
-            (centring helped on every store measured: README; ``false`` is DINO's exact recipe).
+            (centring helped on every store measured: docs/protocols.md; ``false`` is DINO's exact recipe).
         task: filled in from the datamodule.
     """
 
