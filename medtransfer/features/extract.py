@@ -8,6 +8,7 @@ exactly once.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -15,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from ..backbones.backbone import Backbone
 from ..utils.distributed import world_and_rank
@@ -24,6 +24,8 @@ from .fingerprint import store_fingerprint, store_path
 from .store import TMP_PREFIX, FeatureStore, StoreMismatchError, is_store
 
 DEFAULT_ROOT = "features"
+
+log = logging.getLogger(__name__)
 
 
 def store_for(backbone: Backbone, datamodule, split: str, root: str | Path = DEFAULT_ROOT) -> FeatureStore:
@@ -35,9 +37,8 @@ def store_for(backbone: Backbone, datamodule, split: str, root: str | Path = DEF
     world, rank = world_and_rank()
     if _agree(is_store(path), world):
         store = FeatureStore.open(path, expected_fingerprint=fingerprint)
-        rank_zero_info(
-            f"features: reusing {split} store {path} ({len(store)} x {store.dim}, {backbone.name})"
-        )
+        if rank == 0:
+            log.info("reusing %s store %s (%d x %d, %s)", split, path, len(store), store.dim, backbone.name)
         return store
     started = time.perf_counter()
     features, ids = embed_split(backbone, datamodule, split, world, rank)
@@ -60,10 +61,10 @@ def store_for(backbone: Backbone, datamodule, split: str, root: str | Path = DEF
         if (failure := _from_rank_zero(failure)) is not None:
             raise StoreMismatchError(f"assembling the {split} store {path} failed on rank 0: {failure}")
         store = FeatureStore.open(path, expected_fingerprint=fingerprint, verify=False)
-    rank_zero_info(
-        f"features: extracted {split} store {path} ({len(store)} x {store.dim}, {backbone.name}, "
-        f"{time.perf_counter() - started:.1f}s on {_device_of(backbone)}, {world} process(es))"
-    )
+    if rank == 0:
+        seconds = time.perf_counter() - started
+        log.info("extracted %s store %s (%d x %d, %s, %.1fs on %s, %d process(es))", split, path,
+                 len(store), store.dim, backbone.name, seconds, _device_of(backbone), world)
     return store
 
 
@@ -114,9 +115,8 @@ def _write(
     rows = rows[order]
     skipped = len(source) - len(rows)
     if skipped:
-        rank_zero_info(
-            f"features: {skipped} unreadable sample(s) of {split} were skipped and are not in the store"
-        )
+        log.warning("%d unreadable sample(s) of %s were skipped and are not in the store %s", skipped, split,
+                    path)
     labels = np.asarray(source.labels)[rows]
     skipped_ids = sorted(set(source.ids) - {source.ids[r] for r in rows})
     return FeatureStore.write(path, features, [source.ids[r] for r in rows], labels, fingerprint, skipped_ids)
