@@ -15,13 +15,16 @@ from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_warn
 
+from .datamodules.unlabelled_predict import CHECKPOINT_DATA_KEY, CHECKPOINT_MODEL_KEY, data_preparation
 from .lightning_modules.metrics import build_curve_metrics
 from .plots import confusion_figure, image_grid_figure, label_text, reliability_figure, roc_figure
 from .predictions import TEST_PREDICTIONS, Predictions
 from .run_dir import run_directory
 from .run_figures import send_figure, takes_images
+from .scoring import decide, write_predictions
 from .stats.calibration import confidence_and_correct, reliability
 from .task import Task
+from .thresholds import DEFAULT_THRESHOLD
 
 
 class TaskCheckpoint(ModelCheckpoint):
@@ -53,6 +56,14 @@ class TaskCheckpoint(ModelCheckpoint):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)
         self._epoch_batches_done = False
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict) -> None:
+        """Every checkpoint of the run records how its images were prepared (``data_preparation``) and the
+        model's class, which ``predict`` on new images and ``export`` read."""
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        checkpoint[CHECKPOINT_DATA_KEY] = data_preparation(trainer.datamodule)
+        checkpoint[CHECKPOINT_MODEL_KEY] = f"{type(pl_module).__module__}.{type(pl_module).__qualname__}"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -265,8 +276,10 @@ def in_split_order(predictions: Predictions, datamodule) -> Predictions:
 
 class PredictionWriter(BasePredictionWriter):
     """Writes ``medtransfer predict`` output to ``predictions.csv`` in the run's folder (columns as in
-    ``medtransfer.predictions``): one row per sample in dataset order. Under DDP the ranks' rows are gathered
-    and written once."""
+    ``medtransfer.predictions``, plus ``path`` for new images and the ``predicted`` class: see
+    ``medtransfer.scoring``): one row per sample in dataset order. Under DDP the ranks' rows are gathered
+    and written once. The datamodule's ``threshold`` (``NewImages``; 0.5 otherwise) sets binary and
+    multilabel decisions."""
 
     def __init__(self, filename: str = "predictions.csv") -> None:
         super().__init__(write_interval="epoch")
@@ -281,6 +294,9 @@ class PredictionWriter(BasePredictionWriter):
             for output, indices in zip(_flatten(predictions), _flatten(batch_indices), strict=True)
         ]
         parts = gather_from_ranks(trainer, parts)
+        datamodule = trainer.datamodule
+        decision = decide(trainer, pl_module, getattr(datamodule, "threshold", DEFAULT_THRESHOLD),
+                          gather_from_ranks)  # collective when chosen on validation data
         log_dir = run_directory(trainer)  # a broadcast under DDP: every rank asks
         if not trainer.is_global_zero:
             return
@@ -294,7 +310,9 @@ class PredictionWriter(BasePredictionWriter):
                                                                           (0, task.num_classes)),
             np.concatenate([p[3] for p in parts]) if labelled else None,
         )
-        self.path = rows.reorder(np.argsort(indices, kind="stable")).write_csv(Path(log_dir) / self.filename)
+        paths = datamodule.image_paths() if hasattr(datamodule, "image_paths") else None
+        self.path = write_predictions(rows.reorder(np.argsort(indices, kind="stable")),
+                                      Path(log_dir) / self.filename, decision, paths)
 
 
 def _flatten(nested: list) -> list:

@@ -22,7 +22,9 @@ from .callbacks import (
     TrainingImageGrid,
 )
 from .datamodules import MedicalDataModule
+from .datamodules.unlabelled_predict import CHECKPOINT_MODEL_KEY
 from .errors import find_user_error
+from .inference import check_trained, prepare_for_new_images
 from .lightning_compat import give_back_ckpt_path, hold_back_ckpt_path
 from .lightning_modules import MedTransferModule
 from .lightning_modules.frozen import FrozenBackboneModule
@@ -42,6 +44,7 @@ TOOL_VERBS: dict[str, tuple[str, str]] = {
     "weights": ("medtransfer.backbones.cli", "list, check and download pretrained weights"),
     "benchmark": ("medtransfer.benchmark.cli", "run a grid of experiments and report tables and plots"),
     "prepare": ("medtransfer.datamodules.cli", "check a dataset, report its splits, write them out"),
+    "export": ("medtransfer.export.cli", "write a trained model as ONNX or TorchScript, with its model card"),
 }
 
 
@@ -60,10 +63,15 @@ class MedTransferCLI(LightningCLI):
                             help="test: confidence level of those intervals")
         parser.add_argument("--intervals.seed", type=int, default=0,
                             help="test: seed of the bootstrap resamples")
+        parser.add_argument("--allow_untrained", type=bool, default=False,
+                            help="validate/test/predict: run a model with trainable weights without "
+                                 "--ckpt_path")
 
     def parse_arguments(self, parser, args) -> None:
         """Parse, then read the checkpoint that ``--ckpt_path`` names (see ``_apply_checkpoint``)."""
-        super().parse_arguments(parser, args)
+        if args is None:  # the command line: completed in place, as LightningCLI reads it from sys.argv
+            sys.argv[1:] = with_checkpoint_model(sys.argv[1:])
+        super().parse_arguments(parser, args if args is None else with_checkpoint_model(args))
         self._checkpoint_task: tuple[Task, str] | None = None
         self._ckpt_path: str | None = None
         subcommand = self.config.get("subcommand")
@@ -97,10 +105,12 @@ class MedTransferCLI(LightningCLI):
         saved_task = hparams.pop("task", None)
         if saved_task is not None:
             self._checkpoint_task = (Task.from_dict(saved_task), str(ckpt_path))
+        fill_data_from_checkpoint(config, checkpoint, str(ckpt_path))
         if not hparams:
             return
-        if "_class_path" in hparams:
-            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        class_path = hparams.pop("_class_path", None) or checkpoint.get(CHECKPOINT_MODEL_KEY)
+        if class_path is not None:
+            hparams = {"class_path": class_path, "dict_kwargs": hparams}
         try:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         except SystemExit:
@@ -117,6 +127,9 @@ class MedTransferCLI(LightningCLI):
                 saved.check_matches(data_task, what=f"the data ({type(self.datamodule).__name__})")
             except TaskMismatchError as err:
                 raise TaskMismatchError(f"checkpoint {path} does not fit: {err}") from None
+        check_trained(self.model, self.subcommand, self._ckpt_path,
+                      self._config().get("allow_untrained", False))
+        prepare_for_new_images(self.model, self.datamodule)
         self.datamodule = datamodule_for(self.model, self.datamodule)
 
     def before_fit(self) -> None:
@@ -277,6 +290,39 @@ def _last_checkpoint_glob(trainer_config) -> tuple[Path, str, object | None]:
     runs_dir = Path(init_args.get("save_dir")) / name if name else Path(init_args.get("save_dir"))
     run = "*" if version is None else (version if isinstance(version, str) else f"version_{version}")
     return runs_dir, f"{run}/checkpoints/last*.ckpt", init_args
+
+
+def with_checkpoint_model(args):
+    """``validate``/``test``/``predict`` arguments with ``--model <the checkpoint's model class>`` first when
+    they name a checkpoint file and no ``--model``: the checkpoint's hyperparameters rebuild the model, so
+    ``medtransfer predict --ckpt_path model.ckpt --data ...`` needs no model config."""
+    if not isinstance(args, list) or not args or args[0] not in ("validate", "test", "predict"):
+        return args
+    paths = [value for flag, value in zip(args[:-1], args[1:], strict=True) if flag == "--ckpt_path"]
+    paths += [a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")]
+    model_given = any(a == "--model" or a.startswith("--model=") for a in args)
+    if model_given or not paths or not Path(paths[-1]).is_file():
+        return args
+    try:
+        checkpoint = torch.load(paths[-1], weights_only=True, map_location="cpu")
+    except Exception:  # not a checkpoint: reading it again in _apply_checkpoint says so
+        return args
+    hparams = checkpoint.get("hyper_parameters", {})
+    class_path = hparams.get("_class_path") or checkpoint.get(CHECKPOINT_MODEL_KEY)
+    return args if class_path is None else [args[0], "--model", class_path, *args[1:]]
+
+
+def fill_data_from_checkpoint(config, checkpoint: dict, path: str) -> None:
+    """Let a datamodule that takes its task from the model (``NewImages``: ``from_checkpoint``) fill the
+    arguments the user left out from the checkpoint, before it is instantiated."""
+    data = config.get("data")
+    class_path = data.get("class_path") if data is not None else None
+    if not class_path:
+        return
+    module, _, name = class_path.rpartition(".")
+    fill = getattr(getattr(importlib.import_module(module), name, None), "from_checkpoint", None)
+    if fill is not None:
+        fill(data.init_args, checkpoint, path)
 
 
 def datamodule_for(model, datamodule):

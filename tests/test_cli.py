@@ -140,8 +140,10 @@ def test_predict_writes_one_csv_row_per_test_sample(fitted, capsys):
     assert f"predictions: {path}" in capsys.readouterr().out
     with open(path) as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["id", "label", "prob_normal", "prob_lesion"]
+    assert list(rows[0]) == ["id", "label", "prob_normal", "prob_lesion", "predicted"]
     assert [row["id"] for row in rows] == [f"test-{i:06d}" for i in range(25)]
+    assert all(row["predicted"] == ("lesion" if float(row["prob_lesion"]) >= 0.5 else "normal")
+               for row in rows)
     probs = np.array([[float(row["prob_normal"]), float(row["prob_lesion"])] for row in rows])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     labels = np.array([int(row["label"]) for row in rows])

@@ -11,6 +11,7 @@ from .pneumonia import ChestXrayPneumonia
 from .retinopathy import APTOS2019, EyePACS
 from .synthetic import SyntheticMedical
 from .unlabelled import UnlabelledImages
+from .unlabelled_predict import NewImages
 
 __all__ = [
     "APTOS2019",
@@ -22,6 +23,7 @@ __all__ = [
     "ImageFolder",
     "MedMNIST",
     "MedicalDataModule",
+    "NewImages",
     "PCam",
     "SyntheticMedical",
     "UnlabelledImages",
