@@ -9,6 +9,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
@@ -112,3 +113,22 @@ def test_a_run_id_logger_gets_save_dir_name_run_id(tmp_path):
 def test_without_a_logger_the_run_folder_is_the_root_dir(tmp_path):
     trainer = pl.Trainer(logger=False, default_root_dir=str(tmp_path), enable_progress_bar=False)
     assert run_directory(trainer) == str(tmp_path)
+
+
+def test_figures_go_to_wandb_as_rgb_images_and_not_to_csv(tmp_path):
+    """W&B is not installed here: a WandbLogger without its constructor records what log_image receives."""
+    from matplotlib.figure import Figure
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    from medtransfer.run_figures import send_figure, takes_images
+
+    figure = Figure(figsize=(2, 1))
+    figure.add_subplot().plot([0, 1])
+    wandb = object.__new__(WandbLogger)
+    calls = []
+    wandb.log_image = lambda key, images, step: calls.append((key, images, step))
+    send_figure(wandb, "test/roc", figure, step=5)
+    (key, images, step), = calls
+    assert key == "test/roc" and step == 5
+    assert images[0].dtype == np.uint8 and images[0].shape == (100, 200, 3)
+    assert takes_images(wandb) and not takes_images(CSVLogger(str(tmp_path)))
