@@ -189,7 +189,11 @@ class TaskModule(MedTransferModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train").loss
         if "image" in batch:  # a step on cached features takes about a millisecond: per-epoch loss only
-            self.log("train/loss_step", loss, prog_bar=True, batch_size=len(batch["label"]))
+            # Lightning turns progress-bar values into numbers after every batch: on a GPU that waits for the
+            # step to finish before the next one is queued, so there the loss goes to the loggers only (which
+            # read it every log_every_n_steps)
+            on_cpu = loss.device.type == "cpu"
+            self.log("train/loss_step", loss, prog_bar=on_cpu, batch_size=len(batch["label"]))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
