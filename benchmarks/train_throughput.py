@@ -5,6 +5,7 @@ PyTorch training loop over the same model, data and settings, in the same proces
     python benchmarks/train_throughput.py --backbone resnet50 --image-size 224 --batch-size 128 \\
         --precision bf16-mixed --channels-last                  # on a GPU when there is one
     python benchmarks/train_throughput.py --compile --warmup 10 # torch.compile'd backbone in both
+    python benchmarks/train_throughput.py --threads 1 --batch-size 16   # a CPU busy with other work
 
 Both sides train a randomly initialised backbone (nothing is downloaded) from the same seed, on the same
 uint8 batches already on the device (a few distinct batches, cycled), with AdamW at the module's learning
@@ -61,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
     parser.add_argument("--distinct-batches", type=int, default=4, help="different batches, cycled")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: its own choice); 1 on a machine shared with others")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -160,6 +163,8 @@ def run_plain(args, batches: list[dict], device: torch.device) -> tuple[float, i
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     pl.seed_everything(args.seed, verbose=False)
     warnings.filterwarnings("ignore")  # Lightning's hints about loader workers: the batches are on the device
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
