@@ -37,13 +37,16 @@ class ExplanationMaps(Callback):
         images_per_class: test images drawn per class.
         method: ``auto`` (attention for ViTs, Grad-CAM otherwise), ``gradcam`` or ``attention``.
         layer: the module of each backbone's timm model to read (default: see docs/explanations.md).
+        heads: attention maps: a panel per head after the mean over heads.
     """
 
-    def __init__(self, images_per_class: int = 2, method: str = "auto", layer: str | None = None) -> None:
+    def __init__(self, images_per_class: int = 2, method: str = "auto", layer: str | None = None,
+                 heads: bool = True) -> None:
         if images_per_class < 1:
             raise ExplanationError(
                 f"ExplanationMaps: images_per_class must be 1 or more, got {images_per_class}")
         self.images_per_class = images_per_class
+        self.heads = heads
         self.explainer = Explainer(method, layer)
         self.paths: list[Path] = []
 
@@ -65,7 +68,7 @@ class ExplanationMaps(Callback):
                 heading = f"{item['id']}, true: {label_text(task, item['label'])}"
                 name = task.class_names[cls]
                 path = log_dir / EXPLANATIONS_DIR / f"test_{safe_name(name)}_{k}_{safe_name(item['id'])}.png"
-                pixels = explanation_pixels(task, images[row], explained, row, heading)
+                pixels = explanation_pixels(task, images[row], explained, row, heading, self.heads)
                 log_figure(trainer, f"test/explanations/{name}/{k}", pixels_figure(pixels))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_png(pixels, path)
@@ -80,10 +83,13 @@ class PredictionExplanations(Callback):
 
     Args:
         method, layer: as for ``ExplanationMaps``.
+        heads: attention maps: a panel per head too (off: a picture per image of a large folder is then
+            about half the size).
     """
 
-    def __init__(self, method: str = "auto", layer: str | None = None) -> None:
+    def __init__(self, method: str = "auto", layer: str | None = None, heads: bool = False) -> None:
         self.explainer = Explainer(method, layer)
+        self.heads = heads
         self._log_dir = Path(".")
         self._dataset = None
         self._rows: dict[str, int] = {}
@@ -105,7 +111,7 @@ class PredictionExplanations(Callback):
             relative = Path(EXPLANATIONS_DIR) / f"{safe_name(sample_id)}.png"
             path = self._log_dir / relative
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_png(explanation_pixels(task, images[row], explained, row, str(sample_id)), path)
+            save_png(explanation_pixels(task, images[row], explained, row, str(sample_id), self.heads), path)
             paths.append(relative.as_posix())
         outputs["explanation"] = paths
 

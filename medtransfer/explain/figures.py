@@ -43,9 +43,10 @@ def prediction_text(task: Task, probs: torch.Tensor, cls: int) -> str:
 
 
 def explanation_pixels(task: Task, image: torch.Tensor, explained: ExplainedBatch, row: int,
-                       heading: str) -> np.ndarray:
+                       heading: str, heads: bool = True) -> np.ndarray:
     """``H x W x 3`` uint8 picture of sample ``row`` of ``explained``; ``image`` is its uint8 ``3 x H x W``
-    image and ``heading`` the line above the explained class (its id, its true class)."""
+    image and ``heading`` the line above the explained class (its id, its true class). ``heads``: a panel
+    per attention head after the mean over heads."""
     size = _panel_size(tuple(image.shape[-2:]))
     base = F.interpolate(image[None].float().cpu(), size=size, mode="bilinear", align_corners=False)[0]
     base = base.clamp(0, 255).permute(1, 2, 0).numpy() / 255
@@ -56,10 +57,11 @@ def explanation_pixels(task: Task, image: torch.Tensor, explained: ExplainedBatc
             title = f"Grad-CAM: {task.class_names[cls]}\n{maps.backbone} {maps.layer}"
             panels.append((title, maps.maps[row]))
         else:
-            heads = maps.heads[row]
-            panels.append((f"CLS attention, mean of {len(heads)} heads\n{maps.backbone} {maps.layer}",
+            per_head = maps.heads[row]
+            panels.append((f"CLS attention, mean of {len(per_head)} heads\n{maps.backbone} {maps.layer}",
                            maps.maps[row]))
-            panels += [(f"head {h}", head) for h, head in enumerate(heads)]
+            if heads:
+                panels += [(f"head {h}", head) for h, head in enumerate(per_head)]
     columns = min(COLUMNS, len(panels))
     cell_h, cell_w = size[0] + TITLE_LINES * LINE + MARGIN, size[1] + MARGIN
     top = HEADING_LINES * LINE + MARGIN

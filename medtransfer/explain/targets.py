@@ -32,15 +32,16 @@ def is_attention(module: nn.Module | None) -> bool:
 
 
 def choose_target(model: nn.Module, method: str = "auto", layer: str | None = None) -> Target:
-    """The target in ``model`` (a timm model). ``auto``: the last block's attention for a ViT, Grad-CAM on
-    the last stage otherwise. Grad-CAM defaults to the last stage of a CNN (timm's ``feature_info``) and, for
-    a ViT, to the input norm of its last block (the last block's own output reaches a class-token head only
-    through the class token, so its patch tokens get no gradient)."""
+    """The target in ``model`` (a timm model). ``auto``: the last block's attention for a ViT with a class
+    token, Grad-CAM otherwise. Grad-CAM defaults to the last stage of a CNN (timm's ``feature_info``) and,
+    for a ViT, to the input norm of its last block (the last block's own output reaches a class-token head
+    only through the class token, so its patch tokens get no gradient)."""
     if method not in METHODS:
         raise ExplanationError(f"explanation method {method!r} is unknown: choose one of {list(METHODS)}")
     vit_attention = _last_block_attention(model)
     if method == "auto":
-        method = "attention" if vit_attention is not None and layer is None else "gradcam"
+        class_token = getattr(model, "cls_token", None) is not None
+        method = "attention" if vit_attention is not None and class_token and layer is None else "gradcam"
         if layer is not None and is_attention(_submodule(model, layer)):
             method = "attention"
     if layer is None:
@@ -50,6 +51,11 @@ def choose_target(model: nn.Module, method: str = "auto", layer: str | None = No
         raise ExplanationError(
             f"attention maps need a timm attention module, but {layer!r} of {type(model).__name__} is a "
             f"{type(module).__name__}; name one such as 'blocks.<i>.attn', or use method 'gradcam'"
+        )
+    if method == "attention" and getattr(model, "cls_token", None) is None:
+        raise ExplanationError(
+            f"{type(model).__name__} has no class token, whose attention the maps show (windowed or pooled "
+            "transformers such as Swin): use method 'gradcam' (with a layer that has a spatial output)"
         )
     return Target(method, layer, module)
 

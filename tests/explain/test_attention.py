@@ -3,9 +3,11 @@ projections: softmax(q k^T / sqrt(d)), the class token's row, on the patch grid,
 
 from __future__ import annotations
 
+import pytest
+import timm
 import torch
 
-from medtransfer.explain import Explainer
+from medtransfer.explain import Explainer, ExplanationError, choose_target
 from medtransfer.lightning_modules import Finetune
 from medtransfer.lightning_modules.metrics import probabilities
 from medtransfer.task import Task
@@ -63,3 +65,10 @@ def test_an_earlier_block_and_gradcam_on_tokens_can_be_asked_for():
     (cam,) = Explainer(method="gradcam").explain(model, x).maps
     assert (cam.method, cam.layer, cam.heads) == ("gradcam", "blocks.5.norm1", None)
     assert cam.maps.shape == (2, 4, 4) and bool((cam.maps >= 0).all()) and float(cam.maps.sum()) > 0
+
+
+def test_a_transformer_without_class_token_asks_for_gradcam():
+    model = timm.create_model("test_vit", num_classes=0, img_size=64, class_token=False, global_pool="avg")
+    with pytest.raises(ExplanationError, match="no class token"):
+        choose_target(model, "attention")
+    assert choose_target(model).method == "gradcam"
