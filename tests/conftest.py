@@ -14,6 +14,9 @@ import torch
 # the suite's CLI subprocesses (DDP) inherit the setting through the environment.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
+# Tiny datasets load faster in the test process than through worker processes that take a second to start; a
+# test that needs workers asks for them (data.init_args.num_workers).
+os.environ.setdefault("MEDTRANSFER_NUM_WORKERS", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"

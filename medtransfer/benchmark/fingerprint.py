@@ -30,6 +30,12 @@ EXECUTION_KEYS = (
     "trainer.log_every_n_steps",
     "data.init_args.num_workers",
     "data.init_args.eval_batch_size",
+    "data.init_args.pin_memory",
+    "data.init_args.persistent_workers",
+    "data.init_args.prefetch_factor",
+    # a prepared cache is a faster route to the images (results.json's data fingerprint records its use)
+    "data.init_args.cache_dir",
+    "data.init_args.cache_size",
 )
 # how results.json's confidence intervals are computed (``--intervals.*``): not what the run measures, and
 # absent from results written before they existed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from abc import abstractmethod
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..task import SPLITS, Task
 from ..utils.distributed import world_and_rank
 from ..views import ViewSpec
 from .dataset import TransformedDataset, collate_skipping
-from .errors import DatasetTooSmallError
+from .errors import DatasetTooSmallError, LoaderSettingError
 from .fractions import select_fraction
 from .samplers import EpochSampler, UnpaddedSampler
 from .sources import Source
@@ -34,13 +35,19 @@ class MedicalDataModule(pl.LightningDataModule):
     Args:
         batch_size: training batch size per process.
         eval_batch_size: batch size for validation/test/extraction (default: ``batch_size``).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes per training process; ``None`` (default): the
+            ``MEDTRANSFER_NUM_WORKERS`` environment variable if set, else this machine's CPUs divided by the
+            processes a node runs (DDP), at most 16 (``loader_settings``).
         image_size: side of the square images fed to the model.
         train_fraction: a float in (0, 1] or a sample count of the TRAINING split to use
             (docs/architecture.md).
         fraction_seed: seed of the label-fraction subset (nested across fractions for one seed).
         augmentation: modality preset for training images (``none``, ``natural``, ``histology``, ``fundus``,
             ``chest_xray``); ``None`` takes the dataset's default.
+        pin_memory: page-locked batches for faster copies to the GPU; ``None`` (default): when the trainer
+            runs on a CUDA device.
+        persistent_workers: keep worker processes between epochs (no start-up cost per epoch).
+        prefetch_factor: batches each worker prepares ahead.
     """
 
     default_augmentation = "natural"
@@ -50,11 +57,14 @@ class MedicalDataModule(pl.LightningDataModule):
         self,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         image_size: int = 224,
         train_fraction: float = 1.0,
         fraction_seed: int = 0,
         augmentation: str | None = None,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        prefetch_factor: int = 4,
     ) -> None:
         super().__init__()
         if augmentation is not None and augmentation not in PRESETS:
@@ -68,6 +78,9 @@ class MedicalDataModule(pl.LightningDataModule):
         self.train_fraction = train_fraction
         self.fraction_seed = fraction_seed
         self.augmentation = augmentation or self.default_augmentation
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.prefetch_factor = prefetch_factor
         self._sources: dict[str, Source] | None = None
         self._train_indices: np.ndarray | None = None
         self.views: ViewSpec | None = None
@@ -143,8 +156,12 @@ class MedicalDataModule(pl.LightningDataModule):
     def multilabel(self) -> bool:
         return self.task is not None and self.task.kind == "multilabel"
 
+    def transform(self, train: bool):
+        """The training (augmenting) or evaluation pipeline of this dataset's images."""
+        return build_transform(self.augmentation, self.image_size, train)
+
     def dataset(self, split: str, train_transform: bool) -> TransformedDataset:
-        transform = build_transform(self.augmentation, self.image_size, train_transform)
+        transform = self.transform(train_transform)
         return TransformedDataset(self.split_source(split), transform, seed=run_seed(),
                                   multilabel=self.multilabel)
 
@@ -184,9 +201,8 @@ class MedicalDataModule(pl.LightningDataModule):
             )
         sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=run_seed(),
                                drop_last=True)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          collate_fn=collate_skipping, drop_last=True)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_skipping,
+                          drop_last=True, **self.loader_settings())
 
     def eval_dataloader(self, split: str) -> DataLoader:
         """Deterministic, unaugmented, unpadded loader over a whole split (the label fraction for
@@ -208,7 +224,7 @@ class MedicalDataModule(pl.LightningDataModule):
     def eval_transform(self):
         """The deterministic transform of evaluation and feature extraction (part of a store's
         fingerprint)."""
-        return build_transform(self.augmentation, self.image_size, train=False)
+        return self.transform(train=False)
 
     def extraction_dataloader(self, split: str, num_replicas: int = 1, rank: int = 0) -> DataLoader:
         """Unaugmented loader over the WHOLE split, label fraction ignored (a feature store holds the whole
@@ -218,9 +234,33 @@ class MedicalDataModule(pl.LightningDataModule):
         return self._loader(dataset, UnpaddedSampler(dataset, num_replicas, rank), self.eval_batch_size)
 
     def _loader(self, dataset, sampler, batch_size: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=False,
-                          collate_fn=collate_skipping)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_skipping,
+                          **self.loader_settings())
+
+    def loader_settings(self) -> dict:
+        """DataLoader arguments that fit the machine: ``num_workers`` (see the class), workers kept between
+        epochs and each preparing ``prefetch_factor`` batches ahead, pinned memory when training on a CUDA
+        device."""
+        workers = self.num_workers
+        if workers is None:
+            workers = default_num_workers(self._local_world())
+        pin = self.pin_memory
+        if pin is None:
+            trainer = getattr(self, "trainer", None)
+            device = trainer.strategy.root_device.type if trainer is not None else None
+            pin = device == "cuda" if device is not None else torch.cuda.is_available()
+        settings = {"num_workers": workers, "pin_memory": pin}
+        if workers > 0:
+            settings["persistent_workers"] = self.persistent_workers
+            settings["prefetch_factor"] = self.prefetch_factor
+        return settings
+
+    def _local_world(self) -> int:
+        """Training processes on this node: the trainer's devices, else torchrun's ``LOCAL_WORLD_SIZE``."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return max(1, trainer.num_devices)
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """Move a batch's tensors (``image`` or ``features``, ``label``) and leave ``id`` as it is:
@@ -238,6 +278,22 @@ class MedicalDataModule(pl.LightningDataModule):
         return {"name": self.name, "train_fraction": self.train_fraction, "fraction_seed": self.fraction_seed,
                 "image_size": self.image_size, "augmentation": self.augmentation, "num_samples": sizes,
                 **self.data_fingerprint()}
+
+
+WORKERS_ENV = "MEDTRANSFER_NUM_WORKERS"
+MAX_AUTO_WORKERS = 16
+
+
+def default_num_workers(local_world: int = 1) -> int:
+    """``MEDTRANSFER_NUM_WORKERS`` if set, else the CPUs this process may use shared among the ``local_world``
+    training processes of the node (at most 16 each, at least 1)."""
+    forced = os.environ.get(WORKERS_ENV, "").strip()
+    if forced:
+        if not forced.isdigit():
+            raise LoaderSettingError(f"{WORKERS_ENV}={forced!r}: expected a number of DataLoader workers")
+        return int(forced)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus // max(1, local_world), MAX_AUTO_WORKERS))
 
 
 def _to_device(value, device: torch.device):

@@ -1,5 +1,6 @@
 """``medtransfer prepare``: check a dataset's layout (downloading it where ``download: true`` allows), print
-its splits, and optionally write the exact split of every sample for publication."""
+its splits, optionally write the exact split of every sample for publication, and with ``--cache`` convert
+its images once into the resized cache that training then reads (docs/running-fast.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ..logs import configure_logging
 from .base import SPLITS, MedicalDataModule
+from .cache import CacheError
+from .file_backed import FileBackedDataModule
 
 
 def build_parser() -> ArgumentParser:
@@ -18,13 +21,21 @@ def build_parser() -> ArgumentParser:
         "(configs/data/*.yaml). The fit options it reads: --config (data pieces) and --data.*; no --model.* "
         "or --trainer.*.",
         epilog="example: medtransfer prepare --config configs/data/aptos2019.yaml "
-        "--data.init_args.root /data/aptos2019 --splits_file aptos2019_splits.csv",
+        "--data.init_args.root /data/aptos2019 --splits_file aptos2019_splits.csv; "
+        "medtransfer prepare --config configs/data/eyepacs.yaml --data.init_args.cache_dir /scratch/cache "
+        "--cache",
         default_env=False,
     )
     parser.add_argument("--config", action=ActionConfigFile, help="a data config piece")
     parser.add_subclass_arguments(MedicalDataModule, "data", required=True)
     parser.add_argument("--splits_file", type=str | None, default=None,
                         help="CSV to write with the split of every sample (official and carved splits)")
+    parser.add_argument("--cache", type=bool, default=False, nargs="?", const=True,
+                        help="decode every image once into the resized cache under data.init_args.cache_dir "
+                        "(short side data.init_args.cache_size, default image_size; fundus borders cropped), "
+                        "replacing a stale one; fit then reads it")
+    parser.add_argument("--cache_workers", type=int | None, default=None,
+                        help="processes decoding images for --cache (default: every CPU)")
     return parser
 
 
@@ -33,6 +44,14 @@ def main(argv: list[str]) -> int:
     parser = build_parser()
     config = parser.parse_args(argv)
     datamodule: MedicalDataModule = parser.instantiate_classes(config).data
+    if config.cache:
+        if not isinstance(datamodule, FileBackedDataModule) or datamodule.cache_dir is None:
+            raise CacheError(
+                f"--cache: {datamodule.name} has no prepared cache to write: give an image-file dataset "
+                "(EyePACS, APTOS2019, ChestXray14, ChestXrayPneumonia, ImageFolder, CSVDataset) and "
+                "--data.init_args.cache_dir <folder> (the same in the config that fit reads)"
+            )
+        print(f"prepared cache: {datamodule.prepare_cache(config.cache_workers)}")
     datamodule.setup("fit")
     print(summary(datamodule))
     if config.splits_file:

@@ -28,6 +28,10 @@ class DatasetTooSmallError(MedTransferError, ValueError):
     """A split too small for what the run asks of it (e.g. one full batch of views per process)."""
 
 
+class LoaderSettingError(MedTransferError, ValueError):
+    """A DataLoader setting (``data.init_args.*``, ``MEDTRANSFER_NUM_WORKERS``) that cannot be used."""
+
+
 def check_layout(
     dataset: str, root: str | Path, expected: Iterable[str], get_from: str, hint: str = ""
 ) -> Path:

@@ -4,7 +4,12 @@ with an image that cannot be read."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .base import MedicalDataModule
+from .cache import CacheError, CacheSettings, build_cache, cache_folder, file_sources, read_from_cache
+from .sources import Source
+from .transforms import build_transform
 
 
 class FileBackedDataModule(MedicalDataModule):
@@ -19,6 +24,10 @@ class FileBackedDataModule(MedicalDataModule):
             of its own.
         split_seed: seed of the carved splits (independent of ``fraction_seed``).
         skip_corrupt: leave out missing or unreadable images (logged and counted) instead of failing.
+        cache_dir: read pixels from the cache that ``medtransfer prepare --cache true`` writes under this
+            folder instead of decoding the original files (docs/running-fast.md); a missing or stale cache
+            (files or settings changed since) is refused with the command that rebuilds it.
+        cache_size: short side of the cached images (default ``image_size``; at least ``image_size``).
         image_size, batch_size, augmentation, ...: see ``MedicalDataModule``.
     """
 
@@ -29,6 +38,8 @@ class FileBackedDataModule(MedicalDataModule):
         test_fraction: float = 0.2,
         split_seed: int = 0,
         skip_corrupt: bool = False,
+        cache_dir: str | None = None,
+        cache_size: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -37,6 +48,13 @@ class FileBackedDataModule(MedicalDataModule):
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.skip_corrupt = skip_corrupt
+        self.cache_dir = cache_dir
+        self.cache_size = cache_size or self.image_size
+        if self.cache_size < self.image_size:
+            raise CacheError(
+                f"data.cache_size {cache_size} is smaller than data.image_size {self.image_size}: training "
+                "would enlarge the cached images; set cache_size to at least image_size (or leave it unset)"
+            )
 
     def layout_fingerprint(self) -> dict:
         """What, besides the samples' ids and labels, decides what the files mean (e.g. the class folders,
@@ -44,4 +62,41 @@ class FileBackedDataModule(MedicalDataModule):
         return {}
 
     def data_fingerprint(self) -> dict:
-        return super().data_fingerprint() | self.layout_fingerprint() | {"split_seed": self.split_seed}
+        fingerprint = super().data_fingerprint() | self.layout_fingerprint() | {"split_seed": self.split_seed}
+        if self.cache_dir is not None:  # resized once more: not the same pixels as the originals
+            fingerprint["cache"] = {"size": self.cache_size, "crop_border": self.crop_border}
+        return fingerprint
+
+    # -- prepared cache (medtransfer.datamodules.cache) -----------------------------------------------------
+    @property
+    def crop_border(self) -> bool:
+        return self.augmentation == "fundus"
+
+    def cache_settings(self, sources: dict[str, Source]) -> CacheSettings:
+        grey = any(source.grey for source in file_sources(sources))
+        return CacheSettings(size=self.cache_size, crop_border=self.crop_border, grey=grey)
+
+    def cache_location(self, sources: dict[str, Source]) -> Path:
+        if self.cache_dir is None:
+            raise CacheError(f"{self.name}: set data.init_args.cache_dir to the prepared cache's folder")
+        return cache_folder(self.cache_dir, self.name, self.root, self.cache_settings(sources))
+
+    def prepare_cache(self, workers: int | None = None) -> Path:
+        """Decode every image file of the dataset into the cache under ``cache_dir`` (replacing a stale
+        one) over ``workers`` processes; ids, labels and splits keep coming from the dataset's own files."""
+        sources = self.build_sources()
+        return build_cache(sources, self.cache_location(sources), self.cache_settings(sources), self.name,
+                           self.root, self.skip_corrupt, workers)
+
+    def sources(self) -> dict[str, Source]:
+        """The splits; with ``cache_dir``, their pixels come from the prepared cache."""
+        if self._sources is None:
+            sources = super().sources()
+            if self.cache_dir is not None:
+                settings = self.cache_settings(sources)
+                self._sources = read_from_cache(sources, self.cache_location(sources), settings)
+        return self._sources
+
+    def transform(self, train: bool):
+        return build_transform(self.augmentation, self.image_size, train,
+                               crop_border=self.cache_dir is None)  # the cache holds the retina cropped

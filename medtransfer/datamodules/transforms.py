@@ -9,12 +9,13 @@ import cv2
 PRESETS = ("none", "natural", "histology", "fundus", "chest_xray")
 
 
-def build_transform(preset: str, image_size: int, train: bool) -> A.Compose:
-    """The train (augmenting) or eval (deterministic resize) pipeline of a modality preset."""
+def build_transform(preset: str, image_size: int, train: bool, crop_border: bool = True) -> A.Compose:
+    """The train (augmenting) or eval (deterministic resize) pipeline of a modality preset; ``crop_border``:
+    fundus photos are cropped to the retina first (off for a prepared cache, which holds them cropped)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {list(PRESETS)}")
     resize = [A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA)]
-    if preset == "fundus":
+    if preset == "fundus" and crop_border:
         from .fundus import CropRetinaBorder
 
         resize = [CropRetinaBorder(), *resize]
