@@ -13,7 +13,14 @@ from .errors import BadLabelError, DatasetLayoutError, check_layout
 from .file_backed import FileBackedDataModule
 from .sources import Source
 from .splits import complete_splits
-from .tabular import checked_file_source, class_labels, read_table, row_origins
+from .tabular import (
+    check_filled,
+    check_unique,
+    checked_file_source,
+    class_labels,
+    read_table,
+    row_origins,
+)
 
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
@@ -72,6 +79,8 @@ class CSVDataset(FileBackedDataModule):
         columns = [image_column, *self.label_columns, *(c for c in (patient_column, split_column) if c)]
         self.frame = read_table(self.table_path, columns, self.name)
         self.origins = row_origins(self.table_path, self.frame)
+        check_filled(self.frame, [image_column, *self.label_columns], self.table_path, self.origins)
+        check_unique(self.frame, image_column, self.table_path, self.origins)
         self.labels, self.task = self._labels_and_task(class_names, ordinal)
 
     def _labels_and_task(self, class_names: list[str] | None, ordinal: bool) -> tuple[np.ndarray, Task]:

@@ -11,7 +11,7 @@ import numpy as np
 from ..task import Task
 from .errors import DatasetLayoutError, check_layout, describe_folder
 from .file_backed import FileBackedDataModule
-from .images import IGNORED_NAMES, FileSource, iter_image_files
+from .images import IGNORED_NAMES, FileSource, iter_image_files, sample_id
 from .sources import Source
 from .splits import complete_splits
 
@@ -123,7 +123,7 @@ class ImageFolder(FileBackedDataModule):
                 f"of {folder} ({self.classes})"
             )
         root = Path(self.root).expanduser()
-        ids = [str(p.relative_to(root)) for p in paths]
+        ids = [sample_id(p.relative_to(root)) for p in paths]
         return FileSource(
             paths,
             np.asarray(labels, dtype=np.int64),

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import CorruptImageError, SkippedSample
 from .sources import Source, as_rgb_uint8
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IGNORED_NAMES = ("__MACOSX",)
+EXIF_ORIENTATION = 0x0112
 
 
 def read_image(path: str | Path, grey: bool = False, draft_size: int | None = None) -> np.ndarray:
@@ -34,21 +35,40 @@ def read_pixels(path: str | Path, grey: bool = False, draft_size: int | None = N
             if draft_size and image.format == "JPEG":
                 image.draft("L" if grey else "RGB", (draft_size, draft_size))
             image.load()
-            return _to_uint8(image, grey)
+            return _to_uint8(upright(image), grey)
     except FileNotFoundError:
         raise CorruptImageError(f"{path}: image file is missing") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise CorruptImageError(f"{path}: unreadable or truncated image ({err})") from None
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says (phone and camera photos are stored sideways with a
+    tag saying so); untouched without the tag."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def _to_uint8(image: Image.Image, grey: bool) -> np.ndarray:
-    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit grey: scale the used range to 8 bits
+    """8-bit pixels. 16-bit grey (``I;16*``: 16-bit PNG and TIFF) maps its full range: ``round(v * 255 /
+    65535)``, so a pixel's 8-bit value never depends on the rest of the image; 32-bit integer or float grey
+    (``I``, ``F``) is scaled by the image's maximum. Palette, CMYK, RGBA and every other mode go through PIL's
+    ``convert`` (alpha is dropped, not composited)."""
+    if image.mode.startswith("I") or image.mode == "F":
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
         return np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if grey:
         return np.asarray(image.convert("L"))
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def sample_id(relative_path: str | Path) -> str:
+    """The id of the image at ``relative_path``: the path itself, except that bytes of a file name that
+    are not UTF-8 (a Latin-1 name from an old scanner) are written as ``\\xe9``, so the id can go into CSV,
+    JSON and feature stores; the file is still opened by its real name."""
+    return os.fsencode(str(relative_path)).decode("utf-8", "backslashreplace")
 
 
 def is_image_file(path: Path) -> bool:

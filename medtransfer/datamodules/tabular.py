@@ -35,6 +35,36 @@ def read_table(path: Path, columns: Sequence[str], dataset: str, get_from: str =
     return frame
 
 
+# how spreadsheets and pandas write a missing value ("None" and "NA" stay: they can be class names)
+MISSING_VALUES = frozenset({"", "nan", "NaN", "NAN", "N/A", "n/a", "NULL", "null", "#N/A", "<NA>"})
+
+
+def check_filled(frame: pd.DataFrame, columns: Sequence[str], path: Path, origins: Sequence[str]) -> None:
+    """Every row has a value in each of ``columns``: an empty or ``NaN`` label would otherwise become a class
+    of its own (or an image path of nothing)."""
+    for column in columns:
+        empty = np.flatnonzero(frame[column].str.strip().isin(MISSING_VALUES).to_numpy())
+        if empty.size:
+            raise BadLabelError(
+                f"{path.parent}/{origins[empty[0]]}: {column}={frame[column].iloc[empty[0]]!r} is missing "
+                f"({empty.size} row(s) without a {column}); fill it in or remove the row"
+            )
+
+
+def check_unique(frame: pd.DataFrame, column: str, path: Path, origins: Sequence[str]) -> None:
+    """No image is listed twice: a repeated image could land in training and test at once (leakage)."""
+    values = frame[column].str.strip()
+    repeated = values[values.duplicated(keep=False)]
+    if not repeated.empty:
+        first = repeated.iloc[0]
+        rows = [origins[i] for i in np.flatnonzero((values == first).to_numpy())]
+        raise DatasetLayoutError(
+            f"{path}: {column}={first!r} is listed more than once ({', '.join(rows)}; "
+            f"{repeated.nunique()} image(s) repeated): a repeated image can fall into both the training and "
+            "the test split. Keep one row per image"
+        )
+
+
 def row_origins(path: Path, frame: pd.DataFrame) -> list[str]:
     """``file row N`` for every row, N counting lines of the file as an editor does (the header is row 1)."""
     return [f"{path.name} row {int(i) + 2}" for i in frame.index]

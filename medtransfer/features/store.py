@@ -28,7 +28,7 @@ Public API (stable; heads such as frozen DVME build on it):
 - ``store_for(backbone, datamodule, split, root)`` in ``medtransfer.features.extract``: the store of that
   (backbone, datamodule, split), extracted first when absent (each DDP rank extracts its shard).
 - Errors: ``StoreError`` and its subclasses ``IncompleteStoreError``, ``FingerprintMismatchError``,
-  ``StoreMismatchError``.
+  ``StoreMismatchError``, ``StoreWriteError``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedTransferError
+from ..utils.atomic import write_failure
 from ..utils.hashing import file_digest
 from .fingerprint import as_json, fingerprint_key
 
@@ -59,6 +60,10 @@ class StoreError(MedTransferError, RuntimeError):
 
 class IncompleteStoreError(StoreError):
     """A store directory is missing files, or its files are truncated or altered."""
+
+
+class StoreWriteError(StoreError, OSError):
+    """A store could not be written (disk full, read-only folder); nothing of it was left behind."""
 
 
 class FingerprintMismatchError(StoreError):
@@ -173,8 +178,11 @@ class FeatureStore:
             raise StoreMismatchError(
                 f"sample ids of {path} are not unique: the dataset split repeats samples"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}-"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}-"))
+        except OSError as error:
+            raise StoreWriteError(f"feature store {path}: {write_failure(path.parent, error)}") from error
         try:
             files = {}
             for name, array in zip(ARRAY_FILES, (features, ids_array, labels), strict=True):
@@ -198,8 +206,10 @@ class FeatureStore:
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)  # a concurrent writer finished first
             _fsync_dir(path.parent)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(error, OSError) and not isinstance(error, MedTransferError):
+                raise StoreWriteError(f"feature store {path}: {write_failure(path.parent, error)}") from error
             raise
         return cls.open(path, expected_fingerprint=fingerprint, verify=False)
 

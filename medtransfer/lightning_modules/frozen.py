@@ -195,6 +195,7 @@ class FrozenBackboneModule(TaskModule):
         return {name: module for name, module in self.named_modules() if id(module) in frozen}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         state = checkpoint["state_dict"]
         modules = self._frozen_modules()
         for name in modules:
