@@ -290,7 +290,8 @@ class PredictionWriter(BasePredictionWriter):
         parts = [
             ([int(i) for i in indices], [str(i) for i in output["id"]],
              output["probabilities"].float().cpu().numpy(),
-             None if output.get("label") is None else output["label"].cpu().numpy())
+             None if output.get("label") is None else output["label"].cpu().numpy(),
+             output.get("explanation"))  # a map's path per sample (medtransfer.explain, predict --explain)
             for output, indices in zip(_flatten(predictions), _flatten(batch_indices), strict=True)
         ]
         parts = gather_from_ranks(trainer, parts)
@@ -311,8 +312,9 @@ class PredictionWriter(BasePredictionWriter):
             np.concatenate([p[3] for p in parts]) if labelled else None,
         )
         paths = datamodule.image_paths() if hasattr(datamodule, "image_paths") else None
+        explained = {i: path for p in parts if p[4] is not None for i, path in zip(p[1], p[4], strict=True)}
         self.path = write_predictions(rows.reorder(np.argsort(indices, kind="stable")),
-                                      Path(log_dir) / self.filename, decision, paths)
+                                      Path(log_dir) / self.filename, decision, paths, explained or None)
 
 
 def _flatten(nested: list) -> list:

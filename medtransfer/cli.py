@@ -24,6 +24,7 @@ from .callbacks import (
 from .datamodules import MedicalDataModule
 from .datamodules.unlabelled_predict import CHECKPOINT_MODEL_KEY
 from .errors import find_user_error
+from .explain import add_explanations
 from .inference import check_trained, prepare_for_new_images
 from .lightning_compat import give_back_ckpt_path, hold_back_ckpt_path
 from .lightning_modules import MedTransferModule
@@ -66,6 +67,10 @@ class MedTransferCLI(LightningCLI):
         parser.add_argument("--allow_untrained", type=bool, default=False,
                             help="validate/test/predict: run a model with trainable weights without "
                                  "--ckpt_path")
+        parser.add_argument("--explain", type=bool, nargs="?", const=True, default=False,
+                            help="fit/test: explanation maps of the first test images of each class; "
+                                 "predict: a map per image, in predictions.csv's explanation column "
+                                 "(docs/explanations.md)")
 
     def parse_arguments(self, parser, args) -> None:
         """Parse, then read the checkpoint that ``--ckpt_path`` names (see ``_apply_checkpoint``)."""
@@ -130,6 +135,8 @@ class MedTransferCLI(LightningCLI):
         check_trained(self.model, self.subcommand, self._ckpt_path,
                       self._config().get("allow_untrained", False))
         prepare_for_new_images(self.model, self.datamodule)
+        if self._config().get("explain"):
+            add_explanations(self.trainer, self.subcommand)
         self.datamodule = datamodule_for(self.model, self.datamodule)
 
     def before_fit(self) -> None:

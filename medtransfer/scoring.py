@@ -79,22 +79,25 @@ def validation_outputs(trainer, pl_module, gather) -> tuple[np.ndarray, np.ndarr
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def prediction_frame(rows: Predictions, decision: Decision | None,
-                     paths: dict[str, str] | None) -> pd.DataFrame:
-    """``id``, ``path`` (new images), the label where known, ``prob_<class>`` per class and ``predicted``."""
+def prediction_frame(rows: Predictions, decision: Decision | None, paths: dict[str, str] | None,
+                     explanations: dict[str, str] | None = None) -> pd.DataFrame:
+    """``id``, ``path`` (new images), the label where known, ``prob_<class>`` per class, ``predicted``, and
+    ``explanation`` (each image's map, relative to the CSV) with ``predict --explain``."""
     frame = rows.frame()
     if paths:
         frame.insert(1, "path", [paths[i] for i in rows.ids])
     frame["predicted"] = predicted_classes(rows.task, rows.probs, decision)
+    if explanations:
+        frame["explanation"] = [explanations[i] for i in rows.ids]
     return frame
 
 
 def write_predictions(rows: Predictions, path: Path, decision: Decision | None,
-                      paths: dict[str, str] | None) -> Path:
+                      paths: dict[str, str] | None, explanations: dict[str, str] | None = None) -> Path:
     """predictions.csv, and beside it ``<name>_thresholds.json`` when thresholds were chosen on
     validation data."""
     with atomic_path(path) as tmp:
-        prediction_frame(rows, decision, paths).to_csv(tmp, index=False, lineterminator="\n")
+        prediction_frame(rows, decision, paths, explanations).to_csv(tmp, index=False, lineterminator="\n")
     if decision is not None and decision.rule != "fixed":
         with atomic_path(path.with_name(f"{path.stem}_thresholds.json")) as tmp:
             Path(tmp).write_text(json.dumps(decision.describe(rows.task), indent=2) + "\n")
