@@ -77,7 +77,7 @@ class ExplanationMaps(Callback):
 
 class PredictionExplanations(Callback):
     """For ``medtransfer predict --explain``: a map of every predicted image, written next to the predictions
-    file (``explanations/<id>.png`` in the run's folder), its path relative to that folder added to the
+    file (``explanations/<id>[.png]`` in the run's folder), its path relative to that folder added to the
     batch's predictions as ``explanation`` (the CSV's ``explanation`` column). Each DDP rank draws its own
     images.
 
@@ -108,7 +108,7 @@ class PredictionExplanations(Callback):
         explained = self.explainer.explain(pl_module, images)
         paths = []
         for row, sample_id in enumerate(batch["id"]):
-            relative = Path(EXPLANATIONS_DIR) / f"{safe_name(sample_id)}.png"
+            relative = Path(EXPLANATIONS_DIR) / png_name(sample_id)
             path = self._log_dir / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             save_png(explanation_pixels(task, images[row], explained, row, str(sample_id), self.heads), path)
@@ -153,6 +153,12 @@ def first_per_class(task: Task, labels: np.ndarray, count: int) -> list[tuple[in
         members = labels[:, cls] > 0.5 if task.kind == "multilabel" else labels == cls
         picks += [(cls, k, int(row)) for k, row in enumerate(np.flatnonzero(members)[:count])]
     return picks
+
+
+def png_name(sample_id: object) -> str:
+    """A sample's picture file: ``image0.png`` stays, ``scan.jpg`` becomes ``scan.jpg.png``."""
+    name = safe_name(sample_id)
+    return name if name.lower().endswith(".png") else f"{name}.png"
 
 
 def safe_name(text: object) -> str:

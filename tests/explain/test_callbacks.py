@@ -69,5 +69,5 @@ def test_predict_draws_a_map_per_image_and_names_it_in_the_outputs(tmp_path):
     seen = Outputs()
     trainer(tmp_path, [PredictionExplanations(), seen]).predict(model, datamodule=data)
     ids = data.split_source("test").ids
-    assert seen.explanations == [f"explanations/{i}.png" for i in ids]
+    assert seen.explanations == [f"explanations/{i}.png" for i in ids]  # plain ids: test-000000, ...
     assert all((tmp_path / path).is_file() for path in seen.explanations)
