@@ -40,6 +40,8 @@ EXECUTION_KEYS = (
 # how results.json's confidence intervals are computed (``--intervals.*``): not what the run measures, and
 # absent from results written before they existed
 STATISTICS_KEYS = ("intervals",)
+# which explanation pictures a run draws (``--explain``): not what it measures, absent from older results
+PICTURE_KEYS = ("explain",)
 # where frozen-backbone models keep their feature stores (shared across the grid, so never part of a run's
 # identity)
 STORE_ROOT_KEYS = ("model.init_args.features_dir",)
@@ -67,13 +69,13 @@ def without(config: dict, keys: tuple[str, ...]) -> dict:
 
 def run_fingerprint(config: dict, verb: str = "fit") -> str:
     """16 hex digits identifying what a run computes: its verb and resolved config."""
-    ignored = EXECUTION_KEYS + STATISTICS_KEYS + STORE_ROOT_KEYS
+    ignored = EXECUTION_KEYS + STATISTICS_KEYS + PICTURE_KEYS + STORE_ROOT_KEYS
     return json_digest({"verb": verb, "config": without(identity(config), ignored)})
 
 
 def group_fingerprint(config: dict, verb: str = "fit") -> str:
     """The fingerprint without the seeds: runs sharing it are repeats that a table cell averages."""
-    ignored = EXECUTION_KEYS + STATISTICS_KEYS + STORE_ROOT_KEYS + SEED_KEYS
+    ignored = EXECUTION_KEYS + STATISTICS_KEYS + PICTURE_KEYS + STORE_ROOT_KEYS + SEED_KEYS
     return json_digest({"verb": verb, "config": without(identity(config), ignored)})
 
 

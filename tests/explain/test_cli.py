@@ -8,11 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from medtransfer.benchmark.fingerprint import group_fingerprint, run_fingerprint
+from medtransfer.benchmark.resolve import ConfigResolver
 from medtransfer.cli import main
 from medtransfer.explain import ExplanationError, ExplanationMaps, PredictionExplanations, add_explanations
 from medtransfer.lightning_modules import Finetune
 
-from ..conftest import quiet_trainer_args
+from ..conftest import REPO, quiet_trainer_args
 from ..export.checkpoints import tiny_data, train_checkpoint
 from ..test_predict_new_images import write_images
 
@@ -42,3 +44,13 @@ def test_explain_adds_the_callback_of_the_verb_once():
     assert isinstance(trainer.callbacks[-1], PredictionExplanations)
     with pytest.raises(ExplanationError, match="not for validate"):
         add_explanations(trainer, "validate")
+
+
+def test_explain_leaves_a_runs_benchmark_fingerprint_alone():
+    """Pictures are not what a run measures: a run with ``--explain``, one without, and a results.json
+    written before the flag existed are the same run of a grid."""
+    config = ConfigResolver().parse(["fit", "--config", str(REPO / "configs" / "quickstart.yaml")])
+    explained = {**config, "explain": True}
+    older = {key: value for key, value in config.items() if key != "explain"}
+    assert run_fingerprint(explained) == run_fingerprint(config) == run_fingerprint(older)
+    assert group_fingerprint(explained) == group_fingerprint(older)
