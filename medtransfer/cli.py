@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -23,13 +24,14 @@ from .callbacks import (
 )
 from .datamodules import MedicalDataModule
 from .datamodules.unlabelled_predict import CHECKPOINT_MODEL_KEY
-from .errors import find_user_error
+from .errors import user_error_message
 from .explain import add_explanations
 from .inference import check_trained, prepare_for_new_images
 from .lightning_compat import give_back_ckpt_path, hold_back_ckpt_path
 from .lightning_modules import MedTransferModule
 from .lightning_modules.frozen import FrozenBackboneModule
 from .logs import configure_logging
+from .rank_exit import StopAllRanks, stopped_rank_message
 from .results import build_results, write_json_atomic
 from .run_dir import checkpoint_directory, local_run_directory, logger_description, run_directory
 from .stats.intervals import test_intervals
@@ -351,12 +353,12 @@ def step_threads(model, device: torch.device) -> int:
 
 
 def trainer_defaults() -> dict:
-    """Trainer defaults; ``callbacks`` here are ones that no config can remove (none: the default callbacks
-    are ``default_callbacks``, which configs see and replace)."""
+    """Trainer defaults; ``callbacks`` here are ones that no config can remove (how the command stops: every
+    DDP rank on one's error; the visible, replaceable ones are ``default_callbacks``)."""
     return {
         "logger": {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
                    "init_args": {"save_dir": "runs", "name": "medtransfer"}},
-        "callbacks": [],
+        "callbacks": [StopAllRanks()],
     }
 
 
@@ -414,21 +416,39 @@ def main(argv: list[str] | None = None) -> None:
             print(tool_verbs_help())
         run_lightning_cli(None if from_command_line else argv)  # None: LightningCLI reads sys.argv itself
     except Exception as error:
-        user_error = find_user_error(error)
-        if user_error is None or os.environ.get("MEDTRANSFER_TRACEBACK") == "1":
+        if os.environ.get("MEDTRANSFER_TRACEBACK") == "1":
             raise
-        print(f"medtransfer: error: {user_error}", file=sys.stderr)
-        sys.exit(2)
+        if (message := user_error_message(error)) is not None:
+            exit_on_user_error(f"medtransfer: error: {message}")
+        if (stopped := stopped_rank_message()) is not None:  # rank 0, failing because another rank stopped
+            exit_on_user_error(stopped)
+        raise
     finally:
         close_process_group()
 
 
-def close_process_group() -> None:
-    """End a DDP run's process group before the interpreter exits. Left to the exit handlers, its
-    communication threads were sometimes still alive when their objects were destroyed, and the process
-    aborted ("terminate called without an active exception", exit status 134) after writing its results."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def exit_on_user_error(line: str) -> NoReturn:
+    """Print ``line`` and end with status 2. A DDP rank ends at once once its process group is closed: the
+    interpreter's own exit after a failed collective took from 10 s to over a minute (in the teardown of the
+    communication objects), while the rank's launcher waited."""
+    print(line, file=sys.stderr)
+    if close_process_group():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
+    sys.exit(2)
+
+
+def close_process_group() -> bool:
+    """End a DDP run's process group before the interpreter exits; whether it had more than one rank. Left
+    to the exit handlers, its communication threads were sometimes still alive when their objects were
+    destroyed, and the process aborted ("terminate called without an active exception", exit status 134)
+    after writing its results."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    several = dist.get_world_size() > 1
+    dist.destroy_process_group()
+    return several
 
 
 def tool_verbs_help() -> str:

@@ -8,6 +8,7 @@ it was checked against.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,3 +37,20 @@ def give_back_ckpt_path(subcommand_config: Namespace, path: str | None) -> None:
     """Put back what ``hold_back_ckpt_path`` took."""
     if path is not None:
         subcommand_config[CKPT_PATH_KEY] = path
+
+
+# The thread that Lightning's subprocess launcher starts on rank 0 to watch the ranks it started (its
+# ``_ChildProcessObserver``): when one ends badly, it SIGKILLs every process, rank 0 included.
+CHILD_OBSERVER_THREAD = "child-process-observer"
+
+
+def stop_child_process_observer() -> bool:
+    """Stop Lightning's child-process observer on this process (``medtransfer.rank_exit.RankWatch`` does its
+    job and lets rank 0 end with a message and the failed rank's status instead of SIGKILL); whether one was
+    running."""
+    found = False
+    for thread in threading.enumerate():
+        if thread.name == CHILD_OBSERVER_THREAD and hasattr(thread, "_child_processes"):
+            thread._child_processes = []  # its next poll finds every (no) child finished, kills nothing, ends
+            found = True
+    return found
