@@ -28,9 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medtransfer export",
         description="Export a trained model (a `medtransfer fit` checkpoint) as ONNX or TorchScript. The "
                     "model takes uint8 RGB images B x 3 x S x S (S: the training image size) and normalises "
-                    "them inside; it returns B x C probabilities (or logits). A model card (JSON, Markdown) is "
-                    "written beside it. Reads no fit options: everything comes from the checkpoint (and the "
-                    "run's results.json next to it, for the card's metrics).")
+                    "them inside; it returns B x C probabilities (or logits). A model card (JSON, Markdown) "
+                    "is written beside it. Reads no fit options: everything comes from the checkpoint (and "
+                    "the run's results.json next to it, for the card's metrics).")
     parser.add_argument("--ckpt_path", required=True, help="the checkpoint to export")
     parser.add_argument("--format", choices=sorted(FORMATS), default="onnx",
                         help="onnx (default) or torchscript")
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image_size", type=int, default=None,
                         help="input side S (default: the training size the checkpoint records)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="the run's seed_everything: rebuilds randomly initialised frozen backbones (default 0)")
+                        help="the run's seed_everything: rebuilds randomly initialised frozen backbones "
+                             "(default 0)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
     parser.add_argument("--verify", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
                         help="compare the exported model with the checkpoint on a random batch "

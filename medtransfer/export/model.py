@@ -77,7 +77,7 @@ class DeployedModel(nn.Module):
         self.output = output
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.model(images).float()
+        logits = self.model.logits({"image": images}).float()  # every head's path from images
         if self.output == "logits":
             return logits
         if self.task.kind == "binary":

@@ -13,7 +13,7 @@ import torch
 
 from medtransfer.cli import main
 from medtransfer.export import DeployedModel, load_trained_model
-from medtransfer.lightning_modules import DVME, KNN, Finetune, LinearProbe
+from medtransfer.lightning_modules import DVME, KNN, Finetune, LinearProbe, LinearSweep
 from medtransfer.lightning_modules.metrics import probabilities
 
 from .checkpoints import SIZE, tiny_data, train_checkpoint
@@ -121,10 +121,11 @@ def test_a_frozen_multi_backbone_dvme_exports(tmp_path):
                                checkpoint_probabilities(loaded, batch), atol=1e-4, rtol=0)
 
 
-def test_a_linear_probe_on_feature_stores_exports_with_its_standardisation(tmp_path):
+@pytest.mark.parametrize("head", [LinearProbe, LinearSweep])
+def test_a_linear_head_on_feature_stores_exports_with_its_standardisation(tmp_path, head):
     data = tiny_data("binary")
     torch.manual_seed(0)
-    model = LinearProbe(backbone="test_resnet", features_dir=str(tmp_path / "features"), task=data.task)
+    model = head(backbone="test_resnet", features_dir=str(tmp_path / "features"), task=data.task)
     checkpoint = train_checkpoint(tmp_path, model, data)
     loaded, _ = load_trained_model(checkpoint)
     assert all(bool(s.fitted) for s in loaded.standardizers)
