@@ -12,6 +12,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_warn
 
 from ..callbacks import log_figure
 from ..plots import label_text
@@ -50,10 +51,20 @@ class ExplanationMaps(Callback):
         self.explainer = Explainer(method, layer)
         self.paths: list[Path] = []
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """A method or layer that does not fit the model fails here, before any training."""
+        self.explainer.targets(pl_module)
+
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         log_dir = Path(run_directory(trainer))  # a broadcast under DDP: every rank asks
         if not trainer.is_global_zero:
             return
+        try:
+            self._draw(trainer, pl_module, log_dir)
+        except ExplanationError as error:  # the test's metrics and results stand without the pictures
+            rank_zero_warn(f"ExplanationMaps: no explanation maps for this run: {error}")
+
+    def _draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, log_dir: Path) -> None:
         task: Task = pl_module.task
         dataset = split_images(trainer.datamodule, "test")
         picks = first_per_class(task, np.asarray(dataset.source.labels), self.images_per_class)
@@ -93,6 +104,10 @@ class PredictionExplanations(Callback):
         self._log_dir = Path(".")
         self._dataset = None
         self._rows: dict[str, int] = {}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """A method or layer that does not fit the model fails here, before any image is scored."""
+        self.explainer.targets(pl_module)
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._log_dir = Path(run_directory(trainer))  # a broadcast under DDP: every rank asks, here

@@ -86,6 +86,12 @@ class Explainer:
 def gradients_of(scores: torch.Tensor, activations: list[torch.Tensor], model: nn.Module) -> tuple:
     """The gradients of the summed scores with respect to each activation (None where one does not reach
     them)."""
+    if not scores.requires_grad:
+        raise ExplanationError(
+            f"Grad-CAM needs class scores that depend differentiably on the image, but "
+            f"{type(model).__name__} computes them without gradients (kNN votes): use a ViT backbone, whose "
+            "attention maps need none"
+        )
     try:
         return torch.autograd.grad(scores.sum(), activations, allow_unused=True)
     except RuntimeError as error:

@@ -3,14 +3,15 @@ also for a frozen head trained on feature stores) and for every image ``predict`
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from medtransfer.datamodules import SyntheticMedical
-from medtransfer.explain import ExplanationMaps, PredictionExplanations
-from medtransfer.lightning_modules import Finetune, LinearProbe
+from medtransfer.explain import ExplanationError, ExplanationMaps, PredictionExplanations
+from medtransfer.lightning_modules import KNN, Finetune, LinearProbe
 
 
 def synthetic(kind: str, num_test: int = 10) -> SyntheticMedical:
@@ -52,6 +53,24 @@ def test_a_frozen_head_on_feature_stores_is_explained_from_the_test_images(tmp_p
     labels = data.split_source("test").labels
     present = [name for c, name in enumerate(data.task.class_names) if labels[:, c].any()]
     assert [p.name.split("_")[1] for p in maps.paths] == present and all(p.is_file() for p in maps.paths)
+
+
+def test_a_model_without_gradients_is_tested_and_warned_about_not_stopped(tmp_path):
+    """kNN votes carry no gradient, so a CNN under kNN has no Grad-CAM: the test still ends with its
+    metrics, and the warning says why there are no maps."""
+    data = synthetic("binary")
+    model = KNN(backbone="test_resnet", task=data.task, features_dir=str(tmp_path / "features"))
+    maps = ExplanationMaps(images_per_class=1)
+    with pytest.warns(UserWarning, match="no explanation maps.*kNN votes"):
+        trainer(tmp_path, [maps]).test(model, datamodule=model.cached_datamodule(data), verbose=False)
+    assert maps.paths == [] and "test" in model.epoch_metrics
+
+
+def test_a_layer_that_does_not_exist_stops_the_run_before_it_starts(tmp_path):
+    data = synthetic("binary")
+    model = Finetune(backbone="test_resnet", task=data.task)
+    with pytest.raises(ExplanationError, match="no module 'layer5'"):
+        trainer(tmp_path, [ExplanationMaps(layer="layer5")]).test(model, datamodule=data, verbose=False)
 
 
 class Outputs(pl.Callback):
