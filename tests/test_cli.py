@@ -254,7 +254,7 @@ trainer:
   - class_path: medtransfer.callbacks.TestPredictionWriter
 """)
     cli = run_lightning_cli([*tiny_cli(tmp_path / "runs"), "--config", config], cli_class=InstantiateOnly)
-    ours = [c for c in cli.trainer.callbacks if c.__module__.startswith("medtransfer")]
+    ours = [c for c in cli.trainer.callbacks if c.__module__ == "medtransfer.callbacks"]
     assert [type(c) for c in ours] == [LearningRates, TestPredictionWriter, TaskCheckpoint]  # checkpoint last
     assert cli.trainer.checkpoint_callback.save_top_k == 3
 
