@@ -20,10 +20,9 @@ from __future__ import annotations
 import albumentations as A
 import cv2
 import numpy as np
-import torch
 
 from ..views import VIEWS_KEY, ViewSpec, ViewSpecError
-from .dataset import TransformedDataset
+from .dataset import TransformedDataset, channels_first
 from .fundus import CircularMask, CropRetinaBorder
 from .sources import as_rgb_uint8
 
@@ -119,6 +118,6 @@ class MultiViewDataset(TransformedDataset):
     transform: MultiViewTransform
 
     def item(self, raw: np.ndarray, index: int) -> dict:
-        views = [torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1).contiguous()
-                 for v in self.transform(as_rgb_uint8(raw))]  # colour jitter and stain need three channels
+        # colour jitter and stain need three channels
+        views = [channels_first(view) for view in self.transform(as_rgb_uint8(raw))]
         return {VIEWS_KEY: views, "label": self._label(index), "id": self.source.ids[index]}
