@@ -61,6 +61,26 @@ def parse_findings(text: str, where: str) -> np.ndarray:
     return vector
 
 
+def check_unique_images(frame, path: Path, dataset: str) -> None:
+    """One row per image in the entries table: a duplicated ``Image Index`` would give its image two label
+    rows (or two copies in a split)."""
+    repeated = frame["Image Index"].duplicated(keep=False)
+    if not repeated.any():
+        return
+    origins = row_origins(path, frame)
+    rows: dict[str, list[str]] = {}
+    for name, origin in zip(frame["Image Index"][repeated], np.asarray(origins)[repeated.to_numpy()],
+                            strict=True):
+        rows.setdefault(name, []).append(origin.rsplit(" ", 1)[-1])
+    shown = "; ".join(f"{name} (rows {', '.join(numbers)})" for name, numbers in list(rows.items())[:5])
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    raise BadLabelError(
+        f"{dataset}: {path} lists {len(rows)} image(s) in more than one row of 'Image Index': {shown}{more}; "
+        f"expected one row per image, as in the table from {PAGE}: remove the repeated rows or download the "
+        "table again"
+    )
+
+
 class ChestXray14(FileBackedDataModule):
     """ChestX-ray14 from ``root`` as downloaded: ``Data_Entry_2017_v2020.csv`` (or ``Data_Entry_2017.csv``),
     ``train_val_list.txt``, ``test_list.txt`` and the PNGs under ``images/`` or ``images_NNN/images/``.
@@ -105,7 +125,9 @@ class ChestXray14(FileBackedDataModule):
             )
         located = {name: folder for folder in folders for name in os.listdir(folder)}
         table_path = root / entries
-        frame = read_table(table_path, COLUMNS, self.name, PAGE).set_index("Image Index", drop=False)
+        frame = read_table(table_path, COLUMNS, self.name, PAGE)
+        check_unique_images(frame, table_path, self.name)
+        frame = frame.set_index("Image Index", drop=False)
         origins = dict(zip(frame.index, row_origins(table_path, frame.reset_index(drop=True)), strict=True))
         sources = {
             split: self._listed(root / list_name, frame, origins, located, folders[0])

@@ -56,3 +56,18 @@ def test_bad_inputs(chestxray14_root):
     table.unlink()
     with pytest.raises(DatasetLayoutError, match=r"Data_Entry_2017_v2020.csv   <- missing"):
         ChestXray14(root=str(chestxray14_root)).sources()
+
+
+def test_a_duplicated_image_index_is_named_with_its_rows(chestxray14_root):
+    table = chestxray14_root / "Data_Entry_2017_v2020.csv"
+    lines = table.read_text().splitlines()
+    # file rows 2 and 11 hold 00000001_000.png and 00000004_000.png; both come again at the end, the second
+    # with other findings
+    again = "00000004_000.png,Mass,0,4,58,M,PA,2682,2749,0.143,0.143"
+    table.write_text("\n".join([*lines, lines[1], again]) + "\n")
+    with pytest.raises(BadLabelError) as raised:
+        ChestXray14(root=str(chestxray14_root)).sources()
+    message = str(raised.value)
+    assert f"{table} lists 2 image(s) in more than one row of 'Image Index'" in message
+    assert "00000001_000.png (rows 2, 38)" in message and "00000004_000.png (rows 11, 39)" in message
+    assert "expected one row per image" in message
