@@ -90,3 +90,15 @@ def test_predict_draws_a_map_per_image_and_names_it_in_the_outputs(tmp_path):
     ids = data.split_source("test").ids
     assert seen.explanations == [f"explanations/{i}.png" for i in ids]  # plain ids: test-000000, ...
     assert all((tmp_path / path).is_file() for path in seen.explanations)
+
+
+def test_predict_on_feature_stores_reads_the_images_of_the_batch_ids(tmp_path):
+    """A frozen head predicts from cached embeddings; its maps come from the same images, found by id."""
+    torch.manual_seed(3)
+    data = synthetic("multiclass", num_test=4)
+    model = LinearProbe(backbone="test_resnet", task=data.task, features_dir=str(tmp_path / "features"))
+    seen = Outputs()
+    cached = model.cached_datamodule(data)
+    trainer(tmp_path, [PredictionExplanations(), seen]).predict(model, datamodule=cached)
+    assert seen.explanations == [f"explanations/{i}.png" for i in data.split_source("test").ids]
+    assert all((tmp_path / path).is_file() for path in seen.explanations)
