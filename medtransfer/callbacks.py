@@ -313,8 +313,22 @@ class PredictionWriter(BasePredictionWriter):
         )
         paths = datamodule.image_paths() if hasattr(datamodule, "image_paths") else None
         explained = {i: path for p in parts if p[4] is not None for i, path in zip(p[1], p[4], strict=True)}
-        self.path = write_predictions(rows.reorder(np.argsort(indices, kind="stable")),
+        self.path = write_predictions(rows.reorder(predict_order(rows.ids, datamodule, indices)),
                                       Path(log_dir) / self.filename, decision, paths, explained or None)
+
+
+def predict_order(ids: list[str], datamodule, indices: np.ndarray) -> np.ndarray:
+    """The rows in the order of the predicted split (``test``), by sample id where the datamodule knows the
+    split, which stays right when unreadable images were skipped (``skip_corrupt``: said here, with their
+    number); in the sampler's order otherwise."""
+    source = datamodule.split_source("test") if hasattr(datamodule, "split_source") else None
+    position = {sample_id: n for n, sample_id in enumerate(source.ids)} if source is not None else {}
+    if not position or not all(i in position for i in ids):
+        return np.argsort(indices, kind="stable")
+    if len(ids) < len(position):
+        rank_zero_warn(f"{len(position) - len(ids)} of {len(position)} images were unreadable and skipped "
+                       "(skip_corrupt): they have no row in the predictions; the log names each")
+    return np.argsort([position[i] for i in ids], kind="stable")
 
 
 def _flatten(nested: list) -> list:

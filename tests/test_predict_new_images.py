@@ -78,8 +78,11 @@ def test_bad_lists_name_the_problem(tmp_path):
 
 def test_predict_scores_a_folder_with_the_checkpoint_classes(binary_checkpoint, tmp_path, capsys):
     paths = write_images(tmp_path / "new", 5)
-    main(["predict", "--ckpt_path", str(binary_checkpoint), "--data", "NewImages",
-          "--data.init_args.root", str(tmp_path / "new"), *quiet_trainer_args(tmp_path / "runs", "new", 1)])
+    (tmp_path / "new" / "broken.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="1 of 6 images were unreadable and skipped"):
+        main(["predict", "--ckpt_path", str(binary_checkpoint), "--data", "NewImages",
+              "--data.init_args.root", str(tmp_path / "new"), "--data.init_args.skip_corrupt", "true",
+              "--data.init_args.batch_size", "4", *quiet_trainer_args(tmp_path / "runs", "new", 1)])
     predictions = next((tmp_path / "runs").rglob("predictions.csv"))
     assert f"predictions: {predictions}" in capsys.readouterr().out
     rows = read_rows(predictions)
@@ -88,9 +91,11 @@ def test_predict_scores_a_folder_with_the_checkpoint_classes(binary_checkpoint, 
     assert sorted(by_path) == sorted(str(p) for p in paths)
 
     model, _ = load_trained_model(binary_checkpoint)  # the same images through the checkpoint by hand
+    (tmp_path / "new" / "broken.png").unlink()
     data = NewImages(root=str(tmp_path / "new"), task=model.task.to_dict(), image_size=SIZE)
     data.setup("predict")
     batch = next(iter(data.predict_dataloader()))
+    assert [row["id"] for row in rows] == batch["id"]  # the folder's order, the unreadable image left out
     with torch.no_grad():
         expected = probabilities(model.task, model.logits(batch)).numpy()
     paths_by_id = data.image_paths()

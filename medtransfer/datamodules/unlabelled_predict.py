@@ -112,6 +112,8 @@ class NewImages(MedicalDataModule):
         threshold: a probability in (0, 1), or ``f1`` / ``youden`` (needs ``validation_data``).
         validation_data: a YAML file with a ``data`` section (e.g. the training run's ``config.yaml``) or a
             datamodule config (``class_path``, ``init_args``): its validation split chooses the thresholds.
+        skip_corrupt: leave out unreadable images (each logged, their number warned; no row in the
+            predictions) instead of failing.
         batch_size, num_workers, ...: see ``MedicalDataModule``.
     """
 
@@ -127,6 +129,7 @@ class NewImages(MedicalDataModule):
         grey: bool | None = None,
         threshold: float | str = 0.5,
         validation_data: str | None = None,
+        skip_corrupt: bool = False,
         batch_size: int = 64,
         **kwargs,
     ) -> None:
@@ -146,6 +149,7 @@ class NewImages(MedicalDataModule):
         self.grey = bool(grey)
         self.threshold = _checked_threshold(threshold, self.task, validation_data)
         self.validation_data = validation_data
+        self.skip_corrupt = skip_corrupt
         self._paths: dict[str, str] | None = None
 
     @classmethod
@@ -165,7 +169,7 @@ class NewImages(MedicalDataModule):
         paths, ids = list_images(self.root, self.image_column, self.name)
         self._paths = dict(zip(ids, (str(p) for p in paths), strict=True))
         images = FileSource(paths, np.zeros(len(paths), dtype=np.int64), ids, grey=self.grey,
-                            draft_size=2 * self.image_size)
+                            skip_corrupt=self.skip_corrupt, draft_size=2 * self.image_size)
         return {"train": _empty(), "val": self._validation_source(), "test": images}
 
     def _validation_source(self) -> Source:
