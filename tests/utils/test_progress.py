@@ -1,0 +1,42 @@
+"""The progress bar of long steps (medtransfer.utils.progress): on stderr, only where someone watches (a
+terminal, DDP rank zero), MEDTRANSFER_PROGRESS to force it; the PCam gunzip draws one."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from medtransfer.datamodules.download import gunzip_file
+from medtransfer.utils.progress import PROGRESS_ENV, progress, show_progress
+
+
+@pytest.fixture(autouse=True)
+def single_process(monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", PROGRESS_ENV):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_bars_follow_the_terminal_the_rank_and_the_env_var(monkeypatch):
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    assert show_progress()
+    monkeypatch.setenv(PROGRESS_ENV, "0")
+    assert not show_progress()
+    monkeypatch.setenv(PROGRESS_ENV, "1")
+    monkeypatch.setenv("SLURM_PROCID", "3")  # another rank: never, even when forced
+    assert not show_progress()
+
+
+def test_no_bar_in_a_log_file(capsys):
+    assert sum(progress(range(4), desc="extract x train")) == 6  # the iterable passes through
+    assert capsys.readouterr().err == ""  # pytest's stderr is not a terminal
+
+
+def test_gunzip_draws_a_bar_over_the_compressed_bytes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(PROGRESS_ENV, "1")
+    source = tmp_path / "x.h5.gz"
+    source.write_bytes(gzip.compress(bytes(range(256)) * 4096))
+    gunzip_file(source, tmp_path / "x.h5")
+    assert (tmp_path / "x.h5").read_bytes() == bytes(range(256)) * 4096
+    err = capsys.readouterr().err
+    assert "gunzip x.h5.gz" in err and "100%" in err
