@@ -32,6 +32,7 @@ from .lightning_modules import MedTransferModule
 from .lightning_modules.frozen import FrozenBackboneModule
 from .logs import configure_logging
 from .rank_exit import StopAllRanks, stopped_rank_message
+from .requeue import Requeued, SlurmRequeue, requeued_job
 from .results import build_results, write_json_atomic
 from .run_dir import checkpoint_directory, local_run_directory, logger_description, run_directory
 from .stats.intervals import test_intervals
@@ -99,6 +100,9 @@ class MedTransferCLI(LightningCLI):
         config = self.config[subcommand]
         if config.get("ckpt_path") == "last":
             config.ckpt_path = resolve_last_checkpoint(config, continue_run=subcommand == "fit")
+        elif subcommand == "fit" and config.get("ckpt_path") is None and requeued_job():
+            sys.stderr.write("medtransfer: this SLURM job was requeued, but without --ckpt_path last "
+                             "training starts over (see docs/reliability.md)\n")
         ckpt_path = config.get("ckpt_path")
         if ckpt_path in (None, "best", "hpc", "registry"):
             return
@@ -298,7 +302,7 @@ def _last_checkpoint_glob(trainer_config) -> tuple[Path, str, object | None]:
     name, version = init_args.get("name", "lightning_logs"), init_args.get("version")
     runs_dir = Path(init_args.get("save_dir")) / name if name else Path(init_args.get("save_dir"))
     run = "*" if version is None else (version if isinstance(version, str) else f"version_{version}")
-    return runs_dir, f"{run}/checkpoints/last*.ckpt", init_args
+    return runs_dir, f"{run}/checkpoints/last*.ckpt".lstrip("/"), init_args  # version "": save_dir itself
 
 
 def with_checkpoint_model(args):
@@ -354,11 +358,12 @@ def step_threads(model, device: torch.device) -> int:
 
 def trainer_defaults() -> dict:
     """Trainer defaults; ``callbacks`` here are ones that no config can remove (how the command stops: every
-    DDP rank on one's error; the visible, replaceable ones are ``default_callbacks``)."""
+    DDP rank on one's error, a SLURM job requeued on its signal; the visible, replaceable ones are
+    ``default_callbacks``)."""
     return {
         "logger": {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
                    "init_args": {"save_dir": "runs", "name": "medtransfer"}},
-        "callbacks": [StopAllRanks()],
+        "callbacks": [StopAllRanks(), SlurmRequeue()],
     }
 
 
@@ -415,6 +420,9 @@ def main(argv: list[str] | None = None) -> None:
         if not argv or argv[0] in ("-h", "--help"):
             print(tool_verbs_help())
         run_lightning_cli(None if from_command_line else argv)  # None: LightningCLI reads sys.argv itself
+    except Requeued as requeued:  # not a failure: the job runs again, continuing from last.ckpt
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            print(requeued, file=sys.stderr)
     except Exception as error:
         if os.environ.get("MEDTRANSFER_TRACEBACK") == "1":
             raise

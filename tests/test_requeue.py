@@ -1,0 +1,88 @@
+"""SLURM auto-requeue without SLURM: the signal before the time limit, ``scontrol requeue`` (a fake on PATH
+that records its arguments), and the requeued job's ``medtransfer fit --ckpt_path last`` ending exactly where
+an uninterrupted run ends (test metrics and weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from medtransfer.cli import main
+from medtransfer.requeue import GRACE_ENV, finish_epoch
+
+
+class SignalAt(Callback):
+    """Sends this process the requeue signal after one training batch, as SLURM does before the limit."""
+
+    def __init__(self, epoch: int = 1, batch: int = 0) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """The environment of SLURM array task 4242_3 with one task, and a ``scontrol`` that logs its calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.log"
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for name, value in {"SLURM_JOB_ID": "4245", "SLURM_ARRAY_JOB_ID": "4242", "SLURM_ARRAY_TASK_ID": "3",
+                        "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "mt-grid", "SLURM_PROCID": "0",
+                        "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(GRACE_ENV, "3600")  # time enough to finish the signalled epoch
+    return calls
+
+
+def test_a_requeued_fit_continues_to_the_uninterrupted_result(tiny_cli, tmp_path, fake_slurm, monkeypatch,
+                                                               capsys):
+    # 48 training samples in batches of 16: the signal comes after the first of epoch 1's three batches
+    extra = ["--model.init_args.head_dropout", "0.3", "--intervals.resamples", "0"]
+    args = [*tiny_cli(tmp_path / "job", max_epochs=3), *extra,
+            "--trainer.logger.init_args.version", "job", "--ckpt_path", "last",
+            "--trainer.callbacks+=tests.test_requeue.SignalAt"]
+    main(["fit", *args])  # the first attempt: requeued at the end of epoch 1, status 0
+    err = capsys.readouterr().err
+    assert "finishing epoch 1 (2 batches)" in err and "requeued SLURM job 4242_3" in err
+    assert fake_slurm.read_text().split() == ["requeue", "4242_3"]
+    run_dir = tmp_path / "job" / "tiny" / "job"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert not (run_dir / "results.json").exists()
+    assert not list((tmp_path / "job").rglob("hpc_ckpt_*.ckpt"))  # Lightning's own handler never ran
+
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    main(["fit", *args])  # the requeued job: the same command
+    assert f"--ckpt_path last: {run_dir / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().err
+    assert fake_slurm.read_text().split() == ["requeue", "4242_3"]  # once
+
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_NTASKS",
+                 "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(name)
+    main(["fit", *tiny_cli(tmp_path / "whole", max_epochs=3), *extra])
+    whole_dir = tmp_path / "whole" / "tiny" / "version_0"
+    requeued, whole = (json.loads((d / "results.json").read_text()) for d in (run_dir, whole_dir))
+    for split in ("train", "val", "test"):
+        assert requeued["metrics"][split] == pytest.approx(whole["metrics"][split], abs=1e-6), split
+    last = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (run_dir, whole_dir)]
+    assert last[0]["global_step"] == last[1]["global_step"] == 9
+    for key, value in last[1]["state_dict"].items():
+        torch.testing.assert_close(last[0]["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def test_the_signalled_epoch_is_finished_only_when_it_fits_in_the_grace_time():
+    # 10 of 40 batches in 20 s: 60 s more, plus a 15 s validation
+    assert finish_epoch(20.0, 10, 30, 15.0, grace_s=80.0)
+    assert not finish_epoch(20.0, 10, 30, 15.0, grace_s=70.0)
+    assert not finish_epoch(20.0, 10, 30, 15.0, grace_s=None)  # unknown: stop now, continue from last epoch
