@@ -158,7 +158,10 @@ class NewImages(MedicalDataModule):
         instantiating): the task from the model's hyperparameters, the eval preprocessing from what
         ``TaskCheckpoint`` records (``data_preparation``)."""
         task = checkpoint.get("hyper_parameters", {}).get("task")
-        if init_args.get("task") is None and task is not None:
+        if init_args.get("task") is None:
+            if task is None:
+                raise NewImagesError(f"NewImages: {path} holds no classifier (no task among its "
+                                     "hyperparameters): give the checkpoint of a trained classifier")
             init_args["task"] = dict(task)
         recorded = checkpoint.get(CHECKPOINT_DATA_KEY) or {}
         for key in ("image_size", "augmentation", "grey"):

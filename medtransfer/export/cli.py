@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a trained model (a `medtransfer fit` checkpoint) as ONNX or TorchScript. The "
                     "model takes uint8 RGB images B x 3 x S x S (S: the training image size) and normalises "
                     "them inside; it returns B x C probabilities (or logits). A model card (JSON, Markdown) "
-                    "is written beside it. Reads no fit options: everything comes from the checkpoint (and "
+                    "is written beside it. Takes no fit options: everything comes from the checkpoint (and "
                     "the run's results.json next to it, for the card's metrics).")
     parser.add_argument("--ckpt_path", required=True, help="the checkpoint to export")
     parser.add_argument("--format", choices=sorted(FORMATS), default="onnx",

@@ -136,6 +136,14 @@ def test_a_linear_head_on_feature_stores_exports_with_its_standardisation(tmp_pa
     np.testing.assert_allclose(exported, checkpoint_probabilities(loaded, batch), atol=1e-6)
 
 
+def test_help_names_underscore_flags_and_no_fit_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exit_info.value.code == 0 and "Takes no fit options" in out
+    assert "--ckpt_path" in out and "--output_kind" in out and "--output-kind" not in out
+
+
 def test_knn_is_refused_with_a_reason(tmp_path, capsys):
     data = tiny_data("binary")
     model = KNN(backbone="test_resnet", features_dir=str(tmp_path / "features"), task=data.task)
