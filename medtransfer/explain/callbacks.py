@@ -111,6 +111,7 @@ class PredictionExplanations(Callback):
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._log_dir = Path(run_directory(trainer))  # a broadcast under DDP: every rank asks, here
+        self._dataset, self._rows = None, {}  # this run's images, read when first needed
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int,
                              dataloader_idx: int = 0) -> None:
