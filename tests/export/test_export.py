@@ -109,8 +109,8 @@ def test_registry_weights_name_their_licence():
 def test_a_frozen_multi_backbone_dvme_exports(tmp_path):
     data = tiny_data("multiclass")
     torch.manual_seed(0)  # frozen random backbones are not in checkpoints: export rebuilds them from seed 0
-    model = DVME(backbones=["test_resnet", {"name": "test_vit", "backbone_kwargs": {"img_size": SIZE}}],
-                 proj_dim=16, heads=2, feature_cache=False, task=data.task)
+    model = DVME(backbones=["test_resnet", "test_resnet"], proj_dim=16, heads=2, feature_cache=False,
+                 task=data.task)
     checkpoint = train_checkpoint(tmp_path, model, data)
     with pytest.raises(SystemExit):
         main(["export", "--ckpt_path", str(checkpoint), "--output", str(tmp_path / "dvme.onnx")])
