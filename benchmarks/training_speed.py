@@ -6,7 +6,9 @@
 The clock runs from the first training batch after ``warmup_batches`` (cuDNN autotuning, torch.compile,
 allocator growth and loader start-up happen there) to the end of the run, stopped during validation: the data
 loading between batches counts, evaluation does not. CUDA is synchronised at each start and stop only, so
-measuring does not slow the steps down.
+measuring does not slow the steps down. The process's CPU time over the same stretches is kept too
+(``images_per_cpu_s``): on a CPU shared with other work it measures the work a step costs, where the wall
+clock also measures the neighbours.
 """
 
 from __future__ import annotations
@@ -26,19 +28,24 @@ class TrainingSpeed(pl.Callback):
         self.batches = 0
         self.images = 0
         self.seconds = 0.0
-        self._started: float | None = None
+        self.cpu_seconds = 0.0
+        self._started: tuple[float, float] | None = None
         self.images_per_s: float | None = None
+        self.images_per_cpu_s: float | None = None
         self.peak_gpu_bytes: int | None = None
 
     @staticmethod
-    def _now(module: pl.LightningModule) -> float:
+    def _now(module: pl.LightningModule) -> tuple[float, float]:
+        """Wall-clock and process CPU seconds, once the GPU has caught up."""
         if module.device.type == "cuda":
             torch.cuda.synchronize(module.device)
-        return time.perf_counter()
+        return time.perf_counter(), time.process_time()
 
     def _stop(self, module: pl.LightningModule) -> None:
         if self._started is not None:
-            self.seconds += self._now(module) - self._started
+            wall, cpu = self._now(module)
+            self.seconds += wall - self._started[0]
+            self.cpu_seconds += cpu - self._started[1]
             self._started = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -59,6 +66,7 @@ class TrainingSpeed(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         self._stop(pl_module)
         self.images_per_s = self.images / self.seconds if self.seconds > 0 else None
+        self.images_per_cpu_s = self.images / self.cpu_seconds if self.cpu_seconds > 0 else None
         if pl_module.device.type == "cuda":
             self.peak_gpu_bytes = torch.cuda.max_memory_allocated(pl_module.device)
         if trainer.is_global_zero:
