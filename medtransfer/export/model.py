@@ -43,6 +43,8 @@ def load_trained_model(ckpt_path: str | Path, seed: int = 0) -> tuple[TaskModule
     module, _, name = class_path.rpartition(".")
     model_class = getattr(importlib.import_module(module), name)
     refuse_unexportable(model_class, path)
+    if hparams.get("compile"):
+        hparams["compile"] = False  # how training ran, not part of the network (and tracers refuse it)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = model_class(**hparams)
