@@ -145,7 +145,7 @@ class CSVDataset(FileBackedDataModule):
                     groups=None if groups is None else groups[rows],
                     skip_corrupt=self.skip_corrupt,
                     grey=self.grey,
-                    draft_size=2 * self.image_size,
+                    draft_size=self.image_size,  # JPEG decoded at the smallest scale >= the input size
                 )
         return complete_splits(available, self.val_fraction, self.test_fraction, self.split_seed, self.name)
 

@@ -131,7 +131,7 @@ class ImageFolder(FileBackedDataModule):
             patient_ids(paths, self.patient_pattern),
             grey=self.grey,
             skip_corrupt=self.skip_corrupt,
-            draft_size=2 * self.image_size,
+            draft_size=self.image_size,  # JPEG decoded at the smallest scale >= the input size
         )
 
     def layout_fingerprint(self) -> dict:

@@ -124,7 +124,7 @@ class ChestXrayPneumonia(FileBackedDataModule):
             origins=None,
             grey=True,
             skip_corrupt=self.skip_corrupt,
-            draft_size=2 * self.image_size,
+            draft_size=self.image_size,  # JPEG decoded at the smallest scale >= the input size
         )
 
     def layout_fingerprint(self) -> dict:

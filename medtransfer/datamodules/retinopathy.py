@@ -59,7 +59,7 @@ class EyePACS(FileBackedDataModule):
             origins,
             groups=frame["image"].str.strip().str.rsplit("_", n=1).str[0].to_numpy(),
             skip_corrupt=self.skip_corrupt,
-            draft_size=2 * self.image_size,
+            draft_size=self.image_size,  # JPEG decoded at the smallest scale >= the input size
         )
 
     def build_sources(self) -> dict[str, Source]:
