@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_warn
 
+from .checkpoint_io import install_atomic_io
 from .datamodules.unlabelled_predict import CHECKPOINT_DATA_KEY, CHECKPOINT_MODEL_KEY, data_preparation
 from .lightning_modules.metrics import build_curve_metrics
 from .plots import confusion_figure, image_grid_figure, label_text, reliability_figure, roc_figure
@@ -36,7 +37,8 @@ class TaskCheckpoint(ModelCheckpoint):
     when a top-k checkpoint is saved: an epoch that does not improve the metric would leave ``last.ckpt``
     behind, and a resumed run would silently repeat epochs. So Lightning's ``save_last`` stays off and this
     callback writes ``last.ckpt`` itself, from its public hooks, after Lightning's top-k saving in the same
-    hook (the file then holds this epoch's best-model state too)."""
+    hook (the file then holds this epoch's best-model state too). Checkpoints are written beside their
+    place and renamed (``checkpoint_io.AtomicCheckpointIO``), so a killed run never leaves half a file."""
 
     TASK_METRIC = "val/<the task's primary metric>"  # the monitor until ``setup`` knows the task
 
@@ -51,6 +53,7 @@ class TaskCheckpoint(ModelCheckpoint):
         if self.monitor == self.TASK_METRIC:
             task = getattr(pl_module, "task", None)
             self.monitor = None if task is None else f"val/{task.primary_metric}"  # None: the latest epoch
+        install_atomic_io(trainer.strategy)  # whole checkpoints or none, also when /tmp is another disk
         super().setup(trainer, pl_module, stage)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -14,6 +15,7 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
+from . import __version__
 from .callbacks import (
     LearningRates,
     PredictionWriter,
@@ -22,6 +24,7 @@ from .callbacks import (
     TestPredictionWriter,
     TrainingImageGrid,
 )
+from .checkpoint_io import VERSION_KEY, CheckpointFileError, read_checkpoint
 from .datamodules import MedicalDataModule
 from .datamodules.unlabelled_predict import CHECKPOINT_MODEL_KEY
 from .errors import user_error_message
@@ -35,6 +38,7 @@ from .rank_exit import StopAllRanks, stopped_rank_message
 from .requeue import Requeued, SlurmRequeue, requeued_job
 from .results import build_results, write_json_atomic
 from .run_dir import checkpoint_directory, local_run_directory, logger_description, run_directory
+from .run_lock import launching_rank, lock_run_folder, run_locks
 from .stats.intervals import test_intervals
 from .task import Task, TaskMismatchError
 from .utils.progress import process_rank
@@ -110,7 +114,7 @@ class MedTransferCLI(LightningCLI):
             self.parser.error(f"--ckpt_path: no checkpoint file at {ckpt_path!r} (give a .ckpt written by "
                               "`medtransfer fit`, e.g. runs/<name>/version_<n>/checkpoints/last.ckpt, or "
                               "`last`)")
-        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        checkpoint = read_checkpoint(ckpt_path)
         hparams = dict(checkpoint.get("hyper_parameters", {}))
         hparams.pop("_instantiator", None)
         saved_task = hparams.pop("task", None)
@@ -120,13 +124,22 @@ class MedTransferCLI(LightningCLI):
         if not hparams:
             return
         class_path = hparams.pop("_class_path", None) or checkpoint.get(CHECKPOINT_MODEL_KEY)
+        written_by = checkpoint.get(VERSION_KEY, "a medtransfer version that did not record itself")
+        if unknown := settings_unknown_to_model(class_path, hparams):
+            raise CheckpointFileError(
+                f"{ckpt_path} holds model settings this medtransfer ({__version__}) does not know: "
+                f"{unknown}; the checkpoint was written by {written_by}. Use it with that version"
+            )
         if class_path is not None:
             hparams = {"class_path": class_path, "dict_kwargs": hparams}
         try:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
-        except SystemExit:
-            sys.stderr.write(f"the model hyperparameters saved in {ckpt_path} do not parse (see above)\n")
-            raise
+        except (SystemExit, ValueError, TypeError) as error:
+            raise CheckpointFileError(
+                f"the model settings saved in {ckpt_path} do not fit this medtransfer ({__version__}; the "
+                f"checkpoint was written by {written_by}): {first_line(error)}. Use a checkpoint written by "
+                "this version, or the version that wrote it"
+            ) from None
 
     def after_instantiate_classes(self) -> None:
         """Fail before any training when the checkpoint was trained for another task than the data's; then
@@ -148,7 +161,9 @@ class MedTransferCLI(LightningCLI):
     def before_fit(self) -> None:
         self._all_threads = torch.get_num_threads()
         torch.set_num_threads(step_threads(self.model, self.trainer.strategy.root_device))
-        self.run_folder()
+        log_dir = self.run_folder()
+        if launching_rank():
+            lock_run_folder(log_dir)  # a second run writing this folder stops here (released at the end)
 
     before_validate = before_test = before_fit
 
@@ -338,6 +353,27 @@ def fill_data_from_checkpoint(config, checkpoint: dict, path: str) -> None:
         fill(data.init_args, checkpoint, path)
 
 
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def settings_unknown_to_model(class_path: str | None, hparams: dict) -> list[str]:
+    """The saved hyperparameters that ``class_path``'s constructor does not take (a checkpoint of another
+    medtransfer version), or the class itself when it no longer exists."""
+    if not class_path:
+        return []
+    module, _, name = class_path.rpartition(".")
+    try:
+        model_class = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return [f"model class {class_path}"]
+    parameters = inspect.signature(model_class.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return []
+    return sorted(k for k in hparams if not k.startswith("_") and k not in parameters)
+
+
 def datamodule_for(model, datamodule):
     """What ``model`` trains and evaluates on: a frozen head with ``feature_cache`` on gets the feature
     stores of ``datamodule``'s splits, a self-supervised model the views it asks for, any other the images."""
@@ -391,7 +427,7 @@ def run_lightning_cli(argv: list[str] | None,
                       cli_class: type[MedTransferCLI] = MedTransferCLI) -> MedTransferCLI:
     """The CLI on ``argv``; ``cli_class`` lets tools reuse the exact parser (e.g. the benchmark's config
     check)."""
-    with torch_threads(None):  # the count the steps ran on (before_fit) is put back when the command ends
+    with torch_threads(None), run_locks():  # the steps' thread count and the run folder's lock: until the end
         return cli_class(
             model_class=MedTransferModule,
             datamodule_class=MedicalDataModule,

@@ -94,6 +94,9 @@ def lightning_private_names() -> set[str]:
     return {n for n in names if not n.startswith("__")}
 
 
+ABC_BOOKKEEPING = {"_abc_impl"}  # what ABCMeta itself puts in every subclass of an abstract base class
+
+
 def overridden_private_members() -> set[tuple[str, str]]:
     """(file, name) of each private member of a Lightning/jsonargparse base class that a medtransfer class
     defines again."""
@@ -105,7 +108,7 @@ def overridden_private_members() -> set[tuple[str, str]]:
                 continue
             bases = [b for b in cls.__mro__[1:] if b.__module__.split(".")[0] in UPSTREAM]
             for name in vars(cls):
-                private = name.startswith("_") and not name.startswith("__")
+                private = name.startswith("_") and not name.startswith("__") and name not in ABC_BOOKKEEPING
                 if private and any(hasattr(b, name) for b in bases):
                     found.add((Path(inspect.getfile(cls)).relative_to(REPO).as_posix(), name))
     return found

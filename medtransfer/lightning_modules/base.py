@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..checkpoint_io import CheckpointMismatchError, weights_mismatch
+from ..checkpoint_io import CheckpointMismatchError, stamp_version, weights_mismatch
 from ..task import SPLITS, Task, TaskMismatchError
 from .metrics import (
     build_calibration_metrics,
@@ -61,9 +61,14 @@ class MedTransferModule(pl.LightningModule):
         except RuntimeError:
             return None
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Every checkpoint records the medtransfer version that wrote it (named in the errors of a version
+        that cannot use it)."""
+        stamp_version(checkpoint)
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """``nn.Module.load_state_dict`` (strict by default), whose refusal of weights that do not fit (another
-        backbone, another version's layout) is a ``CheckpointMismatchError`` naming the differing keys."""
+        """``nn.Module.load_state_dict`` (strict by default), whose refusal of weights that do not fit
+        (another backbone, another version's layout) is a ``CheckpointMismatchError`` naming the keys."""
         try:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         except RuntimeError as error:
