@@ -1,0 +1,863 @@
+"""The fault matrix's cases (issue 17): every fault one row, run by ``tests/faults/test_fault_matrix.py`` (the
+cheap ones) and ``benchmarks/fault_matrix.py`` (all of them, with subprocesses for the faults that kill).
+
+A case passes when medtransfer either succeeds with output checked against the expected data, or stops with
+exit status 2 and a one-line message; and no file written before the fault (results.json, checkpoints,
+feature stores, splits files, reports) is lost or changed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .harness import Case, Outcome, Workspace, call, cli, disk_full_in, driver, read_only
+from .images import BROKEN, VALID, plain_png
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+LINEAR = REPO / "configs" / "model" / "linear_probe.yaml"
+SYNTHETIC = REPO / "configs" / "data" / "synthetic.yaml"
+NUM_TEST = 16
+
+
+# --- shared, expensive artefacts: made once per process, copied into each case's folder ---------------------
+
+_TEMPLATES: dict[str, Path] = {}
+
+
+def template(name: str, base: Path, make) -> Path:
+    if name not in _TEMPLATES or not _TEMPLATES[name].exists():
+        folder = base / "_templates" / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        make(folder)
+        _TEMPLATES[name] = folder
+    return _TEMPLATES[name]
+
+
+def trainer_args(runs: Path, max_epochs: int = 1, name: str = "tiny") -> list[str]:
+    return [
+        "--trainer.max_epochs",
+        str(max_epochs),
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.default_root_dir",
+        str(runs),
+        "--trainer.logger.init_args.save_dir",
+        str(runs),
+        "--trainer.logger.init_args.name",
+        name,
+        "--intervals.resamples",
+        "0",
+    ]
+
+
+def synthetic_args(
+    runs: Path, kind: str = "binary", max_epochs: int = 1, backbone: str = "test_resnet"
+) -> list[str]:
+    return [
+        "--config",
+        str(QUICKSTART),
+        "--data.init_args.kind",
+        kind,
+        "--data.init_args.num_train",
+        "32",
+        "--data.init_args.num_val",
+        "16",
+        "--data.init_args.num_test",
+        str(NUM_TEST),
+        "--data.init_args.native_size",
+        "32",
+        "--data.init_args.batch_size",
+        "16",
+        "--model.init_args.backbone",
+        backbone,
+        *trainer_args(runs, max_epochs),
+    ]
+
+
+def fitted(ws: Workspace) -> Path:
+    """A finished tiny run (``runs/tiny/version_0``: last.ckpt, best checkpoint, results.json) in ``ws``."""
+    source = template(
+        "fitted", ws.root.parent, lambda f: _expect_ok(cli(["fit", *synthetic_args(f / "runs")]))
+    )
+    shutil.copytree(source / "runs", ws.root / "runs")
+    return ws.root / "runs" / "tiny" / "version_0"
+
+
+def _expect_ok(outcome: Outcome) -> None:
+    if outcome.exit_code:
+        raise RuntimeError(f"making a template failed: {outcome.did}")
+
+
+def results_ok(run_dir: Path, num_test: int = NUM_TEST) -> bool:
+    """results.json reads back with finite test metrics, and the predictions file has one row per test
+    sample."""
+    results = json.loads((run_dir / "results.json").read_text())
+    test = results["metrics"].get("test", {})
+    rows = list(csv.DictReader((run_dir / "test_predictions.csv").open(newline="")))
+    return bool(test) and all(np.isfinite(v) for v in test.values()) and len(rows) == num_test
+
+
+def image_folder(root: Path, per_class: int = 8) -> Path:
+    for label in ("lesion", "normal"):
+        for i in range(per_class):
+            path = root / label / f"{label}_{i:02d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            plain_png(path)
+    return root
+
+
+def folder_args(root: Path, runs: Path, **data) -> list[str]:
+    args = [
+        "--data",
+        "medtransfer.datamodules.ImageFolder",
+        "--data.init_args.root",
+        str(root),
+        "--data.init_args.image_size",
+        "32",
+        "--data.init_args.batch_size",
+        "8",
+        "--data.init_args.val_fraction",
+        "0.25",
+        "--data.init_args.test_fraction",
+        "0.25",
+        "--model",
+        "medtransfer.lightning_modules.Finetune",
+        "--model.init_args.backbone",
+        "test_resnet",
+        "--seed_everything",
+        "0",
+        "--trainer.accelerator",
+        "cpu",
+        *trainer_args(runs),
+    ]
+    for key, value in data.items():
+        args += [f"--data.init_args.{key}", str(value)]
+    return args
+
+
+def linear_args(runs: Path, features: Path) -> list[str]:
+    return [
+        "--config",
+        str(SYNTHETIC),
+        "--config",
+        str(LINEAR),
+        "--data.init_args.num_train",
+        "32",
+        "--data.init_args.num_val",
+        "16",
+        "--data.init_args.num_test",
+        str(NUM_TEST),
+        "--data.init_args.native_size",
+        "32",
+        "--model.init_args.backbone",
+        "test_resnet",
+        "--model.init_args.features_dir",
+        str(features),
+        "--trainer.accelerator",
+        "cpu",
+        *trainer_args(runs),
+    ]
+
+
+def stores_of(features: Path) -> list[Path]:
+    return sorted(p.parent for p in features.rglob("store.json") if not p.parent.name.startswith("."))
+
+
+def stores_ok(features: Path, count: int = 3) -> bool:
+    from medtransfer.features.store import FeatureStore
+
+    stores = stores_of(features)
+    return len(stores) == count and all(len(FeatureStore.open(s)) > 0 for s in stores)
+
+
+# --- images -------------------------------------------------------------------------------------------------
+
+
+def image_case(kind: str, skip: bool) -> Case:
+    valid = kind in VALID
+    suffix, make = (VALID if valid else BROKEN)[kind]
+
+    def run(ws: Workspace) -> Outcome:
+        from medtransfer.datamodules.errors import SkippedSample
+        from medtransfer.datamodules.images import FileSource
+
+        path = ws.root / f"image{suffix}"
+        expected = make(path)
+        source = FileSource(
+            [path], np.zeros(1, np.int64), ["the-image"], origins=["list.csv row 2"], skip_corrupt=skip
+        )
+        try:
+            pixels = source.load_image(0)
+        except SkippedSample:
+            return Outcome(0, data_ok=skip and not valid and "the-image" in source.skipped)
+        outcome = call(lambda: pixels)
+        if valid:
+            outcome.data_ok = pixels.shape == expected.shape and np.array_equal(pixels, expected)
+        else:
+            outcome.data_ok = False  # an unreadable file must not decode to pixels
+        return outcome
+
+    def guarded(ws: Workspace) -> Outcome:
+        failure: list[Exception] = []
+        try:
+            return run(ws)
+        except Exception as error:  # what the command would make of it: exit 2 or a crash
+            failure.append(error)
+        return call(lambda: _raise(failure[0]))
+
+    mode = "skip_corrupt" if skip else "strict"
+    did = "read, pixels = PIL reference" if valid else ("skipped and counted" if skip else "named error")
+    return Case(
+        f"{kind} ({mode})",
+        "image",
+        f"{kind}; expected: {did}",
+        guarded,
+        expect="success" if valid or skip else "error",
+    )
+
+
+def _raise(error: Exception):
+    raise error
+
+
+def odd_paths(ws: Workspace) -> Outcome:
+    """A non-UTF-8 file name, a 600-character path and a folder symlink loop, read through ImageFolder."""
+    from medtransfer.datamodules import ImageFolder
+
+    root = image_folder(ws.root / "data", per_class=4)
+    odd = os.fsdecode(b"normal_\xff\xfe.png")
+    plain_png(root / "normal" / odd)
+    deep = root / "lesion" / ("d" * 200) / ("e" * 200)
+    deep.mkdir(parents=True)
+    plain_png(deep / ("f" * 200 + ".png"))
+    (root / "lesion" / "loop").symlink_to("..", target_is_directory=True)
+
+    def read_all():
+        dm = ImageFolder(root=str(root), image_size=16, batch_size=4, val_fraction=0.2, test_fraction=0.2)
+        dm.setup("fit")
+        total = 0
+        for split in ("train", "val", "test"):
+            source = dm.sources()[split]
+            total += sum(source.load_image(i).shape[2] == 3 for i in range(len(source)))
+        dm.data_fingerprint()
+        return total
+
+    return call(read_all, check=lambda total: total == 10)
+
+
+def unusual_images_fit(ws: Workspace) -> Outcome:
+    """fit + test on a folder holding every valid unusual image kind and a non-UTF-8 name: results.json and a
+    predictions row for every test image."""
+    root = image_folder(ws.root / "data", per_class=6)
+    for i, (suffix, make) in enumerate(VALID.values()):
+        make(root / ("lesion" if i % 2 else "normal") / f"unusual_{i}{suffix}")
+    plain_png(root / "lesion" / os.fsdecode(b"caf\xe9.png"))
+    runs = ws.root / "runs"
+    return cli(
+        ["fit", *folder_args(root, runs)], check=lambda: every_image_used(runs / "tiny" / "version_0", 20)
+    )
+
+
+def every_image_used(run_dir: Path, count: int) -> bool:
+    """The run read all ``count`` images (none skipped) and predicted every test image."""
+    sizes = json.loads((run_dir / "results.json").read_text())["data"]["num_samples"]
+    return sum(sizes.values()) == count and results_ok(run_dir, sizes["test"])
+
+
+# --- tables -------------------------------------------------------------------------------------------------
+
+
+def table_case(name: str, text: bytes | None, expect: str, labels: list[int] | None = None, **data) -> Case:
+    """A CSV dataset of 12 images whose label file is ``text`` (``{i}`` rows are images 0..11)."""
+
+    def run(ws: Workspace) -> Outcome:
+        from medtransfer.datamodules import CSVDataset
+
+        root = ws.root / "data"
+        root.mkdir()
+        for i in range(12):
+            plain_png(root / f"img{i:02d}.png")
+        (root / "labels.csv").write_bytes(text if text is not None else b"")
+
+        def load():
+            dm = CSVDataset(root=str(root), val_fraction=0.25, test_fraction=0.25, image_size=16, **data)
+            dm.setup("fit")
+            return dm
+
+        def check(dm) -> bool:
+            got = {}
+            for source in dm.sources().values():
+                got.update(zip(source.ids, np.asarray(source.labels).tolist(), strict=True))
+            return labels is not None and [got.get(f"img{i:02d}.png") for i in range(12)] == labels
+
+        return call(load, check)
+
+    return Case(name, "table", f"labels.csv: {name}", run, expect=expect)
+
+
+def rows(labels, sep: bytes = b"\n", header: bytes = b"path,label") -> bytes:
+    lines = [header] + [f"img{i:02d}.png,{label}".encode() for i, label in enumerate(labels)]
+    return sep.join(lines) + sep
+
+
+GOOD = [i % 2 for i in range(12)]
+TABLES = [
+    table_case("valid table", rows(GOOD), "success", GOOD),
+    table_case("UTF-8 BOM", b"\xef\xbb\xbf" + rows(GOOD), "success", GOOD),
+    table_case("Windows line ends", rows(GOOD, b"\r\n"), "success", GOOD),
+    table_case("duplicated rows", rows(GOOD) + b"img03.png,1\n", "error"),
+    table_case("missing label column", rows(GOOD, header=b"path,grade"), "error"),
+    table_case("label out of range", rows(GOOD[:-1] + [2]), "error", class_names=["a", "b"]),
+    table_case("negative label", rows(GOOD[:-1] + [-1]), "error"),
+    table_case("NaN label", rows(GOOD[:-1] + ["nan"]), "error"),
+    table_case("empty label", rows(GOOD[:-1] + [""]), "error"),
+    table_case("empty file", None, "error"),
+    table_case("header only", b"path,label\n", "error"),
+    table_case("listed image missing", rows(GOOD).replace(b"img05.png", b"gone.png"), "error"),
+    table_case("Latin-1 encoded file", rows(GOOD).replace(b"img00.png", b"img\xe900.png"), "error"),
+]
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------
+
+
+def checkpoint_case(name: str, edit, expect: str, kind: str = "binary", in_suite: bool = True) -> Case:
+    """``medtransfer test --ckpt_path`` on a checkpoint of the tiny run changed by ``edit(path)``."""
+
+    def run(ws: Workspace) -> Outcome:
+        run_dir = fitted(ws)
+        ws.protect(ws.root / "runs")
+        checkpoint = ws.root / "other.ckpt"
+        shutil.copy(run_dir / "checkpoints" / "last.ckpt", checkpoint)
+        edit(checkpoint)
+        runs = ws.root / "runs"
+        argv = ["test", *synthetic_args(runs, kind=kind), "--ckpt_path", str(checkpoint)]
+        return cli(argv, check=lambda: results_ok(runs / "tiny" / "version_1"))
+
+    return Case(name, "checkpoint", f"test --ckpt_path: {name}", run, expect=expect, in_suite=in_suite)
+
+
+def _edit_checkpoint(path: Path, change) -> None:
+    checkpoint = torch.load(path, weights_only=True)
+    change(checkpoint)
+    torch.save(checkpoint, path)
+
+
+def _other_backbone(checkpoint: dict) -> None:
+    checkpoint["hyper_parameters"]["backbone"] = "test_convnext"
+
+
+def _other_version(checkpoint: dict) -> None:
+    assert checkpoint["medtransfer_version"]
+    checkpoint["pytorch-lightning_version"] = "2.0.0"
+    checkpoint["medtransfer_version"] = "0.0.1"
+
+
+def _newer_setting(checkpoint: dict) -> None:
+    checkpoint["medtransfer_version"] = "9.0.0"
+    checkpoint["hyper_parameters"]["option_of_a_newer_version"] = 1
+
+
+def _renamed_weights(checkpoint: dict) -> None:
+    state = checkpoint["state_dict"]
+    key = next(iter(state))
+    state[key.replace(".", ".old_layout.", 1)] = state.pop(key)
+
+
+def _truncate(path: Path) -> None:
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def _pickle(path: Path) -> None:
+    torch.save({"state_dict": {}, "object": Path("x")}, path)  # a Path: unpickling it runs a constructor
+
+
+CHECKPOINTS = [
+    checkpoint_case("checkpoint of another task", lambda p: None, "error", kind="multilabel"),
+    checkpoint_case(
+        "checkpoint of another backbone", lambda p: _edit_checkpoint(p, _other_backbone), "error"
+    ),
+    checkpoint_case(
+        "checkpoint of another version",
+        lambda p: _edit_checkpoint(p, _other_version),
+        "success",
+        in_suite=False,
+    ),
+    checkpoint_case(
+        "a newer version's model setting", lambda p: _edit_checkpoint(p, _newer_setting), "error"
+    ),
+    checkpoint_case(
+        "another version's weight layout", lambda p: _edit_checkpoint(p, _renamed_weights), "error"
+    ),
+    checkpoint_case("truncated checkpoint", _truncate, "error"),
+    checkpoint_case("checkpoint that is not weights-only", _pickle, "error"),
+    checkpoint_case("empty checkpoint file", lambda p: p.write_bytes(b""), "error"),
+]
+
+
+# --- full disk, read-only folders ---------------------------------------------------------------------------
+
+
+def disk_full_results(ws: Workspace) -> Outcome:
+    run_dir = fitted(ws)
+    ws.protect(ws.root / "runs")
+    runs = ws.root / "runs"
+    checkpoint = str(run_dir / "checkpoints" / "last.ckpt")
+    with disk_full_in("medtransfer.results.json.dump"):
+        outcome = cli(["test", *synthetic_args(runs), "--ckpt_path", checkpoint])
+    if outcome.exit_code == 2:  # the error left no half file, and the next try works
+        stray = list((runs / "tiny" / "version_1").glob("*results.json*"))
+        retry = cli(
+            ["test", *synthetic_args(runs), "--ckpt_path", checkpoint],
+            check=lambda: results_ok(runs / "tiny" / "version_2"),
+        )
+        if stray or retry.exit_code:
+            outcome.message += f" [then: stray {stray}, retry {retry.did}]"
+            outcome.exit_code = 1
+    return outcome
+
+
+def disk_full_checkpoint(ws: Workspace) -> Outcome:
+    """Continuing the tiny run for a second epoch with a full disk when last.ckpt is saved."""
+    run_dir = fitted(ws)
+    ws.protect(run_dir / "checkpoints", run_dir / "results.json")  # config.yaml is the continued run's
+    runs = ws.root / "runs"
+    with disk_full_in("torch.save"):
+        outcome = cli(["fit", *synthetic_args(runs, max_epochs=2), "--ckpt_path", "last"])
+    stray = [p for p in (runs / "tiny" / "version_0" / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    if stray:
+        outcome = Outcome(1, f"left {stray}")
+    return outcome
+
+
+def disk_full_store(ws: Workspace) -> Outcome:
+    features = ws.root / "features"
+    runs = ws.root / "runs"
+    with disk_full_in("medtransfer.features.store.np.save", nth=2):
+        outcome = cli(["extract", *linear_args(runs, features)])
+    leftovers = [p for p in features.rglob("*") if p.name.startswith(".tmp-")] if features.exists() else []
+    if leftovers or (features.exists() and stores_of(features)):
+        outcome = Outcome(1, f"a failed store left {leftovers or stores_of(features)}")
+    return outcome
+
+
+def disk_full_splits(ws: Workspace) -> Outcome:
+    root = image_folder(ws.root / "data")
+    splits = ws.root / "splits.csv"
+    args = [
+        "prepare",
+        "--data",
+        "medtransfer.datamodules.ImageFolder",
+        "--data.init_args.root",
+        str(root),
+        "--splits_file",
+        str(splits),
+    ]
+    first = cli(args)
+    if first.exit_code:
+        return first
+    ws.protect(splits)
+    with disk_full_in("csv.writer"):
+        return cli(args)
+
+
+def disk_full_report(ws: Workspace) -> Outcome:
+    from medtransfer.benchmark.report import write_report
+
+    results = _hand_made_results(ws.root / "grid", 4)
+    first = call(lambda: write_report(results, resamples=50))
+    if first.exit_code:
+        return first
+    ws.protect(results / "report")
+    _hand_made_results(ws.root / "grid", 6)
+    with disk_full_in("medtransfer.utils.atomic.Path.write_bytes"):
+        return call(lambda: write_report(results, resamples=50))
+
+
+def _hand_made_results(folder: Path, count: int) -> Path:
+    from medtransfer.results import write_json_atomic
+    from tests.benchmark.bench_helpers import results_document
+
+    for i in range(count):
+        backbone = ("a", "b")[i % 2]
+        document = results_document(
+            {"seed_everything": i}, {"auroc": 0.6 + 0.01 * i}, seed=i, backbones=[backbone]
+        )
+        write_json_atomic(folder / f"run{i}" / "results.json", document)
+    return folder
+
+
+def read_only_runs(ws: Workspace) -> Outcome:
+    fitted(ws)
+    runs = ws.root / "runs"
+    ws.protect(runs)
+    with read_only(runs / "tiny"):
+        return cli(["fit", *synthetic_args(runs)])
+
+
+def read_only_features(ws: Workspace) -> Outcome:
+    features = ws.root / "features"
+    features.mkdir()
+    with read_only(features):
+        return cli(["extract", *linear_args(ws.root / "runs", features)])
+
+
+def read_only_splits(ws: Workspace) -> Outcome:
+    root = image_folder(ws.root / "data")
+    out = ws.root / "out"
+    out.mkdir()
+    with read_only(out):
+        return cli(
+            [
+                "prepare",
+                "--data",
+                "medtransfer.datamodules.ImageFolder",
+                "--data.init_args.root",
+                str(root),
+                "--splits_file",
+                str(out / "splits.csv"),
+            ]
+        )
+
+
+def concurrent_same_version(ws: Workspace) -> Outcome:
+    """A second fit on the run folder another fit holds (its lock taken as that process would)."""
+    from medtransfer.run_lock import hold_run_folder
+
+    run_dir = fitted(ws)
+    ws.protect(ws.root / "runs")
+    runs = ws.root / "runs"
+    with hold_run_folder(run_dir):
+        return cli(["fit", *synthetic_args(runs), "--trainer.logger.init_args.version", "0"])
+
+
+def concurrent_processes(ws: Workspace) -> Outcome:
+    """Two real fit processes at once on one log folder (same name, next free version)."""
+    import subprocess
+    import sys
+
+    fitted(ws)
+    ws.protect(ws.root / "runs")
+    runs = ws.root / "runs"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "medtransfer.cli", "fit", *synthetic_args(runs)]
+    procs = [
+        subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        for _ in range(2)
+    ]
+    codes = [p.wait(timeout=600) for p in procs]
+    errors = [p.stderr.read() for p in procs]
+    finished = [d for d in (runs / "tiny").glob("version_*") if d.name != "version_0"]
+    ok = [d for d in finished if (d / "results.json").is_file() and results_ok(d)]
+    if sorted(codes) == [0, 0]:
+        return Outcome(0, data_ok=len(ok) == 2)
+    if sorted(codes) == [0, 2]:
+        return Outcome(
+            2, errors[codes.index(2)].strip().splitlines()[-1] + f" (the other run finished: {len(ok)})"
+        )
+    return Outcome(max(codes), f"exit statuses {codes}: {errors[0][-300:]}")
+
+
+# --- killed processes ---------------------------------------------------------------------------------------
+
+
+def killed_fit_checkpoint(ws: Workspace) -> Outcome:
+    """SIGKILL while the second epoch's last.ckpt is written; then ``--ckpt_path last`` finishes the run."""
+    runs = ws.root / "runs"
+    args = synthetic_args(runs, max_epochs=2)
+    kill = driver(["replace:last.ckpt", "2", "--", "fit", *args])
+    checkpoints = runs / "tiny" / "version_0" / "checkpoints"
+    if kill.exit_code != -9:
+        return Outcome(1, f"expected a SIGKILL, got {kill.did}")
+    ws.protect(checkpoints / "last.ckpt")
+    before = torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"]
+    ws.protected.clear()  # the resumed run rightly rewrites last.ckpt; it had to be whole (read above)
+    return cli(
+        ["fit", *args, "--ckpt_path", "last"],
+        check=lambda: before == 0 and results_ok(runs / "tiny" / "version_0"),
+    )
+
+
+def killed_results(ws: Workspace) -> Outcome:
+    run_dir = fitted(ws)
+    runs = ws.root / "runs"
+    ws.protect(runs)
+    args = [
+        "test",
+        *synthetic_args(runs),
+        "--ckpt_path",
+        str(run_dir / "checkpoints" / "last.ckpt"),
+        "--trainer.logger.init_args.version",
+        "0",
+    ]
+    kill = driver(["replace:results.json", "--", *args])
+    if kill.exit_code != -9:
+        return Outcome(1, f"expected a SIGKILL, got {kill.did}")
+    return Outcome(0, data_ok=results_ok(run_dir))  # the earlier results.json, whole (and protected)
+
+
+def killed_report(ws: Workspace) -> Outcome:
+    from medtransfer.benchmark.report import write_report
+
+    results = _hand_made_results(ws.root / "grid", 4)
+    write_report(results, resamples=50)
+    ws.protect(results / "report")
+    _hand_made_results(ws.root / "grid", 6)
+    kill = driver(["replace:summary.md", "--", "benchmark", "--report", str(results), "--resamples", "50"])
+    if kill.exit_code != -9:
+        return Outcome(1, f"expected a SIGKILL, got {kill.did}")
+    ws.protected.clear()
+    summary = (results / "report" / "summary.md").read_text()
+    return call(
+        lambda: write_report(results, resamples=50),
+        check=lambda report: report.summary.read_text() != summary,
+    )
+
+
+def killed_extraction(ws: Workspace, point: str) -> Outcome:
+    """SIGKILL inside an extraction (``point``), with the stores of an earlier run of other data beside it;
+    then the same command makes complete stores."""
+    features = ws.root / "features"
+    runs = ws.root / "runs"
+    earlier = cli(["extract", *linear_args(runs, features), "--data.init_args.seed", "7"])
+    if earlier.exit_code:
+        return earlier
+    ws.protect(features)
+    kill = driver([point, "--", "extract", *linear_args(runs, features)])
+    if kill.exit_code != -9:
+        return Outcome(1, f"expected a SIGKILL, got {kill.did}")
+    return cli(["extract", *linear_args(runs, features)], check=lambda: stores_ok(features, 6))
+
+
+# --- the dataset changed between prepare and fit ------------------------------------------------------------
+
+
+def changed_dataset(change: str):
+    def run(ws: Workspace) -> Outcome:
+        root = ws.root / "data"
+        root.mkdir()
+        for i in range(16):
+            plain_png(root / f"img{i:02d}.png")
+        (root / "labels.csv").write_bytes(rows([i % 2 for i in range(16)]))
+        splits = ws.root / "splits.csv"
+        data = [
+            "--data",
+            "medtransfer.datamodules.CSVDataset",
+            "--data.init_args.root",
+            str(root),
+            "--data.init_args.val_fraction",
+            "0.25",
+            "--data.init_args.test_fraction",
+            "0.25",
+        ]
+        prepared = cli(["prepare", *data, "--splits_file", str(splits)])
+        if prepared.exit_code:
+            return prepared
+        ws.protect(splits)
+        if change == "deleted":
+            (root / "img05.png").unlink()
+        elif change == "corrupted":
+            (root / "img05.png").write_bytes(b"\x89PNG\r\n")
+        else:  # relabelled
+            (root / "labels.csv").write_bytes(rows([1 - i % 2 for i in range(16)]))
+        runs = ws.root / "runs"
+        args = folder_args(root, runs)
+        args[args.index("medtransfer.datamodules.ImageFolder")] = "medtransfer.datamodules.CSVDataset"
+        outcome = cli(["fit", *args])
+        if change == "relabelled" and outcome.exit_code == 0:  # the run used the table as it is now
+            rows_now = csv.DictReader((runs / "tiny" / "version_0" / "test_predictions.csv").open(newline=""))
+            labels_now = {f"img{i:02d}.png": 1 - i % 2 for i in range(16)}
+            outcome.data_ok = all(int(row["label"]) == labels_now[row["id"]] for row in rows_now)
+        return outcome
+
+    expect = "success" if change == "relabelled" else "error"
+    return Case(
+        f"dataset {change} after prepare",
+        "dataset",
+        f"an image {change} between prepare and fit"
+        if change != "relabelled"
+        else "labels.csv rewritten between prepare and fit",
+        run,
+        expect=expect,
+        in_suite=change != "relabelled",
+    )
+
+
+def grown_dataset_store(ws: Workspace) -> Outcome:
+    """Images added after the stores were extracted: new stores under new keys, the old ones untouched."""
+    from medtransfer.features.store import FeatureStore
+
+    features = ws.root / "features"
+    runs = ws.root / "runs"
+    first = cli(["extract", *linear_args(runs, features)])
+    if first.exit_code:
+        return first
+    ws.protect(features)
+    args = linear_args(runs, features)
+    args[args.index("--data.init_args.num_train") + 1] = "40"
+    return cli(
+        ["extract", *args],
+        check=lambda: (
+            stores_ok(features, 6) and any(len(FeatureStore.open(s)) == 40 for s in stores_of(features))
+        ),
+    )
+
+
+# --- the matrix ---------------------------------------------------------------------------------------------
+
+
+def all_cases() -> list[Case]:
+    cases = [image_case(kind, skip) for kind in [*VALID, *BROKEN] for skip in (False, True)]
+    cases += [
+        Case(
+            "non-UTF-8 name, long path, folder symlink loop",
+            "image",
+            "odd paths in an ImageFolder",
+            odd_paths,
+            expect="success",
+        ),
+        Case(
+            "fit on unusual images",
+            "image",
+            "fit + test on every unusual valid kind",
+            unusual_images_fit,
+            expect="success",
+            in_suite=False,
+        ),
+    ]
+    cases += TABLES + CHECKPOINTS
+    cases += [
+        Case(
+            "disk full: results.json",
+            "disk full",
+            "ENOSPC writing results.json (test)",
+            disk_full_results,
+            expect="error",
+        ),
+        Case(
+            "disk full: checkpoint",
+            "disk full",
+            "ENOSPC saving last.ckpt (continued fit)",
+            disk_full_checkpoint,
+            expect="error",
+        ),
+        Case(
+            "disk full: feature store",
+            "disk full",
+            "ENOSPC writing a store's second array",
+            disk_full_store,
+            expect="error",
+        ),
+        Case(
+            "disk full: splits file",
+            "disk full",
+            "ENOSPC rewriting prepare's splits file",
+            disk_full_splits,
+            expect="error",
+        ),
+        Case(
+            "disk full: report",
+            "disk full",
+            "ENOSPC rewriting a benchmark report",
+            disk_full_report,
+            expect="error",
+        ),
+        Case(
+            "read-only run folder",
+            "read-only",
+            "fit into a read-only logger folder",
+            read_only_runs,
+            expect="error",
+        ),
+        Case(
+            "read-only features folder",
+            "read-only",
+            "extract into a read-only features_dir",
+            read_only_features,
+            expect="error",
+        ),
+        Case(
+            "read-only splits folder",
+            "read-only",
+            "prepare --splits_file into a read-only folder",
+            read_only_splits,
+            expect="error",
+        ),
+        Case(
+            "concurrent fit, same version",
+            "concurrent",
+            "fit on a run folder another fit holds",
+            concurrent_same_version,
+            expect="error",
+        ),
+        Case(
+            "two fit processes at once",
+            "concurrent",
+            "two fit processes, one log folder",
+            concurrent_processes,
+            in_suite=False,
+        ),
+        Case(
+            "SIGKILL: checkpoint save",
+            "kill",
+            "SIGKILL writing last.ckpt, then --ckpt_path last",
+            killed_fit_checkpoint,
+            expect="success",
+        ),
+        Case(
+            "SIGKILL: results write",
+            "kill",
+            "SIGKILL writing results.json over an earlier one",
+            killed_results,
+            expect="success",
+            in_suite=False,
+        ),
+        Case(
+            "SIGKILL: report write",
+            "kill",
+            "SIGKILL writing summary.md, then report again",
+            killed_report,
+            expect="success",
+            in_suite=False,
+        ),
+        Case(
+            "SIGKILL: extraction",
+            "kill",
+            "SIGKILL after an extraction's first batch, then again",
+            lambda ws: killed_extraction(ws, "extract"),
+            expect="success",
+            in_suite=False,
+        ),
+        Case(
+            "SIGKILL: store write",
+            "kill",
+            "SIGKILL writing a store's manifest, then again",
+            lambda ws: killed_extraction(ws, "store"),
+            expect="success",
+            in_suite=False,
+        ),
+        changed_dataset("deleted"),
+        changed_dataset("corrupted"),
+        changed_dataset("relabelled"),
+        Case(
+            "dataset grown after extraction",
+            "dataset",
+            "more images than when the stores were made",
+            grown_dataset_store,
+            expect="success",
+            in_suite=False,
+        ),
+    ]
+    return cases
