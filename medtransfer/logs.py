@@ -5,7 +5,8 @@ medtransfer as a library stays as quiet as the application using it wants. The c
 ``medtransfer.*`` messages (carved splits, the label fraction kept, downloads, decompression, unpacking) at
 INFO on stderr, one compact line each, on DDP rank zero only (other ranks show warnings and errors);
 ``MEDTRANSFER_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR, CRITICAL) changes the level. Chatty libraries are held
-at WARNING. Lightning's own messages keep Lightning's handler. See docs/logging.md.
+at WARNING. Lightning's own messages keep Lightning's handler, less its advertisement for a cloud logger
+printed on every run. See docs/logging.md.
 """
 
 from __future__ import annotations
@@ -24,12 +25,21 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LEVEL = "INFO"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
+LIGHTNING_INFO = "pytorch_lightning.utilities.rank_zero"  # the logger of Lightning's rank_zero_info
+ADVERT_PREFIX = "💡 Tip:"
 QUIET_LIBRARIES = ("PIL", "matplotlib", "urllib3", "fsspec", "h5py", "filelock", "huggingface_hub",
                    "timm", "numexpr", "asyncio", "git", "mlflow", "alembic", "wandb")
 
 
 class LogLevelError(MedTransferError, ValueError):
     """``MEDTRANSFER_LOG_LEVEL`` names no logging level."""
+
+
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's tips advertising products ("💡 Tip: ... try installing litlogger"), one per run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(ADVERT_PREFIX)
 
 
 class _StderrThroughTqdm(logging.Handler):
@@ -66,6 +76,9 @@ def configure_logging() -> logging.Logger:
         handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
         logger.addHandler(handler)
     logger.setLevel(level)
+    lightning = logging.getLogger(LIGHTNING_INFO)
+    if not any(isinstance(f, _NoAdverts) for f in lightning.filters):
+        lightning.addFilter(_NoAdverts())
     for name in QUIET_LIBRARIES:
         if logging.getLogger(name).level < logging.WARNING:
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -38,6 +38,16 @@ def test_info_messages_appear_on_stderr_with_a_compact_format(monkeypatch, capsy
     assert logging.getLogger("PIL").level == logging.WARNING  # chatty libraries held back
 
 
+def test_lightnings_advert_is_dropped_and_its_other_messages_kept(caplog):
+    from pytorch_lightning.utilities import rank_zero_info
+
+    configure_logging()
+    with caplog.at_level(logging.INFO):
+        rank_zero_info("💡 Tip: For seamless cloud logging, try installing [litlogger](https://pypi.org/)")
+        rank_zero_info("GPU available: False, used: False")
+    assert "litlogger" not in caplog.text and "GPU available" in caplog.text
+
+
 def test_the_env_var_changes_the_level(monkeypatch, capsys):
     monkeypatch.setenv(LEVEL_ENV, "warning")
     configure_logging()
