@@ -65,6 +65,7 @@ def test_csv_runs_write_into_their_own_version_folders_and_say_where(csv_fit, ca
 def test_mlflow_file_store_runs_keep_separate_folders_and_get_the_figures(csv_fit, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow >= 3.7 asks for a database otherwise
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")  # tests send nothing anywhere
     runs, args, _ = csv_fit
     checkpoint = next((runs / "csv" / "version_0" / "checkpoints").glob("best*.ckpt"))
     store = tmp_path / "mlruns"
