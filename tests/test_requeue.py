@@ -1,6 +1,6 @@
 """SLURM auto-requeue without SLURM: the signal before the time limit, ``scontrol requeue`` (a fake on PATH
 that records its arguments), and the requeued job's ``medtransfer fit --ckpt_path last`` ending exactly where
-an uninterrupted run ends (test metrics and weights)."""
+an uninterrupted run ends (test metrics and weights); a benchmark task's run folder before an attempt."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from medtransfer import cli
+from medtransfer.benchmark.attempt import prepare_attempt
+from medtransfer.benchmark.fingerprint import run_fingerprint
 from medtransfer.cli import main
 from medtransfer.requeue import GRACE_ENV, finish_epoch
 
@@ -51,9 +54,12 @@ def test_a_requeued_fit_continues_to_the_uninterrupted_result(tiny_cli, tmp_path
     # 48 training samples in batches of 16: the signal comes after the first of epoch 1's three batches
     extra = ["--model.init_args.head_dropout", "0.3", "--intervals.resamples", "0"]
     args = [*tiny_cli(tmp_path / "job", max_epochs=3), *extra,
-            "--trainer.logger.init_args.version", "job", "--ckpt_path", "last",
-            "--trainer.callbacks+=tests.test_requeue.SignalAt"]
-    main(["fit", *args])  # the first attempt: requeued at the end of epoch 1, status 0
+            "--trainer.logger.init_args.version", "job", "--ckpt_path", "last"]
+    defaults = cli.trainer_defaults
+    with monkeypatch.context() as patch:  # the signal, outside the config (whose fingerprint is compared)
+        patch.setattr(cli, "trainer_defaults", lambda: {
+            **defaults(), "callbacks": [SignalAt(epoch=1, batch=0), *defaults()["callbacks"]]})
+        main(["fit", *args])  # the first attempt: requeued at the end of epoch 1, status 0
     err = capsys.readouterr().err
     assert "finishing epoch 1 (2 batches)" in err and "requeued SLURM job 4242_3" in err
     assert fake_slurm.read_text().split() == ["requeue", "4242_3"]
@@ -75,6 +81,9 @@ def test_a_requeued_fit_continues_to_the_uninterrupted_result(tiny_cli, tmp_path
     requeued, whole = (json.loads((d / "results.json").read_text()) for d in (run_dir, whole_dir))
     for split in ("train", "val", "test"):
         assert requeued["metrics"][split] == pytest.approx(whole["metrics"][split], abs=1e-6), split
+    # a benchmark recognises the continued run as the run it planned
+    assert requeued["config"]["ckpt_path"] == str(run_dir / "checkpoints" / "last.ckpt")
+    assert run_fingerprint(requeued["config"]) == run_fingerprint(whole["config"])
     last = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (run_dir, whole_dir)]
     assert last[0]["global_step"] == last[1]["global_step"] == 9
     for key, value in last[1]["state_dict"].items():
@@ -86,3 +95,44 @@ def test_the_signalled_epoch_is_finished_only_when_it_fits_in_the_grace_time():
     assert finish_epoch(20.0, 10, 30, 15.0, grace_s=80.0)
     assert not finish_epoch(20.0, 10, 30, 15.0, grace_s=70.0)
     assert not finish_epoch(20.0, 10, 30, 15.0, grace_s=None)  # unknown: stop now, continue from last epoch
+
+
+def saved(folder: Path, fingerprint: str, checkpoint: bytes | dict | None) -> Path:
+    """A run folder as an earlier attempt left it: run.json, and a last.ckpt (a dict saved by torch, or raw
+    bytes)."""
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"id": "r", "fingerprint": fingerprint}))
+    (folder / "events.out").write_text("an earlier attempt's logs")
+    if isinstance(checkpoint, dict):
+        torch.save(checkpoint, folder / "checkpoints" / "last.ckpt")
+    elif checkpoint is not None:
+        (folder / "checkpoints" / "last.ckpt").write_bytes(checkpoint)
+    return folder
+
+
+RUN = {"id": "r", "fingerprint": "f00d", "argv": ["fit"]}
+CHECKPOINT = {"epoch": 4, "global_step": 40, "state_dict": {"w": torch.ones(2)}}
+
+
+def test_an_attempt_continues_a_matching_checkpoint_and_moves_any_other_aside(tmp_path):
+    runs = tmp_path / "grid" / "runs"
+    kept = saved(runs / "kept", "f00d", CHECKPOINT)
+    assert prepare_attempt(kept, RUN) == f"continuing from {kept / 'checkpoints' / 'last.ckpt'} (epoch 4)"
+    assert (kept / "events.out").exists() and json.loads((kept / "run.json").read_text()) == RUN
+
+    for name, fingerprint, checkpoint, why in [
+        ("other", "beef", CHECKPOINT, "was written for config fingerprint beef, not f00d"),
+        ("cut", "f00d", b"PK\x03\x04 truncated", "does not read as a checkpoint"),
+    ]:
+        folder = saved(runs / name, fingerprint, checkpoint)
+        said = prepare_attempt(folder, RUN)
+        assert why in said and "starting afresh" in said
+        moved = list((tmp_path / "grid" / "moved").glob(f"{name}-*"))
+        assert len(moved) == 1 and str(moved[0]) in said  # never deleted
+        assert (moved[0] / "checkpoints" / "last.ckpt").exists() and (moved[0] / "events.out").exists()
+        assert sorted(p.name for p in folder.iterdir()) == ["run.json"]
+
+    early = saved(runs / "early", "f00d", None)  # killed before its first checkpoint: nothing to keep
+    assert "no checkpoint" in prepare_attempt(early, RUN)
+    assert sorted(p.name for p in early.iterdir()) == ["run.json"]
+    assert prepare_attempt(runs / "new", RUN) == "starting"

@@ -12,6 +12,8 @@ import functools
 import importlib
 import inspect
 import json
+import re
+from pathlib import PurePath
 from typing import Any
 
 from ..utils.hashing import json_digest
@@ -86,10 +88,20 @@ def identity(config: dict) -> dict:
     config = plain(config)
     for key in ("optimizer", "lr_scheduler"):
         config.setdefault(key, None)
+    if continues_itself(config.get("ckpt_path")):
+        config["ckpt_path"] = None
     trainer = config.get("trainer")
     if isinstance(trainer, dict) and is_default_callbacks(trainer.get("callbacks")):
         trainer["callbacks"] = None
     return config
+
+
+def continues_itself(ckpt_path: Any) -> bool:
+    """Whether ``ckpt_path`` continues a run from its own ``last.ckpt`` (``--ckpt_path last``, as the SLURM
+    tasks pass it, resolved or not): such a run computes what an uninterrupted one computes
+    (docs/reliability.md), so it keeps the fingerprint of one started without ``ckpt_path``."""
+    return isinstance(ckpt_path, str) and (
+        ckpt_path == "last" or re.fullmatch(r"last(-v\d+)?\.ckpt", PurePath(ckpt_path).name) is not None)
 
 
 def is_default_callbacks(callbacks: Any) -> bool:

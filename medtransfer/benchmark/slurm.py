@@ -19,7 +19,10 @@ from typing import Any
 from .local import log_overrides
 from .plan import Run, run_waits
 from .spec import GridSpec, SlurmSettings
-from .state import RESULTS_FILE, RUN_FILE
+from .state import RESULTS_FILE
+
+REQUEUE_MARGIN_S = 60  # of the signal's lead, kept for scontrol requeue and the processes' ends
+GRACE_ENV = "MEDTRANSFER_REQUEUE_GRACE_S"  # medtransfer.requeue.GRACE_ENV (which imports Lightning)
 
 
 def ddp_overrides(settings: SlurmSettings) -> list[tuple[str, Any]]:
@@ -60,7 +63,9 @@ def write_slurm(spec: GridSpec, output_dir: Path, runs: list[Run], cwd: Path) ->
     ordered = stages + leaders + independent + followers
     for run in ordered:
         run_folder = output_dir / "runs" / run.dir_name
-        argv = run.fit_args(extra=[*log_overrides(run_folder), *ddp_overrides(settings)])
+        # ckpt_path last: a requeued or resubmitted task continues its run (medtransfer.benchmark.attempt)
+        extra = [*log_overrides(run_folder), *ddp_overrides(settings), ("ckpt_path", "last")]
+        argv = run.fit_args(extra=extra)
         (commands / f"{run.dir_name}.sh").write_text(command_script(spec, run, argv))
         (commands / f"{run.dir_name}.json").write_text(
             json.dumps(
@@ -118,23 +123,36 @@ def sbatch_script(spec: GridSpec, output_dir: Path, count: int, cwd: Path) -> st
         lines.append(f"#SBATCH --partition={s.partition}")
     if s.account:
         lines.append(f"#SBATCH --account={s.account}")
+    if s.requeue_signal_s is not None:
+        # the signal goes to every task of the srun step (no B:), i.e. every rank; the log goes on after a
+        # requeue
+        lines += ["#SBATCH --requeue", f"#SBATCH --signal=USR1@{s.requeue_signal_s}",
+                  "#SBATCH --open-mode=append"]
     lines += [f"#SBATCH {option}" for option in s.sbatch_options]
     lines += [
         "set -euo pipefail",
         *s.setup,
         f"GRID_DIR={shlex.quote(str(output_dir))}",
+        f'PYTHON="${{MEDTRANSFER_PYTHON:-{shlex.quote(sys.executable)}}}"',
         'RUN=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$GRID_DIR/slurm/runs.txt")',
         'if [ -z "$RUN" ]; then echo "no run at index $SLURM_ARRAY_TASK_ID of runs.txt" >&2; exit 1; fi',
         'RUN_DIR="$GRID_DIR/runs/$RUN"',
         f'if [ -s "$RUN_DIR/{RESULTS_FILE}" ]; then echo "$RUN: finished already"; exit 0; fi',
-        "# a killed attempt's leftovers go; the run starts afresh",
-        'rm -rf "$RUN_DIR" && mkdir -p "$RUN_DIR"',
-        f'cp "$GRID_DIR/slurm/commands/$RUN.json" "$RUN_DIR/{RUN_FILE}"',
-        'echo "$RUN: starting on $SLURM_JOB_NODELIST"',
-        'srun --kill-on-bad-exit=1 bash "$GRID_DIR/slurm/commands/$RUN.sh" > "$RUN_DIR/output.log" 2>&1',
+        "# an earlier attempt's last.ckpt of this config is continued; another config's is moved aside",
+        '"$PYTHON" -m medtransfer.benchmark.attempt "$RUN_DIR" "$GRID_DIR/slurm/commands/$RUN.json"',
+        *grace_lines(s),
+        'echo "$RUN: attempt ${SLURM_RESTART_COUNT:-0} on $SLURM_JOB_NODELIST"',
+        'srun --kill-on-bad-exit=1 bash "$GRID_DIR/slurm/commands/$RUN.sh" >> "$RUN_DIR/output.log" 2>&1',
         "",
     ]
     return "\n".join(lines)
+
+
+def grace_lines(settings: SlurmSettings) -> list[str]:
+    """Time the requeue signal leaves to finish an epoch: its lead less a minute to requeue and stop."""
+    if settings.requeue_signal_s is None:
+        return []
+    return [f"export {GRACE_ENV}={max(0, settings.requeue_signal_s - REQUEUE_MARGIN_S)}"]
 
 
 def submit_script(spec: GridSpec, sizes: list[int]) -> str:

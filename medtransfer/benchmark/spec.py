@@ -99,6 +99,9 @@ class SlurmSettings:
     max_parallel: int | None = None
     setup: tuple[str, ...] = ()
     sbatch_options: tuple[str, ...] = ()
+    # seconds before the time limit at which SLURM signals a task to save and requeue (docs/reliability.md);
+    # null: no requeue
+    requeue_signal_s: int | None = 600
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import subprocess
+import sys
+
+import torch
 
 from medtransfer.benchmark.local import device_slots, slot_env
 from medtransfer.benchmark.runner import make_plan, run_plan
+from medtransfer.benchmark.slurm import GRACE_ENV
 from medtransfer.benchmark.spec import LocalSettings
+from medtransfer.requeue import GRACE_ENV as READ_BY_FIT
 
 from .bench_helpers import DVME, LINEAR, InstantRun, small_grid
 
@@ -40,6 +48,7 @@ def slurm_grid() -> dict:
 
 
 def test_sbatch_array_script(write_grid, resolver, tmp_path):
+    assert GRACE_ENV == READ_BY_FIT
     plan = make_plan(write_grid(slurm_grid()), resolver=resolver)
     assert len(plan.runs) == 20
     assert run_plan(plan, launcher="slurm", say=lambda _: None, cwd=tmp_path) == 0
@@ -62,8 +71,12 @@ def test_sbatch_array_script(write_grid, resolver, tmp_path):
     ]:
         assert line in script
     assert script.index("module load cuda") < script.index("srun")
-    # a task skips a run that finished meanwhile, and clears a killed attempt before starting again
-    assert 'if [ -s "$RUN_DIR/results.json" ]' in script and 'rm -rf "$RUN_DIR"' in script
+    # a task skips a run that finished meanwhile, continues one that a killed or requeued attempt saved
+    # (medtransfer.benchmark.attempt: tests/test_requeue.py), and is requeued on the signal before its limit
+    assert 'if [ -s "$RUN_DIR/results.json" ]' in script and "rm -rf" not in script
+    assert '-m medtransfer.benchmark.attempt "$RUN_DIR"' in script
+    for line in ["#SBATCH --requeue", "#SBATCH --signal=USR1@600", f"export {GRACE_ENV}=540"]:
+        assert line in script
 
     runs = (folder / "runs.txt").read_text().split()
     assert len(runs) == 20 and set(runs) == {r.dir_name for r in plan.runs}
@@ -77,6 +90,7 @@ def test_sbatch_array_script(write_grid, resolver, tmp_path):
         "--trainer.num_nodes=1",
         "--trainer.strategy=ddp",
         f"--trainer.logger.init_args.save_dir={plan.spec.output_dir / 'runs' / runs[0]}",
+        "--ckpt_path=last",
     ]:
         assert override in argv
 
@@ -108,3 +122,30 @@ def test_local_device_slots():
     assert device_slots(LocalSettings(parallel=1, devices=(0, 1, 2, 3), devices_per_run=1)) == [(0,)]
     env, overrides = slot_env((2, 3), parallel=2)
     assert env == {"CUDA_VISIBLE_DEVICES": "2,3"} and overrides == [("trainer.devices", 2)]
+
+
+def test_a_requeued_array_task_continues_its_run_in_place(write_grid, resolver, tmp_path):
+    # grid.sbatch run by bash as SLURM would run array task 0 again, with srun replaced by a recorder
+    plan = make_plan(write_grid(small_grid()), resolver=resolver)
+    run_plan(plan, launcher="slurm", say=lambda _: None, cwd=tmp_path)
+    folder = plan.spec.output_dir / "slurm"
+    run = (folder / "runs.txt").read_text().split()[0]
+    run_dir = plan.spec.output_dir / "runs" / run
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(folder / "commands" / f"{run}.json", run_dir / "run.json")  # the first attempt's
+    torch.save({"epoch": 2, "state_dict": {}}, run_dir / "checkpoints" / "last.ckpt")
+    (run_dir / "output.log").write_text("first attempt\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/sh\necho "srun $*"\n')
+    (bin_dir / "srun").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "0",
+           "SLURM_JOB_NODELIST": "node7", "SLURM_RESTART_COUNT": "1", "MEDTRANSFER_PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(folder / "grid.sbatch")], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"continuing from {run_dir / 'checkpoints' / 'last.ckpt'} (epoch 2)" in done.stdout
+    assert "attempt 1 on node7" in done.stdout
+    log = (run_dir / "output.log").read_text()
+    assert log.startswith("first attempt\n") and f"commands/{run}.sh" in log  # appended to
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
