@@ -80,6 +80,14 @@ class StopAllRanks(Callback):
             _watch.start()
 
 
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """Rank 0 failing stops the ranks it started (left alone, they would wait for it in a collective)."""
+        if _watch is not None and trainer.global_rank == 0:
+            for child in _watch.children:
+                if child.poll() is None:
+                    child.kill()
+
+
 def stopped_rank_message(wait_s: float = 5.0) -> str | None:
     """On rank 0, after an error that is no user error: the line saying that another rank stopped on a user
     error (the cause of rank 0's own, a failed collective), waiting up to ``wait_s`` for that rank's exit
