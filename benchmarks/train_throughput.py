@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: its own choice); 1 on a machine shared with others")
+    parser.add_argument("--no-progress-bar", dest="progress_bar", action="store_false",
+                        help="Trainer.fit without its progress bar (on by default, as users run it)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -126,7 +128,8 @@ def run_lightning(args, batches: list[dict], device: torch.device) -> Measured:
         trainer = pl.Trainer(
             accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=args.precision,
             max_epochs=1, limit_val_batches=0, logger=CSVLogger(logs), log_every_n_steps=20,
-            enable_checkpointing=False, enable_model_summary=False, callbacks=[speed])
+            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=args.progress_bar,
+            callbacks=[speed])
         trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     return Measured(speed.images_per_s, speed.images_per_cpu_s, peak(device))
 
