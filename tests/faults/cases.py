@@ -593,7 +593,7 @@ def killed_fit_checkpoint(ws: Workspace) -> Outcome:
 def killed_results(ws: Workspace) -> Outcome:
     run_dir = fitted(ws)
     runs = ws.root / "runs"
-    ws.protect(runs)
+    ws.protect(run_dir / "results.json", run_dir / "checkpoints")  # config.yaml is the new run's
     args = [
         "test",
         *synthetic_args(runs),

@@ -7,7 +7,7 @@ POINT is where the process kills itself, at the NTH time it gets there (default 
   last.ckpt, summary.md...), after cutting the temporary file to half its size: the state a kill in the middle
   of the write leaves;
 - ``store``: writing a feature store's manifest, its arrays already written;
-- ``extract``: after the first batch of an extraction.
+- ``extract``: once the first batch of an extraction is embedded.
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ def install(point: str, nth: int) -> None:
         real_loader = MedicalDataModule.extraction_dataloader
 
         def extraction_dataloader(self, *args, **kwargs):
-            for index, batch in enumerate(real_loader(self, *args, **kwargs)):
-                if index == 1 and reached():
-                    die()
+            for batch in real_loader(self, *args, **kwargs):
                 yield batch
+                if reached():  # the batch was embedded; the next one is asked for
+                    die()
 
         MedicalDataModule.extraction_dataloader = extraction_dataloader
     else:
