@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import albumentations as A
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ class TransformedDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
         index, epoch = key if isinstance(key, tuple) else (int(key), None)
         if epoch is not None:
-            self.transform.set_random_seed(sample_seed(self.seed, epoch, index))
+            seed_pipeline(self.transform, sample_seed(self.seed, epoch, index))
         try:
             raw = self.source.load_pixels(index)
         except SkippedSample:
@@ -54,6 +56,18 @@ class TransformedDataset(Dataset):
         if self.multilabel:
             return torch.as_tensor(np.asarray(label, dtype=np.float32))
         return torch.as_tensor(int(label), dtype=torch.long)
+
+
+def seed_pipeline(transform, seed: int) -> None:
+    """Seed an albumentations pipeline through ONE generator pair that all its transforms draw from in turn.
+    Albumentations' own ``set_random_seed`` gives every transform a generator seeded alike, so their first
+    draws are equal: a horizontal and a vertical flip of p=0.5 would always happen together, and a rotation
+    of p=0.8 with them; it also builds a generator pair per transform, which costs more than a flip. Other
+    transforms (``MultiViewTransform``) seed themselves."""
+    if isinstance(transform, A.BaseCompose):
+        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    else:
+        transform.set_random_seed(seed)
 
 
 def channels_first(image: np.ndarray) -> torch.Tensor:

@@ -93,6 +93,7 @@ class FileBackedDataModule(MedicalDataModule):
         if self._sources is None:
             sources = super().sources()
             if self.cache_dir is not None:
+                self._sources = None  # a refused cache is never read around by a second call
                 settings = self.cache_settings(sources)
                 self._sources = read_from_cache(sources, self.cache_location(sources), settings)
         return self._sources

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..views import VIEWS_KEY, ViewSpec, ViewSpecError
-from .dataset import TransformedDataset, channels_first
+from .dataset import TransformedDataset, channels_first, seed_pipeline
 from .fundus import CircularMask, CropRetinaBorder
 from .sources import as_rgb_uint8
 
@@ -52,7 +52,7 @@ class MultiViewTransform:
 
     def set_random_seed(self, seed: int) -> None:
         for i, pipeline in enumerate(self.pipelines):
-            pipeline.set_random_seed((seed + i * VIEW_SEED_STRIDE) % 2**32)
+            seed_pipeline(pipeline, (seed + i * VIEW_SEED_STRIDE) % 2**32)
 
     def __call__(self, image: np.ndarray) -> list[np.ndarray]:
         return [pipeline(image=image)["image"] for pipeline in self.pipelines]

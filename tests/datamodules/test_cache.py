@@ -126,6 +126,8 @@ def test_other_settings_need_their_own_cache(eyepacs_root, tmp_path):
     with pytest.raises(CacheError, match=r"no prepared cache.*short side 96.*holds EyePACS caches.*short "
                                          r"side 64.*medtransfer prepare --cache"):
         other.setup("fit")
+    with pytest.raises(CacheError, match="no prepared cache"):  # asking again never reads the originals
+        other.sources()
     with pytest.raises(ValueError, match="cache_size 32 is smaller than data.image_size 64"):
         EyePACS(root=str(eyepacs_root), image_size=64, cache_size=32, cache_dir=str(tmp_path / "c"))
 
