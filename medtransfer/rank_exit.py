@@ -13,22 +13,24 @@ and torchrun stop the others.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
-from subprocess import Popen
 
 from pytorch_lightning import Callback
 
 from .lightning_compat import stop_child_process_observer
 
 USER_ERROR_STATUS = 2
+CHILD_END_S = 3.0  # how long a failing rank takes at most to end after its message
 
 
 class RankWatch(threading.Thread):
     """Rank 0's watch over the ranks it started (``children``, rank i+1 at index i)."""
 
-    def __init__(self, children: list[Popen], poll_s: float = 0.2, stuck_after_s: float = 30.0) -> None:
+    def __init__(self, children: list[subprocess.Popen], poll_s: float = 0.2,
+                 stuck_after_s: float = 30.0) -> None:
         super().__init__(daemon=True, name="medtransfer-rank-watch")  # ends with the process
         self.children = children
         self.poll_s = poll_s
@@ -81,10 +83,14 @@ class StopAllRanks(Callback):
 
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        """Rank 0 failing stops the ranks it started (left alone, they would wait for it in a collective)."""
+        """Rank 0 failing stops the ranks it started (left alone, they would wait for it in a collective); a
+        rank whose own error made rank 0's collective fail is given the moment it needs to end with its
+        status (``stopped_rank_message`` reads it)."""
         if _watch is not None and trainer.global_rank == 0:
             for child in _watch.children:
-                if child.poll() is None:
+                try:
+                    child.wait(timeout=CHILD_END_S)
+                except subprocess.TimeoutExpired:
                     child.kill()
 
 
