@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from jsonargparse import Namespace
 from pytorch_lightning.callbacks import Callback
 
 from medtransfer import cli
 from medtransfer.benchmark.attempt import prepare_attempt
 from medtransfer.benchmark.fingerprint import run_fingerprint
-from medtransfer.cli import main
+from medtransfer.cli import main, resolve_last_checkpoint
 from medtransfer.requeue import GRACE_ENV, finish_epoch
 
 
@@ -136,3 +137,14 @@ def test_an_attempt_continues_a_matching_checkpoint_and_moves_any_other_aside(tm
     assert "no checkpoint" in prepare_attempt(early, RUN)
     assert sorted(p.name for p in early.iterdir()) == ["run.json"]
     assert prepare_attempt(runs / "new", RUN) == "starting"
+
+
+def test_ckpt_path_last_finds_the_checkpoint_of_a_benchmark_run_folder(tmp_path):
+    # benchmark runs log straight into their folder (logger name and version ""): the tasks' --ckpt_path last
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    logger = Namespace(class_path="pytorch_lightning.loggers.TensorBoardLogger",
+                       init_args=Namespace(save_dir=str(tmp_path), name="", version=""))
+    config = Namespace(trainer=Namespace(default_root_dir=str(tmp_path), logger=logger))
+    assert resolve_last_checkpoint(config, continue_run=True) == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert logger.init_args.version == ""  # the folder stays the run's own
