@@ -9,9 +9,11 @@ it was checked against.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pytorch_lightning as pl
     from jsonargparse import Namespace
 
 # The config key that LightningCLI reads between ``parse_arguments`` and ``before_instantiate_classes`` to
@@ -54,3 +56,20 @@ def stop_child_process_observer() -> bool:
             thread._child_processes = []  # its next poll finds every (no) child finished, kills nothing, ends
             found = True
     return found
+
+
+# The flag Lightning sets on a module while TorchScript traces or scripts it (its ``_jit_is_scripting``): the
+# ``trainer`` property then returns None instead of raising outside a Trainer (the tracer reads every
+# attribute of the module).
+TRACING_FLAG = "_jit_is_scripting"
+
+
+@contextmanager
+def lightning_tracing(model: pl.LightningModule):
+    """Mark ``model`` as being traced for as long as the block runs (``medtransfer export`` traces trained
+    modules that no Trainer holds)."""
+    setattr(model, TRACING_FLAG, True)
+    try:
+        yield
+    finally:
+        setattr(model, TRACING_FLAG, False)

@@ -80,6 +80,20 @@ def test_medtransfer_cli_applies_checkpoint_hyperparameters_but_the_task_and_kee
     assert seen["config"].model.init_args.head_dropout == 0.25
 
 
+def test_a_module_marked_as_traced_answers_trainer_outside_a_trainer():
+    """``lightning_compat.lightning_tracing``: without a Trainer, ``trainer`` raises, unless the module is
+    marked as being traced (which ``medtransfer export`` relies on when it traces a trained module)."""
+    from medtransfer.lightning_compat import lightning_tracing
+
+    module = Width()
+    with pytest.raises(RuntimeError):
+        _ = module.trainer
+    with lightning_tracing(module):
+        assert module.trainer is None
+    with pytest.raises(RuntimeError):
+        _ = module.trainer
+
+
 def lightning_private_names() -> set[str]:
     """Private (one leading underscore) attribute and method names of the Lightning and jsonargparse
     objects medtransfer works with."""

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 
 from ..datamodules.unlabelled_predict import CHECKPOINT_DATA_KEY
+from ..lightning_compat import lightning_tracing
 from ..utils.atomic import atomic_path
 from .card import build_card, write_card
 from .model import OUTPUTS, DeployedModel, ExportError, load_trained_model
@@ -103,7 +103,7 @@ def export_onnx(deployed: DeployedModel, example: torch.Tensor, output: Path, op
 
 def export_torchscript(deployed: DeployedModel, example: torch.Tensor, output: Path) -> str:
     """TorchScript by tracing (torch marks ``torch.jit`` deprecated, but it is the format's only writer)."""
-    with quiet_tracing(), torch.no_grad(), tracing(deployed.model):
+    with quiet_tracing(), torch.no_grad(), lightning_tracing(deployed.model):
         traced = torch.jit.trace(deployed, example, check_trace=False)
     with quiet_tracing(), atomic_path(output) as tmp:
         torch.jit.save(traced, str(tmp))
@@ -119,17 +119,6 @@ def quiet_tracing():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated.*")
         yield
-
-
-@contextmanager
-def tracing(model: pl.LightningModule):
-    """Lightning's own flag for a module being traced: its ``trainer`` property then answers instead of
-    raising outside a Trainer (the tracer reads every attribute)."""
-    model._jit_is_scripting = True
-    try:
-        yield
-    finally:
-        model._jit_is_scripting = False
 
 
 def verify(deployed: DeployedModel, output: Path, form: str, size: int) -> str:
