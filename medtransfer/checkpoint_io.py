@@ -20,7 +20,7 @@ from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from . import __version__
-from .errors import MedTransferError
+from .errors import MedTransferError, first_line
 from .utils.atomic import atomic_path
 
 VERSION_KEY = "medtransfer_version"  # the version that wrote a checkpoint (``TaskCheckpoint``)
@@ -71,13 +71,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as err:
         raise CheckpointFileError(
             f"checkpoint {path} holds pickled Python objects, not only weights, and medtransfer never "
-            f"unpickles a file (it could run code): {_first_line(err)}. Save the model's state dict "
+            f"unpickles a file (it could run code): {first_line(err)}. Save the model's state dict "
             "(torch.save(model.state_dict(), path)) or a checkpoint written by `medtransfer fit`"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
         raise CheckpointFileError(
             f"checkpoint {path} ({path.stat().st_size} bytes) is truncated or not a PyTorch checkpoint "
-            f"({_first_line(err)}); use another checkpoint of the run (best-*.ckpt or last.ckpt)"
+            f"({first_line(err)}); use another checkpoint of the run (best-*.ckpt or last.ckpt)"
         ) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointFileError(
@@ -112,8 +112,3 @@ def install_atomic_io(strategy) -> None:
 
 def _is_local(path) -> bool:
     return type(get_filesystem(str(path))).__name__ == "LocalFileSystem"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

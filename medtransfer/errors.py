@@ -25,6 +25,13 @@ class MedTransferError(Exception):
     """A problem with the user's input whose message is the whole story."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none), to quote a library's error
+    inside one of ours without its multi-line detail."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def find_user_error(error: BaseException | None) -> MedTransferError | None:
     """The first MedTransferError in ``error``'s chain of causes, if any."""
     seen: set[int] = set()

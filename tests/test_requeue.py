@@ -17,7 +17,8 @@ from pytorch_lightning.callbacks import Callback
 from medtransfer import cli
 from medtransfer.benchmark.attempt import prepare_attempt
 from medtransfer.benchmark.fingerprint import run_fingerprint
-from medtransfer.cli import main, resolve_last_checkpoint
+from medtransfer.ckpt_path import resolve_last_checkpoint
+from medtransfer.cli import main
 from medtransfer.requeue import GRACE_ENV, finish_epoch
 
 

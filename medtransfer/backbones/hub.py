@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import huggingface_hub
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
+from ..errors import first_line
 from .download import OFFLINE_ENV, cache_dir, download_url
 from .errors import WeightsNotFoundError
 
@@ -111,7 +112,3 @@ def hub_missing_message(name: str, repo: str, revision: str | None, filename: st
     else:
         fill = fill[0].upper() + fill[1:]
     return f"{name}: {filename} of {repo} is not on this machine and {why}. {fill}."
-
-
-def first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0]

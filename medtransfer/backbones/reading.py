@@ -12,6 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..errors import first_line
 from .errors import CheckpointFormatError
 
 # Classes a published checkpoint may pickle besides tensors and containers, allowed through torch's
@@ -40,10 +41,9 @@ def read_checkpoint(path: str | Path) -> Mapping:
             "and pass that file."
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
-        first_line = (str(err).strip().splitlines() or [""])[0]
         raise CheckpointFormatError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {first_line}). A truncated "
-            "download? Delete it and fetch it again (medtransfer weights download NAME)."
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {first_line(err)}). A "
+            "truncated download? Delete it and fetch it again (medtransfer weights download NAME)."
         ) from None
     if not isinstance(checkpoint, Mapping):
         raise CheckpointFormatError(
