@@ -1,8 +1,9 @@
 """One process at a time per run folder: ``fit``, ``validate`` and ``test`` hold an exclusive lock on their
 log folder, so two runs that would write the same ``version_<n>`` (the same pinned version, or two launched at
 the same moment) cannot overwrite each other's checkpoints and results.json: the second stops with a
-``RunFolderBusyError``. The lock is ``flock`` on ``.medtransfer.lock`` in the folder; the operating system
-drops it when its process ends, however it ends, so a killed run never leaves a stale lock."""
+``RunFolderBusyError``. The lock is ``flock`` on ``.<folder name>.medtransfer.lock`` beside the folder (not in
+it: a logger warns about a run folder that exists before it starts); the operating system drops it when its
+process ends, however it ends, so a killed run never leaves a stale lock."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from .errors import MedTransferError
 from .utils.atomic import write_failure
 
-LOCK_FILE = ".medtransfer.lock"
+LOCK_SUFFIX = ".medtransfer.lock"
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 _held: list[int] | None = None  # the locks of the command running now (``run_locks``)
 
@@ -25,12 +26,12 @@ class RunFolderBusyError(MedTransferError, RuntimeError):
 
 
 def lock_run_folder(folder: str | Path) -> int:
-    """Take ``folder``'s lock (creating the folder) and return the open descriptor that holds it: keep it
-    open for as long as the run writes there."""
-    folder = Path(folder)
-    lock = folder / LOCK_FILE
+    """Take ``folder``'s lock (creating the folder above it) and return the open descriptor that holds it:
+    keep it open for as long as the run writes there."""
+    folder = Path(folder).absolute()
+    lock = folder.parent / f".{folder.name}{LOCK_SUFFIX}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
         raise write_failure(folder, error) from error
