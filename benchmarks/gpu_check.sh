@@ -9,7 +9,7 @@
 # and the GPU's name and the peak GPU memory of each step (PyTorch's allocation, and nvidia-smi's sampled use).
 #
 #   bash benchmarks/gpu_check.sh               # on a GPU machine, from the repository root (10-15 minutes)
-#   bash benchmarks/gpu_check.sh --cpu-smoke   # the same steps shrunk to a tiny CPU run (a few minutes): checks
+#   bash benchmarks/gpu_check.sh --cpu_smoke   # the same steps shrunk to a tiny CPU run (a few minutes): checks
 #                                              # that the script works; its numbers mean nothing
 # Environment: GPU_CHECK_WORKERS (DataLoader workers, default: CPU count - 2, at most 12), GPU_CHECK_OUT (where
 # logs, checkpoints and stores go; default: a new temporary folder, kept).
@@ -21,14 +21,14 @@ export PYTHONPATH="benchmarks${PYTHONPATH:+:$PYTHONPATH}"  # the TrainingSpeed c
 OUT="${GPU_CHECK_OUT:-$(mktemp -d -t medtransfer-gpu-check-XXXX)}"
 mkdir -p "$OUT"
 
-if [[ "${1:-}" == "--cpu-smoke" ]]; then
+if [[ "${1:-}" == "--cpu_smoke" ]]; then
   SMOKE=1 ACCEL=cpu BACKBONE=test_resnet SIZE=32 BATCH=16 TRAIN=64 EVAL=16 WORKERS=0
   BENCH=(--steps 3 --warmup 1 --repeats 1 --device cpu)
 else
   SMOKE=0 ACCEL=gpu BACKBONE=resnet50 SIZE=224 BATCH=128 TRAIN=8192 EVAL=2048
   WORKERS="${GPU_CHECK_WORKERS:-$(( $(nproc) > 14 ? 12 : ($(nproc) > 2 ? $(nproc) - 2 : 0) ))}"
   BENCH=(--steps 40 --warmup 10 --repeats 2 --device cuda)
-  command -v nvidia-smi >/dev/null || { echo "gpu_check: no nvidia-smi: run it on a GPU machine, or with --cpu-smoke"; exit 2; }
+  command -v nvidia-smi >/dev/null || { echo "gpu_check: no nvidia-smi: run it on a GPU machine, or with --cpu_smoke"; exit 2; }
 fi
 
 calc() { python -c "print(f'{$1:.1f}')"; }
@@ -57,8 +57,8 @@ python -c "import torch, pytorch_lightning as pl; print(f'torch {torch.__version
 
 echo; echo "== 1. train throughput: $BACKBONE at $SIZE px, bf16-mixed, channels_last =="
 start_memory_sampling throughput
-python benchmarks/train_throughput.py --backbone "$BACKBONE" --image-size "$SIZE" --batch-size "$BATCH" \
-  --precision bf16-mixed --channels-last "${BENCH[@]}" 2> "$OUT/throughput.err" \
+python benchmarks/train_throughput.py --backbone "$BACKBONE" --image_size "$SIZE" --batch_size "$BATCH" \
+  --precision bf16-mixed --channels_last "${BENCH[@]}" 2> "$OUT/throughput.err" \
   || { tail -20 "$OUT/throughput.err"; exit 1; }
 stop_memory_sampling throughput
 

@@ -5,16 +5,16 @@ Prints, each with the time of one forward pass (the extraction) as the yardstick
 
 (a)/(b) the online probe (backbone on every batch) against extraction + a cached probe, both trained by AdamW
         for the same epochs and seed (``solver: sgd``), their test metrics and the time ratio;
-(c)     the time of a sweep of ``--sweep-lrs`` AdamW learning rates against one AdamW probe, same stores;
+(c)     the time of a sweep of ``--sweep_lrs`` AdamW learning rates against one AdamW probe, same stores;
 (d)     the exact solver (``LinearProbe``'s default on stores: standardised features, L-BFGS along the L2
         path, selection on validation) against scikit-learn's ``LogisticRegression(C=1 / (l2 * n))`` on the
         same standardised stores, penalties and selection: test metric and time of both; and the default
         standardised SGD sweep's (learning rates x L2 weight decays) test metric against scikit-learn's;
-(e)     the solver's whole path against scikit-learn's on ``--scale-rows`` x ``--scale-dim`` float features
+(e)     the solver's whole path against scikit-learn's on ``--scale_rows`` x ``--scale_dim`` float features
         (Gaussian classes), time of both.
 
     python benchmarks/linear_probe.py   # PneumoniaMNIST (../shared/data, else synthetic), ResNet-50, 64 px
-    python benchmarks/linear_probe.py --dataset retinamnist --backbone resnet18 --image-size 28 --only solver
+    python benchmarks/linear_probe.py --dataset retinamnist --backbone resnet18 --image_size 28 --only solver
     python benchmarks/linear_probe.py --backbone resnet18 --checkpoint ssl.pt   # non-trivial features
     python benchmarks/linear_probe.py --backbone resnet50.tv_in1k   # pretrained (downloads once)
 
@@ -222,20 +222,20 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet50",
                         help="a timm architecture (random init, no download) or registry weights")
     parser.add_argument("--checkpoint", default=None, help="a local weights file for --backbone")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--num-train", type=int, default=1024, help="synthetic only; val 1/4, test 1/2 of it")
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--num_train", type=int, default=1024, help="synthetic only; val 1/4, test 1/2 of it")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--online-epochs", type=int, default=2,
+    parser.add_argument("--online_epochs", type=int, default=2,
                         help="epochs of the online probe (0: --epochs); fewer ones are timed and scaled "
                              "linearly to --epochs, and the metric comparison then runs the cached probe at "
                              "them too")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3, help="the AdamW probes' learning rate")
-    parser.add_argument("--sweep-lrs", type=int, default=10, help="sweep this many rates, 1e-4 to 0.1")
-    parser.add_argument("--sweep-epochs", type=int, default=20,
+    parser.add_argument("--sweep_lrs", type=int, default=10, help="sweep this many rates, 1e-4 to 0.1")
+    parser.add_argument("--sweep_epochs", type=int, default=20,
                         help="epochs of the sweep vs single-probe timing")
-    parser.add_argument("--scale-rows", type=int, default=5000)
-    parser.add_argument("--scale-dim", type=int, default=2048)
+    parser.add_argument("--scale_rows", type=int, default=5000)
+    parser.add_argument("--scale_dim", type=int, default=2048)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="run only these sections: stores (a, b), sweep (c), solver (d), scale (e)")
     parser.add_argument("--seed", type=int, default=0)

@@ -2,16 +2,17 @@
 PyTorch training loop over the same model, data and settings, in the same process.
 
     python benchmarks/train_throughput.py                       # resnet18, 64 px, fp32, on the CPU
-    python benchmarks/train_throughput.py --backbone resnet50 --image-size 224 --batch-size 128 \\
-        --precision bf16-mixed --channels-last                  # on a GPU when there is one
+    python benchmarks/train_throughput.py --backbone resnet50 --image_size 224 --batch_size 128 \\
+        --precision bf16-mixed --channels_last                  # on a GPU when there is one
     python benchmarks/train_throughput.py --compile --warmup 10 # torch.compile'd backbone in both
-    python benchmarks/train_throughput.py --threads 1 --batch-size 16   # a CPU busy with other work
+    python benchmarks/train_throughput.py --threads 1 --batch_size 16   # a CPU busy with other work
 
 Both sides train a randomly initialised backbone (nothing is downloaded) from the same seed, on the same
 uint8 batches already on the device (a few distinct batches, cycled), with AdamW at the module's learning
 rates, the cosine schedule stepped every batch, the same precision (autocast, or weights in bf16 for
 ``bf16-true``), memory layout and compilation. The Lightning side runs ``Trainer.fit`` with a logger, the
-progress bar and the module's own per-step work (step seeding, loss logging, metric bookkeeping); the plain
+progress bar the CLI gives it (tqdm's: ``utils.progress.choose_training_bar``) and the module's own
+per-step work (step seeding, loss logging, metric bookkeeping); the plain
 loop does forward, loss, backward, optimizer and scheduler steps only. The first ``--warmup`` batches of
 each run are not timed; runs alternate between the two sides ``--repeats`` times and each side's best run
 counts (the machine may be shared). On CUDA the clock waits for the GPU, and each side's peak memory is shown.
@@ -34,6 +35,7 @@ from typing import NamedTuple
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
@@ -58,20 +60,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="resnet18", help="a timm architecture (random init)")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--classes", type=int, default=5, help="multiclass task with this many classes")
     parser.add_argument("--precision", default="32-true", choices=PRECISIONS)
-    parser.add_argument("--channels-last", action="store_true", help="model.memory_format: channels_last")
+    parser.add_argument("--channels_last", action="store_true", help="model.memory_format: channels_last")
     parser.add_argument("--compile", action="store_true", help="model.compile: true (both sides)")
     parser.add_argument("--steps", type=int, default=12, help="timed batches per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches at the start of each run")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
-    parser.add_argument("--distinct-batches", type=int, default=4, help="different batches, cycled")
+    parser.add_argument("--distinct_batches", type=int, default=4, help="different batches, cycled")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: its own choice); 1 on a machine shared with others")
-    parser.add_argument("--no-progress-bar", dest="progress_bar", action="store_false",
+    parser.add_argument("--no_progress_bar", dest="progress_bar", action="store_false",
                         help="Trainer.fit without its progress bar (on by default, as users run it)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -92,7 +94,7 @@ def build_model(args) -> Finetune:
 
 
 def device_batches(args, device: torch.device) -> list[dict]:
-    """``--warmup + --steps`` batches on the device, cycling through ``--distinct-batches`` different ones."""
+    """``--warmup + --steps`` batches on the device, cycling through ``--distinct_batches`` different ones."""
     generator = torch.Generator().manual_seed(args.seed)
     shape = (args.batch_size, 3, args.image_size, args.image_size)
     distinct = [{"image": torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator).to(device),
@@ -129,7 +131,7 @@ def run_lightning(args, batches: list[dict], device: torch.device) -> Measured:
             accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=args.precision,
             max_epochs=1, limit_val_batches=0, logger=CSVLogger(logs), log_every_n_steps=20,
             enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=args.progress_bar,
-            callbacks=[speed])
+            callbacks=[speed, TQDMProgressBar()] if args.progress_bar else [speed])  # the CLI's bar
         trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     return Measured(speed.images_per_s, speed.images_per_cpu_s, peak(device))
 

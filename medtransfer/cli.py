@@ -46,7 +46,7 @@ from .run_dir import checkpoint_directory, local_run_directory, logger_descripti
 from .run_lock import launching_rank, lock_run_folder, run_locks
 from .stats.intervals import test_intervals
 from .task import Task, TaskMismatchError
-from .utils.progress import process_rank
+from .utils.progress import choose_training_bar, process_rank
 from .utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class MedTransferCLI(LightningCLI):
         self._started = time.perf_counter()
         if self.subcommand:
             give_back_ckpt_path(self.config[self.subcommand], self._ckpt_path)
+            choose_training_bar(self.config[self.subcommand].trainer)
 
     def _apply_checkpoint(self, subcommand: str) -> None:
         """Resolve ``--ckpt_path last`` to the newest ``last.ckpt`` of this logger's runs (``fit`` then

@@ -1,9 +1,9 @@
 """One process at a time per run folder: ``fit``, ``validate`` and ``test`` hold an exclusive lock on their
 log folder, so two runs that would write the same ``version_<n>`` (the same pinned version, or two launched at
 the same moment) cannot overwrite each other's checkpoints and results.json: the second stops with a
-``RunFolderBusyError``. The lock is ``flock`` on ``.<folder name>.medtransfer.lock`` beside the folder (not in
-it: a logger warns about a run folder that exists before it starts); the operating system drops it when its
-process ends, however it ends, so a killed run never leaves a stale lock."""
+``RunFolderBusyError``. The lock is ``flock`` on the folder itself (no lock file: a run folder holds only what
+the run writes, and loggers that warn about a non-empty folder stay quiet); the operating system drops it
+when its process ends, however it ends, so a killed run never leaves a stale lock."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from pathlib import Path
 from .errors import MedTransferError
 from .utils.atomic import write_failure
 
-LOCK_SUFFIX = ".medtransfer.lock"
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 _held: list[int] | None = None  # the locks of the command running now (``run_locks``)
 
@@ -26,26 +25,22 @@ class RunFolderBusyError(MedTransferError, RuntimeError):
 
 
 def lock_run_folder(folder: str | Path) -> int:
-    """Take ``folder``'s lock (creating the folder above it) and return the open descriptor that holds it:
-    keep it open for as long as the run writes there."""
-    folder = Path(folder).absolute()
-    lock = folder.parent / f".{folder.name}{LOCK_SUFFIX}"
+    """Take ``folder``'s lock (creating the folder) and return the open descriptor that holds it: keep it
+    open for as long as the run writes there."""
+    folder = Path(folder)
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as error:
         raise write_failure(folder, error) from error
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
         raise RunFolderBusyError(
-            f"{folder} is being written by another medtransfer run ({holder}); wait for it to end, or give "
-            "this run its own folder (--trainer.logger.init_args.version, or another name or save_dir)"
+            f"{folder} is being written by another medtransfer run; wait for it to end, or give this run its "
+            "own folder (--trainer.logger.init_args.version, or another name or save_dir)"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
     if _held is not None:
         _held.append(fd)
     return fd

@@ -54,3 +54,38 @@ def process_rank() -> int:
         if value.isdigit():
             return int(value)
     return 0
+
+
+TRAINING_BAR = "pytorch_lightning.callbacks.TQDMProgressBar"
+
+
+def choose_training_bar(trainer_config) -> None:
+    """Give a command's trainer config tqdm's training bar unless it turns the bar off or names its own.
+    Lightning draws the bar with Rich whenever Rich is installed (other packages pull it in), and Rich's live
+    display redraws from a thread of its own: on a 2-core CPU it cost Finetune 8% of its training images/s
+    (``benchmarks/train_throughput.py``), and every other medtransfer bar is tqdm's."""
+    if trainer_config.get("enable_progress_bar") is False:
+        return
+    callbacks = trainer_config.get("callbacks") or []
+    if any(_is_progress_bar(callback) for callback in callbacks):
+        return
+    from jsonargparse import Namespace
+
+    trainer_config.callbacks = [*callbacks, Namespace(class_path=TRAINING_BAR, init_args=Namespace())]
+
+
+def _is_progress_bar(callback) -> bool:
+    from importlib import import_module
+
+    from pytorch_lightning.callbacks import ProgressBar
+
+    if isinstance(callback, ProgressBar):
+        return True
+    class_path = callback.get("class_path") if hasattr(callback, "get") else None
+    if not class_path:
+        return False
+    module, _, name = class_path.rpartition(".")
+    try:
+        return issubclass(getattr(import_module(module), name), ProgressBar)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return False  # the trainer's instantiation names a callback it cannot build

@@ -62,6 +62,11 @@ def trainer_args(runs: Path, max_epochs: int = 1, name: str = "tiny") -> list[st
     ]
 
 
+# the synthetic dataset's split sizes and image size of every tiny run here
+TINY_SPLITS = ["--data.init_args.num_train", "32", "--data.init_args.num_val", "16",
+               "--data.init_args.num_test", str(NUM_TEST), "--data.init_args.native_size", "32"]
+
+
 def synthetic_args(
     runs: Path, kind: str = "binary", max_epochs: int = 1, backbone: str = "test_resnet"
 ) -> list[str]:
@@ -70,14 +75,7 @@ def synthetic_args(
         str(QUICKSTART),
         "--data.init_args.kind",
         kind,
-        "--data.init_args.num_train",
-        "32",
-        "--data.init_args.num_val",
-        "16",
-        "--data.init_args.num_test",
-        str(NUM_TEST),
-        "--data.init_args.native_size",
-        "32",
+        *TINY_SPLITS,
         "--data.init_args.batch_size",
         "16",
         "--model.init_args.backbone",
@@ -153,14 +151,7 @@ def linear_args(runs: Path, features: Path) -> list[str]:
         str(SYNTHETIC),
         "--config",
         str(LINEAR),
-        "--data.init_args.num_train",
-        "32",
-        "--data.init_args.num_val",
-        "16",
-        "--data.init_args.num_test",
-        str(NUM_TEST),
-        "--data.init_args.native_size",
-        "32",
+        *TINY_SPLITS,
         "--model.init_args.backbone",
         "test_resnet",
         "--model.init_args.features_dir",
@@ -453,18 +444,16 @@ def disk_full_store(ws: Workspace) -> Outcome:
     return outcome
 
 
+def prepare_splits_args(root: Path, splits: Path) -> list[str]:
+    """``medtransfer prepare`` of an image folder, writing its splits file."""
+    return ["prepare", "--data", "medtransfer.datamodules.ImageFolder", "--data.init_args.root", str(root),
+            "--splits_file", str(splits)]
+
+
 def disk_full_splits(ws: Workspace) -> Outcome:
     root = image_folder(ws.root / "data")
     splits = ws.root / "splits.csv"
-    args = [
-        "prepare",
-        "--data",
-        "medtransfer.datamodules.ImageFolder",
-        "--data.init_args.root",
-        str(root),
-        "--splits_file",
-        str(splits),
-    ]
+    args = prepare_splits_args(root, splits)
     first = cli(args)
     if first.exit_code:
         return first
@@ -519,17 +508,7 @@ def read_only_splits(ws: Workspace) -> Outcome:
     out = ws.root / "out"
     out.mkdir()
     with read_only(out):
-        return cli(
-            [
-                "prepare",
-                "--data",
-                "medtransfer.datamodules.ImageFolder",
-                "--data.init_args.root",
-                str(root),
-                "--splits_file",
-                str(out / "splits.csv"),
-            ]
-        )
+        return cli(prepare_splits_args(root, out / "splits.csv"))
 
 
 def concurrent_same_version(ws: Workspace) -> Outcome:

@@ -40,3 +40,23 @@ def test_gunzip_draws_a_bar_over_the_compressed_bytes(tmp_path, monkeypatch, cap
     assert (tmp_path / "x.h5").read_bytes() == bytes(range(256)) * 4096
     err = capsys.readouterr().err
     assert "gunzip x.h5.gz" in err and "100%" in err
+
+
+def test_the_trainer_gets_tqdms_bar_unless_the_config_turns_it_off_or_names_its_own():
+    from jsonargparse import Namespace
+    from pytorch_lightning.callbacks import RichProgressBar
+
+    from medtransfer.utils.progress import TRAINING_BAR, choose_training_bar
+
+    given = Namespace(class_path="medtransfer.callbacks.TaskCheckpoint", init_args=Namespace())
+    plain = Namespace(enable_progress_bar=True, callbacks=[given])
+    choose_training_bar(plain)
+    assert [c.class_path for c in plain.callbacks] == ["medtransfer.callbacks.TaskCheckpoint", TRAINING_BAR]
+
+    for config in (Namespace(enable_progress_bar=False, callbacks=[given]),
+                   Namespace(enable_progress_bar=True, callbacks=[given, RichProgressBar()]),
+                   Namespace(enable_progress_bar=True, callbacks=[Namespace(
+                       class_path="pytorch_lightning.callbacks.RichProgressBar", init_args=Namespace())])):
+        before = list(config.callbacks)
+        choose_training_bar(config)
+        assert config.callbacks == before
