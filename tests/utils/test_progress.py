@@ -44,9 +44,12 @@ def test_gunzip_draws_a_bar_over_the_compressed_bytes(tmp_path, monkeypatch, cap
 
 def test_the_trainer_gets_tqdms_bar_unless_the_config_turns_it_off_or_names_its_own():
     from jsonargparse import Namespace
-    from pytorch_lightning.callbacks import RichProgressBar
+    from pytorch_lightning.callbacks import TQDMProgressBar
 
     from medtransfer.utils.progress import TRAINING_BAR, choose_training_bar
+
+    class OwnBar(TQDMProgressBar):  # a user's own bar (Rich's needs the optional rich package)
+        pass
 
     given = Namespace(class_path="medtransfer.callbacks.TaskCheckpoint", init_args=Namespace())
     plain = Namespace(enable_progress_bar=True, callbacks=[given])
@@ -54,7 +57,7 @@ def test_the_trainer_gets_tqdms_bar_unless_the_config_turns_it_off_or_names_its_
     assert [c.class_path for c in plain.callbacks] == ["medtransfer.callbacks.TaskCheckpoint", TRAINING_BAR]
 
     for config in (Namespace(enable_progress_bar=False, callbacks=[given]),
-                   Namespace(enable_progress_bar=True, callbacks=[given, RichProgressBar()]),
+                   Namespace(enable_progress_bar=True, callbacks=[given, OwnBar()]),
                    Namespace(enable_progress_bar=True, callbacks=[Namespace(
                        class_path="pytorch_lightning.callbacks.RichProgressBar", init_args=Namespace())])):
         before = list(config.callbacks)
