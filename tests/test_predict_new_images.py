@@ -6,6 +6,7 @@ refused."""
 from __future__ import annotations
 
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -182,3 +183,22 @@ def test_evaluating_an_untrained_head_is_refused(tmp_path, tiny_cli, capsys):
     new_images = NewImages(root=str(tmp_path), task=knn.task.to_dict(), image_size=SIZE)
     with pytest.raises(NewImagesError, match="kNN votes"):
         prepare_for_new_images(knn, new_images)
+
+
+def test_new_images_with_a_non_utf8_file_name_get_an_id_that_csv_and_json_take(tmp_path):
+    """A Latin-1 file name (an old scanner's) keeps its real path and gets an id with the odd byte escaped,
+    as ImageFolder's ids do (``images.sample_id``), in a folder and through a glob."""
+    import json
+
+    from PIL import Image
+
+    from medtransfer.datamodules.unlabelled_predict import list_images
+
+    name = os.fsdecode(b"scan_caf\xe9.png")
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / name)
+    for root in (str(tmp_path), str(tmp_path / "*.png")):
+        paths, ids = list_images(root)
+        assert paths[0].name == name and paths[0].is_file()
+        assert ids[0].endswith("scan_caf\\xe9.png")
+        json.dumps(ids)
+        ids[0].encode("utf-8")

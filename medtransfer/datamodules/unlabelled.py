@@ -6,7 +6,7 @@ import numpy as np
 
 from .base import MedicalDataModule
 from .errors import DatasetLayoutError, check_layout, describe_folder
-from .images import FileSource, iter_image_files
+from .images import FileSource, iter_image_files, sample_id
 from .sources import Source
 
 
@@ -48,7 +48,7 @@ class UnlabelledImages(MedicalDataModule):
                 f"{self.name}: no images (.png, .jpg, .jpeg, .bmp, .tif) under {root}; it holds: "
                 f"{describe_folder(root)}"
             )
-        ids = [str(path.relative_to(root)) for path in paths]
+        ids = [sample_id(path.relative_to(root)) for path in paths]
         train = FileSource(paths, np.zeros(len(paths), dtype=np.int64), ids, grey=self.grey,
                            skip_corrupt=self.skip_corrupt, draft_size=2 * self.image_size)
         empty = FileSource([], np.zeros(0, dtype=np.int64), [])

@@ -17,7 +17,7 @@ from ..task import Task
 from .base import MedicalDataModule
 from .dataset import TransformedDataset
 from .errors import DatasetLayoutError, describe_folder
-from .images import FileSource, is_image_file, iter_image_files, missing_files
+from .images import FileSource, is_image_file, iter_image_files, missing_files, sample_id
 from .samplers import UnpaddedSampler
 from .sources import Source
 from .tabular import read_table, row_origins
@@ -48,7 +48,7 @@ def list_images(root: str, image_column: str = "path",
         if not paths:
             raise DatasetLayoutError(f"{dataset}: the glob {root!r} matches no image file "
                                      "(.png, .jpg, .jpeg, .bmp, .tif, .tiff)")
-        return paths, [str(p) for p in paths]
+        return paths, [sample_id(p) for p in paths]
     path = Path(root).expanduser()
     if path.is_file() and path.suffix.lower() == ".csv":
         return _listed_in_csv(path, image_column, dataset)
@@ -60,7 +60,7 @@ def list_images(root: str, image_column: str = "path",
     if not paths:
         raise DatasetLayoutError(f"{dataset}: no images (.png, .jpg, .jpeg, .bmp, .tif, .tiff) under {path}; "
                                  f"it holds: {describe_folder(path)}")
-    return paths, [str(p.relative_to(path)) for p in paths]
+    return paths, [sample_id(p.relative_to(path)) for p in paths]
 
 
 def _listed_in_csv(table: Path, image_column: str, dataset: str) -> tuple[list[Path], list[str]]:
