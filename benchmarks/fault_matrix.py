@@ -2,7 +2,7 @@
 medtransfer run and print one row per case: the fault, what medtransfer did (success with checked data, or
 exit status and message) and whether anything written before was lost or changed.
 
-    python benchmarks/fault_matrix.py            # all 66 cases: 2 minutes on 2 quiet CPU cores, 5 on busy ones
+    python benchmarks/fault_matrix.py            # all 66 cases: 2 min on 2 quiet CPU cores, 5 on busy ones
     python benchmarks/fault_matrix.py --only kill --keep /tmp/matrix
 
 Exit status 0 when every case passed, 1 otherwise.

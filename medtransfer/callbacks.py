@@ -257,6 +257,11 @@ def gather_from_ranks(trainer: pl.Trainer, parts: list) -> list:
     return parts
 
 
+def split_positions(source) -> dict[str, int]:
+    """Each sample id's place in the split ``source`` (empty without one)."""
+    return {sample_id: n for n, sample_id in enumerate(source.ids)} if source is not None else {}
+
+
 def in_split_order(predictions: Predictions, datamodule) -> Predictions:
     """Rows in the order of the datamodule's test split, with each sample's patient (``group``) where the
     split knows patients; a sample met twice (a sampler that pads) kept once. Without a
@@ -267,7 +272,7 @@ def in_split_order(predictions: Predictions, datamodule) -> Predictions:
                        "each is kept once")
     rows = np.array(sorted(first.values()))
     source = datamodule.split_source("test") if hasattr(datamodule, "split_source") else None
-    position = {sample_id: i for i, sample_id in enumerate(source.ids)} if source is not None else {}
+    position = split_positions(source)
     if source is not None and all(predictions.ids[row] in position for row in rows):
         places = np.array([position[predictions.ids[row]] for row in rows])
         ordered = predictions.reorder(rows[np.argsort(places, kind="stable")])
@@ -325,7 +330,7 @@ def predict_order(ids: list[str], datamodule, indices: np.ndarray) -> np.ndarray
     split, which stays right when unreadable images were skipped (``skip_corrupt``: said here, with their
     number); in the sampler's order otherwise."""
     source = datamodule.split_source("test") if hasattr(datamodule, "split_source") else None
-    position = {sample_id: n for n, sample_id in enumerate(source.ids)} if source is not None else {}
+    position = split_positions(source)
     if not position or not all(i in position for i in ids):
         return np.argsort(indices, kind="stable")
     if len(ids) < len(position):

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from ..seeding import run_seed
 from ..task import SPLITS, Task
 from ..utils.distributed import world_and_rank
+from ..utils.threads import usable_cpus
 from ..views import ViewSpec
 from .dataset import TransformedDataset, collate_skipping
 from .errors import DatasetTooSmallError, LoaderSettingError
@@ -292,8 +293,7 @@ def default_num_workers(local_world: int = 1) -> int:
         if not forced.isdigit():
             raise LoaderSettingError(f"{WORKERS_ENV}={forced!r}: expected a number of DataLoader workers")
         return int(forced)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus // max(1, local_world), MAX_AUTO_WORKERS))
+    return max(1, min(usable_cpus() // max(1, local_world), MAX_AUTO_WORKERS))
 
 
 def _to_device(value, device: torch.device):

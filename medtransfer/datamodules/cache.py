@@ -34,8 +34,10 @@ import cv2
 import numpy as np
 
 from ..errors import MedTransferError
+from ..utils.atomic import flush_to_disk
 from ..utils.hashing import json_digest
 from ..utils.progress import progress
+from ..utils.threads import usable_cpus
 from .errors import CorruptImageError, SkippedSample
 from .fundus import retina_bounding_box
 from .images import FileSource, read_pixels
@@ -267,10 +269,6 @@ def _prepare_one(job: tuple[int, str, CacheSettings]) -> tuple[int, bytes | None
     return index, image.tobytes(), (image.shape[0], image.shape[1], channels), ""
 
 
-def default_workers() -> int:
-    """The CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
 
 def build_cache(
     sources: dict[str, Source],
@@ -298,11 +296,11 @@ def build_cache(
     tmp.mkdir()
     try:
         offsets, shapes, unreadable = _write_pixels(tmp / "pixels.u8", paths, origins, settings, skip_corrupt,
-                                                    workers or default_workers(), dataset)
+                                                    workers or usable_cpus(), dataset)
         (tmp / "files.txt").write_text("\n".join(paths))
         with open(tmp / "index.npz", "wb") as handle:
             np.savez(handle, sizes=sizes, mtimes=mtimes, offsets=offsets, shapes=shapes)
-            _sync(handle)
+            flush_to_disk(handle)
         manifest = {
             "format": FORMAT_VERSION, "dataset": dataset, "root": str(Path(root).expanduser().resolve()),
             "settings": asdict(settings), "images": len(paths), "unreadable": unreadable,
@@ -312,7 +310,7 @@ def build_cache(
         }
         with open(tmp / MANIFEST, "w") as handle:
             json.dump(manifest, handle, indent=1)
-            _sync(handle)
+            flush_to_disk(handle)
         _move_into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -348,7 +346,7 @@ def _write_pixels(path: Path, paths: list[str], origins: list[str], settings: Ca
             handle.write(pixels)
             offsets[index], shapes[index] = position, shape
             position += len(pixels)
-        _sync(handle)
+        flush_to_disk(handle)
     return offsets, shapes, unreadable
 
 
@@ -371,10 +369,6 @@ def _pool(workers: int):
     context = multiprocessing.get_context("fork" if forking else None)
     return context.Pool(workers)
 
-
-def _sync(handle) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
 
 
 def _move_into_place(tmp: Path, folder: Path) -> None:

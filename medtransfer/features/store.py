@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedTransferError
-from ..utils.atomic import write_failure
+from ..utils.atomic import flush_to_disk, fsync_path, write_failure
 from ..utils.hashing import file_digest
 from .fingerprint import as_json, fingerprint_key
 
@@ -205,7 +205,7 @@ class FeatureStore:
                 if not (path / STORE_FILE).exists():
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)  # a concurrent writer finished first
-            _fsync_dir(path.parent)
+            fsync_path(path.parent)
         except BaseException as error:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(error, OSError) and not isinstance(error, MedTransferError):
@@ -300,23 +300,14 @@ def _check_file(path: Path, name: str, record: dict | None, verify: bool) -> Non
 def _save_array(file: Path, array: np.ndarray) -> dict:
     with open(file, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
-        handle.flush()
-        os.fsync(handle.fileno())
+        flush_to_disk(handle)
     return {"bytes": file.stat().st_size, "sha256": file_digest(file)}
 
 
 def _write_synced(file: Path, data: bytes) -> None:
     with open(file, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+        flush_to_disk(handle)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 

@@ -46,7 +46,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
-        _fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
@@ -62,9 +62,15 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
-def _fsync_file(path: Path) -> None:
-    """Flush ``path`` to the disk before it is renamed into place, so a power cut cannot leave the new name
-    pointing at empty blocks."""
+def flush_to_disk(handle) -> None:
+    """Flush an open file's writes to the disk (before it is renamed into place)."""
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def fsync_path(path: Path) -> None:
+    """Flush the file or folder ``path`` to the disk before it is renamed into place, so a power cut cannot
+    leave the new name pointing at empty blocks (a folder: its entries)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

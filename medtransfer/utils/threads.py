@@ -1,7 +1,9 @@
-"""The number of intra-op CPU threads torch uses, changed for a block and put back after it."""
+"""The CPUs this process may use, and the number of intra-op CPU threads torch uses, changed for a block
+and put back after it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,3 +21,9 @@ def torch_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a SLURM or container allocation, not the machine's
+    count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
