@@ -20,10 +20,10 @@ import numpy as np
 import onnxruntime
 import torch
 
-from medtransfer.export.cli import export_onnx, export_torchscript, quiet_tracing, random_images
 from medtransfer.export.model import DeployedModel
 from medtransfer.lightning_modules import Finetune
 from medtransfer.task import Task
+from medtransfer.verbs.export import export_onnx, export_torchscript, quiet_tracing, random_images
 
 
 def rate(run, batch: torch.Tensor, seconds: float) -> float:

@@ -44,7 +44,7 @@ from medtransfer.features import store_for
 from medtransfer.lightning_modules import LinearProbe, LinearSweep
 from medtransfer.lightning_modules.linear_probe import DEFAULT_L2
 from medtransfer.lightning_modules.logistic_path import logistic_path
-from medtransfer.utils.threads import torch_threads
+from medtransfer.runtime.threads import torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from medtransfer.benchmark.report import write_report
-from medtransfer.predictions import Predictions
-from medtransfer.results import build_results, write_json_atomic
+from medtransfer.grid.report import write_report
+from medtransfer.outputs.predictions import Predictions
+from medtransfer.outputs.results import build_results, write_json_atomic
 from medtransfer.stats.resampling import full_sample
 from medtransfer.task import Task
 

@@ -1,5 +1,5 @@
 """Callbacks every run gets by default: checkpointing on the task's metric, pictures for every logger that
-takes images (and as PNGs in the run's folder, ``medtransfer.run_dir``), the per-sample predictions of
+takes images (and as PNGs in the run's folder, ``medtransfer.runtime.folder``), the per-sample predictions of
 every test (``test_predictions.csv``, with its reliability diagram) and the predictions file of
 ``medtransfer predict``."""
 
@@ -15,17 +15,17 @@ from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_warn
 
-from .checkpoint_io import install_atomic_io
 from .datamodules.unlabelled_predict import CHECKPOINT_DATA_KEY, CHECKPOINT_MODEL_KEY, data_preparation
 from .lightning_modules.metrics import build_curve_metrics
-from .plots import confusion_figure, image_grid_figure, label_text, reliability_figure, roc_figure
-from .predictions import TEST_PREDICTIONS, Predictions
-from .run_dir import run_directory
-from .run_figures import send_figure, takes_images
-from .scoring import decide, write_predictions
+from .outputs.plots import confusion_figure, image_grid_figure, label_text, reliability_figure, roc_figure
+from .outputs.predictions import TEST_PREDICTIONS, Predictions
+from .outputs.scoring import decide, write_predictions
+from .outputs.thresholds import DEFAULT_THRESHOLD
+from .runtime.checkpoints import install_atomic_io
+from .runtime.figures import send_figure, takes_images
+from .runtime.folder import run_directory
 from .stats.calibration import confidence_and_correct, reliability
 from .task import Task
-from .thresholds import DEFAULT_THRESHOLD
 
 
 class TaskCheckpoint(ModelCheckpoint):
@@ -120,7 +120,7 @@ class LearningRates(LearningRateMonitor):
 
 
 def log_figure(trainer: pl.Trainer, tag: str, figure: Figure, path: str | None = None) -> None:
-    """Send a figure to every logger that takes images (``medtransfer.run_figures``), and save it to ``path``
+    """Send a figure to every logger that takes images (``medtransfer.runtime.figures``), and save it to ``path``
     if given. Called on rank zero only, so it must not ask for the run's folder (a collective under DDP)."""
     for logger in trainer.loggers:
         send_figure(logger, tag, figure, trainer.global_step)
@@ -192,7 +192,7 @@ class TestPredictionWriter(Callback):
     """At the end of each test (also the test after ``fit``): the per-sample predictions of every DDP rank,
     gathered (evaluation loaders split a split across ranks without padding, so each sample comes once),
     put in the test split's order with each sample's patient where the datamodule knows patients, written to
-    ``test_predictions.csv`` in the run's folder (see ``medtransfer.predictions``), and drawn as a reliability
+    ``test_predictions.csv`` in the run's folder (see ``medtransfer.outputs.predictions``), and drawn as a reliability
     diagram (``test_reliability.png``, logger image ``test/reliability``). ``predictions`` keeps them for the
     confidence intervals in results.json.
 
@@ -284,8 +284,8 @@ def in_split_order(predictions: Predictions, datamodule) -> Predictions:
 
 class PredictionWriter(BasePredictionWriter):
     """Writes ``medtransfer predict`` output to ``predictions.csv`` in the run's folder (columns as in
-    ``medtransfer.predictions``, plus ``path`` for new images and the ``predicted`` class: see
-    ``medtransfer.scoring``): one row per sample in dataset order. Under DDP the ranks' rows are gathered
+    ``medtransfer.outputs.predictions``, plus ``path`` for new images and the ``predicted`` class: see
+    ``medtransfer.outputs.scoring``): one row per sample in dataset order. Under DDP the ranks' rows are gathered
     and written once. The datamodule's ``threshold`` (``NewImages``; 0.5 otherwise) sets binary and
     multilabel decisions."""
 

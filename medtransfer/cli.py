@@ -23,41 +23,41 @@ from .callbacks import (
     TestPredictionWriter,
     TrainingImageGrid,
 )
-from .checkpoint_io import VERSION_KEY, CheckpointFileError, read_checkpoint
-from .ckpt_path import (
+from .datamodules import MedicalDataModule
+from .datamodules.unlabelled_predict import CHECKPOINT_MODEL_KEY
+from .errors import first_line, user_error_message
+from .explain import add_explanations
+from .lightning_modules import MedTransferModule
+from .lightning_modules.frozen import FrozenBackboneModule
+from .outputs.results import build_results, write_json_atomic
+from .run.inference import check_trained, prepare_for_new_images
+from .runtime.checkpoints import VERSION_KEY, CheckpointFileError, read_checkpoint
+from .runtime.ckpt_path import (
     fill_data_from_checkpoint,
     resolve_last_checkpoint,
     settings_unknown_to_model,
     with_checkpoint_model,
 )
-from .datamodules import MedicalDataModule
-from .datamodules.unlabelled_predict import CHECKPOINT_MODEL_KEY
-from .errors import first_line, user_error_message
-from .explain import add_explanations
-from .inference import check_trained, prepare_for_new_images
-from .lightning_compat import give_back_ckpt_path, hold_back_ckpt_path
-from .lightning_modules import MedTransferModule
-from .lightning_modules.frozen import FrozenBackboneModule
-from .logs import configure_logging
-from .rank_exit import StopAllRanks, stopped_rank_message
-from .requeue import Requeued, SlurmRequeue, requeued_job
-from .results import build_results, write_json_atomic
-from .run_dir import checkpoint_directory, local_run_directory, logger_description, run_directory
-from .run_lock import launching_rank, lock_run_folder, run_locks
+from .runtime.folder import checkpoint_directory, local_run_directory, logger_description, run_directory
+from .runtime.lightning_compat import give_back_ckpt_path, hold_back_ckpt_path
+from .runtime.lock import launching_rank, lock_run_folder, run_locks
+from .runtime.logs import configure_logging
+from .runtime.progress import choose_training_bar, process_rank
+from .runtime.rank_exit import StopAllRanks, stopped_rank_message
+from .runtime.requeue import Requeued, SlurmRequeue, requeued_job
+from .runtime.threads import torch_threads
 from .stats.intervals import test_intervals
 from .task import Task, TaskMismatchError
-from .utils.progress import choose_training_bar, process_rank
-from .utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
 # verbs outside LightningCLI: name -> (module with main(argv), one-line help)
 TOOL_VERBS: dict[str, tuple[str, str]] = {
-    "extract": ("medtransfer.extract_cli", "compute (or reuse) the feature stores of a frozen backbone"),
-    "weights": ("medtransfer.backbones.cli", "list, check and download pretrained weights"),
-    "benchmark": ("medtransfer.benchmark.cli", "run a grid of experiments and report tables and plots"),
-    "prepare": ("medtransfer.datamodules.cli", "check a dataset, report its splits, write them out"),
-    "export": ("medtransfer.export.cli", "write a trained model as ONNX or TorchScript, with its model card"),
+    "extract": ("medtransfer.verbs.extract", "compute (or reuse) the feature stores of a frozen backbone"),
+    "weights": ("medtransfer.verbs.weights", "list, check and download pretrained weights"),
+    "benchmark": ("medtransfer.verbs.benchmark", "run a grid of experiments and report tables and plots"),
+    "prepare": ("medtransfer.verbs.prepare", "check a dataset, report its splits, write them out"),
+    "export": ("medtransfer.verbs.export", "write a trained model as ONNX or TorchScript, with its model card"),
 }
 
 
@@ -177,7 +177,7 @@ class MedTransferCLI(LightningCLI):
         self.run_folder()
 
     def run_folder(self) -> str:
-        """This run's folder (``medtransfer.run_dir``; a broadcast under DDP: every rank asks), logged with
+        """This run's folder (``medtransfer.runtime.folder``; a broadcast under DDP: every rank asks), logged with
         where the logger and the checkpoints write, before anything runs."""
         folder = run_directory(self.trainer)
         if process_rank() == 0:
@@ -274,7 +274,7 @@ class MedTransferCLI(LightningCLI):
 
 
 class RunConfig(SaveConfigCallback):
-    """LightningCLI's ``config.yaml`` in the run's folder (``medtransfer.run_dir``), whatever the logger:
+    """LightningCLI's ``config.yaml`` in the run's folder (``medtransfer.runtime.folder``), whatever the logger:
     Lightning writes it to ``trainer.log_dir``, which W&B and MLflow runs share."""
 
     def save_config(self, trainer, pl_module, stage: str) -> None:  # rank zero only

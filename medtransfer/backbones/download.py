@@ -14,7 +14,7 @@ from urllib.error import URLError
 
 import torch
 
-from ..utils.progress import show_progress
+from ..runtime.progress import show_progress
 from .errors import ChecksumError, WeightsNotFoundError
 from .registry import WeightsEntry
 

@@ -13,10 +13,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from ..seeding import run_seed
+from ..runtime.ranks import world_and_rank
+from ..runtime.seeding import run_seed
+from ..runtime.threads import usable_cpus
 from ..task import SPLITS, Task
-from ..utils.distributed import world_and_rank
-from ..utils.threads import usable_cpus
 from ..views import ViewSpec
 from .dataset import TransformedDataset, collate_skipping
 from .errors import DatasetTooSmallError, LoaderSettingError

@@ -34,10 +34,10 @@ import cv2
 import numpy as np
 
 from ..errors import MedTransferError
+from ..runtime.progress import progress
+from ..runtime.threads import usable_cpus
 from ..utils.atomic import flush_to_disk
 from ..utils.hashing import json_digest
-from ..utils.progress import progress
-from ..utils.threads import usable_cpus
 from .errors import CorruptImageError, SkippedSample
 from .fundus import retina_bounding_box
 from .images import FileSource, read_pixels

@@ -13,14 +13,7 @@ from .errors import BadLabelError, DatasetLayoutError, check_layout
 from .file_backed import FileBackedDataModule
 from .sources import Source
 from .splits import complete_splits
-from .tabular import (
-    check_filled,
-    check_unique,
-    checked_file_source,
-    class_labels,
-    read_table,
-    row_origins,
-)
+from .tabular import check_filled, check_unique, checked_file_source, class_labels, read_table, row_origins
 
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 

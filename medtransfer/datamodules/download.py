@@ -9,9 +9,9 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import MedTransferError
+from ..runtime.progress import progress
 from ..utils.atomic import atomic_path
 from ..utils.hashing import file_digest
-from ..utils.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedTransferError
+from ..runtime.progress import progress
 from ..utils.atomic import atomic_path
-from ..utils.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -99,7 +99,7 @@ class NewImages(MedicalDataModule):
     For binary and multilabel tasks a class is predicted where its probability reaches ``threshold``: a
     number, or a rule choosing one threshold per class on the validation split of ``validation_data``
     (``f1``: the threshold maximising F1, ``youden``: the one maximising sensitivity + specificity - 1; see
-    ``medtransfer.thresholds``). Multiclass tasks predict the most probable class.
+    ``medtransfer.outputs.thresholds``). Multiclass tasks predict the most probable class.
 
     Args:
         root: a folder, a glob or a CSV file of image paths.

@@ -15,8 +15,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_warn
 
 from ..callbacks import log_figure
-from ..plots import label_text
-from ..run_dir import run_directory
+from ..outputs.plots import label_text
+from ..runtime.folder import run_directory
 from ..task import Task
 from .explainer import Explainer
 from .figures import explanation_pixels, pixels_figure, save_png

@@ -15,9 +15,9 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from ..backbones.backbone import Backbone
-from ..seeding import run_seed
-from ..utils.distributed import world_and_rank
-from ..utils.threads import torch_threads
+from ..runtime.ranks import world_and_rank
+from ..runtime.seeding import run_seed
+from ..runtime.threads import torch_threads
 from .extract import DEFAULT_ROOT, store_for
 from .loader import FeatureBatches
 from .store import check_aligned

@@ -18,8 +18,8 @@ import torch
 import torch.distributed as dist
 
 from ..backbones.backbone import Backbone
-from ..utils.distributed import world_and_rank
-from ..utils.progress import progress
+from ..runtime.progress import progress
+from ..runtime.ranks import world_and_rank
 from .fingerprint import store_fingerprint, store_path
 from .store import TMP_PREFIX, FeatureStore, StoreMismatchError, is_store
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..checkpoint_io import CheckpointMismatchError, stamp_version, weights_mismatch
+from ..runtime.checkpoints import CheckpointMismatchError, stamp_version, weights_mismatch
 from ..task import SPLITS, Task, TaskMismatchError
 from .metrics import (
     build_calibration_metrics,

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..seeding import run_seed
+from ..runtime.seeding import run_seed
 
 
 class GeneratorStates(NamedTuple):

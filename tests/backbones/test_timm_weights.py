@@ -24,12 +24,12 @@ from medtransfer.backbones import (
     create_backbone,
 )
 from medtransfer.backbones.backbone import state_dict_fingerprint
-from medtransfer.backbones.cli import main as weights_main
 from medtransfer.backbones.export import save_backbone
 from medtransfer.backbones.factory import build_backbone
 from medtransfer.backbones.preprocessing import Preprocessing
 from medtransfer.backbones.timm_weights import checkpoint_filter, find_timm_weights, resolve_timm_file
 from medtransfer.cli import main
+from medtransfer.verbs.weights import main as weights_main
 
 from .conftest import put_in_hub_cache
 

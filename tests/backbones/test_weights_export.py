@@ -10,9 +10,9 @@ import torch
 
 from medtransfer.backbones import CheckpointFormatError, CheckpointMismatchError, create_backbone
 from medtransfer.backbones.backbone import state_dict_fingerprint
-from medtransfer.backbones.cli import main as weights_main
 from medtransfer.backbones.export import save_backbone
 from medtransfer.backbones.layouts import detect_layout
+from medtransfer.verbs.weights import main as weights_main
 
 from .conftest import randomise_buffers
 

@@ -13,10 +13,10 @@ import torch
 
 from medtransfer.backbones import REGISTRY, Backbone, create_backbone
 from medtransfer.backbones.backbone import state_dict_fingerprint
-from medtransfer.backbones.cli import main as weights_main
 from medtransfer.backbones.embedding import RECIPES
 from medtransfer.backbones.factory import build_backbone
 from medtransfer.backbones.layouts import LAYOUTS
+from medtransfer.verbs.weights import main as weights_main
 
 from .source_layouts import WRITERS
 

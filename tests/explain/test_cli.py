@@ -8,15 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from medtransfer.benchmark.fingerprint import group_fingerprint, run_fingerprint
-from medtransfer.benchmark.resolve import ConfigResolver
 from medtransfer.cli import main
 from medtransfer.explain import ExplanationError, ExplanationMaps, PredictionExplanations, add_explanations
+from medtransfer.grid.fingerprint import group_fingerprint, run_fingerprint
+from medtransfer.grid.resolve import ConfigResolver
 from medtransfer.lightning_modules import Finetune
 
 from ..conftest import REPO, quiet_trainer_args
 from ..export.checkpoints import tiny_data, train_checkpoint
-from ..test_predict_new_images import write_images
+from tests.run.test_predict_new_images import write_images
 
 
 def test_predict_explain_writes_a_map_per_image_beside_the_predictions(tmp_path):

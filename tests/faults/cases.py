@@ -406,7 +406,7 @@ def disk_full_results(ws: Workspace) -> Outcome:
     ws.protect(ws.root / "runs")
     runs = ws.root / "runs"
     checkpoint = str(run_dir / "checkpoints" / "last.ckpt")
-    with disk_full_in("medtransfer.results.json.dump"):
+    with disk_full_in("medtransfer.outputs.results.json.dump"):
         outcome = cli(["test", *synthetic_args(runs), "--ckpt_path", checkpoint])
     if outcome.exit_code == 2:  # the error left no half file, and the next try works
         stray = list((runs / "tiny" / "version_1").glob("*results.json*"))
@@ -463,7 +463,7 @@ def disk_full_splits(ws: Workspace) -> Outcome:
 
 
 def disk_full_report(ws: Workspace) -> Outcome:
-    from medtransfer.benchmark.report import write_report
+    from medtransfer.grid.report import write_report
 
     results = _hand_made_results(ws.root / "grid", 4)
     first = call(lambda: write_report(results, resamples=50))
@@ -476,8 +476,8 @@ def disk_full_report(ws: Workspace) -> Outcome:
 
 
 def _hand_made_results(folder: Path, count: int) -> Path:
-    from medtransfer.results import write_json_atomic
-    from tests.benchmark.bench_helpers import results_document
+    from medtransfer.outputs.results import write_json_atomic
+    from tests.grid.bench_helpers import results_document
 
     for i in range(count):
         backbone = ("a", "b")[i % 2]
@@ -513,7 +513,7 @@ def read_only_splits(ws: Workspace) -> Outcome:
 
 def concurrent_same_version(ws: Workspace) -> Outcome:
     """A second fit on the run folder another fit holds (its lock taken as that process would)."""
-    from medtransfer.run_lock import hold_run_folder
+    from medtransfer.runtime.lock import hold_run_folder
 
     run_dir = fitted(ws)
     ws.protect(ws.root / "runs")
@@ -588,7 +588,7 @@ def killed_results(ws: Workspace) -> Outcome:
 
 
 def killed_report(ws: Workspace) -> Outcome:
-    from medtransfer.benchmark.report import write_report
+    from medtransfer.grid.report import write_report
 
     results = _hand_made_results(ws.root / "grid", 4)
     write_report(results, resamples=50)

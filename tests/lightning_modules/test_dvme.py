@@ -13,9 +13,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from medtransfer.benchmark.resolve import ConfigResolver
 from medtransfer.cli import main
 from medtransfer.datamodules import SyntheticMedical
+from medtransfer.grid.resolve import ConfigResolver
 from medtransfer.lightning_modules import DVME
 from medtransfer.lightning_modules.metrics import task_loss
 

@@ -15,10 +15,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from medtransfer import cli
 from medtransfer.backbones import create_backbone
-from medtransfer.backbones.cli import main as weights_main
 from medtransfer.cli import main
 from medtransfer.datamodules import MedMNIST, SyntheticMedical
 from medtransfer.lightning_modules import SSLPretrain
+from medtransfer.verbs.weights import main as weights_main
 
 from ..conftest import quiet_trainer_args
 

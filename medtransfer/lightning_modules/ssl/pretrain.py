@@ -16,8 +16,8 @@ from torchmetrics import MeanMetric
 from ... import __version__
 from ...backbones import create_backbone
 from ...backbones.export import save_backbone
-from ...run_dir import run_directory
-from ...run_figures import send_figure
+from ...runtime.figures import send_figure
+from ...runtime.folder import run_directory
 from ...task import Task
 from ...views import VIEWS_KEY, ViewSpec
 from ..base import MedTransferModule

@@ -1,0 +1,101 @@
+"""A run's folder before an attempt: continue the run a killed or requeued attempt left, or start afresh.
+
+A folder whose ``checkpoints/last.ckpt`` reads as a checkpoint and whose ``run.json`` has the run's config
+fingerprint is continued (the attempt runs ``fit --ckpt_path last``, which goes on in that folder). A folder
+whose checkpoint belongs to another config or does not read is moved aside to ``<output_dir>/moved/`` (never
+deleted: it may be all that is left of days of training) and the run starts afresh; leftovers of an attempt
+that saved no checkpoint are removed. The SLURM array tasks call this module before each attempt:
+
+    python -m medtransfer.grid.attempt <run folder> <commands/<run>.json>
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import MedTransferError
+from ..outputs.results import write_json_atomic
+from .state import RUN_FILE, GridStateError
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+MOVED_DIR = "moved"
+
+
+def prepare_attempt(folder: Path, run: dict) -> str:
+    """Make ``folder`` ready for an attempt at ``run`` (``run.json``'s content: id, fingerprint, argv...);
+    returns what was done, for the job's log."""
+    if folder.exists() and not (folder / RUN_FILE).is_file():
+        raise GridStateError(f"{folder} exists but was not made by medtransfer benchmark (no {RUN_FILE}); "
+                             "move it away or choose another output_dir")
+    checkpoint = folder / LAST_CHECKPOINT
+    if checkpoint.is_file():
+        problem = continue_problem(folder, run)
+        if problem is None:
+            write_json_atomic(folder / RUN_FILE, run)
+            return f"continuing from {checkpoint} (epoch {saved_epoch(checkpoint)})"
+        moved = move_aside(folder)
+        said = f"{checkpoint} {problem}: moved the folder to {moved}; starting afresh"
+    elif folder.exists():
+        shutil.rmtree(folder)  # an attempt killed before its first checkpoint: nothing to continue
+        said = "no checkpoint from an earlier attempt; starting afresh"
+    else:
+        said = "starting"
+    folder.mkdir(parents=True)
+    write_json_atomic(folder / RUN_FILE, run)
+    return said
+
+
+def continue_problem(folder: Path, run: dict) -> str | None:
+    """None when ``folder``'s last checkpoint can continue ``run``, else why not."""
+    try:
+        previous = json.loads((folder / RUN_FILE).read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous != run.get("fingerprint"):
+        return f"was written for config fingerprint {previous}, not {run.get('fingerprint')}"
+    if saved_epoch(folder / LAST_CHECKPOINT) is None:
+        return "does not read as a checkpoint (truncated or not one)"
+    return None
+
+
+def saved_epoch(checkpoint: Path) -> int | None:
+    """The epoch a checkpoint saved, or None when it does not read (weights only, memory-mapped)."""
+    try:
+        saved = torch.load(checkpoint, weights_only=True, mmap=True, map_location="cpu")
+    except Exception:  # a truncated or foreign file fails in many ways: all mean "cannot continue from it"
+        return None
+    epoch = saved.get("epoch") if isinstance(saved, dict) else None
+    return epoch if isinstance(epoch, int) and "state_dict" in saved else None
+
+
+def move_aside(folder: Path) -> Path:
+    """``<output_dir>/moved/<run folder>-<time>``, outside ``runs/`` (the report never reads it)."""
+    target = folder.parent.parent / MOVED_DIR / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = target.with_name(f"{target.name}-{suffix}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder.rename(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    folder, command = (Path(a) for a in (argv if argv is not None else sys.argv[1:]))
+    run = json.loads(command.read_text())
+    try:
+        print(f"{run.get('id', folder.name)}: {prepare_attempt(folder, run)}", flush=True)
+    except MedTransferError as err:
+        print(f"medtransfer: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

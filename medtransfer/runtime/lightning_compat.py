@@ -1,0 +1,75 @@
+"""The one place where medtransfer relies on how Lightning works inside rather than on its public API.
+
+Everything else subclasses Lightning and jsonargparse only through public hooks and arguments. What is here
+depends on behaviour that Lightning does not document as API; ``tests/test_lightning_compat.py`` pins that
+behaviour and fails, naming this module, when an upgrade changes it, and pyproject.toml bounds the versions
+it was checked against.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    from jsonargparse import Namespace
+
+# The config key that LightningCLI reads between ``parse_arguments`` and ``before_instantiate_classes`` to
+# re-parse the model from a checkpoint's hyperparameters (its private ``_parse_ckpt_path``).
+CKPT_PATH_KEY = "ckpt_path"
+
+
+def hold_back_ckpt_path(subcommand_config: Namespace) -> str | None:
+    """Take ``ckpt_path`` out of a subcommand's parsed config, and return it.
+
+    LightningCLI re-parses the model from the hyperparameters of the checkpoint that ``ckpt_path`` names,
+    right after ``parse_arguments``. It cannot parse medtransfer's (the task is saved with them, and is no
+    model argument: it comes from the data), and ``MedTransferCLI.parse_arguments`` has already applied
+    them without the task. Call this at the end of ``parse_arguments`` and ``give_back_ckpt_path`` in
+    ``before_instantiate_classes``, so the trainer still receives the path."""
+    path = subcommand_config.get(CKPT_PATH_KEY)
+    if path is not None:
+        subcommand_config[CKPT_PATH_KEY] = None
+    return path
+
+
+def give_back_ckpt_path(subcommand_config: Namespace, path: str | None) -> None:
+    """Put back what ``hold_back_ckpt_path`` took."""
+    if path is not None:
+        subcommand_config[CKPT_PATH_KEY] = path
+
+
+# The thread that Lightning's subprocess launcher starts on rank 0 to watch the ranks it started (its
+# ``_ChildProcessObserver``): when one ends badly, it SIGKILLs every process, rank 0 included.
+CHILD_OBSERVER_THREAD = "child-process-observer"
+
+
+def stop_child_process_observer() -> bool:
+    """Stop Lightning's child-process observer on this process (``medtransfer.runtime.rank_exit.RankWatch`` does its
+    job and lets rank 0 end with a message and the failed rank's status instead of SIGKILL); whether one was
+    running."""
+    found = False
+    for thread in threading.enumerate():
+        if thread.name == CHILD_OBSERVER_THREAD and hasattr(thread, "_child_processes"):
+            thread._child_processes = []  # its next poll finds every (no) child finished, kills nothing, ends
+            found = True
+    return found
+
+
+# The flag Lightning sets on a module while TorchScript traces or scripts it (its ``_jit_is_scripting``): the
+# ``trainer`` property then returns None instead of raising outside a Trainer (the tracer reads every
+# attribute of the module).
+TRACING_FLAG = "_jit_is_scripting"
+
+
+@contextmanager
+def lightning_tracing(model: pl.LightningModule):
+    """Mark ``model`` as being traced for as long as the block runs (``medtransfer export`` traces trained
+    modules that no Trainer holds)."""
+    setattr(model, TRACING_FLAG, True)
+    try:
+        yield
+    finally:
+        setattr(model, TRACING_FLAG, False)

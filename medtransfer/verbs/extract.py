@@ -1,0 +1,83 @@
+"""``medtransfer extract``: compute (or reuse) the feature stores of a run's config before training.
+
+Takes the same ``--config`` files and ``--data.*``/``--model.*`` overrides as ``medtransfer fit``; the model
+must be a frozen-backbone model (LinearProbe, LinearSweep, KNN, frozen DVME). Stores land in the model's
+``features_dir``, exactly where ``fit`` looks for them. For several GPUs run it under ``torchrun``: every
+process extracts its shard and rank 0 assembles the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+import torch.distributed as dist
+
+from ..datamodules.base import SPLITS
+from ..runtime.logs import configure_logging
+
+FIT_OPTIONS = """fit options it reads (spelled as for `medtransfer fit`; see `medtransfer fit --help`):
+  --config FILE                 the run's config files (data, model and trainer pieces), repeatable
+  --data.* / --data CLASS       the dataset whose splits are embedded (class_path, init_args.root, ...)
+  --model.* / --model CLASS     a frozen-backbone model: its backbones and features_dir
+  --trainer.accelerator, --trainer.devices
+                                the device the backbones run on (other --trainer.* are accepted, unused)
+  --seed_everything             the run seed
+Every other fit option (--ckpt_path, --test_after_fit, --intervals.*) is accepted and ignored.
+
+example: medtransfer extract --config configs/experiments/synthetic_linear.yaml"""
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="medtransfer extract",
+        description="Compute (or reuse) the feature stores of a frozen-backbone config, where `medtransfer "
+        "fit` will look for them. Every argument but --splits is a fit option.",
+        epilog=FIT_OPTIONS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to extract")
+    configure_logging()
+    args, rest = parser.parse_known_args(argv)
+    if not rest:
+        parser.error("give the run's config, e.g. --config configs/experiments/synthetic_linear.yaml")
+
+    from ..cli import MedTransferCLI, run_lightning_cli
+    from ..features import store_for
+    from ..lightning_modules.frozen import FrozenBackboneModule
+
+    class ExtractCLI(MedTransferCLI):
+        """The fit parser and classes, without running a trainer."""
+
+        def __init__(self, *cli_args, **kwargs) -> None:
+            super().__init__(*cli_args, run=False, **kwargs)
+
+    cli = run_lightning_cli(rest, cli_class=ExtractCLI)
+    model = cli.model
+    datamodule = getattr(cli.datamodule, "source", cli.datamodule)  # the images, not stores served from them
+    if not isinstance(model, FrozenBackboneModule):
+        parser.error(f"model {type(model).__name__} has no frozen backbones to extract; use a LinearProbe, "
+                     "LinearSweep, KNN or frozen DVME config")
+    device = _init_distributed(cli.trainer.strategy.root_device)
+    for backbone in model.feature_backbones():
+        backbone.to(device)
+        for split in args.splits:
+            store = store_for(backbone, datamodule, split, model.features_dir)
+            if not dist.is_initialized() or dist.get_rank() == 0:
+                print(f"{backbone.name:<32} {split:<5} {len(store):>8} x {store.dim:<5} {store.path}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+def _init_distributed(root_device: torch.device) -> torch.device:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); the device of this process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = root_device.type == "cuda"
+    if world > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return torch.device("cuda", local_rank) if cuda else root_device

@@ -1,0 +1,110 @@
+"""Helpers for the benchmark tests: small grids over the repository's config pieces, hand-made results.json
+files, and a stand-in for ``medtransfer fit`` subprocesses that writes results instantly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medtransfer.grid.plan import Run
+from medtransfer.outputs.results import build_results, write_json_atomic
+
+REPO = Path(__file__).resolve().parents[2]
+SYNTHETIC = str(REPO / "configs" / "data" / "synthetic.yaml")
+LINEAR = str(REPO / "configs" / "model" / "linear_probe.yaml")
+DVME = str(REPO / "configs" / "model" / "dvme.yaml")
+KNN = str(REPO / "configs" / "model" / "knn.yaml")
+
+
+def small_grid(**extra) -> dict:
+    """Synthetic data x linear probe x two backbones x two fractions x two seeds = 8 runs."""
+    return {
+        "name": "small",
+        "overrides": {"trainer.max_epochs": 1, "data.init_args.num_train": 64},
+        "axes": {
+            "dataset": {"synthetic": SYNTHETIC},
+            "protocol": {"linear": LINEAR},
+            "backbone": {"supervised": "test_resnet", "ssl": "test_convnext"},
+            "fraction": {"small": 0.25, "full": 1.0},
+            "seed": [0, 1],
+        },
+        **extra,
+    }
+
+
+def results_document(
+    config: dict,
+    test: dict[str, float],
+    *,
+    verb: str = "fit",
+    data: dict | None = None,
+    backbones: list[str] = ("test_resnet",),
+    model: str = "LinearProbe",
+    seed: int = 0,
+    primary: str = "auroc",
+    extra: dict | None = None,
+    task: dict | None = None,
+    predictions: dict | None = None,
+) -> dict:
+    """A results.json as ``medtransfer fit`` writes it (results.build_results)."""
+    return build_results(
+        verb=verb,
+        metrics={"val": dict(test), "test": dict(test)},
+        task=task or {
+            "kind": "binary",
+            "class_names": ["normal", "lesion"],
+            "ordinal": False,
+            "primary_metric": primary,
+            "num_classes": 2,
+        },
+        data={"name": "SyntheticMedical", "train_fraction": 1.0, "fraction_seed": seed, **(data or {})},
+        model={"name": model, "backbones": [{"name": b, "fingerprint": "0" * 16} for b in backbones]},
+        seed=seed,
+        config=config,
+        wall_time_s=1.0,
+        extra=extra,
+        predictions=predictions,
+    )
+
+
+class InstantRun:
+    """Stands in for a ``medtransfer fit`` subprocess: writes the results.json the run would write, at once.
+    During the ``kill_at``-th start (from 0) the benchmark itself is killed (KeyboardInterrupt), leaving a
+    partial run folder behind, as a real kill would."""
+
+    def __init__(self, kill_at: int | None = None, scores: dict[str, float] | None = None) -> None:
+        self.kill_at = kill_at
+        self.scores = scores or {}
+        self.started: list[str] = []
+
+    def __call__(self, run: Run, folder: Path, argv: list[str], env: dict[str, str]) -> InstantRun:
+        self.started.append(run.id)
+        (folder / "checkpoints").mkdir()
+        (folder / "checkpoints" / "last.ckpt").write_bytes(b"partial")
+        if len(self.started) - 1 == self.kill_at:
+            raise KeyboardInterrupt
+        score = self.scores.get(run.id, 0.5 + 0.01 * len(self.started))
+        seed = run.config.get("seed_everything", 0)
+        fraction = run.config["data"]["init_args"]["train_fraction"]
+        write_json_atomic(
+            folder / "results.json",
+            results_document(
+                run.config,
+                {"auroc": score, "acc": score},
+                verb=run.verb,
+                seed=seed,
+                data={"train_fraction": fraction},
+                backbones=[run.labels.get("backbone", "?")],
+            ),
+        )
+        return self
+
+    def poll(self) -> int:
+        return 0
+
+    def terminate(self) -> None:
+        pass
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,200 @@
+"""The report on hand-made results.json files without test predictions (as written before medtransfer kept
+them): means and standard deviations by hand, the paper's table layout, why intervals and comparisons are
+missing, files left out with their reason, and the plots. ``test_report_statistics.py`` covers the
+intervals and comparisons of results with predictions."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+
+import pytest
+
+from medtransfer.grid.aggregate import cells, collect
+from medtransfer.grid.fingerprint import group_fingerprint, run_fingerprint
+from medtransfer.grid.report import write_report
+from medtransfer.grid.state import MANIFEST, MANIFEST_SCHEMA
+from medtransfer.outputs.results import write_json_atomic
+
+from .bench_helpers import results_document
+
+SUPERVISED, SWAV = "resnet50.tv_in1k", "resnet50.swav_in1k"
+SCORES = {  # (backbone, fraction) -> test AUROC per seed
+    (SUPERVISED, 1.0): [0.80, 0.82, 0.84],
+    (SWAV, 1.0): [0.84, 0.86, 0.88],
+    (SUPERVISED, 0.1): [0.70, 0.74],
+    (SWAV, 0.1): [0.75],
+}
+
+
+def config(backbone: str, fraction: float, seed: int, model: str = "LinearProbe") -> dict:
+    return {
+        "seed_everything": seed,
+        "model": {
+            "class_path": f"medtransfer.lightning_modules.{model}",
+            "init_args": {"backbone": backbone},
+        },
+        "data": {
+            "class_path": "medtransfer.datamodules.SyntheticMedical",
+            "init_args": {"train_fraction": fraction, "fraction_seed": seed},
+        },
+    }
+
+
+def write_results(folder, backbone, fraction, seed, score, **kwargs):
+    document = results_document(
+        config(backbone, fraction, seed, kwargs.get("model", "LinearProbe")),
+        {"auroc": score, "acc": score},
+        seed=seed,
+        data={"train_fraction": fraction},
+        backbones=[backbone],
+        **kwargs,
+    )
+    return write_json_atomic(folder / "results.json", document)
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    root = tmp_path / "results"
+    for (backbone, fraction), scores in SCORES.items():
+        for seed, score in enumerate(scores):
+            write_results(root / f"{backbone}-{fraction}-{seed}", backbone, fraction, seed, score)
+    return root
+
+
+def test_means_and_standard_deviations_by_hand(results_dir):
+    by_key = {(c.labels["backbone"], c.fraction): c for c in cells(collect(results_dir))}
+    full = by_key[(SUPERVISED, 1.0)]
+    assert full.n == 3 and full.seeds == [0, 1, 2]
+    assert full.mean == pytest.approx(0.82)
+    assert full.std == pytest.approx(0.02)  # sqrt(((-.02)^2 + 0 + .02^2) / 2)
+    assert by_key[(SUPERVISED, 0.1)].std == pytest.approx(math.sqrt(0.0008))
+    single = by_key[(SWAV, 0.1)]
+    assert single.n == 1 and math.isnan(single.std)
+
+
+def test_results_without_predictions_join_the_tables_saying_why_intervals_are_missing(results_dir):
+    report = write_report(results_dir)
+    summary = report.summary.read_text()
+    # rows: backbones (baseline found by its name); columns: dataset x fraction in increasing order
+    assert ("| backbone | SyntheticMedical · 0.1 (auroc) | SyntheticMedical · 1 (auroc) |") in summary
+    why = "(no CI: no test predictions in results.json)"
+    assert f"| {SUPERVISED} | 72.00 ± 2.83 {why} | 82.00 ± 2.00 {why} |" in summary
+    assert f"| {SWAV} | **75.00** (n=1) {why} | **86.00** ± 2.00 {why} |" in summary
+    assert f"### LinearProbe: paired comparisons with {SUPERVISED}" in summary
+    # +3 points = +4.17% of 72 at 10%; +4 points = +4.88% of 82 at 100%; no interval, no test
+    assert (f"| {SWAV} − {SUPERVISED} | +3.00 (+4.2%) (no CI) | — | — | not tested: "
+            "no test predictions in results.json |") in summary
+    assert f"| {SWAV} − {SUPERVISED} | +4.00 (+4.9%) (no CI) | — | — | not tested: " in summary
+    assert "![plots/SyntheticMedical_LinearProbe.png](plots/SyntheticMedical_LinearProbe.png)" in summary
+    assert (report.folder / "plots" / "SyntheticMedical_LinearProbe.png").read_bytes()[:4] == b"\x89PNG"
+    with open(report.folder / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 9
+    assert {
+        "dataset",
+        "protocol",
+        "backbone",
+        "fraction",
+        "seed",
+        "score",
+        "test/auroc",
+        "config_fingerprint",
+        "path",
+    } <= set(rows[0])
+    assert sorted(float(r["score"]) for r in rows if r["backbone"] == SWAV) == [0.75, 0.84, 0.86, 0.88]
+
+
+def test_bad_files_are_reported_and_left_out(results_dir):
+    (results_dir / "garbled").mkdir()
+    (results_dir / "garbled" / "results.json").write_text('{"schema": "medtransfer.res')
+    (results_dir / "foreign").mkdir()
+    (results_dir / "foreign" / "results.json").write_text('{"accuracy": 0.9}')
+    shutil.copytree(results_dir / f"{SWAV}-1.0-0", results_dir / "copy")
+    document = results_document(config(SWAV, 0.5, 1), {"auroc": 0.9}, verb="validate")
+    document["metrics"] = {"val": {"auroc": 0.9}}
+    write_json_atomic(results_dir / "no-test" / "results.json", document)
+    write_results(results_dir / "nan", SWAV, 0.5, 2, float("nan"))
+
+    collection = collect(results_dir)
+    reasons = {e.path.parent.name: e.reason for e in collection.excluded}
+    assert reasons["garbled"].startswith("unreadable")
+    assert reasons["foreign"].startswith("not a medtransfer results file")
+    # the same run twice counts once: the first path in sorted order is kept
+    assert (
+        reasons[f"{SWAV}-1.0-0"]
+        == f"duplicate of {results_dir / 'copy' / 'results.json'} (same config and seed)"
+    )
+    assert reasons["no-test"] == "no test/auroc in its metrics (verb 'validate')"
+    assert reasons["nan"] == "test/auroc is NaN"
+    assert len(collection.records) == 9
+    summary = write_report(results_dir).summary.read_text()
+    assert "## Left out" in summary and "`garbled/results.json`: unreadable" in summary
+
+
+def test_results_from_another_grid_are_left_out(tmp_path):
+    grid = tmp_path / "grid"
+    kept = write_results(grid / "runs" / "a", SUPERVISED, 1.0, 0, 0.8)
+    cfg = config(SUPERVISED, 1.0, 0)
+    write_json_atomic(
+        grid / MANIFEST,
+        {
+            "schema": MANIFEST_SCHEMA,
+            "name": "mine",
+            "levels": {},
+            "baseline": None,
+            "metric": None,
+            "split": "test",
+            "runs": [
+                {
+                    "id": "a",
+                    "dir": "runs/a",
+                    "fingerprint": run_fingerprint(cfg),
+                    "group": group_fingerprint(cfg),
+                    "labels": {
+                        "dataset": "synth",
+                        "protocol": "linear",
+                        "backbone": "supervised",
+                        "fraction": "full",
+                        "seed": "0",
+                    },
+                },
+                {"id": "b", "dir": "runs/b", "fingerprint": "f" * 16, "group": "g", "labels": {}},
+            ],
+        },
+    )
+    write_results(grid / "runs" / "stray", SWAV, 1.0, 0, 0.9)
+    write_results(grid / "runs" / "other", SWAV, 1.0, 1, 0.9)
+    write_json_atomic(grid / "runs" / "other" / "run.json", {"grid": "theirs", "id": "x"})
+
+    collection = collect(tmp_path)
+    assert [r.path for r in collection.records] == [kept]
+    assert collection.records[0].labels == {
+        "dataset": "synth",
+        "protocol": "linear",
+        "backbone": "supervised",
+        "fraction": "full",
+    }
+    reasons = {e.path.parent.name: e.reason for e in collection.excluded}
+    assert reasons["stray"].startswith("not a run of grid 'mine'")
+    assert reasons["other"] == "from another grid ('theirs', inside grid 'mine')"
+    assert collection.unfinished == {"mine": ["b"]}
+
+
+def test_dvme_importance_bar_chart(tmp_path):
+    for seed, share in enumerate([0.6, 0.7]):
+        importance = {"overall": {"test_resnet": share, "test_vit": 1 - share}, "per_class": {}}
+        write_results(
+            tmp_path / f"dvme-{seed}",
+            "test_resnet+test_vit",
+            1.0,
+            seed,
+            0.9,
+            model="DVME",
+            extra={"dvme": {"fusion": "dvme", "importance": importance}},
+        )
+    report = write_report(tmp_path)
+    charts = sorted(p.name for p in (report.folder / "plots").glob("importance_*.png"))
+    assert charts == ["importance_SyntheticMedical_DVME_test_resnet+test_vit.png"]
+    assert "plots/importance_SyntheticMedical_DVME_test_resnet+test_vit.png" in report.summary.read_text()
