@@ -25,6 +25,12 @@ class MedTransferError(Exception):
     """A problem with the user's input whose message is the whole story."""
 
 
+class ConfigValueError(MedTransferError, ValueError):
+    """A config value outside what it can be (a fraction of 0, a size below 1, an unknown choice); the
+    message names the key as a config spells it (``data.init_args.train_fraction``), the value and what
+    would do."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message (its type's name when it has none), to quote a library's error
     inside one of ours without its multi-line detail."""
