@@ -38,13 +38,13 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from medtransfer.cli import step_threads
 from medtransfer.datamodules import SyntheticMedical
 from medtransfer.features import store_for
 from medtransfer.lightning_modules import LinearProbe, LinearSweep
 from medtransfer.lightning_modules.linear_probe import DEFAULT_L2
 from medtransfer.lightning_modules.logistic_path import logistic_path
-from medtransfer.runtime.threads import torch_threads
+from medtransfer.run.session import steps_on_one_thread
+from medtransfer.runtime.threads import step_threads
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"
@@ -80,8 +80,8 @@ def trainer(epochs: int) -> pl.Trainer:
 
 def fit_and_test(model, data, epochs: int) -> dict:
     run = trainer(epochs)
-    datamodule = model.cached_datamodule(data) if model.feature_cache else data
-    with torch_threads(step_threads(model, torch.device("cpu"))):  # as the medtransfer command runs it
+    datamodule = model.attach_data(data)
+    with step_threads(steps_on_one_thread(model, run)):  # as the medtransfer command runs it
         run.fit(model, datamodule=datamodule)
         (test,) = run.test(model, datamodule=datamodule, verbose=False)
     return test

@@ -15,13 +15,13 @@ from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_warn
 
-from .datamodules.unlabelled_predict import CHECKPOINT_DATA_KEY, CHECKPOINT_MODEL_KEY, data_preparation
+from .datamodules.unlabelled_predict import data_preparation
 from .lightning_modules.metrics import build_curve_metrics
 from .outputs.plots import confusion_figure, image_grid_figure, label_text, reliability_figure, roc_figure
 from .outputs.predictions import TEST_PREDICTIONS, Predictions
 from .outputs.scoring import decide, write_predictions
 from .outputs.thresholds import DEFAULT_THRESHOLD
-from .runtime.checkpoints import install_atomic_io
+from .runtime.checkpoints import CHECKPOINT_DATA_KEY, CHECKPOINT_MODEL_KEY, install_atomic_io
 from .runtime.figures import send_figure, takes_images
 from .runtime.folder import run_directory
 from .stats.calibration import confidence_and_correct, reliability
@@ -46,15 +46,24 @@ class TaskCheckpoint(ModelCheckpoint):
         super().__init__(dirpath=dirpath, filename="best-epoch={epoch:03d}", monitor=self.TASK_METRIC,
                          mode="max", save_top_k=save_top_k, save_last=False, auto_insert_metric_name=False)
         self.refresh_last = save_last
+        self._stage: str | None = None
         self._last_written_step = -1
         self._epoch_batches_done = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        self._stage = stage
         if self.monitor == self.TASK_METRIC:
             task = getattr(pl_module, "task", None)
             self.monitor = None if task is None else f"val/{task.primary_metric}"  # None: the latest epoch
         install_atomic_io(trainer.strategy)  # whole checkpoints or none, also when /tmp is another disk
         super().setup(trainer, pl_module, stage)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """The checkpointing state of the run that wrote the checkpoint matters to a fit continuing it; test,
+        validate and predict from a checkpoint keep their own (Lightning's would warn that the folder
+        changed, on every such run)."""
+        if self._stage == "fit":
+            super().load_state_dict(state_dict)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)

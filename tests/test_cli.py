@@ -15,9 +15,10 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from medtransfer import cli as cli_module
 from medtransfer.callbacks import LearningRates, TaskCheckpoint, TestPredictionWriter, TrainingImageGrid
-from medtransfer.cli import MedTransferCLI, default_callbacks, main, run_lightning_cli
+from medtransfer.cli import main
+from medtransfer.run import config as run_config
+from medtransfer.run.config import default_callbacks, instantiate, parse_run
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = {"loss", "auroc", "acc", "f1"}
@@ -238,11 +239,6 @@ def test_print_config_shows_the_default_callbacks(tiny_cli, tmp_path, capsys):
     assert callbacks[0]["init_args"] == {"dirpath": None, "save_top_k": 1, "save_last": True}
 
 
-class InstantiateOnly(MedTransferCLI):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, run=False, **kwargs)
-
-
 def test_a_config_replaces_the_default_callbacks_and_a_flag_adds_one(tiny_cli, tmp_path):
     config = write_yaml(tmp_path / "callbacks.yaml", """
 trainer:
@@ -253,14 +249,14 @@ trainer:
   - class_path: medtransfer.callbacks.LearningRates
   - class_path: medtransfer.callbacks.TestPredictionWriter
 """)
-    cli = run_lightning_cli([*tiny_cli(tmp_path / "runs"), "--config", config], cli_class=InstantiateOnly)
-    ours = [c for c in cli.trainer.callbacks if c.__module__ == "medtransfer.callbacks"]
+    trainer = instantiate(parse_run("fit", [*tiny_cli(tmp_path / "runs"), "--config", config])).trainer
+    ours = [c for c in trainer.callbacks if c.__module__ == "medtransfer.callbacks"]
     assert [type(c) for c in ours] == [LearningRates, TestPredictionWriter, TaskCheckpoint]  # checkpoint last
-    assert cli.trainer.checkpoint_callback.save_top_k == 3
+    assert trainer.checkpoint_callback.save_top_k == 3
 
-    cli = run_lightning_cli([*tiny_cli(tmp_path / "runs"), "--trainer.callbacks+=EarlyStopping",
-                             "--trainer.callbacks.monitor", "val/auroc"], cli_class=InstantiateOnly)
-    names = [type(c).__name__ for c in cli.trainer.callbacks]
+    trainer = instantiate(parse_run("fit", [*tiny_cli(tmp_path / "runs"), "--trainer.callbacks+=EarlyStopping",
+                                            "--trainer.callbacks.monitor", "val/auroc"])).trainer
+    names = [type(c).__name__ for c in trainer.callbacks]
     assert TrainingImageGrid.__name__ in names and "EarlyStopping" in names
 
 
@@ -275,8 +271,13 @@ def test_fit_and_test_without_a_logger(tiny_cli, tmp_path):
     assert (root / "checkpoints" / "last.ckpt").is_file() and (root / "test_roc.png").is_file()
     assert fit_results["predictions"] == {"test": "test_predictions.csv"}
 
-    main(["test", *args, "--ckpt_path", "last"])
-    test_results = results_of(root)
+    with pytest.raises(SystemExit) as refused:  # without a logger every run writes to default_root_dir
+        main(["test", *args, "--ckpt_path", "last"])
+    assert refused.value.code == 2 and results_of(root) == fit_results
+    tested = tmp_path / "tested"
+    main(["test", *args, "--trainer.default_root_dir", str(tested), "--ckpt_path",
+          str(root / "checkpoints" / "last.ckpt")])
+    test_results = results_of(tested)
     assert test_results["verb"] == "test"
     assert test_results["checkpoint"] == str(root / "checkpoints" / "last.ckpt")
     assert set(test_results["metrics"]["test"]) == set(fit_results["metrics"]["test"])
@@ -303,8 +304,8 @@ def test_the_command_sets_the_steps_threads_and_gives_them_back(tiny_cli, tmp_pa
     sweep = ["--config", str(REPO / "configs" / "model" / "linear_sweep.yaml"),
              "--model.init_args.features_dir", str(tmp_path / "features")]
     record = RecordThreads()
-    defaults = cli_module.trainer_defaults
-    monkeypatch.setattr(cli_module, "trainer_defaults", lambda: {**defaults(), "callbacks": [record]})
+    fixed = run_config.fixed_callbacks
+    monkeypatch.setattr(run_config, "fixed_callbacks", lambda: [*fixed(), record])
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -10,7 +10,7 @@ from .errors import (
     WeightsError,
     WeightsNotFoundError,
 )
-from .factory import build_backbone, create_backbone
+from .factory import create_backbone
 from .loading import LoadReport
 from .preprocessing import Preprocessing
 from .registry import REGISTRY, WeightsEntry
@@ -27,6 +27,5 @@ __all__ = [
     "WeightsEntry",
     "WeightsError",
     "WeightsNotFoundError",
-    "build_backbone",
     "create_backbone",
 ]

@@ -49,6 +49,7 @@ class Backbone(nn.Module):
         self.frozen = False
         self.channels_last = False
         self._fingerprint: str | None = None
+        self.load_report = None  # what ``create_backbone`` loaded into it (``loading.LoadReport``), if anything
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or float on the 0-255 scale) ``B x 3 x H x W`` to the model's input, in the dtype of the
@@ -88,6 +89,11 @@ class Backbone(nn.Module):
         if self._fingerprint is None:
             self._fingerprint = state_dict_fingerprint(self.model.state_dict())
         return self._fingerprint
+
+    def current_fingerprint(self) -> str:
+        """The fingerprint of the weights as they are now (``fingerprint`` keeps the first one taken, the
+        weights a run started from, when training changes them)."""
+        return state_dict_fingerprint(self.model.state_dict())
 
     def describe(self) -> dict:
         return {"name": self.name, "fingerprint": self.fingerprint, "embed_dim": self.embed_dim,

@@ -8,19 +8,19 @@ The cache follows torch.hub's convention, ``$TORCH_HOME/hub/checkpoints/<file na
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from urllib.error import URLError
 
 import torch
 
 from ..runtime.progress import show_progress
+from ..runtime.settings import offline_variable
 from .errors import ChecksumError, WeightsNotFoundError
 from .registry import WeightsEntry
 
 log = logging.getLogger(__name__)
 
-OFFLINE_ENV = "MEDTRANSFER_OFFLINE"
+OFFLINE_ENV = "MEDTRANSFER_OFFLINE"  # read through runtime.settings
 
 
 def cache_dir() -> Path:
@@ -29,10 +29,6 @@ def cache_dir() -> Path:
 
 def cached_path(entry: WeightsEntry) -> Path:
     return cache_dir() / entry.file_name
-
-
-def is_offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").lower() in ("1", "true", "yes")
 
 
 def resolve_weights_file(entry: WeightsEntry | None, checkpoint: str | Path | None) -> Path:
@@ -61,8 +57,8 @@ def download(entry: WeightsEntry, force: bool = False) -> Path:
             f"{entry.name}: there is no direct download for these weights; {entry.instructions}. Then put "
             f"the file at {path} or pass it as the checkpoint (model.init_args.checkpoint)."
         )
-    if is_offline():
-        why = f"offline ({OFFLINE_ENV} is set)"
+    if (variable := offline_variable()) is not None:
+        why = f"offline ({variable} is set)"
         raise WeightsNotFoundError(_not_found_message(entry.name, entry.url, path, why))
     return download_url(entry.name, entry.url, path, entry.sha256)
 

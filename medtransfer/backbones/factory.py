@@ -16,7 +16,7 @@ from .embedding import RECIPES
 from .errors import UnknownBackboneError
 from .export import check_export_arch, check_export_fingerprint, export_kwargs, read_export
 from .layouts import get_layout
-from .loading import LoadReport, load_weights
+from .loading import load_weights
 from .preprocessing import from_timm_cfg
 from .reading import read_checkpoint
 from .registry import REGISTRY, WeightsEntry, get_entry
@@ -44,20 +44,10 @@ def create_backbone(
       pretraining): the export's preprocessing, embedding recipe and timm arguments, its architecture checked
       against the name, and its weights checked against the fingerprint it recorded.
 
-    Loading is exact or fails (``CheckpointMismatchError`` listing the keys). ``timm_kwargs`` go to
+    Loading is exact or fails (``CheckpointMismatchError`` listing the keys); the backbone's ``load_report``
+    says what was loaded and dropped (None for random initialisation). ``timm_kwargs`` go to
     ``timm.create_model`` (e.g. ``img_size``, ``dynamic_img_size``).
     """
-    return build_backbone(name, checkpoint, embedding, resize_to, **timm_kwargs)[0]
-
-
-def build_backbone(
-    name: str,
-    checkpoint: str | None = None,
-    embedding: str | None = None,
-    resize_to: int | None = None,
-    **timm_kwargs,
-) -> tuple[Backbone, LoadReport | None]:
-    """``create_backbone`` plus the report of what was loaded and dropped (None for random initialisation)."""
     entry = get_entry(name)
     tagged = find_timm_weights(name) if entry is None else None
     if entry is None and tagged is None:
@@ -97,10 +87,11 @@ def build_backbone(
         rank_zero_info(f"{name}: {report.summary()}")
     backbone = Backbone(model, name, preprocessing, embedding=recipe, resize_to=resize_to, arch=arch,
                         timm_kwargs=kwargs)
+    backbone.load_report = report
     _ = backbone.fingerprint  # of the weights as loaded, before any training changes them
     if exported is not None:
         check_export_fingerprint(exported, backbone, path)
-    return backbone, report
+    return backbone
 
 
 def entry_kwargs(entry: WeightsEntry, timm_kwargs: dict) -> dict:

@@ -16,7 +16,8 @@ import huggingface_hub
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
 from ..errors import first_line
-from .download import OFFLINE_ENV, cache_dir, download_url
+from ..runtime.settings import offline_variable
+from .download import cache_dir, download_url
 from .errors import WeightsNotFoundError
 
 HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
@@ -24,11 +25,9 @@ HUB_CACHE_ENV = "HF_HUB_CACHE"
 
 
 def offline_reason() -> str | None:
-    """Which variable forbids the network, or None."""
-    for variable in (OFFLINE_ENV, HUB_OFFLINE_ENV):
-        if os.environ.get(variable, "").lower() in ("1", "true", "yes", "on"):
-            return f"offline ({variable} is set)"
-    return None
+    """Why the network may not be used (``runtime.settings.offline``), or None."""
+    variable = offline_variable()
+    return None if variable is None else f"offline ({variable} is set)"
 
 
 def hub_cache() -> Path:

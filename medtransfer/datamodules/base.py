@@ -13,14 +13,17 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from ..runtime import settings
 from ..runtime.ranks import world_and_rank
 from ..runtime.seeding import run_seed
 from ..runtime.threads import usable_cpus
 from ..task import SPLITS, Task
 from ..views import ViewSpec
+from .class_sets import check_training_classes, class_counts, warn_findings_left_out
+from .config_values import check_choice, check_flag, check_integer
 from .dataset import TransformedDataset, collate_skipping
-from .errors import DatasetTooSmallError, LoaderSettingError
-from .fractions import select_fraction
+from .errors import DatasetTooSmallError
+from .fractions import check_train_fraction, select_fraction
 from .samplers import EpochSampler, UnpaddedSampler
 from .sources import Source
 from .splits import write_split_file
@@ -68,12 +71,12 @@ class MedicalDataModule(pl.LightningDataModule):
         prefetch_factor: int = 4,
     ) -> None:
         super().__init__()
-        if augmentation is not None and augmentation not in PRESETS:
-            raise ValueError(
-                f"data.augmentation: unknown preset {augmentation!r}; choose one of {list(PRESETS)}"
-            )
+        check_batch_settings(batch_size, eval_batch_size, num_workers, prefetch_factor)
+        check_image_settings(image_size, train_fraction, fraction_seed, augmentation)
+        check_flag("pin_memory", pin_memory, optional=True)
+        check_flag("persistent_workers", persistent_workers)
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         self.num_workers = num_workers
         self.image_size = image_size
         self.train_fraction = train_fraction
@@ -93,6 +96,35 @@ class MedicalDataModule(pl.LightningDataModule):
     @abstractmethod
     def build_sources(self) -> dict[str, Source]:
         """Read the dataset's native layout: one source per split in ``SPLITS``."""
+
+    # -- the class set (datamodules.class_sets, docs/datasets.md "Classes") --------------------------------
+    # what to do about a class without training images, for datasets whose classes are read off the labels
+    class_set_fix = ""
+
+    def classes_declared_by(self) -> str | None:
+        """Who declared the class set, or None when it was read off the labels found. A declared class without
+        training images is kept with a warning; an inferred one is refused (``class_set_fix`` says what to
+        do). A published dataset declares its own classes."""
+        return "the dataset's published class list"
+
+    def check_class_set(self, sources: dict[str, Source]) -> None:
+        """Every class has training images, once the splits are built (``class_sets``)."""
+        if self.task is not None:
+            check_training_classes(self.name, self.task, sources, self.classes_declared_by(),
+                                   self.class_set_fix)
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Samples per class name (positive samples per finding for multilabel) in each split, for a
+        pre-flight check before training: ``train`` is the label fraction used, ``train_full`` the whole
+        training split (only when the fraction leaves samples out), then ``val`` and ``test``. Reads labels
+        only (no image is decoded) and changes nothing a run computes; {} for images without labels."""
+        if self.task is None:
+            return {}
+        sources = self.sources()
+        counts = {"train": class_counts(self.task, self.split_source("train").labels)}
+        if len(self.train_indices()) < len(sources["train"]):
+            counts["train_full"] = class_counts(self.task, sources["train"].labels)
+        return counts | {split: class_counts(self.task, sources[split].labels) for split in ("val", "test")}
 
     def data_fingerprint(self) -> dict:
         """What identifies this dataset's samples and splits (for feature stores and results.json): the
@@ -126,6 +158,7 @@ class MedicalDataModule(pl.LightningDataModule):
             missing = [s for s in SPLITS if s not in sources]
             if missing:
                 raise RuntimeError(f"{self.name}.build_sources returned no {missing} split")
+            self.check_class_set(sources)
             self._sources = sources
         return self._sources
 
@@ -140,6 +173,8 @@ class MedicalDataModule(pl.LightningDataModule):
                 log.info("%s: train_fraction=%s keeps %d of %d training samples (fraction_seed=%d)",
                          self.name, self.train_fraction, len(self._train_indices), len(train),
                          self.fraction_seed)
+                subset = f"train_fraction={self.train_fraction} (fraction_seed={self.fraction_seed})"
+                warn_findings_left_out(self.name, self.task, train.labels, self._train_indices, subset)
         return self._train_indices
 
     def split_source(self, split: str) -> Source:
@@ -281,18 +316,36 @@ class MedicalDataModule(pl.LightningDataModule):
                 **self.data_fingerprint()}
 
 
-WORKERS_ENV = "MEDTRANSFER_NUM_WORKERS"
+def check_batch_settings(batch_size, eval_batch_size, num_workers, prefetch_factor) -> None:
+    """Batch sizes and DataLoader workers a DataLoader can use (``ConfigValueError`` otherwise)."""
+    check_integer("batch_size", batch_size, 1, "images per training batch on each process, e.g. 64")
+    check_integer("eval_batch_size", eval_batch_size, 1, "images per evaluation batch; unset: batch_size",
+                  optional=True)
+    check_integer("num_workers", num_workers, 0, "DataLoader worker processes, 0 to load in the training "
+                  "process; unset: one per CPU", optional=True)
+    check_integer("prefetch_factor", prefetch_factor, 1, "batches each worker prepares ahead, e.g. 4")
+
+
+def check_image_settings(image_size, train_fraction, fraction_seed, augmentation) -> None:
+    """The image side, label fraction, its seed and the augmentation preset (``ConfigValueError``
+    otherwise)."""
+    check_integer("image_size", image_size, 1, "the side in pixels of the square images fed to the model, "
+                  "e.g. 224")
+    check_train_fraction(train_fraction)
+    check_integer("fraction_seed", fraction_seed, 0, "the seed of the label-fraction subset, e.g. 0")
+    check_choice("augmentation", augmentation, PRESETS, optional=True, what="augmentation preset")
+
+
+WORKERS_ENV = "MEDTRANSFER_NUM_WORKERS"  # read through runtime.settings
 MAX_AUTO_WORKERS = 16
 
 
 def default_num_workers(local_world: int = 1) -> int:
     """``MEDTRANSFER_NUM_WORKERS`` if set, else the CPUs this process may use shared among the ``local_world``
     training processes of the node (at most 16 each, at least 1)."""
-    forced = os.environ.get(WORKERS_ENV, "").strip()
-    if forced:
-        if not forced.isdigit():
-            raise LoaderSettingError(f"{WORKERS_ENV}={forced!r}: expected a number of DataLoader workers")
-        return int(forced)
+    forced = settings.num_workers()
+    if forced is not None:
+        return forced
     return max(1, min(usable_cpus() // max(1, local_world), MAX_AUTO_WORKERS))
 
 

@@ -24,6 +24,11 @@ class BadLabelError(MedTransferError, ValueError):
     """A label outside the dataset's classes, or a label file without the expected columns."""
 
 
+class ClassSetError(BadLabelError):
+    """A class set that is almost certainly a mistake: one class spelled two ways, class numbers mixed with
+    class names, a fractional class number, or a class with no training images (``class_sets``)."""
+
+
 class DatasetTooSmallError(MedTransferError, ValueError):
     """A split too small for what the run asks of it (e.g. one full batch of views per process)."""
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import ConfigValueError
 from .base import MedicalDataModule
 from .cache import CacheError, CacheSettings, build_cache, cache_folder, file_sources, read_from_cache
+from .config_values import check_flag, check_integer, check_share, config_key
 from .sources import Source
 from .transforms import build_transform
 
@@ -43,18 +45,16 @@ class FileBackedDataModule(MedicalDataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        check_split_settings(val_fraction, test_fraction, split_seed)
+        check_flag("skip_corrupt", skip_corrupt)
+        check_cache_size(cache_size, self.image_size)
         self.root = root
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.skip_corrupt = skip_corrupt
         self.cache_dir = cache_dir
-        self.cache_size = cache_size or self.image_size
-        if self.cache_size < self.image_size:
-            raise CacheError(
-                f"data.cache_size {cache_size} is smaller than data.image_size {self.image_size}: training "
-                "would enlarge the cached images; set cache_size to at least image_size (or leave it unset)"
-            )
+        self.cache_size = self.image_size if cache_size is None else cache_size
 
     def layout_fingerprint(self) -> dict:
         """What, besides the samples' ids and labels, decides what the files mean (e.g. the class folders,
@@ -101,3 +101,31 @@ class FileBackedDataModule(MedicalDataModule):
     def transform(self, train: bool):
         return build_transform(self.augmentation, self.image_size, train,
                                crop_border=self.cache_dir is None)  # the cache holds the retina cropped
+
+
+def check_split_settings(val_fraction: float, test_fraction: float, split_seed: int) -> None:
+    """Carved shares in [0, 1) that leave training images, and a seed numpy accepts (0 is allowed for a
+    share: a dataset with that split of its own never carves it; carving with 0 is refused by
+    ``splits.check_carved_shares``)."""
+    check_share("val_fraction", val_fraction, "the share of the training images carved out for validation, "
+                "e.g. 0.1")
+    check_share("test_fraction", test_fraction, "the share of the training images carved out for testing, "
+                "e.g. 0.2")
+    if val_fraction + test_fraction >= 1:
+        raise ConfigValueError(
+            f"{config_key('val_fraction')} + {config_key('test_fraction')} = {val_fraction} + "
+            f"{test_fraction} leaves no training images: expected a sum below 1 (e.g. 0.1 and 0.2)"
+        )
+    check_integer("split_seed", split_seed, 0, "the seed of the carved splits, e.g. 0")
+
+
+def check_cache_size(cache_size: int | None, image_size: int) -> None:
+    """No cached image smaller than the training size: training would enlarge it."""
+    check_integer("cache_size", cache_size, 1, "the short side of the cached images; unset: image_size",
+                  optional=True)
+    if cache_size is not None and cache_size < image_size:
+        raise ConfigValueError(
+            f"{config_key('cache_size')}: {cache_size} is smaller than {config_key('image_size')} "
+            f"{image_size}: training would enlarge the cached images; set cache_size to at least image_size "
+            "(or leave it unset)"
+        )

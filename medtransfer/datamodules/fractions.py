@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigValueError
+from .config_values import config_key, is_integer, is_number
+from .errors import DatasetTooSmallError
+
 
 def strata_of(labels: np.ndarray) -> np.ndarray:
     """One stratum per sample: the class for single-label data, the label pattern for multilabel data."""
@@ -83,7 +87,7 @@ def select_fraction(
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0:
-        raise ValueError("cannot take a label fraction of an empty training split")
+        raise DatasetTooSmallError("cannot take a label fraction of an empty training split")
     target = _target_count(fraction, n)
     if target >= n:
         return np.arange(n)
@@ -111,21 +115,40 @@ def _classes_first(keys: np.ndarray, group_stratum: np.ndarray) -> np.ndarray:
     return keys
 
 
+def sample_count(fraction: float | int) -> int | None:
+    """The number of samples ``train_fraction`` names when it is a count (an integer, or a whole float above
+    1); None when it is a share of the split."""
+    if is_integer(fraction) or (float(fraction) > 1 and float(fraction).is_integer()):
+        return int(fraction)
+    return None
+
+
+def check_train_fraction(fraction: float | int) -> None:
+    """``fraction`` is a share in (0, 1] or a sample count of at least 1, else a ConfigValueError (checked
+    when a datamodule is built; a count above the training split's size is only known once it is read)."""
+    if is_number(fraction):
+        count = sample_count(fraction)
+        if (count is None and 0.0 < float(fraction) <= 1.0) or (count is not None and count >= 1):
+            return
+    raise ConfigValueError(
+        f"{config_key('train_fraction')}: {fraction!r} is neither a share of the training split nor a sample "
+        "count: expected a number in (0, 1] (0.1 keeps 10% of the training split, 1 keeps all of it) or a "
+        "whole number of samples >= 1 (e.g. 100)"
+    )
+
+
 def _target_count(fraction: float | int, n: int) -> int:
     """The number of samples ``train_fraction`` asks for: a count as given, a fraction of ``n`` rounded; ``1``
     (int or float) is the whole split, never a single sample."""
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float | np.integer | np.floating):
-        raise ValueError(f"train_fraction must be a float in (0, 1] or a sample count, got {fraction!r}")
+    check_train_fraction(fraction)
     if fraction == 1:
         return n
-    is_count = isinstance(fraction, int | np.integer) or (
-        float(fraction) > 1 and float(fraction).is_integer()
-    )
-    if is_count:
-        count = int(fraction)
-        if count < 1 or count > n:
-            raise ValueError(f"train_fraction={count} samples, but the training split has {n}")
-        return count
-    if not 0.0 < float(fraction) <= 1.0:
-        raise ValueError(f"train_fraction must be in (0, 1] or a sample count, got {fraction!r}")
-    return max(1, int(round(float(fraction) * n)))
+    count = sample_count(fraction)
+    if count is None:
+        return max(1, int(round(float(fraction) * n)))
+    if count > n:
+        raise ConfigValueError(
+            f"{config_key('train_fraction')}: {count} samples asked for, but the training split has {n}: "
+            f"give at most {n} samples, or a share in (0, 1]"
+        )
+    return count

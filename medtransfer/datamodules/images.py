@@ -1,23 +1,30 @@
-"""Image files: decoding any PNG/JPEG/TIFF to ``H x W x 3`` uint8, and the Source over a list of files."""
+"""Image files: finding them (every format Pillow decodes: PNG, JPEG, TIFF, BMP, GIF, WEBP, ...), decoding
+them to ``H x W x 3`` uint8, and the Source over a list of files."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import EpsImagePlugin, Image, ImageFile, ImageOps
+from pytorch_lightning.utilities import rank_zero_warn
 
 from .errors import CorruptImageError, SkippedSample
 from .sources import Source, as_rgb_uint8
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IGNORED_NAMES = ("__MACOSX",)
 EXIF_ORIENTATION = 0x0112
+IDENTIFY_ONLY_FORMATS = ("MPEG",)  # Pillow recognises these files but decodes no pixels from them
+NAMES_SHOWN = 5  # left-out files a warning names before "... and N more"
+READABLE = "PNG, JPEG, TIFF, BMP, GIF, WEBP, ..."  # for messages; image_suffixes() has every one
 
 
 def read_image(path: str | Path, grey: bool = False, draft_size: int | None = None) -> np.ndarray:
@@ -71,18 +78,88 @@ def sample_id(relative_path: str | Path) -> str:
     return os.fsencode(str(relative_path)).decode("utf-8", "backslashreplace")
 
 
+@functools.cache
+def image_suffixes() -> frozenset[str]:
+    """The extensions (lower case, with the dot) of every format this Pillow decodes by itself: PNG, JPEG,
+    TIFF, BMP, GIF, WEBP, JPEG 2000, PPM, ... Not the formats Pillow only identifies (its HDF5, GRIB, BUFR and
+    WMF stubs, MPEG), nor EPS without Ghostscript."""
+    Image.init()
+    formats = {name for name, (factory, _accept) in Image.OPEN.items() if _decodes(name, factory)}
+    return frozenset(ext for ext, name in Image.registered_extensions().items() if name in formats)
+
+
+def _decodes(name: str, factory: object) -> bool:
+    stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+    if stub or name in IDENTIFY_ONLY_FORMATS:
+        return False
+    return name != "EPS" or bool(EpsImagePlugin.has_ghostscript())
+
+
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    """A file of a format Pillow decodes (by its extension), not a dot file."""
+    return path.suffix.lower() in image_suffixes() and not path.name.startswith(".")
 
 
-def iter_image_files(folder: Path) -> Iterator[Path]:
-    """Image files under ``folder``, sorted, ignoring dot files and macOS archive debris (``__MACOSX``)."""
+@dataclass
+class FolderFiles:
+    """A folder's files, sorted: the images, and every other file (left out, but never in silence)."""
+
+    images: list[Path]
+    others: list[Path]
+
+
+def list_folder_files(folder: Path) -> FolderFiles:
+    """The files under ``folder`` (recursively, sorted), split into images and other files; dot files and
+    folders and macOS archive debris (``__MACOSX``) are not looked at."""
+    images, others = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in IGNORED_NAMES)
-        for name in sorted(filenames):
+        for name in sorted(n for n in filenames if not n.startswith(".")):
             path = Path(dirpath) / name
-            if is_image_file(path):
-                yield path
+            (images if is_image_file(path) else others).append(path)
+    return FolderFiles(images, others)
+
+
+def iter_image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder``, sorted (``list_folder_files``); the other files are warned about
+    (``warn_left_out``)."""
+    found = list_folder_files(folder)
+    warn_left_out(found.others, folder)
+    return found.images
+
+
+def warn_left_out(others: Sequence[Path], where: Path | str) -> None:
+    """A warning with the number of files under ``where`` that are not images (by extension) and the first
+    few names; each one is logged."""
+    if not others:
+        return
+    for path in others:
+        log.info("left out (not an image Pillow reads): %s", path)
+    rank_zero_warn(left_out_message(others, where))
+
+
+def left_out_message(others: Sequence[Path], where: Path | str) -> str:
+    """``3 files under scans/ are not images Pillow reads (2 .dcm, 1 .txt) and are left out: a.dcm, ...``"""
+    kinds = Counter(path.suffix.lower() or "no extension" for path in others)
+    by_count = sorted(kinds.items(), key=lambda kind: (-kind[1], kind[0]))
+    described = ", ".join(f"{count} {kind}" for kind, count in by_count)
+    return (f"{len(others)} file(s) under {where} are not images Pillow reads ({described}) and are left "
+            f"out: {file_names(others, where)} (the log names each; convert images of other formats, e.g. "
+            "DICOM, to PNG)")
+
+
+def file_names(paths: Sequence[Path], where: Path | str) -> str:
+    """The first few of ``paths`` (relative to ``where`` where inside it), and how many more there are."""
+    names = ", ".join(_shown_name(path, where) for path in paths[:NAMES_SHOWN])
+    return names + (f" and {len(paths) - NAMES_SHOWN} more" if len(paths) > NAMES_SHOWN else "")
+
+
+def _shown_name(path: Path, where: Path | str) -> str:
+    """``path`` relative to the folder it was found in, where it is inside it."""
+    try:
+        return str(path.relative_to(where))
+    except ValueError:
+        return str(path)
 
 
 class FileSource(Source):

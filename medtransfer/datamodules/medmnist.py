@@ -12,6 +12,7 @@ import numpy as np
 
 from ..task import Task
 from .base import MedicalDataModule
+from .config_values import check_choice, check_flag
 from .download import download_file
 from .errors import BadLabelError, DatasetLayoutError, check_layout
 from .npz_arrays import default_cache_dir, load_npz, unpack_large
@@ -190,12 +191,9 @@ class MedMNIST(MedicalDataModule):
         image_size: int | None = None,
         **kwargs,
     ) -> None:
-        if flag not in FLAGS:
-            raise ValueError(
-                f"data.flag: unknown MedMNIST 2D dataset {flag!r}; choose one of {sorted(FLAGS)}"
-            )
-        if size not in SIZES:
-            raise ValueError(f"data.size: MedMNIST is published at {SIZES} px, got {size}")
+        check_choice("flag", flag, sorted(FLAGS), what="MedMNIST 2D dataset")
+        check_choice("size", size, SIZES, what="MedMNIST resolution")
+        check_flag("download", download)
         self.default_augmentation = FLAGS[flag].augmentation
         super().__init__(image_size=image_size or size, **kwargs)
         self.root = root
@@ -267,7 +265,7 @@ class MedMNIST(MedicalDataModule):
             )
         if shape[1] != self.size:
             raise DatasetLayoutError(
-                f"{path}: {key} is {shape[1]} px but data.size is {self.size}; set size: "
+                f"{path}: {key} is {shape[1]} px but data.init_args.size is {self.size}; set size: "
                 f"{shape[1]} or use {file_names(self.flag, self.size)[0]}"
             )
 

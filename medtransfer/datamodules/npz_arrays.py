@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import zipfile
 from pathlib import Path
 
@@ -14,11 +13,12 @@ import numpy as np
 
 from ..errors import MedTransferError
 from ..runtime.progress import progress
+from ..runtime.settings import cache_root
 from ..utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "MEDTRANSFER_CACHE"
+CACHE_ENV = "MEDTRANSFER_CACHE"  # read through runtime.settings
 MAP_ABOVE_BYTES = 2**30  # arrays at least this large (uncompressed) are memory-mapped
 CHUNK_BYTES = 64 * 2**20
 
@@ -29,8 +29,7 @@ class ArrayCacheError(MedTransferError, RuntimeError):
 
 def default_cache_dir() -> Path:
     """``$MEDTRANSFER_CACHE/npz``, else ``~/.cache/medtransfer/npz``."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "medtransfer"
-    return Path(root).expanduser() / "npz"
+    return cache_root() / "npz"
 
 
 def load_npz(path: Path, cache_dir: Path) -> dict[str, np.ndarray]:

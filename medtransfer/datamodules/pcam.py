@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..task import Task
 from .base import MedicalDataModule
+from .config_values import check_flag
 from .download import download_file, gunzip_file
 from .errors import BadLabelError, DatasetLayoutError, check_layout
 from .sources import Source, as_rgb_uint8
@@ -137,6 +138,7 @@ class PCam(MedicalDataModule):
 
     def __init__(self, root: str, download: bool = False, image_size: int = 96, **kwargs) -> None:
         super().__init__(image_size=image_size, **kwargs)
+        check_flag("download", download)
         self.root = root
         self.download = download
         self.task = Task("binary", ("normal", "metastasis"))

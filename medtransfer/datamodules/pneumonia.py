@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 from ..task import Task
+from .config_values import check_choice
 from .errors import DatasetLayoutError, layout_message
 from .file_backed import FileBackedDataModule
 from .images import FileSource, iter_image_files
@@ -73,8 +74,7 @@ class ChestXrayPneumonia(FileBackedDataModule):
     default_augmentation = "chest_xray"
 
     def __init__(self, root: str, validation: Literal["carved", "official"] = "carved", **kwargs) -> None:
-        if validation not in ("carved", "official"):
-            raise ValueError(f"data.validation must be 'carved' or 'official', got {validation!r}")
+        check_choice("validation", validation, ("carved", "official"), what="validation split")
         super().__init__(root, test_fraction=0.0, **kwargs)  # the official test/ is the test split
         self.validation = validation
         self.task = Task("binary", ("normal", "pneumonia"))

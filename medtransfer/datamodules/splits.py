@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigValueError
 from ..utils.atomic import atomic_path
+from .config_values import config_key
+from .errors import DatasetLayoutError, DatasetTooSmallError
 from .fractions import stratified_group_keys
 from .sources import Source
 
@@ -18,15 +21,15 @@ log = logging.getLogger(__name__)
 
 
 def carve_assignment(
-    labels: np.ndarray, groups: np.ndarray | None, fractions: Mapping[str, float], seed: int
+    labels: np.ndarray,
+    groups: np.ndarray | None,
+    fractions: Mapping[str, float],
+    seed: int,
+    dataset: str = "",
 ) -> np.ndarray:
     """The split name of every sample: each name in ``fractions`` gets that share of every stratum (by
     patient), the rest is ``train``. Patients keep all their images in one split."""
-    total = sum(fractions.values())
-    if any(f <= 0 for f in fractions.values()) or total >= 1:
-        raise ValueError(
-            f"carved split fractions must be positive and sum to less than 1, got {dict(fractions)}"
-        )
+    check_carved_shares(fractions, dataset)
     group_of, keys, _ = stratified_group_keys(labels, groups, seed)
     group_split = np.full(len(keys), "train", dtype=object)
     start = 0.0
@@ -36,18 +39,37 @@ def carve_assignment(
     return group_split[group_of]
 
 
+def check_carved_shares(fractions: Mapping[str, float], dataset: str = "") -> None:
+    """Every split to carve gets a positive share and the shares leave training images: a ConfigValueError
+    naming the ``<split>_fraction`` keys otherwise (a share of 0 is allowed in a config, for a dataset that
+    has that split of its own)."""
+    prefix = f"{dataset}: " if dataset else ""
+    for name, share in fractions.items():
+        if share <= 0:
+            raise ConfigValueError(
+                f"{prefix}{config_key(f'{name}_fraction')} is {share}, but the dataset has no {name} split "
+                "of its own: give a share in (0, 1) (e.g. 0.1) to carve one from the training images"
+            )
+    if sum(fractions.values()) >= 1:
+        keys = " + ".join(config_key(f"{name}_fraction") for name in fractions)
+        raise ConfigValueError(
+            f"{prefix}{keys} = {sum(fractions.values()):g} leaves no training images: carved split fractions "
+            f"must be positive and sum to less than 1, got {dict(fractions)}"
+        )
+
+
 def carve_sources(
     pool: Source, fractions: Mapping[str, float], seed: int, dataset: str, pool_name: str = "train"
 ) -> dict[str, Source]:
     """Split ``pool`` into ``train`` plus the splits named in ``fractions``, and log that it happened."""
-    assignment = carve_assignment(pool.labels, pool.groups, fractions, seed)
+    assignment = carve_assignment(pool.labels, pool.groups, fractions, seed, dataset)
     carved = {name: pool.subset(np.flatnonzero(assignment == name)) for name in ("train", *fractions)}
     for name, source in carved.items():
         if len(source) == 0:
-            raise ValueError(
+            raise DatasetTooSmallError(
                 f"{dataset}: carving {dict(fractions)} from {len(pool)} {pool_name} samples left the {name} "
-                "split "
-                "empty; the dataset is too small for these fractions"
+                "split empty; the dataset is too small for these fractions: add images, or change "
+                f"{config_key('val_fraction')} / {config_key('test_fraction')}"
             )
     patients = "patient-grouped" if pool.groups is not None else "one sample per patient"
     log.info(
@@ -85,7 +107,7 @@ def complete_splits(
 ) -> dict[str, Source]:
     """``train``/``val``/``test`` from the splits a dataset has, carving the missing ones from ``train``."""
     if "train" not in available:
-        raise ValueError(f"{dataset}: no training split (found {sorted(available)})")
+        raise DatasetLayoutError(f"{dataset}: no training split (found {sorted(available)})")
     wanted = {
         name: share
         for name, share in (("val", val_fraction), ("test", test_fraction))

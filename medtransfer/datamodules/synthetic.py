@@ -7,8 +7,10 @@ from typing import Literal
 
 import numpy as np
 
-from ..task import Task
+from ..errors import ConfigValueError
+from ..task import KINDS, Task
 from .base import MedicalDataModule
+from .config_values import check_choice, check_integer, config_key, is_number
 from .sources import ArraySource, Source
 
 FINDINGS = ("spot", "ring", "stripe", "patch")
@@ -54,6 +56,7 @@ class SyntheticMedical(MedicalDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, image_size, train_fraction, fraction_seed,
                          augmentation)
+        check_generator_settings(num_train, num_val, num_test, native_size, seed, noise)
         self.kind = kind
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.native_size = native_size
@@ -89,14 +92,24 @@ class SyntheticMedical(MedicalDataModule):
         return (rng.random(len(FINDINGS)) < 0.4).astype(np.float32)
 
 
+def check_generator_settings(num_train, num_val, num_test, native_size, seed, noise) -> None:
+    """Split sizes, image side, seed and noise the generator can use (``ConfigValueError`` otherwise)."""
+    for split, count in (("train", num_train), ("val", num_val), ("test", num_test)):
+        check_integer(f"num_{split}", count, 1, f"synthetic images in the {split} split, e.g. 128")
+    check_integer("native_size", native_size, 1, "side of the generated images, e.g. 64")
+    check_integer("seed", seed, 0, "the data seed, e.g. 0")
+    if not (is_number(noise) and noise >= 0):
+        raise ConfigValueError(f"{config_key('noise')}: {noise!r} is out of range: expected a number >= 0 "
+                               "(the standard deviation of the pixel noise on the 0-255 scale, e.g. 18)")
+
+
 def synthetic_task(kind: str) -> Task:
+    check_choice("kind", kind, KINDS, what="task kind")
     if kind == "binary":
         return Task("binary", ("normal", "lesion"))
     if kind == "multiclass":
         return Task("multiclass", tuple(f"grade_{g}" for g in range(5)), ordinal=True, primary_metric="kappa")
-    if kind == "multilabel":
-        return Task("multilabel", FINDINGS)
-    raise ValueError(f"data.kind must be binary, multiclass or multilabel, got {kind!r}")
+    return Task("multilabel", FINDINGS)
 
 
 def render(kind: str, label, size: int, noise: float, rng: np.random.Generator) -> np.ndarray:

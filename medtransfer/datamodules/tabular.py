@@ -65,9 +65,15 @@ def check_unique(frame: pd.DataFrame, column: str, path: Path, origins: Sequence
         )
 
 
-def row_origins(path: Path, frame: pd.DataFrame) -> list[str]:
-    """``file row N`` for every row, N counting lines of the file as an editor does (the header is row 1)."""
-    return [f"{path.name} row {int(i) + 2}" for i in frame.index]
+def row_number(index: int) -> int:
+    """The row of the file holding data row ``index``, counting lines as an editor does (the header is row
+    1)."""
+    return int(index) + 2
+
+
+def row_origins(path: Path, frame: pd.DataFrame | pd.Series) -> list[str]:
+    """``file row N`` for every row (``row_number``)."""
+    return [f"{path.name} row {row_number(i)}" for i in frame.index]
 
 
 def class_labels(

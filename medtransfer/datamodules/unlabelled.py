@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import MedicalDataModule
+from .config_values import check_flag
 from .errors import DatasetLayoutError, check_layout, describe_folder
 from .images import FileSource, iter_image_files, sample_id
 from .sources import Source
@@ -36,6 +37,8 @@ class UnlabelledImages(MedicalDataModule):
         **kwargs,
     ) -> None:
         super().__init__(image_size=image_size, **kwargs)
+        check_flag("grey", grey)
+        check_flag("skip_corrupt", skip_corrupt)
         self.root = root
         self.grey = grey
         self.skip_corrupt = skip_corrupt

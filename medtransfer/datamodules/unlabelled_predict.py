@@ -5,26 +5,36 @@ no labels to derive classes from."""
 from __future__ import annotations
 
 import glob
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import yaml
-from pytorch_lightning.cli import instantiate_class
 
 from ..errors import MedTransferError
+from ..runtime.checkpoints import CHECKPOINT_DATA_KEY
 from ..task import Task
+from ..utils.yaml_files import load_yaml_file
 from .base import MedicalDataModule
+from .class_sets import class_counts
 from .dataset import TransformedDataset
 from .errors import DatasetLayoutError, describe_folder
-from .images import FileSource, is_image_file, iter_image_files, missing_files, sample_id
+from .images import (
+    READABLE,
+    FileSource,
+    file_names,
+    is_image_file,
+    list_folder_files,
+    missing_files,
+    sample_id,
+    warn_left_out,
+)
 from .samplers import UnpaddedSampler
 from .sources import Source
 from .tabular import read_table, row_origins
 
 THRESHOLD_RULES = ("f1", "youden")
-CHECKPOINT_DATA_KEY = "medtransfer_data"  # how the model's images were prepared (``data_preparation``)
-CHECKPOINT_MODEL_KEY = "medtransfer_model_class"  # the model's class path, also when trained in Python
 GLOB_CHARACTERS = "*?["
 
 
@@ -40,15 +50,14 @@ def list_images(root: str, image_column: str = "path",
       to the folder;
     - a glob (``scans/**/*.png``, recursive ``**`` allowed): the matching image files, sorted, ids as matched;
     - a ``.csv`` file: the paths in its ``image_column`` (relative to the CSV's folder, or absolute), in the
-      file's order, ids as written; every listed file must exist.
+      file's order, ids as written; every listed file must exist, and is read whatever its extension.
+
+    An image is a file of a format Pillow decodes (``images.image_suffixes``: PNG, JPEG, TIFF, BMP, GIF's
+    first frame, WEBP, ...). Other files in the folder or among the glob's matches are left out with a warning
+    that counts and names them (each is logged); a selection without any image is an error.
     """
     if any(c in root for c in GLOB_CHARACTERS):
-        paths = sorted(Path(p) for p in glob.glob(str(Path(root).expanduser()), recursive=True)
-                       if is_image_file(Path(p)) and Path(p).is_file())
-        if not paths:
-            raise DatasetLayoutError(f"{dataset}: the glob {root!r} matches no image file "
-                                     "(.png, .jpg, .jpeg, .bmp, .tif, .tiff)")
-        return paths, [sample_id(p) for p in paths]
+        return _matching_glob(root, dataset)
     path = Path(root).expanduser()
     if path.is_file() and path.suffix.lower() == ".csv":
         return _listed_in_csv(path, image_column, dataset)
@@ -56,11 +65,27 @@ def list_images(root: str, image_column: str = "path",
         missing = "" if path.exists() else " (it does not exist)"
         raise DatasetLayoutError(f"{dataset}: data.init_args.root {root!r} is neither a folder, nor a glob, "
                                  f"nor a .csv file of image paths{missing}")
-    paths = list(iter_image_files(path))
-    if not paths:
-        raise DatasetLayoutError(f"{dataset}: no images (.png, .jpg, .jpeg, .bmp, .tif, .tiff) under {path}; "
-                                 f"it holds: {describe_folder(path)}")
-    return paths, [sample_id(p.relative_to(path)) for p in paths]
+    found = list_folder_files(path)
+    if not found.images:
+        raise DatasetLayoutError(f"{dataset}: no images that Pillow reads ({READABLE}) under {path}; it "
+                                 f"holds: {describe_folder(path)}")
+    warn_left_out(found.others, path)
+    return found.images, [sample_id(p.relative_to(path)) for p in found.images]
+
+
+def _matching_glob(pattern: str, dataset: str) -> tuple[list[Path], list[str]]:
+    """The image files ``pattern`` matches, sorted, ids as matched; the other matching files are warned
+    about."""
+    files = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser()), recursive=True)
+                   if Path(p).is_file() and not Path(p).name.startswith("."))
+    images = [p for p in files if is_image_file(p)]
+    others = [p for p in files if not is_image_file(p)]
+    if not images:
+        matched = f"; it matches only {file_names(others, pattern)}" if others else ""
+        raise DatasetLayoutError(f"{dataset}: the glob {pattern!r} matches no image file that Pillow reads "
+                                 f"({READABLE}){matched}")
+    warn_left_out(others, pattern)
+    return images, [sample_id(p) for p in images]
 
 
 def _listed_in_csv(table: Path, image_column: str, dataset: str) -> tuple[list[Path], list[str]]:
@@ -186,6 +211,16 @@ class NewImages(MedicalDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.sources()  # no training split, so no label fraction to select
 
+    def check_class_set(self, sources: dict[str, Source]) -> None:
+        """Nothing to check: the classes are the trained model's, and the new images carry no labels."""
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Samples per class of the labelled validation split of ``validation_data`` (the only labels here;
+        the new images have none), {} without it."""
+        if self.validation_data is None:
+            return {}
+        return {"val": class_counts(self.task, self.sources()["val"].labels)}
+
     def image_paths(self) -> dict[str, str]:
         """Each new image's file, by id (the ``path`` column of predictions.csv)."""
         self.sources()
@@ -230,14 +265,14 @@ def load_datamodule(config_path: str) -> MedicalDataModule:
     when it is a datamodule config (``class_path`` and ``init_args``)."""
     path = Path(config_path).expanduser()
     try:
-        config = yaml.safe_load(path.read_text())
+        config = load_yaml_file(path)
     except (OSError, yaml.YAMLError) as err:
         raise NewImagesError(f"NewImages: cannot read validation_data {path}: {err}") from None
     section = config.get("data", config) if isinstance(config, dict) else None
     if not isinstance(section, dict) or "class_path" not in section:
         raise NewImagesError(f"NewImages: validation_data {path} has no datamodule config (a 'data' section "
                              "with class_path and init_args, as in a run's config.yaml)")
-    datamodule = instantiate_class((), section)
+    datamodule = instantiate_datamodule(section)
     if getattr(datamodule, "task", None) is None:
         raise NewImagesError(f"NewImages: validation_data {path} is a dataset without labels")
     return datamodule
@@ -270,3 +305,15 @@ def _empty() -> FileSource:
 def _plain(task) -> dict:
     """A task as a plain dict (jsonargparse may hand over its own Namespace)."""
     return task.as_dict() if hasattr(task, "as_dict") else dict(task)
+
+
+def instantiate_datamodule(section: dict) -> MedicalDataModule:
+    """A datamodule from its ``class_path`` and ``init_args`` (without importing Lightning's CLI, which a
+    scoring run has no other use for)."""
+    module, _, name = str(section["class_path"]).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise NewImagesError(f"NewImages: validation_data names no datamodule class {section['class_path']!r} "
+                             "(e.g. medtransfer.datamodules.ImageFolder)") from None
+    return cls(**dict(section.get("init_args") or {}))

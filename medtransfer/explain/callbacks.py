@@ -24,6 +24,7 @@ from .targets import ExplanationError
 
 EXPLANATIONS_DIR = "explanations"
 CHUNK = 16  # images explained at once: one forward and backward pass each
+LONGEST_NAME = 100  # characters of an id or class name in a picture's file name (two fit in 255 bytes)
 
 
 class ExplanationMaps(Callback):
@@ -81,7 +82,6 @@ class ExplanationMaps(Callback):
                 path = log_dir / EXPLANATIONS_DIR / f"test_{safe_name(name)}_{k}_{safe_name(item['id'])}.png"
                 pixels = explanation_pixels(task, images[row], explained, row, heading, self.heads)
                 log_figure(trainer, f"test/explanations/{name}/{k}", pixels_figure(pixels))
-                path.parent.mkdir(parents=True, exist_ok=True)
                 save_png(pixels, path)
                 self.paths.append(path)
 
@@ -126,7 +126,6 @@ class PredictionExplanations(Callback):
         for row, sample_id in enumerate(batch["id"]):
             relative = Path(EXPLANATIONS_DIR) / png_name(sample_id)
             path = self._log_dir / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
             save_png(explanation_pixels(task, images[row], explained, row, str(sample_id), self.heads), path)
             paths.append(relative.as_posix())
         outputs["explanation"] = paths
@@ -179,8 +178,11 @@ def png_name(sample_id: object) -> str:
 
 def safe_name(text: object) -> str:
     """A file-name-safe form of an id or class name; where characters had to be replaced
-    (``scans/a b.png`` -> ``scans_a_b.png-<8 hex digits>``), a digest of the original keeps distinct ids
-    apart."""
+    (``scans/a b.png`` -> ``scans_a_b.png-<8 hex digits>``) or a long one cut to ``LONGEST_NAME`` characters
+    (a file name the file system takes, also with a class name beside it), a digest of the original keeps
+    distinct ids apart."""
     text = str(text)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "_"
-    return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    if safe == text and len(safe) <= LONGEST_NAME:
+        return safe
+    return f"{safe[:LONGEST_NAME]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"

@@ -8,6 +8,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from ..backbones.backbone import Backbone
@@ -15,7 +16,8 @@ from ..lightning_modules.frozen import FrozenBackboneModule
 from ..lightning_modules.metrics import probabilities
 from ..task import Task
 from .attention import cls_attention, recorded_attention
-from .gradcam import grad_cam, recorded_output, tokens_to_grid
+from .coarse import coarse_warning, drawn_layer, map_size
+from .gradcam import channels_first, grad_cam, recorded_output, tokens_to_grid
 from .targets import ExplanationError, Target, choose_target
 
 
@@ -43,12 +45,15 @@ class Explainer:
     Args:
         method: ``auto`` (attention for ViTs, Grad-CAM otherwise), ``gradcam`` or ``attention``.
         layer: the module to read, by its dotted name inside each backbone's timm model (e.g. ``layer3``,
-            ``stages.2``, ``blocks.5.attn``); default: see ``targets.choose_target``.
+            ``stages.2``, ``blocks.5.attn``); default: see ``targets.choose_target``, and for a CNN whose last
+            stage's map would be under 4 x 4 at the image size, the latest earlier stage that is not
+            (``coarse.py``: a warning says so).
     """
 
     def __init__(self, method: str = "auto", layer: str | None = None) -> None:
         self.method = method
         self.layer = layer
+        self._warned: set[str] = set()
 
     def targets(self, model: nn.Module) -> list[tuple[Backbone, Target]]:
         backbones = backbones_of(model)
@@ -66,21 +71,44 @@ class Explainer:
         device = next(model.parameters()).device
         with explanation_mode(model), ExitStack() as stack:
             inputs = images.to(device).clone().float().requires_grad_(True)
-            records = [stack.enter_context(recorded_attention(t.module) if t.method == "attention"
-                                           else recorded_output(t.module)) for _, t in targets]
+            records = [layer_records(stack, target) for _, target in targets]
             logits = image_logits(model, inputs)
-            if any(not record for record in records):
-                missing = [t.layer for (_, t), record in zip(targets, records, strict=True) if not record]
+            missing = [t.layer for (_, t), record in zip(targets, records, strict=True)
+                       if not record[t.layer]]
+            if missing:
                 raise ExplanationError(f"the model's forward pass never ran the layers {missing}")
             probs = probabilities(task, logits.detach())
             # a clone: a tensor made under Lightning's inference mode cannot take part in autograd
             classes = predicted_classes(task, probs) if classes is None else classes.to(device).long().clone()
-            read = [r[-1] for (_, t), r in zip(targets, records, strict=True) if t.method == "gradcam"]
+            drawn = [drawn_layer(t, record) for (_, t), record in zip(targets, records, strict=True)]
+            read = [r[layer][-1] for (_, t), r, layer in zip(targets, records, drawn, strict=True)
+                    if t.method == "gradcam"]
             gradients = iter(gradients_of(class_scores(task, logits, classes), read, model) if read else [])
-            maps = [backbone_maps(backbone, target, record[-1], inputs.shape[-2:],
+            maps = [backbone_maps(backbone, target, layer, record[layer][-1], inputs.shape[-2:],
                                   None if target.method == "attention" else next(gradients))
-                    for (backbone, target), record in zip(targets, records, strict=True)]
+                    for (backbone, target), record, layer in zip(targets, records, drawn, strict=True)]
+        for (_, target), record, found in zip(targets, records, maps, strict=True):
+            self._warn_if_coarse(target, record, found, tuple(images.shape[-2:]))
         return ExplainedBatch(probs, classes, maps)
+
+    def _warn_if_coarse(self, target: Target, records: dict[str, list[torch.Tensor]], found: BackboneMaps,
+                        image_size: tuple[int, int]) -> None:
+        """Warns, once per message, where the target layer's map is coarser than ``MIN_MAP_SIDE``."""
+        drawn_size = (int(found.maps.shape[-2]), int(found.maps.shape[-1]))
+        own = drawn_size if found.layer == target.layer else map_size(target, records[target.layer][-1])
+        message = coarse_warning(target, found.backbone, own, found.layer, drawn_size, image_size)
+        if message is not None and message not in self._warned:
+            self._warned.add(message)
+            rank_zero_warn(message)
+
+
+def layer_records(stack: ExitStack, target: Target) -> dict[str, list[torch.Tensor]]:
+    """What each layer a map may be drawn from records in the forward pass: the attention weights of an
+    attention target, or the outputs of a Grad-CAM target's layer and of the earlier stages it may fall back
+    to."""
+    if target.method == "attention":
+        return {target.layer: stack.enter_context(recorded_attention(target.module))}
+    return {name: stack.enter_context(recorded_output(module)) for name, module in target.readable()}
 
 
 def gradients_of(scores: torch.Tensor, activations: list[torch.Tensor], model: nn.Module) -> tuple:
@@ -104,21 +132,24 @@ def gradients_of(scores: torch.Tensor, activations: list[torch.Tensor], model: n
         ) from error
 
 
-def backbone_maps(backbone: Backbone, target: Target, recorded: torch.Tensor, size: torch.Size,
+def backbone_maps(backbone: Backbone, target: Target, layer: str, recorded: torch.Tensor, size: torch.Size,
                   gradient: torch.Tensor | None) -> BackboneMaps:
-    """One backbone's maps from what its target recorded (attention weights, or the layer's output and the
-    scores' gradient with respect to it)."""
+    """One backbone's maps from what ``layer`` (the target's, or the earlier stage it fell back to) recorded:
+    attention weights, or the layer's output and the scores' gradient with respect to it."""
     grid = patch_grid(backbone, size)
     if target.method == "attention":
         heads = cls_attention(recorded.detach().float(), prefix_tokens(backbone), grid)
-        return BackboneMaps(backbone.name, "attention", target.layer, heads.mean(dim=1), heads)
+        return BackboneMaps(backbone.name, "attention", layer, heads.mean(dim=1), heads)
     if gradient is None:  # the layer does not reach the score: no evidence anywhere
         gradient = torch.zeros_like(recorded)
     if recorded.dim() == 3:  # a ViT's tokens
         recorded = tokens_to_grid(recorded, prefix_tokens(backbone), grid)
         gradient = tokens_to_grid(gradient, prefix_tokens(backbone), grid)
+    else:
+        recorded = channels_first(recorded, target.channels_last)
+        gradient = channels_first(gradient, target.channels_last)
     cam = grad_cam(recorded.detach().float(), gradient.float())
-    return BackboneMaps(backbone.name, "gradcam", target.layer, cam, None)
+    return BackboneMaps(backbone.name, "gradcam", layer, cam, None)
 
 
 def backbones_of(model: nn.Module) -> list[Backbone]:

@@ -7,6 +7,7 @@ matplotlib layout, which matters when ``predict --explain`` draws one per image 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from ..task import Task
+from ..utils.atomic import atomic_path
 from .explainer import ExplainedBatch
 
 PANEL = 224  # side of each panel, pixels (images are scaled to it, keeping their aspect ratio)
@@ -24,14 +26,30 @@ ALPHA = 0.45  # opacity of a map over its image
 TITLE_LINES, HEADING_LINES = 2, 2  # text rows above each panel, and above the whole picture
 LINE = 16  # pixels per text row
 MARGIN = 6
+# A map whose spread is at most this fraction of its peak is drawn flat. Noise sits far below it: bilinear
+# upsampling of a constant varies by a few float32 ulps (measured: <= 4e-7 of the value), and Grad-CAM's sum
+# over C channels rounds by at most about C * 1.2e-7 (2.5e-4 for 2048 channels). Real structure this faint
+# cannot be drawn honestly: on a colour scale from 0 to the peak it is under a quarter of one of the colour
+# map's 256 levels.
+FLAT_SPREAD = 1e-3
 
 
 def scaled_map(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """An ``h x w`` map upsampled (bilinear) to ``size`` and scaled to [0, 1] within this image (0 the
-    weakest, 1 the strongest evidence or attention here; nothing about other images). A constant map is 0."""
+    weakest, 1 the strongest evidence or attention here; nothing about other images). A flat map is all 0:
+    stretching its rounding noise to the full colour range would draw structure that is not there."""
     up = F.interpolate(raw[None, None].float().cpu(), size=size, mode="bilinear", align_corners=False)[0, 0]
-    low, span = up.min(), up.max() - up.min()
-    return (up - low) / span if span > 0 else torch.zeros_like(up)
+    if is_flat(up):
+        return torch.zeros_like(up)
+    low = up.min()
+    return (up - low) / (up.max() - low)
+
+
+def is_flat(values: torch.Tensor) -> bool:
+    """Whether a map is constant up to float rounding, judged on its own values before any scaling: its
+    spread (max - min) is at most ``FLAT_SPREAD`` of its largest magnitude (an all-zero map is flat)."""
+    low, high = float(values.min()), float(values.max())
+    return high - low <= FLAT_SPREAD * max(abs(low), abs(high))
 
 
 def prediction_text(task: Task, probs: torch.Tensor, cls: int) -> str:
@@ -75,8 +93,11 @@ def explanation_pixels(task: Task, image: torch.Tensor, explained: ExplainedBatc
     for index, (title, raw) in enumerate(panels):
         x = MARGIN + (index % columns) * cell_w
         y = top + (index // columns) * cell_h
-        draw.multiline_text((x, y), title, fill="black", font=_font(12), spacing=2)
-        canvas.paste(Image.fromarray(_overlay(base, raw, size)), (x, y + TITLE_LINES * LINE))
+        heat = None if raw is None else scaled_map(raw, size)
+        flat = heat is not None and not bool(heat.any())
+        draw.multiline_text((x, y), _flat_title(title) if flat else title, fill="black", font=_font(12),
+                            spacing=2)
+        canvas.paste(Image.fromarray(_overlay(base, heat)), (x, y + TITLE_LINES * LINE))
     return np.asarray(canvas)
 
 
@@ -87,15 +108,26 @@ def pixels_figure(pixels: np.ndarray, dpi: int = 100) -> Figure:
     return figure
 
 
-def save_png(pixels: np.ndarray, path) -> None:
-    Image.fromarray(pixels).save(path)
+def save_png(pixels: np.ndarray, path: Path) -> None:
+    """The picture as a PNG at ``path`` (its folder made if missing), whole or not at all; a write the file
+    system refuses is an ``OutputWriteError`` naming the file."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
 
 
-def _overlay(base: np.ndarray, raw: torch.Tensor | None, size: tuple[int, int]) -> np.ndarray:
-    if raw is None:
+def _overlay(base: np.ndarray, heat: torch.Tensor | None) -> np.ndarray:
+    """The image with a [0, 1] map (``scaled_map``) over it in colour; the image alone without one."""
+    if heat is None:
         return (base * 255).astype(np.uint8)
-    heat = colormaps["jet"](scaled_map(raw, size).numpy())[..., :3]
-    return (((1 - ALPHA) * base + ALPHA * heat) * 255).astype(np.uint8)
+    colours = colormaps["jet"](heat.numpy())[..., :3]
+    return (((1 - ALPHA) * base + ALPHA * colours) * 255).astype(np.uint8)
+
+
+def _flat_title(title: str) -> str:
+    """A panel's title marked flat on its first line: the all-blue map means "nowhere in particular", not
+    "no evidence"."""
+    first, _, rest = title.partition("\n")
+    return f"{first} (flat)" + (f"\n{rest}" if rest else "")
 
 
 def _panel_size(size: tuple[int, int]) -> tuple[int, int]:

@@ -23,6 +23,12 @@ def grad_cam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
     return F.relu((alpha * activations).sum(dim=1))
 
 
+def channels_first(activations: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A ``B x h x w x C`` layer output (timm models whose ``output_fmt`` is NHWC, e.g. Swin) as
+    ``B x C x h x w``; any other tensor as it is."""
+    return activations.permute(0, 3, 1, 2) if channels_last and activations.dim() == 4 else activations
+
+
 def tokens_to_grid(tokens: torch.Tensor, prefix_tokens: int, grid: tuple[int, int]) -> torch.Tensor:
     """A ViT layer's ``B x N x C`` tokens as a ``B x C x h x w`` feature map of its patch tokens (the
     ``prefix_tokens`` class and register tokens dropped), so Grad-CAM reads it like a CNN's."""

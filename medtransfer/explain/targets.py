@@ -10,6 +10,7 @@ from torch import nn
 from ..errors import MedTransferError
 
 METHODS = ("auto", "gradcam", "attention")
+MIN_MAP_SIDE = 4  # a map with fewer cells on a side says next to nothing about where in the image it points
 
 
 class ExplanationError(MedTransferError, ValueError):
@@ -23,6 +24,15 @@ class Target:
     method: str  # "gradcam" or "attention"
     layer: str
     module: nn.Module
+    named: bool = False  # the user named the layer: it is kept even where its map is coarse
+    channels_last: bool = False  # Grad-CAM layers output B x h x w x C (timm's output_fmt NHWC: Swin, ...)
+    # a CNN's stages before its default layer, in model order: where the layer's map would be coarser than
+    # MIN_MAP_SIDE, the map is drawn from the latest of them that is not
+    earlier: tuple[tuple[str, nn.Module], ...] = ()
+
+    def readable(self) -> tuple[tuple[str, nn.Module], ...]:
+        """Every layer the map may be drawn from: the earlier stages, then the target's own."""
+        return (*self.earlier, (self.layer, self.module))
 
 
 def is_attention(module: nn.Module | None) -> bool:
@@ -35,7 +45,9 @@ def choose_target(model: nn.Module, method: str = "auto", layer: str | None = No
     """The target in ``model`` (a timm model). ``auto``: the last block's attention for a ViT with a class
     token, Grad-CAM otherwise. Grad-CAM defaults to the last stage of a CNN (timm's ``feature_info``) and,
     for a ViT, to the input norm of its last block (the last block's own output reaches a class-token head
-    only through the class token, so its patch tokens get no gradient)."""
+    only through the class token, so its patch tokens get no gradient). A default CNN target carries the
+    stages before its layer, which the explainer falls back to where the map would be too coarse
+    (``coarse.py``); a named layer is kept."""
     if method not in METHODS:
         raise ExplanationError(f"explanation method {method!r} is unknown: choose one of {list(METHODS)}")
     vit_attention = _last_block_attention(model)
@@ -44,6 +56,7 @@ def choose_target(model: nn.Module, method: str = "auto", layer: str | None = No
         method = "attention" if vit_attention is not None and class_token and layer is None else "gradcam"
         if layer is not None and is_attention(_submodule(model, layer)):
             method = "attention"
+    named = layer is not None
     if layer is None:
         layer = _default_layer(model, method, vit_attention)
     module = _submodule(model, layer)
@@ -57,7 +70,18 @@ def choose_target(model: nn.Module, method: str = "auto", layer: str | None = No
             f"{type(model).__name__} has no class token, whose attention the maps show (windowed or pooled "
             "transformers such as Swin): use method 'gradcam' (with a layer that has a spatial output)"
         )
-    return Target(method, layer, module)
+    earlier = () if named or method != "gradcam" else _stages_before(model, layer)
+    channels_last = getattr(model, "output_fmt", "NCHW") == "NHWC"
+    return Target(method, layer, module, named, channels_last, earlier)
+
+
+def _stages_before(model: nn.Module, layer: str) -> tuple[tuple[str, nn.Module], ...]:
+    """The stages of timm's ``feature_info`` before ``layer`` (none when ``layer`` is not one of them)."""
+    names = [entry.get("module") for entry in getattr(model, "feature_info", None) or []
+             if isinstance(entry, dict)]
+    if layer not in names:
+        return ()
+    return tuple((name, model.get_submodule(name)) for name in names[: names.index(layer)] if name)
 
 
 def _last_block_attention(model: nn.Module) -> str | None:

@@ -5,6 +5,7 @@ results.json is found), from which weights under which licence, and which checkp
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from ..utils.hashing import file_digest
 
 INTENDED_USE = ("Research use. Not a medical device and not validated for clinical decisions; check the "
                 "metrics below on data from your own site before relying on it.")
+PATHS_NOTE = ("relative to this card; a file or folder outside the card's folder and the folder above it is "
+              "given by its name only")
+PATH_SECTIONS = ("checkpoint", "export", "model", "data", "evaluation")  # the parts that can hold paths
 EVAL_TRANSFORM = {
     "none": "resize to image_size x image_size (OpenCV INTER_AREA)",
     "fundus": "crop the black border around the retina, then resize to image_size x image_size "
@@ -79,8 +83,40 @@ def run_metrics(ckpt_path: Path) -> dict | None:
     }
 
 
-def build_card(deployed, checkpoint: dict, ckpt_path: Path, export: dict, data: dict) -> dict:
-    """The card's content (``export``: format, file, exporter, input/output names, verification)."""
+def build_card(deployed, checkpoint: dict, ckpt_path: Path, export: dict, data: dict, output: Path) -> dict:
+    """The card's content (``export``: format, file, exporter, input/output names, verification) for the
+    model exported to ``output``, beside which the card is written: it holds no absolute path of this
+    machine (``portable``)."""
+    card = _card_content(deployed, checkpoint, ckpt_path, export, data)
+    return {**card, **portable({key: card[key] for key in PATH_SECTIONS}, output.parent), "paths": PATHS_NOTE}
+
+
+def portable(value, folder: Path):
+    """``value`` (nested dicts and lists) with each absolute path in it made relative to ``folder``
+    (``portable_path``)."""
+    if isinstance(value, dict):
+        return {key: portable(item, folder) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(item, folder) for item in value]
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~")):
+        return portable_path(value, folder)
+    return value
+
+
+def portable_path(path: str, folder: Path) -> str:
+    """``path`` relative to ``folder`` where it lies inside ``folder`` or the folder above (the run folder of
+    a card beside its checkpoint: ``best.ckpt``, ``../results.json``); elsewhere its name alone, which says
+    which file it was without saying where a machine keeps it."""
+    target = Path(path).expanduser().resolve()
+    base = folder.expanduser().resolve()
+    for root in (base, base.parent):
+        if root.parent != root and target.is_relative_to(root):
+            return Path(os.path.relpath(target, base)).as_posix()
+    return target.name
+
+
+def _card_content(deployed, checkpoint: dict, ckpt_path: Path, export: dict, data: dict) -> dict:
+    """The card with the paths as this machine has them."""
     model = deployed.model
     task = deployed.task
     preparation = EVAL_TRANSFORM.get(data.get("augmentation"), EVAL_TRANSFORM["none"])
@@ -124,10 +160,14 @@ def _output_meaning(deployed) -> str:
             "multilabel": "independent probability per label (sigmoid)"}[kind]
 
 
+def card_paths(output: Path) -> tuple[Path, Path]:
+    """``<output>.card.json`` and ``<output>.card.md``, beside the exported model."""
+    return output.with_name(output.name + ".card.json"), output.with_name(output.name + ".card.md")
+
+
 def write_card(card: dict, output: Path) -> tuple[Path, Path]:
-    """``<output>.card.json`` and ``<output>.card.md`` beside the exported model."""
-    json_path = output.with_name(output.name + ".card.json")
-    markdown_path = output.with_name(output.name + ".card.md")
+    """The card as JSON and Markdown (``card_paths``)."""
+    json_path, markdown_path = card_paths(output)
     with atomic_path(json_path) as tmp:
         Path(tmp).write_text(json.dumps(card, indent=2, default=str) + "\n")
     with atomic_path(markdown_path) as tmp:
@@ -186,5 +226,6 @@ def card_markdown(card: dict) -> str:
               f"{checkpoint['epoch']})",
               f"- export: {export['format']} ({export['exporter']}), {export['file']}",
               f"- verified: {export['verification']}",
+              f"- paths: {card['paths']}",
               f"- medtransfer {card['medtransfer_version']}, {card['created_utc']}", ""]
     return "\n".join(lines)

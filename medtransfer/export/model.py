@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..datamodules.unlabelled_predict import CHECKPOINT_MODEL_KEY
 from ..errors import MedTransferError
 from ..lightning_modules.base import TaskModule
 from ..lightning_modules.frozen import FrozenBackboneModule
 from ..lightning_modules.knn import KNN
+from ..runtime.checkpoints import CHECKPOINT_MODEL_KEY
 from ..task import Task
 
 OUTPUTS = ("probabilities", "logits")

@@ -1,8 +1,8 @@
 """A datamodule that serves a frozen backbone's feature stores in place of another datamodule's images.
 
-The data side knows no model and the heads know no loader: whoever runs a frozen head on cached features (the
-``medtransfer`` CLI, or a user in Python through ``FrozenBackboneModule.cached_datamodule``) wraps the user's
-datamodule in an ``EmbeddingsDataModule`` holding the head's frozen backbones. Each split is embedded once per
+The data side knows no model and the heads know no loader: a frozen head with ``feature_cache`` on is handed
+an ``EmbeddingsDataModule`` around the user's datamodule, holding the head's frozen backbones
+(``FrozenBackboneModule.attach_data``, which ``medtransfer.run`` calls). Each split is embedded once per
 backbone into a feature store (reused while its fingerprint matches) the first time it is asked for, held in
 memory (on the training device when it fits) and served as batches whose ``features`` replace ``image``.
 """
@@ -17,7 +17,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from ..backbones.backbone import Backbone
 from ..runtime.ranks import world_and_rank
 from ..runtime.seeding import run_seed
-from ..runtime.threads import torch_threads
+from ..runtime.threads import all_threads
 from .extract import DEFAULT_ROOT, store_for
 from .loader import FeatureBatches
 from .store import check_aligned
@@ -46,7 +46,6 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         self.backbones = list(backbones)
         self.features_dir = features_dir
         self._batches: dict[str, FeatureBatches] = {}
-        self._threads_available = torch.get_num_threads()
 
     def __getattr__(self, name: str):
         """The source's attributes (``task``, ``batch_size``, ``describe``, ...) read through the wrapper."""
@@ -65,7 +64,6 @@ class EmbeddingsDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.source.trainer = self.trainer
         self.source.setup(stage)
-        self._threads_available = max(self._threads_available, torch.get_num_threads())
 
     def teardown(self, stage: str | None = None) -> None:
         self.source.teardown(stage)
@@ -101,7 +99,7 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         return self._batches[split]
 
     def _load(self, split: str) -> FeatureBatches:
-        with self.all_threads():  # extraction: every CPU thread, whatever the head's steps use
+        with all_threads():  # extraction: every CPU thread, whatever the head's steps use
             stores = [store_for(b, self.source, split, self.features_dir) for b in self.backbones]
         check_aligned(stores)
         rows = stores[0].rows_of(self.source.split_source(split).ids)
@@ -116,11 +114,6 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         batch_size = self.source.batch_size if train else max(self.source.eval_batch_size, MIN_EVAL_BATCH)
         return FeatureBatches(features, labels.to(device), stores[0].ids[rows], batch_size, shuffle=train,
                               seed=run_seed(), num_replicas=world, rank=rank)
-
-    def all_threads(self):
-        """Every CPU thread the process had when this datamodule was made, for a large computation
-        (extraction, an exact solve) while a head's steps run on fewer (``medtransfer.cli``)."""
-        return torch_threads(self._threads_available)
 
     def _device(self) -> torch.device:
         """Where the training runs: the trainer's device, or the backbones' outside a trainer."""

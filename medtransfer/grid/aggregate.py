@@ -3,7 +3,10 @@ label fraction (x any other axis), with their mean and standard deviation over s
 cell's confidence interval over seeds and test images (``uncertainty.py``).
 
 A results.json joins a table only if it is readable, complete and, when it lies inside a grid's folder, one
-of that grid's runs (by config fingerprint). Everything else is listed with the reason it was left out.
+of that grid's runs (by config fingerprint). A failed run (``failures.py``: stopped by the divergence guard,
+or with NaN or infinite test metrics or predictions) is never scored: it is listed apart and marks its
+configuration's cell. Everything else is listed with the reason it was left out. Folders a launcher moved
+aside (``<grid>/moved/``: earlier attempts) are not read.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..outputs.results import SCHEMA
+from .decisions import Decisions
+from .failures import Failure, run_failure
 from .fingerprint import group_fingerprint, run_fingerprint
-from .state import MANIFEST, RESULTS_FILE, RUN_FILE, GridStateError, read_manifest
+from .state import MANIFEST, MOVED_DIR, RESULTS_FILE, RUN_FILE, GridStateError, read_manifest
 
 TABLE_AXES = ("dataset", "protocol", "backbone", "fraction")
 
@@ -37,6 +42,29 @@ class Record:
     metric: str
     split: str
     value: float
+    # balanced accuracy and degenerate decisions, from the test predictions (set by the report's statistics)
+    decisions: Decisions | None = None
+
+    @property
+    def flag(self) -> str | None:
+        return None if self.decisions is None else self.decisions.flag
+
+
+@dataclass
+class FailedRun:
+    """A run that ended without a score to trust: listed apart, never scored, averaged or ranked; it marks the
+    cell of its configuration (``Cell.failed``)."""
+
+    path: Path
+    fingerprint: str
+    group: str
+    grid: str | None
+    run_id: str | None
+    labels: dict[str, str] | None  # None: its results.json says too little to place it in a table
+    fraction: float
+    seed: int | None
+    metric: str
+    failure: Failure
 
 
 @dataclass
@@ -56,6 +84,7 @@ class Cell:
     values: list[float]
     seeds: list[int | None]
     records: list[Record]
+    failed: list[FailedRun] = field(default_factory=list)  # the configuration's seeds that failed
     interval: tuple[float, float] | None = None
     interval_note: str = ""
 
@@ -65,7 +94,22 @@ class Cell:
 
     @property
     def mean(self) -> float:
-        return sum(self.values) / self.n
+        """Mean over the finished runs; NaN when every run failed."""
+        return sum(self.values) / self.n if self.n else math.nan
+
+    @property
+    def flagged(self) -> list[Record]:
+        """The runs whose test decisions are degenerate (``decisions.py``)."""
+        return [r for r in self.records if r.flag is not None]
+
+    @property
+    def rankable(self) -> bool:
+        """Whether the cell may be called best: every run finished, none with degenerate decisions."""
+        return self.n > 0 and not self.failed and not self.flagged
+
+    @property
+    def balanced_accuracies(self) -> list[float]:
+        return [r.decisions.balanced_accuracy for r in self.records if r.decisions is not None]
 
     @property
     def std(self) -> float:
@@ -81,6 +125,7 @@ class Cell:
 class Collection:
     root: Path
     records: list[Record] = field(default_factory=list)
+    failed: list[FailedRun] = field(default_factory=list)
     excluded: list[Excluded] = field(default_factory=list)
     unfinished: dict[str, list[str]] = field(default_factory=dict)  # grid name -> run ids without results
     level_order: dict[str, list[str]] = field(default_factory=dict)
@@ -98,14 +143,20 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
     manifests: dict[Path, dict | None] = {}
     seen: dict[str, Path] = {}
     found: dict[str, set[str]] = defaultdict(set)
+    failed: list[tuple[FailedRun, dict | None]] = []
     for path in sorted(root.rglob(RESULTS_FILE)):
-        out.files += 1
         manifest_dir = _manifest_dir(path.parent, manifests)
+        if manifest_dir is not None and path.relative_to(manifest_dir).parts[0] == MOVED_DIR:
+            continue
+        out.files += 1
         manifest = manifests.get(manifest_dir) if manifest_dir else None
         try:
             record = _record(path, manifest, metric, split)
         except _LeftOut as why:
             out.excluded.append(Excluded(path, str(why)))
+            continue
+        except _Failed as stopped:
+            failed.append((stopped.run, manifest))
             continue
         if record.fingerprint in seen:
             out.excluded.append(
@@ -116,6 +167,7 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
         if manifest is not None:
             found[manifest["name"]].add(record.fingerprint)
         out.records.append(record)
+    _add_failed(out, failed, seen, found)
     for manifest in (m for m in manifests.values() if m is not None):
         _merge_order(out.level_order, manifest.get("levels") or {})
         out.baseline = out.baseline or manifest.get("baseline")
@@ -125,8 +177,35 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
     return out
 
 
+def _add_failed(out: Collection, failed: list[tuple[FailedRun, dict | None]], seen: dict[str, Path],
+                found: dict[str, set[str]]) -> None:
+    """The failed runs into ``out.failed``, but for one whose run finished in another folder, or failed in
+    one already (left out, with that folder named)."""
+    failed_in: dict[str, Path] = {}
+    for run, manifest in failed:
+        if run.fingerprint in seen:
+            out.excluded.append(Excluded(run.path, f"a failed attempt ({run.failure.kind}) of the run in "
+                                                   f"{seen[run.fingerprint]}, which finished"))
+        elif run.fingerprint in failed_in:
+            out.excluded.append(Excluded(run.path, f"duplicate of {failed_in[run.fingerprint]} (same config "
+                                                   "and seed, failed too)"))
+        else:
+            failed_in[run.fingerprint] = run.path
+            if manifest is not None:
+                found[manifest["name"]].add(run.fingerprint)
+            out.failed.append(run)
+
+
 class _LeftOut(Exception):
     """Why a results.json does not join the table."""
+
+
+class _Failed(Exception):  # noqa: N818 - an outcome, not an error of this code
+    """A results.json of a failed run."""
+
+    def __init__(self, run: FailedRun) -> None:
+        super().__init__(run.failure.describe())
+        self.run = run
 
 
 def _manifest_dir(folder: Path, cache: dict[Path, dict | None]) -> Path | None:
@@ -143,16 +222,11 @@ def _manifest_dir(folder: Path, cache: dict[Path, dict | None]) -> Path | None:
 
 
 def _record(path: Path, manifest: dict | None, metric: str | None, split: str | None) -> Record:
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise _LeftOut(f"unreadable: {err}") from None
-    if not isinstance(results, dict) or results.get("schema") != SCHEMA:
-        raise _LeftOut(f"not a medtransfer results file (schema {SCHEMA!r} expected)")
+    results = _read(path)
     missing = [
         k for k in ("metrics", "config", "data", "model", "task") if not isinstance(results.get(k), dict)
     ]
-    if missing:
+    if "config" in missing:
         raise _LeftOut(f"incomplete: no {', '.join(missing)}")
     config = results["config"]
     verb = str(results.get("verb"))
@@ -163,7 +237,13 @@ def _record(path: Path, manifest: dict | None, metric: str | None, split: str | 
         if planned is None:
             raise _LeftOut(_other_grid(path, manifest, fingerprint))
     split = split or (manifest or {}).get("split") or "test"
-    metric = metric or (manifest or {}).get("metric") or results["task"].get("primary_metric") or "auroc"
+    task = results.get("task") if isinstance(results.get("task"), dict) else {}
+    metric = metric or (manifest or {}).get("metric") or task.get("primary_metric") or "auroc"
+    failure = run_failure(results, path.parent)
+    if failure is not None:
+        raise _Failed(_failed_run(path, results, manifest, planned, missing, metric, failure))
+    if missing:
+        raise _LeftOut(f"incomplete: no {', '.join(missing)}")
     value = (results["metrics"].get(split) or {}).get(metric)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise _LeftOut(f"no {split}/{metric} in its metrics (verb {results.get('verb')!r})")
@@ -185,6 +265,39 @@ def _record(path: Path, manifest: dict | None, metric: str | None, split: str | 
         metric=metric,
         split=split,
         value=float(value),
+    )
+
+
+def _read(path: Path) -> dict:
+    """A medtransfer results.json document."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise _LeftOut(f"unreadable: {err}") from None
+    if not isinstance(results, dict) or results.get("schema") != SCHEMA:
+        raise _LeftOut(f"not a medtransfer results file (schema {SCHEMA!r} expected)")
+    return results
+
+
+def _failed_run(path: Path, results: dict, manifest: dict | None, planned: dict | None, missing: list[str],
+                metric: str, failure: Failure) -> FailedRun:
+    """A failed run, placed in its configuration's table cell where its results say enough to place it."""
+    config, verb = results["config"], str(results.get("verb"))
+    labels = None  # in no cell without its data (the label fraction) or, when not planned, its model
+    if "data" not in missing and (planned is not None or "model" not in missing):
+        labels = derived_labels(results) if "model" not in missing else {}
+        labels.update({k: v for k, v in (planned or {}).get("labels", {}).items() if k != "seed"})
+    return FailedRun(
+        path=path,
+        fingerprint=run_fingerprint(config, verb),
+        group=group_fingerprint(config, verb),
+        grid=manifest["name"] if manifest else None,
+        run_id=planned["id"] if planned else None,
+        labels=labels,
+        fraction=math.nan if "data" in missing else _fraction(results),
+        seed=results.get("seed"),
+        metric=metric,
+        failure=failure,
     )
 
 
@@ -226,28 +339,41 @@ def _merge_order(order: dict[str, list[str]], levels: dict[str, list[str]]) -> N
 
 
 def cells(collection: Collection) -> list[Cell]:
-    """One cell per configuration (runs differing only in their seeds); configurations that share all labels
-    but differ in another setting stay apart, marked ``#2``, ``#3`` in their backbone label."""
+    """One cell per configuration (runs differing only in their seeds), with the configuration's failed runs
+    (a cell whose runs all failed has no values); configurations that share all labels but differ in another
+    setting stay apart, marked ``#2``, ``#3`` in their backbone label."""
     groups: dict[str, list[Record]] = defaultdict(list)
+    failures: dict[str, list[FailedRun]] = defaultdict(list)
     for record in collection.records:
         groups[record.group].append(record)
+    for run in collection.failed:
+        if run.labels is not None:
+            failures[run.group].append(run)
+            groups.setdefault(run.group, [])
     result: list[Cell] = []
     taken: dict[tuple, int] = defaultdict(int)
-    for members in groups.values():
-        members.sort(key=lambda r: (r.seed is None, r.seed or 0))
-        labels = dict(members[0].labels)
-        key = (tuple(sorted(labels.items())), members[0].metric)
+    for group, members in groups.items():
+        members.sort(key=_by_seed)
+        failed = sorted(failures[group], key=_by_seed)
+        first = members[0] if members else failed[0]
+        labels = dict(first.labels)
+        key = (tuple(sorted(labels.items())), first.metric)
         taken[key] += 1
         if taken[key] > 1:
             labels["backbone"] += f" #{taken[key]}"
         result.append(
             Cell(
                 labels,
-                members[0].fraction,
-                members[0].metric,
+                first.fraction,
+                first.metric,
                 [r.value for r in members],
                 [r.seed for r in members],
                 members,
+                failed,
             )
         )
     return result
+
+
+def _by_seed(run: Record | FailedRun) -> tuple:
+    return (run.seed is None, run.seed or 0)

@@ -1,10 +1,15 @@
-"""A run's folder before an attempt: continue the run a killed or requeued attempt left, or start afresh.
+"""A run's folder before an attempt: skip a finished run, continue the run a killed or requeued attempt left,
+or start afresh.
 
-A folder whose ``checkpoints/last.ckpt`` reads as a checkpoint and whose ``run.json`` has the run's config
-fingerprint is continued (the attempt runs ``fit --ckpt_path last``, which goes on in that folder). A folder
-whose checkpoint belongs to another config or does not read is moved aside to ``<output_dir>/moved/`` (never
-deleted: it may be all that is left of days of training) and the run starts afresh; leftovers of an attempt
-that saved no checkpoint are removed. The SLURM array tasks call this module before each attempt:
+A folder whose results.json has the run's fingerprint and is no failed run's (``state.status``) is finished:
+the attempt is skipped (exit status 3). A folder whose results.json is a failed run's (stopped by the
+divergence guard, or with NaN or infinite test metrics or predictions) is moved aside to
+``<output_dir>/moved/`` and the run starts afresh: its last checkpoint may hold the diverged weights. A folder
+whose ``checkpoints/last.ckpt`` reads as a checkpoint and whose ``run.json`` has the run's config fingerprint
+is continued (the attempt runs ``fit --ckpt_path last``, which goes on in that folder). A folder whose
+checkpoint belongs to another config or does not read is moved aside too (never deleted: it may be all that
+is left of days of training) and the run starts afresh; leftovers of an attempt that saved no checkpoint are
+removed. The SLURM array tasks call this module before each attempt:
 
     python -m medtransfer.grid.attempt <run folder> <commands/<run>.json>
 """
@@ -14,17 +19,25 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from ..errors import MedTransferError
 from ..outputs.results import write_json_atomic
-from .state import RUN_FILE, GridStateError
+from .failures import run_failure
+from .state import (
+    FINISHED_STATUS,
+    RESULTS_FILE,
+    RUN_FILE,
+    GridStateError,
+    attempt_failure,
+    move_aside,
+    read_results,
+    results_fingerprint,
+)
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-MOVED_DIR = "moved"
 
 
 def prepare_attempt(folder: Path, run: dict) -> str:
@@ -34,7 +47,10 @@ def prepare_attempt(folder: Path, run: dict) -> str:
         raise GridStateError(f"{folder} exists but was not made by medtransfer benchmark (no {RUN_FILE}); "
                              "move it away or choose another output_dir")
     checkpoint = folder / LAST_CHECKPOINT
-    if checkpoint.is_file():
+    if (folder / RESULTS_FILE).exists():  # an attempt that ended: its checkpoint is no place to go on from
+        why = ended_problem(folder)
+        said = f"{why}: moved the folder to {move_aside(folder)}; starting afresh"
+    elif checkpoint.is_file():
         problem = continue_problem(folder, run)
         if problem is None:
             write_json_atomic(folder / RUN_FILE, run)
@@ -74,21 +90,28 @@ def saved_epoch(checkpoint: Path) -> int | None:
     return epoch if isinstance(epoch, int) and "state_dict" in saved else None
 
 
-def move_aside(folder: Path) -> Path:
-    """``<output_dir>/moved/<run folder>-<time>``, outside ``runs/`` (the report never reads it)."""
-    target = folder.parent.parent / MOVED_DIR / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    suffix = 0
-    while target.exists():
-        suffix += 1
-        target = target.with_name(f"{target.name}-{suffix}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    folder.rename(target)
-    return target
+def ended_problem(folder: Path) -> str:
+    """Why the results.json an earlier attempt left in ``folder`` does not finish the run (``main`` skips the
+    runs it does finish)."""
+    failure = attempt_failure(folder)
+    if failure is not None:
+        return f"the earlier attempt failed ({failure.describe()})"
+    return f"the earlier attempt's {RESULTS_FILE} is unreadable or another config's"
+
+
+def finished(folder: Path, run: dict) -> bool:
+    """Whether ``folder`` holds the results of ``run``'s config that no failure spoils."""
+    results = read_results(folder / RESULTS_FILE)
+    return (results is not None and results_fingerprint(results) == run.get("fingerprint")
+            and run_failure(results, folder) is None)
 
 
 def main(argv: list[str] | None = None) -> int:
     folder, command = (Path(a) for a in (argv if argv is not None else sys.argv[1:]))
     run = json.loads(command.read_text())
+    if finished(folder, run):
+        print(f"{run.get('id', folder.name)}: finished already", flush=True)
+        return FINISHED_STATUS
     try:
         print(f"{run.get('id', folder.name)}: {prepare_attempt(folder, run)}", flush=True)
     except MedTransferError as err:

@@ -105,7 +105,7 @@ def continues_itself(ckpt_path: Any) -> bool:
 
 
 def is_default_callbacks(callbacks: Any) -> bool:
-    """Whether a resolved ``trainer.callbacks`` is ``medtransfer.cli.default_callbacks()`` with every
+    """Whether a resolved ``trainer.callbacks`` is ``medtransfer.run.config.default_callbacks()`` with every
     argument at its default."""
     if not isinstance(callbacks, list) or not all(isinstance(c, dict) for c in callbacks):
         return False
@@ -117,7 +117,7 @@ def is_default_callbacks(callbacks: Any) -> bool:
 def resolved_default_callbacks() -> list[dict]:
     """``default_callbacks()`` with every constructor argument filled in, as a config resolves them (worked
     out once: every fingerprint of a grid compares against it)."""
-    from ..cli import default_callbacks
+    from ..run.config import default_callbacks
 
     resolved = []
     for default in default_callbacks():

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .failures import Failure
 from .plan import Run, run_waits
 from .spec import GridSpec, LocalSettings
-from .state import LOG_FILE, RESULTS_FILE, prepare_run_dir
+from .state import LOG_FILE, RESULTS_FILE, attempt_failure, prepare_run_dir
 
 
 class Handle(Protocol):
@@ -83,6 +84,11 @@ class Outcome:
     code: int
     seconds: float
     skipped_for: str | None = None  # the failed pretraining run this run needed; it was not started
+    failure: Failure | None = None  # what its results.json says went wrong (e.g. the loss diverged)
+
+    @property
+    def failed(self) -> bool:
+        return self.code != 0 or self.failure is not None
 
 
 def device_slots(settings: LocalSettings) -> list[tuple[int, ...]]:
@@ -154,9 +160,10 @@ def run_local(
                 del active[slot_index]
                 free.append(slot_index)
                 ended.add(run.id)
-                if code != 0:
+                outcome = Outcome(run, code, time.perf_counter() - started,
+                                  failure=attempt_failure(output_dir / "runs" / run.dir_name))
+                if outcome.failed:
                     failed.add(run.id)
-                outcome = Outcome(run, code, time.perf_counter() - started)
                 outcomes.append(outcome)
                 say(describe_outcome(outcome, output_dir / "runs" / run.dir_name))
             if active:
@@ -172,6 +179,9 @@ def run_local(
 def describe_outcome(outcome: Outcome, folder: Path) -> str:
     if outcome.skipped_for is not None:
         return f"SKIPPED {outcome.run.id}: the pretraining run {outcome.skipped_for} it needs failed"
+    if outcome.failure is not None:
+        return (f"FAILED {outcome.run.id} ({outcome.failure.describe()}; exit code {outcome.code}, "
+                f"{outcome.seconds:.0f} s): never scored; redone on the next launch; folder: {folder}")
     if outcome.code != 0:
         tail = ""
         log = folder / LOG_FILE

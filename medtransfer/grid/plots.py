@@ -40,7 +40,8 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
             axes = figure.add_subplot()
             metric = ""
             for row in table.rows:
-                cells = [(col, table.cells[(row, col)]) for col in columns if (row, col) in table.cells]
+                cells = [(col, table.cells[(row, col)]) for col in columns
+                         if (row, col) in table.cells and table.cells[(row, col)].n]  # not where all failed
                 if not cells:
                     continue
                 metric = f"{cells[0][1].records[0].split} {cells[0][1].metric}"
@@ -59,6 +60,8 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
                         alpha=0.18,
                         linewidth=0,
                     )
+            if not metric:  # every run of this dataset failed: nothing to draw
+                continue
             values = sorted(c.value for c in columns if not math.isnan(c.value))
             if len(values) > 1 and values[0] > 0 and values[-1] / values[0] >= 10:
                 axes.set_xscale("log")

@@ -1,4 +1,5 @@
-"""The report of a folder of results: results.csv (one row per run), summary.md (tables) and plots/*.png.
+"""The report of a folder of results: results.csv (one row per finished run; failed runs are listed in
+summary.md only), summary.md (tables) and plots/*.png.
 
 Files are only rewritten when their contents change, so reporting the same results twice changes nothing.
 """
@@ -48,6 +49,8 @@ def write_report(
     collection = collect(root, metric=metric, split=split)
     all_cells = cells(collection)
     statistics = ReportStatistics(collection, resamples=resamples)
+    for record in collection.records:
+        record.decisions = statistics.decisions.get(record.path)
     for cell in all_cells:
         cell.interval, cell.interval_note = statistics.cell_interval(cell)
     tables = build_tables(collection, all_cells)
@@ -88,6 +91,8 @@ def results_csv(records: list[Record], root: Path) -> str:
             "score_name": f"{r.split}/{r.metric}",
             "score_low": interval.get("low"),  # this run's bootstrap interval over its test images
             "score_high": interval.get("high"),
+            "balanced_accuracy": r.decisions.balanced_accuracy if r.decisions else None,  # of its decisions
+            "degenerate": r.flag or "",  # why its test decisions are degenerate (decisions.py)
             "model": r.results["model"].get("name"),
             "backbones": "+".join(b.get("name", "?") for b in r.results["model"].get("backbones") or []),
             "backbone_fingerprints": "+".join(

@@ -1,16 +1,16 @@
-"""Checking every run's config with the real LightningCLI parser (nothing instantiated, nothing trained) and
+"""Checking every run's config with the real ``medtransfer fit`` parser (nothing instantiated, nothing trained) and
 fingerprinting the resolved configs."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import MedTransferError
+from ..run.config import build_parser
+from ..run.trainer_values import check_trainer_values
 from .fingerprint import group_fingerprint, run_fingerprint, store_keys, store_root_key
 from .plan import Run
 
@@ -23,47 +23,24 @@ class InvalidRunError(MedTransferError, ValueError):
     """A run whose config LightningCLI rejects; the message names the axis value or override responsible."""
 
 
-class _ParserBuilt(Exception):
-    """Stops LightningCLI once its parser exists: nothing parsed, seeded or instantiated."""
-
-    def __init__(self, parser) -> None:
-        super().__init__("parser built")
-        self.parser = parser
-
-
-def _parser():
-    """The ``medtransfer fit`` parser, built by the same code as the real CLI but stopped before parsing;
-    it raises errors instead of exiting."""
-    from ..cli import MedTransferCLI, run_lightning_cli
-
-    class ParserOnlyCLI(MedTransferCLI):
-        def init_parser(self, **kwargs):
-            return super().init_parser(**kwargs, exit_on_error=False)
-
-        def parse_arguments(self, parser, args) -> None:
-            raise _ParserBuilt(parser)
-
-    try:
-        run_lightning_cli([], cli_class=ParserOnlyCLI)
-    except _ParserBuilt as built:
-        return built.parser
-    raise AssertionError("LightningCLI never called parse_arguments")
-
-
 class ConfigResolver:
-    """Parses ``fit`` argument lists into resolved config dicts."""
+    """Parses argument lists (a verb, then its arguments) into resolved config dicts with the parser of
+    ``medtransfer <verb>`` (``medtransfer.run.config``), and checks the trainer's values as a run would."""
 
     def __init__(self) -> None:
-        self.parser = _parser()
+        self._parsers: dict[str, object] = {}
         self._parsed: dict[tuple[str, ...], dict] = {}  # config files are read once per resolver
 
     def parse(self, args: list[str]) -> dict:
         """The resolved config of ``args`` (a verb, then its arguments)."""
         key = tuple(args)
         if key not in self._parsed:
-            with contextlib.redirect_stderr(io.StringIO()):
-                namespace = self.parser.parse_args(args)
-            self._parsed[key] = namespace[args[0]].as_dict()
+            verb = args[0]
+            if verb not in self._parsers:
+                self._parsers[verb] = build_parser(verb)
+            config = self._parsers[verb].parse_args(args[1:])
+            check_trainer_values(config.trainer, verb)
+            self._parsed[key] = config.as_dict()
         return copy.deepcopy(self._parsed[key])
 
     def check(self, args: list[str]) -> str | None:

@@ -146,7 +146,7 @@ def _launch(
     outcomes = (
         run_local(spec, spec.output_dir, todo, local or spec.local, start=start, say=say) if todo else []
     )
-    failed = [o for o in outcomes if o.code != 0]
+    failed = [o for o in outcomes if o.failed]
     report = write_report(spec.output_dir, baseline=spec.report.baseline)
     say(
         f"report: {report.summary} ({len(report.collection.records)} runs"

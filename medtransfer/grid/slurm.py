@@ -19,7 +19,7 @@ from typing import Any
 from .local import log_overrides
 from .plan import Run, run_waits
 from .spec import GridSpec, SlurmSettings
-from .state import RESULTS_FILE
+from .state import FINISHED_STATUS
 
 REQUEUE_MARGIN_S = 60  # of the signal's lead, kept for scontrol requeue and the processes' ends
 GRACE_ENV = "MEDTRANSFER_REQUEUE_GRACE_S"  # medtransfer.runtime.requeue.GRACE_ENV (which imports Lightning)
@@ -137,9 +137,12 @@ def sbatch_script(spec: GridSpec, output_dir: Path, count: int, cwd: Path) -> st
         'RUN=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$GRID_DIR/slurm/runs.txt")',
         'if [ -z "$RUN" ]; then echo "no run at index $SLURM_ARRAY_TASK_ID of runs.txt" >&2; exit 1; fi',
         'RUN_DIR="$GRID_DIR/runs/$RUN"',
-        f'if [ -s "$RUN_DIR/{RESULTS_FILE}" ]; then echo "$RUN: finished already"; exit 0; fi',
-        "# an earlier attempt's last.ckpt of this config is continued; another config's is moved aside",
-        '"$PYTHON" -m medtransfer.grid.attempt "$RUN_DIR" "$GRID_DIR/slurm/commands/$RUN.json"',
+        "# a run that finished meanwhile is skipped; an earlier attempt's last.ckpt of this config is",
+        "# continued; a failed attempt's folder or another config's checkpoint is moved aside",
+        "ATTEMPT=0",
+        '"$PYTHON" -m medtransfer.grid.attempt "$RUN_DIR" "$GRID_DIR/slurm/commands/$RUN.json" || ATTEMPT=$?',
+        f'if [ "$ATTEMPT" -eq {FINISHED_STATUS} ]; then exit 0; fi',
+        'if [ "$ATTEMPT" -ne 0 ]; then exit "$ATTEMPT"; fi',
         *grace_lines(s),
         'echo "$RUN: attempt ${SLURM_RESTART_COUNT:-0} on $SLURM_JOB_NODELIST"',
         'srun --kill-on-bad-exit=1 bash "$GRID_DIR/slurm/commands/$RUN.sh" >> "$RUN_DIR/output.log" 2>&1',

@@ -1,6 +1,7 @@
 """The grid spec: a YAML file naming base config pieces, overrides for every run, and the axes to cross.
 
-Every problem is reported with the grid file and the key that holds it, before any run starts.
+Every problem is reported with the grid file and the key that holds it, before any run starts; a key given
+twice in one mapping (which YAML would resolve by silently keeping the last) is a ``DuplicateKeyError``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import MedTransferError
+from ..utils.yaml_files import load_yaml_file
 from .fingerprint import SEED_KEYS
 
 # axes with a meaning of their own; any other axis is a dotted override key (e.g. ``model.init_args.lr``)
@@ -147,7 +149,7 @@ def load_grid(path: str | Path, cwd: str | Path | None = None) -> GridSpec:
             f"grid file {path} does not exist (examples: configs/benchmark/smoke.yaml, paper.yaml)"
         )
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml_file(path)
     except yaml.YAMLError as err:
         raise GridSpecError(f"grid file {path} is not valid YAML: {err}") from None
     where = _Where(path, cwd)

@@ -6,23 +6,29 @@
 events
 <output_dir>/features/          feature stores shared by the grid's frozen-backbone runs
 <output_dir>/report/            results.csv, summary.md, plots/
+<output_dir>/moved/             earlier attempts moved aside (failed runs, other configs' checkpoints)
 ```
 
 A run is finished when its folder holds a readable results.json whose verb and config have the run's
-fingerprint (results.json is written once, atomically, when the run ends); a folder without one is a killed or
-failed attempt and the run is redone. A run that loads a pretraining run's backbone export is finished only
-while that pretraining run is, and only if the weights it loaded are the ones that run exported (its
-results.json's backbone fingerprints hold the export's), so a pretraining run done again redoes them.
+fingerprint (results.json is written once, atomically, when the run ends) and that is no failed run's
+(``failures.py``: stopped by the divergence guard, or NaN or infinite test metrics or predictions). A folder
+without one is a killed attempt and the run is redone from scratch; a failed run is redone too, after its
+folder is moved to ``<output_dir>/moved/`` (never deleted: it shows what went wrong). A run that loads a
+pretraining run's backbone export is finished only while that pretraining run is, and only if the weights it
+loaded are the ones that run exported (its results.json's backbone fingerprints hold the export's), so a
+pretraining run done again redoes them.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from ..errors import MedTransferError
 from ..outputs.results import SCHEMA, write_json_atomic
+from .failures import Failure, run_failure
 from .fingerprint import run_fingerprint
 from .plan import Run
 from .spec import GridSpec
@@ -32,8 +38,10 @@ MANIFEST_SCHEMA = "medtransfer.grid/1"
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.json"
 LOG_FILE = "output.log"
+MOVED_DIR = "moved"  # <output_dir>/moved/: folders of earlier attempts, kept out of the way and of the report
 
 DONE, INCOMPLETE, PENDING = "done", "incomplete", "pending"
+FINISHED_STATUS = 3  # medtransfer.grid.attempt's exit status for a run finished already: grid.sbatch skips it
 
 
 class GridStateError(MedTransferError, RuntimeError):
@@ -48,7 +56,8 @@ def status(output_dir: Path, run: Run, required: list[Run] = ()) -> str:
     """``run``'s state; ``required`` are the pretraining runs whose exports it loads."""
     folder = run_dir(output_dir, run)
     results = read_results(folder / RESULTS_FILE)
-    if results is not None and results_fingerprint(results) == run.fingerprint:
+    if (results is not None and results_fingerprint(results) == run.fingerprint
+            and run_failure(results, folder) is None):
         loaded = {b.get("fingerprint") for b in (results.get("model") or {}).get("backbones") or []
                   if isinstance(b, dict)}
         if all(export_fingerprint(output_dir, stage) in loaded for stage in required):
@@ -69,6 +78,12 @@ def read_results(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return results if isinstance(results, dict) and results.get("schema") == SCHEMA else None
+
+
+def attempt_failure(folder: Path) -> Failure | None:
+    """Why the attempt whose results.json is in ``folder`` failed, or None (no results, or not failed)."""
+    results = read_results(folder / RESULTS_FILE)
+    return None if results is None else run_failure(results, folder)
 
 
 def results_fingerprint(results: dict) -> str | None:
@@ -93,7 +108,8 @@ def export_fingerprint(output_dir: Path, stage: Run) -> str | None:
 
 
 def prepare_run_dir(output_dir: Path, spec: GridSpec, run: Run, argv: list[str]) -> Path:
-    """An empty folder for a fresh attempt (a killed attempt's leftovers removed) with run.json in it."""
+    """An empty folder for a fresh attempt with run.json in it. An earlier attempt that ended (a failed run's
+    results.json) is moved aside; a killed attempt's leftovers are removed."""
     folder = run_dir(output_dir, run)
     if folder.exists():
         if not (folder / RUN_FILE).is_file():
@@ -101,13 +117,28 @@ def prepare_run_dir(output_dir: Path, spec: GridSpec, run: Run, argv: list[str])
                 f"{folder} exists but was not made by medtransfer benchmark (no {RUN_FILE}); "
                 "move it away or choose another output_dir"
             )
-        shutil.rmtree(folder)
+        if (folder / RESULTS_FILE).exists():
+            move_aside(folder)
+        else:
+            shutil.rmtree(folder)
     folder.mkdir(parents=True)
     write_json_atomic(
         folder / RUN_FILE,
         {"grid": spec.name, "id": run.id, "fingerprint": run.fingerprint, "labels": run.labels, "argv": argv},
     )
     return folder
+
+
+def move_aside(folder: Path) -> Path:
+    """``<output_dir>/moved/<run folder>-<time>``, outside ``runs/`` (the report never reads it)."""
+    target = folder.parent.parent / MOVED_DIR / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = target.with_name(f"{target.name}-{suffix}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder.rename(target)
+    return target
 
 
 def write_manifest(

@@ -1,6 +1,11 @@
 """summary.md: the paper's table layout (one table per protocol; rows: backbones; columns: dataset x label
-fraction) with each cell's confidence interval, best mean per column in bold; per dataset and label fraction
-the paired comparisons of every backbone with the supervised baseline (or of all pairs); calibration."""
+fraction) with each cell's confidence interval and balanced accuracy, best mean per column in bold; per
+dataset and label fraction the paired comparisons of every backbone with the supervised baseline (or of all
+pairs); calibration; the failed runs.
+
+A cell with a failed run (†) or with a run whose decisions are degenerate (⚠, ``decisions.py``) is marked,
+explained under its table and never bold: a mean over the seeds that survived, or a rank from probabilities
+that decide nothing, is no best."""
 
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..stats.paired import holm, verdict
-from .aggregate import TABLE_AXES, Cell, Collection
+from .aggregate import TABLE_AXES, Cell, Collection, FailedRun, Record
 from .uncertainty import Comparison, ReportStatistics
 
 BASELINE_HINTS = ("supervised", ".tv_in1k", ".tv2_in1k")
 MAX_LISTED = 30  # unfinished runs named in summary.md
+FLAG_MARK, FAILED_MARK = "⚠", "†"
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,27 @@ def points(value: float) -> str:
 
 
 def format_cell(cell: Cell, best: bool) -> str:
-    """``mean ± std [low, high]`` in points, or why the interval is missing."""
+    """``mean ± std [low, high]; bal. acc x`` in points, or why the interval is missing; a cell whose runs all
+    failed says so."""
+    if cell.n == 0:
+        return f"failed ({len(cell.failed)} of {len(cell.failed)} runs)"
     mean = f"**{points(cell.mean)}**" if best else points(cell.mean)
     spread = f" ± {points(cell.std)}" if cell.n > 1 else " (n=1)"
     if cell.interval is None:
-        return f"{mean}{spread} (no CI: {cell.interval_note})"
-    low, high = cell.interval
-    return f"{mean}{spread} [{points(low)}, {points(high)}]"
+        text = f"{mean}{spread} (no CI: {cell.interval_note})"
+    else:
+        low, high = cell.interval
+        text = f"{mean}{spread} [{points(low)}, {points(high)}]"
+    return text + balanced_accuracy_text(cell)
+
+
+def balanced_accuracy_text(cell: Cell) -> str:
+    """``; bal. acc x`` (mean over the runs with test predictions), or nothing when no run has them."""
+    values = cell.balanced_accuracies
+    if not values:
+        return ""
+    some = f" ({len(values)} of {cell.n} runs)" if len(values) < cell.n else ""
+    return f"; bal. acc {points(sum(values) / len(values))}{some}"
 
 
 def p_text(p: float | None) -> str:
@@ -98,7 +118,9 @@ def p_text(p: float | None) -> str:
 
 
 def best_rows(table: Table, column: Column) -> set[str]:
-    present = [(row, table.cells[(row, column)]) for row in table.rows if (row, column) in table.cells]
+    """The rows of the best mean among the column's cells that may be ranked (``Cell.rankable``)."""
+    present = [(row, table.cells[(row, column)]) for row in table.rows
+               if (row, column) in table.cells and table.cells[(row, column)].rankable]
     if not present:
         return set()
     sign = 1 if higher_is_better(present[0][1].metric) else -1
@@ -107,19 +129,61 @@ def best_rows(table: Table, column: Column) -> set[str]:
 
 
 def markdown_table(table: Table) -> list[str]:
+    """The score table, then a note for each marked cell."""
     metric_of = {
         col: next(c.metric for (r, cc), c in table.cells.items() if cc == col) for col in table.columns
     }
     header = ["backbone", *(f"{col.title} ({metric_of[col]})" for col in table.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     best = {col: best_rows(table, col) for col in table.columns}
+    notes: list[str] = []
     for row in table.rows:
-        cells = [
-            format_cell(table.cells[(row, col)], row in best[col]) if (row, col) in table.cells else "—"
-            for col in table.columns
-        ]
+        cells = []
+        for col in table.columns:
+            cell = table.cells.get((row, col))
+            if cell is None:
+                cells.append("—")
+                continue
+            marks = ""
+            for mark, text in cell_notes(cell):
+                notes.append(f"- {mark}{len(notes) + 1} {row}, {col.title}: {text}")
+                marks += f" {mark}{len(notes)}"
+            cells.append(format_cell(cell, row in best[col]) + marks)
         lines.append("| " + " | ".join([row, *cells]) + " |")
-    return lines
+    return [*lines, *([""] + notes if notes else [])]
+
+
+def cell_notes(cell: Cell) -> list[tuple[str, str]]:
+    """(mark, note) for a cell with degenerate decisions and for one with failed runs; none for others."""
+    notes = []
+    if cell.flagged:
+        notes.append((FLAG_MARK, f"degenerate decisions in {len(cell.flagged)} of {cell.n} runs "
+                                 f"({by_reason(cell.flagged, lambda r: r.flag)}); not ranked"))
+    if cell.failed:
+        total = cell.n + len(cell.failed)
+        kept = f"the mean is over the other {cell.n}" if cell.n else "no score"
+        notes.append((FAILED_MARK, f"{len(cell.failed)} of {total} runs failed, {kept} "
+                                   f"({by_reason(cell.failed, lambda r: r.failure.describe())}); not ranked"))
+    return notes
+
+
+def by_reason(runs: list[Record | FailedRun], reason) -> str:
+    """``seeds 0, 1: <reason>; seed 2: <other reason>``: runs named by seed (else by run id or folder)."""
+    grouped: dict[str, list[str]] = {}
+    for run in runs:
+        grouped.setdefault(reason(run), []).append(run_name(run))
+    return "; ".join(f"{_names(names)}: {text}" for text, names in grouped.items())
+
+
+def run_name(run: Record | FailedRun) -> str:
+    if run.seed is not None:
+        return str(run.seed)
+    return run.run_id or run.path.parent.name
+
+
+def _names(names: list[str]) -> str:
+    word = "seed" if all(n.lstrip("-").isdigit() for n in names) else "run"
+    return f"{word}{'s' if len(names) > 1 else ''} {', '.join(names)}"
 
 
 def comparison_pairs(rows: list[str], baseline: str | None, all_pairs: bool) -> list[tuple[str, str]]:
@@ -139,7 +203,7 @@ def comparison_table(table: Table, column: Column, pairs: list[tuple[str, str]],
     for first, second in pairs:
         a, b = table.cells.get((first, column)), table.cells.get((second, column))
         if a is not None and b is not None:
-            results.append(statistics.compare(a, b, first, second))
+            results.append(compare_cells(statistics, a, b, first, second))
     if not results:
         return []
     metric = table.cells[(results[0].first, column)].metric
@@ -152,22 +216,36 @@ def comparison_table(table: Table, column: Column, pairs: list[tuple[str, str]],
               "p (Holm)", "verdict"]
     lines = [f"**{column.title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in results:
-        base = table.cells[(c.second, column)].mean
-        percent = f" ({100 * c.difference / abs(base):+.1f}%)" if base else ""
-        text = f"{100 * c.difference:+.2f}{percent}"
+        first, second = table.cells[(c.first, column)], table.cells[(c.second, column)]
+        label = f"{c.first}{marks_of(first)} − {c.second}{marks_of(second)}"
+        percent = f" ({100 * c.difference / abs(second.mean):+.1f}%)" if second.mean else ""
+        text = "—" if math.isnan(c.difference) else f"{100 * c.difference:+.2f}{percent}"
         if c.paired is None:
-            row = [f"{c.first} − {c.second}", f"{text} (no CI)", "—", *(["—"] * with_delong), "—",
-                   f"not tested: {c.reason}"]
+            row = [label, f"{text} (no CI)", "—", *(["—"] * with_delong), "—", f"not tested: {c.reason}"]
         else:
             text += f" [{100 * c.paired.low:+.2f}, {100 * c.paired.high:+.2f}]"
-            row = [f"{c.first} − {c.second}", text, p_text(c.paired.p_value),
-                   *([p_text(c.delong_p)] * with_delong), p_text(c.holm_p), c.verdict]
+            row = [label, text, p_text(c.paired.p_value), *([p_text(c.delong_p)] * with_delong),
+                   p_text(c.holm_p), c.verdict]
         lines.append("| " + " | ".join(row) + " |")
     floor = 2 / (statistics.resamples + 1) * len(tested)  # the smallest Holm p these resamples can give
     if tested and floor >= alpha:
         lines += ["", f"With {statistics.resamples} resamples and {len(tested)} comparisons no Holm-adjusted "
                   f"p can fall below {floor:.3f}: report with more --resamples to detect differences."]
     return [*lines, ""]
+
+
+def compare_cells(statistics: ReportStatistics, a: Cell, b: Cell, first: str, second: str) -> Comparison:
+    """``first - second``, untested where every run of either failed."""
+    if a.n and b.n:
+        return statistics.compare(a, b, first, second)
+    failed = first if not a.n else second
+    return Comparison(first, second, math.nan, None, reason=f"every run of {failed} failed")
+
+
+def marks_of(cell: Cell) -> str:
+    """`` ⚠``, `` †`` or both: what the cell's notes under the score table say about it."""
+    marks = "".join(mark for mark, _ in cell_notes(cell))
+    return f" {marks}" if marks else ""
 
 
 def calibration_table(table: Table) -> list[str]:
@@ -202,20 +280,26 @@ def summary_markdown(
     statistics: ReportStatistics,
     all_pairs: bool = False,
 ) -> str:
-    grids = sorted({r.grid for r in collection.records if r.grid}) or ["(runs started by hand)"]
-    metrics = sorted({f"{c.records[0].split}/{c.metric}" for c in cells})
+    grids = sorted({r.grid for r in [*collection.records, *collection.failed] if r.grid})
+    grids = grids or ["(runs started by hand)"]
+    metrics = sorted({f"{c.records[0].split}/{c.metric}" for c in cells if c.records})
     level = round(100 * statistics.confidence)
     unit = "test images (whole patients where the data knows them)" if statistics.grouped else "test images"
     lines = [
         f"# Benchmark summary: {', '.join(grids)}",
         "",
         f"{len(collection.records)} runs from {collection.files} results.json files"
+        + (f"; {len(collection.failed)} failed (listed below, never scored)" if collection.failed else "")
         + (f"; {len(collection.excluded)} left out (listed below)." if collection.excluded else "."),
         "",
         f"Scores: {', '.join(metrics) or '—'}, in points (x 100). Each cell: mean ± standard deviation over "
         f"seeds [{level}% confidence interval of the mean: percentile bootstrap over seeds and {unit}, "
-        f"{statistics.resamples} resamples, so it stays within the metric's range]; **bold**: best mean in "
-        "its column.",
+        f"{statistics.resamples} resamples, so it stays within the metric's range]; bal. acc: balanced "
+        "accuracy of the test decisions (threshold 0.5 unless results.json records one, multiclass: the "
+        "most probable class; chance is 50 for two classes, 100 / C for C), mean over seeds; **bold**: best "
+        f"mean in its column among the cells without marks. {FLAG_MARK}: a run decides one class for every "
+        f"test sample or its probabilities are constant; {FAILED_MARK}: a run failed; each mark is explained "
+        "under its table, and a marked cell is never bold.",
         "",
         f"Paired comparisons, per dataset and label fraction: difference of the means over seeds, in points "
         f"[{level}% CI: paired bootstrap, both methods scored on the same resampled test images, seeds "
@@ -250,6 +334,7 @@ def summary_markdown(
                       "lower is better)", "", *calibration, ""]
     if plots:
         lines += ["## Plots", "", *(f"![{p}]({p})" for p in plots), ""]
+    lines += failed_section(collection)
     if collection.excluded:
         lines += ["## Left out", ""]
         lines += [f"- `{_relative(e.path, collection)}`: {e.reason}" for e in collection.excluded]
@@ -262,6 +347,26 @@ def summary_markdown(
             )
         lines += [f"## Not finished ({grid}: {len(missing)} runs)", "", *shown, ""]
     return "\n".join(lines)
+
+
+def failed_section(collection: Collection) -> list[str]:
+    """The failed runs: never scored, averaged or ranked, and redone by the next launch of their grid."""
+    if not collection.failed:
+        return []
+    lines = ["## Failed runs", "",
+             "Never scored, averaged or ranked. The next `medtransfer benchmark` of a grid redoes its failed "
+             "runs, after moving each failed run's folder to `<output_dir>/moved/`.", "",
+             "| run | failure | epoch | step | error |", "|---|---|---|---|---|"]
+    for run in collection.failed:
+        name = run.run_id or _relative(run.path.parent, collection)
+        failure = run.failure
+        cells = [name, failure.kind, _or_dash(failure.epoch), _or_dash(failure.step), failure.error]
+        lines.append("| " + " | ".join(text.replace("|", "\\|") for text in cells) + " |")
+    return [*lines, ""]
+
+
+def _or_dash(value: int | None) -> str:
+    return "—" if value is None else str(value)
 
 
 def _relative(path, collection: Collection) -> str:

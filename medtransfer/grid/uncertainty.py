@@ -1,5 +1,6 @@
 """The report's uncertainty, from each run's test predictions: per cell a 95% interval over seeds and test
-images, and paired comparisons between the methods of a table.
+images, and paired comparisons between the methods of a table. The same reading of each predictions file
+gives the run's test decisions (``decisions.py``).
 
 All runs tested on the same test set (same ids, labels and patients) share one set of image resamples, so a
 resample shows every method the same images (or patients); each run is scored in every resample once, and
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..outputs.predictions import PredictionsFileError, read_predictions
+from ..outputs.predictions import Predictions, PredictionsFileError, read_predictions
 from ..stats import delong
 from ..stats.paired import PairedDifference, paired_difference, seeds_and_images_interval
 from ..stats.resampling import (
@@ -29,6 +30,7 @@ from ..stats.resampling import (
 )
 from ..task import Task
 from .aggregate import Cell, Collection
+from .decisions import Decisions, decisions_of, recorded_decision
 
 AGREEMENT = 1e-4  # recomputed and recorded scores farther apart than this: the file is not that run's
 
@@ -66,6 +68,7 @@ class RunToScore:
     value: float
     task: dict | None
     predictions: str | None
+    thresholds: dict | None  # the decision thresholds results.json records, if any
 
 
 @dataclass
@@ -102,15 +105,19 @@ class ReportStatistics:
         self.test_sets: dict[str, TestSet] = {}
         self.scores: dict[Path, RunScores] = {}
         self.missing: dict[Path, str] = {}
+        self.decisions: dict[Path, Decisions] = {}  # runs whose test predictions have labels
         runs = [RunToScore(r.path, r.split, r.metric, r.value, r.results.get("task"),
-                           (r.results.get("predictions") or {}).get("test")) for r in collection.records]
+                           (r.results.get("predictions") or {}).get("test"), recorded_decision(r.results))
+                for r in collection.records]
         workers = workers or default_workers(runs)
         if workers > 1:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 scored = list(pool.map(score_run, runs, [resamples] * len(runs), [seed] * len(runs)))
         else:
             scored = [score_run(run, resamples, seed) for run in runs]
-        for run, result in zip(runs, scored, strict=True):
+        for run, (result, decisions) in zip(runs, scored, strict=True):
+            if decisions is not None:
+                self.decisions[run.path] = decisions
             if isinstance(result, str):
                 self.missing[run.path] = result
             else:
@@ -124,6 +131,8 @@ class ReportStatistics:
     # -- per cell --------------------------------------------------------------------------------------------
     def _cell_scores(self, cell: Cell) -> list[RunScores]:
         """The cell's runs' scores, all on one test set; raises ``_NoScores`` saying why not."""
+        if not cell.records:
+            raise _NoScores("every run failed")
         missing = [self.missing[r.path] for r in cell.records if r.path not in self.scores]
         if missing:
             many = f"{len(missing)} of {cell.n} runs: " if len(missing) < cell.n else ""
@@ -185,15 +194,22 @@ def default_workers(runs: list[RunToScore]) -> int:
     return min(8, os.cpu_count() or 1) if size > PARALLEL_BYTES else 1
 
 
-def score_run(run: RunToScore, resamples: int, seed: int) -> RunScores | str:
-    """The run's scores, or why it has none."""
+def score_run(run: RunToScore, resamples: int, seed: int) -> tuple[RunScores | str, Decisions | None]:
+    """The run's scores (or why it has none) and its test decisions (None without labelled predictions)."""
     try:
-        return _score(run, resamples, seed)
+        predictions = _read(run)
     except _NoScores as why:
-        return str(why)
+        return str(why), None
+    decisions = decisions_of(predictions, run.thresholds)
+    try:
+        return _score(run, predictions, resamples, seed), decisions
+    except _NoScores as why:
+        return str(why), decisions
 
 
-def _score(run: RunToScore, resamples: int, seed: int) -> RunScores:
+def _read(run: RunToScore) -> Predictions:
+    """The run's test predictions in the order of their ids; raises ``_NoScores`` saying why there are
+    none."""
     if run.split != "test":
         raise _NoScores(f"intervals come from test predictions, and this table is of {run.split}")
     if not run.predictions:
@@ -202,13 +218,18 @@ def _score(run: RunToScore, resamples: int, seed: int) -> RunScores:
     if not path.is_file():
         raise _NoScores(f"its test predictions file {run.predictions} is missing")
     try:
-        task = Task.from_dict(run.task)
-        predictions = read_predictions(path, task)
+        predictions = read_predictions(path, Task.from_dict(run.task))
     except (PredictionsFileError, KeyError, TypeError, ValueError) as err:
         raise _NoScores(f"test predictions unreadable: {err}") from None
     if predictions.labels is None:
         raise _NoScores(f"{run.predictions} has no labels")
-    predictions = predictions.reorder(np.argsort(np.asarray(predictions.ids, dtype=object), kind="stable"))
+    return predictions.reorder(np.argsort(np.asarray(predictions.ids, dtype=object), kind="stable"))
+
+
+def _score(run: RunToScore, predictions: Predictions, resamples: int, seed: int) -> RunScores:
+    """The run's score in every resample of its test set; raises ``_NoScores`` when the predictions cannot
+    give it or give another value than results.json."""
+    task = predictions.task
     metrics = predictions.metrics()
     if run.metric not in metrics.names():
         raise _NoScores(f"{run.metric} cannot be recomputed from test predictions")

@@ -53,6 +53,12 @@ class MedTransferModule(pl.LightningModule):
             leave_step(self._states_outside_step)
             self._states_outside_step = None
 
+    def attach_data(self, datamodule):
+        """What this model trains and evaluates on, made from the user's datamodule (``medtransfer.run`` passes
+        the result to the Trainer): the datamodule itself here; frozen heads make feature stores of it,
+        self-supervised pretraining asks it for multi-view batches."""
+        return datamodule
+
     @property
     def attached_trainer(self) -> pl.Trainer | None:
         """The trainer running this module, or ``None`` outside one (``self.trainer`` raises then)."""
@@ -81,6 +87,11 @@ class MedTransferModule(pl.LightningModule):
     def backbone_descriptions(self) -> list[dict]:
         """Names and fingerprints of the weights this model holds, for results.json."""
         return []
+
+    def produced_weights(self) -> dict | None:
+        """The weights this run produced beyond a head, for results.json (``fingerprint``, ``what``, a
+        ``path`` when written to a file); None when it only trains a head on fixed backbones."""
+        return None
 
     def describe(self) -> dict:
         """The model part of results.json."""
@@ -251,11 +262,13 @@ class TaskModule(MedTransferModule):
         self._finish_epoch("test")
 
     # -- task checks -----------------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
+    def attach_data(self, datamodule):
+        """The datamodule, once its task is checked to be this model's: a head built for other classes
+        would produce numbers that look fine and mean nothing."""
         data_task = getattr(datamodule, "task", None)
         if data_task is not None:
             self.task.check_matches(data_task, what=f"the data ({type(datamodule).__name__})")
+        return super().attach_data(datamodule)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("hyper_parameters", {}).get("task")

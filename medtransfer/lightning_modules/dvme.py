@@ -266,3 +266,10 @@ class DVME(FrozenBackboneModule):
 
     def backbone_descriptions(self) -> list[dict]:
         return [backbone.describe() for backbone in self.backbones]
+
+    def produced_weights(self) -> dict | None:
+        """End to end: the backbones as trained (the fingerprints in their order); frozen: none."""
+        if self.mode == "frozen":
+            return None
+        return {"what": "backbones trained end to end",
+                "fingerprint": [backbone.current_fingerprint() for backbone in self.backbones]}

@@ -76,4 +76,10 @@ class Finetune(TaskModule):
         ]
 
     def backbone_descriptions(self) -> list[dict]:
+        """The weights the run started from (the fingerprint is taken before training: pre-flight)."""
         return [self.backbone.describe()]
+
+    def produced_weights(self) -> dict:
+        """The finetuned backbone as the model holds it now (after ``fit``: the checkpoint it was tested
+        with)."""
+        return {"what": "finetuned backbone", "fingerprint": self.backbone.current_fingerprint()}

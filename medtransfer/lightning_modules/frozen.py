@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -11,11 +9,11 @@ from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
 from ..errors import MedTransferError
 from ..features import DEFAULT_ROOT, EmbeddingsDataModule, FeatureBatches
+from ..runtime import settings
 from ..task import Task
 from .base import TaskModule
 from .standardize import FeatureStandardizer, Moments
 
-FEATURES_DIR_ENV = "MEDTRANSFER_FEATURES"
 MOMENTS_CHUNK = 65_536  # rows of a cached split converted to float64 at once for its statistics
 
 
@@ -26,13 +24,14 @@ class FeatureCacheError(MedTransferError, RuntimeError):
 class FrozenBackboneModule(TaskModule):
     """Base for LinearProbe, LinearSweep, KNN and frozen DVME.
 
-    With ``feature_cache`` on, the model trains on a ``medtransfer.features.EmbeddingsDataModule`` around the
-    user's datamodule (``cached_datamodule(datamodule)``; the ``medtransfer`` CLI wraps it): each split is
-    embedded once per backbone into a feature store under ``features_dir`` (reused while its fingerprint
-    matches), held in memory, and served as batches whose ``features`` replace ``image``. Subclasses read
-    embeddings with ``embeddings(batch)``, which runs the frozen backbones on images when there are no
-    features (``feature_cache: false``, for train-time augmentation), so one ``logits`` serves both paths and
-    the metric names are the same.
+    The head is handed its data (``attach_data(datamodule)``; ``medtransfer.run`` does this for every model):
+    with ``feature_cache`` on it trains on a ``medtransfer.features.EmbeddingsDataModule`` around the user's
+    datamodule, whose splits are embedded once per backbone into feature stores under ``features_dir``
+    (reused while their fingerprint matches), held in memory, and served as batches whose ``features`` replace
+    ``image``; with it off, on the images. The head keeps what it was handed for what it reads whole (the
+    training split's statistics, the exact solver's splits, kNN's bank) and never asks the trainer for data.
+    Subclasses read embeddings with ``embeddings(batch)``, which runs the frozen backbones on images when there
+    are no features, so one ``logits`` serves both paths and the metric names are the same.
 
     With ``standardize`` on (default), every embedding dimension is standardised with the mean and std of the
     training split (the label fraction used; see ``standardize.py`` for why), computed once before the first
@@ -49,11 +48,6 @@ class FrozenBackboneModule(TaskModule):
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule``.
     """
 
-    # A linear head on a cached feature batch is a handful of tiny ops; on a CPU, OpenMP synchronisation
-    # across threads costs more than the ops (100 epochs 2-3x faster on one thread, measured on a 2-core VM),
-    # so the medtransfer command runs the steps of such heads on one intra-op thread (``medtransfer.cli``).
-    one_cpu_thread_steps = True
-
     def __init__(
         self,
         task: Task | None = None,
@@ -68,9 +62,10 @@ class FrozenBackboneModule(TaskModule):
     ) -> None:
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs)
         self.feature_cache = feature_cache
-        self.features_dir = features_dir or os.environ.get(FEATURES_DIR_ENV) or DEFAULT_ROOT
+        self.features_dir = features_dir or settings.features_dir() or DEFAULT_ROOT
         self.standardize = standardize
         self.standardizers = nn.ModuleList()
+        self.data = None  # what ``attach_data`` handed the head: stores or images
 
     def feature_backbones(self) -> list[Backbone]:
         """The frozen backbones whose embeddings this head consumes, in the order of ``batch["features"]``."""
@@ -99,26 +94,18 @@ class FrozenBackboneModule(TaskModule):
         """One standardiser per frozen backbone; subclasses call this once their backbones exist."""
         self.standardizers = nn.ModuleList(FeatureStandardizer(b.embed_dim) for b in self.feature_backbones())
 
-    def fit_standardization(self, datamodule=None) -> None:
-        """Compute the training split's statistics, unless they are known (fitted before, or restored from
-        a checkpoint). ``datamodule`` defaults to the trainer's; every DDP rank calls this together and ends
-        with the same numbers."""
+    def fit_standardization(self) -> None:
+        """Compute the training split's statistics from the data the head was handed, unless they are known
+        (fitted before, or restored from a checkpoint). Every DDP rank calls this together and ends with the
+        same numbers."""
         if not self.standardize or all(bool(s.fitted) for s in self.standardizers):
             return
-        datamodule = datamodule or getattr(self.attached_trainer, "datamodule", None)
-        if datamodule is None:
-            raise FeatureCacheError(
-                f"{type(self).__name__} standardises embeddings with statistics of the training split, which "
-                "it reads through the datamodule: pass datamodule=... to the Trainer, or set standardize: "
-                "false"
-            )
+        data = self.attached_data()
         if self.feature_cache:
-            if not isinstance(datamodule, EmbeddingsDataModule):
-                datamodule = self.cached_datamodule(datamodule)
-            train = datamodule.split_batches("train")
+            train = data.split_batches("train")
             moments = [_moments_of(features) for features in train.features]
         else:
-            moments = self._online_moments(datamodule)
+            moments = self._online_moments(data)
         for standardizer, moment in zip(self.standardizers, moments, strict=True):
             standardizer.set_statistics(moment)
 
@@ -144,32 +131,38 @@ class FrozenBackboneModule(TaskModule):
         super().on_fit_start()
         self.fit_standardization()
 
-    # -- feature stores --------------------------------------------------------------------------------------
-    def cached_datamodule(self, datamodule) -> EmbeddingsDataModule:
-        """``datamodule``'s splits as this head's feature stores: pass the result to the Trainer (the
-        ``medtransfer`` CLI does so whenever ``feature_cache`` is on)."""
-        return EmbeddingsDataModule(datamodule, self.feature_backbones(), self.features_dir)
+    # -- the data the head was handed -------------------------------------------------------------------------
+    def attach_data(self, datamodule):
+        """What this head trains and evaluates on, made from the user's datamodule and kept by the head: its
+        feature stores while ``feature_cache`` is on (an ``EmbeddingsDataModule``), else the images. Pass the
+        result to the Trainer (``medtransfer.run`` does)."""
+        datamodule = super().attach_data(datamodule)
+        if self.feature_cache:
+            datamodule = EmbeddingsDataModule(datamodule, self.feature_backbones(), self.features_dir)
+        self.data = datamodule
+        return datamodule
+
+    def attached_data(self):
+        """The data ``attach_data`` made, or an error saying how to hand it over."""
+        if self.data is None:
+            raise FeatureCacheError(
+                f"{type(self).__name__} reads whole splits of its data (statistics, stores, a memory bank) and "
+                "was handed none: train it with medtransfer.run.fit(model=..., data=...), or pass "
+                "datamodule=model.attach_data(datamodule) to the Trainer"
+            )
+        return self.data
 
     def cached_split(self, split: str) -> FeatureBatches:
-        """The cached features of ``split`` from the trainer's datamodule. Every DDP rank calls this together
-        (extraction is collective)."""
-        return self.embeddings_datamodule().split_batches(split)
+        """The cached features of ``split``. Every DDP rank calls this together (extraction is collective)."""
+        data = self.attached_data()
+        if not isinstance(data, EmbeddingsDataModule):
+            raise FeatureCacheError(f"{type(self).__name__} reads feature stores: set model.init_args."
+                                    "feature_cache: true")
+        return data.split_batches(split)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        if self.feature_cache:
-            self.embeddings_datamodule()  # fail before any step when the datamodule serves images
-
-    def embeddings_datamodule(self) -> EmbeddingsDataModule:
-        """The trainer's datamodule, which serves feature stores while ``feature_cache`` is on."""
-        datamodule = getattr(self.attached_trainer, "datamodule", None)
-        if not isinstance(datamodule, EmbeddingsDataModule):
-            raise FeatureCacheError(
-                f"{type(self).__name__} has feature_cache on, but the trainer's datamodule serves images "
-                f"({type(datamodule).__name__}): pass datamodule=model.cached_datamodule(datamodule) to the "
-                "Trainer (the medtransfer CLI does this), or set model.init_args.feature_cache: false"
-            )
-        return datamodule
+        self.attached_data()  # fail before any step when the head was handed no data
 
     def describe(self) -> dict:
         """As for every model, plus whether it trained on feature stores (then without train-time

@@ -30,8 +30,6 @@ class KNN(SingleBackboneModule):
         task: filled in from the datamodule.
     """
 
-    one_cpu_thread_steps = False  # a query batch against the whole training bank is a large product
-
     def __init__(
         self,
         backbone: str = "resnet50.tv_in1k",

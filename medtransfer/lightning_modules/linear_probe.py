@@ -13,6 +13,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from ..errors import MedTransferError
+from ..runtime.threads import all_threads
 from ..task import Task
 from .frozen import SingleBackboneModule
 from .logistic_path import PathPoint, logistic_path
@@ -138,13 +139,12 @@ class LinearProbe(SingleBackboneModule):
 
         Every DDP rank holds the whole training and validation features, so the ranks solve alike; rank 0's
         solution is broadcast anyway, so all ranks hold bit-identical heads."""
-        datamodule = self.trainer.datamodule
         train = self.cached_split("train")
         val = self.cached_split("val")
         features = self.embeddings({"features": train.features})[0]
-        check_training_labels(self.task, train.labels, describe_subset(datamodule, len(train.labels)))
+        check_training_labels(self.task, train.labels, describe_subset(self.attached_data(), len(train.labels)))
         started = time.perf_counter()
-        with self.embeddings_datamodule().all_threads():
+        with all_threads():  # the steps may run on one thread; the solve takes every one
             path = logistic_path(features, train.labels, self.task.kind, self.task.num_outputs,
                                  self.l2_penalties, max_iter=self.max_iter, tol=self.tol)
         seconds = time.perf_counter() - started

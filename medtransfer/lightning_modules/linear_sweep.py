@@ -100,7 +100,12 @@ class LinearSweep(SingleBackboneModule):
                          metric_targets(self.task, labels), losses[chosen])
         if "image" in batch:  # as in TaskModule.training_step: no per-step log on cached features
             self.log("train/loss_step", losses[chosen], prog_bar=True, batch_size=len(labels))
-        return losses.sum()  # heads share no parameters: each gets the gradient of its own loss
+        # heads share no parameters: each gets the gradient of its own loss. A head whose learning rate is
+        # too high for the data diverges alone; it gets no gradient (and loses the selection on its
+        # non-finite validation score). Only when every head diverged does the loss say so (run.guards).
+        finite = torch.isfinite(losses)
+        kept = torch.where(finite, losses, torch.zeros_like(losses)).sum()
+        return torch.where(finite.any(), kept, losses.sum())  # no host sync: a step stays queued on a GPU
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.val_outputs.update(self.heads(self.embeddings(batch)[0]).detach(), batch["label"])

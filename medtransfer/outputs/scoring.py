@@ -1,6 +1,7 @@
 """What ``medtransfer predict`` decides from the probabilities: the predicted class (multiclass: the most
 probable; binary and multilabel: each class whose probability reaches its threshold), with the thresholds
-fixed or chosen on labelled validation data (``medtransfer.outputs.thresholds``), written as ``predictions.csv``."""
+fixed or chosen on labelled validation data (``medtransfer.outputs.thresholds``), written as
+``predictions.csv``."""
 
 from __future__ import annotations
 

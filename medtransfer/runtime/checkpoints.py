@@ -23,7 +23,10 @@ from .. import __version__
 from ..errors import MedTransferError, first_line
 from ..utils.atomic import atomic_path
 
-VERSION_KEY = "medtransfer_version"  # the version that wrote a checkpoint (``TaskCheckpoint``)
+# what medtransfer adds to every checkpoint it writes (``callbacks.TaskCheckpoint``, ``MedTransferModule``)
+VERSION_KEY = "medtransfer_version"  # the version that wrote it
+CHECKPOINT_DATA_KEY = "medtransfer_data"  # how the model's images were prepared (``data_preparation``)
+CHECKPOINT_MODEL_KEY = "medtransfer_model_class"  # the model's class path, also when trained in Python
 
 
 def stamp_version(checkpoint: dict[str, Any]) -> None:

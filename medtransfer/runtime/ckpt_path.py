@@ -1,4 +1,4 @@
-"""What the CLI's ``--ckpt_path`` names, read before any class is built: ``last`` resolved to a run's newest
+"""What ``--ckpt_path`` names, read before any class is built: ``last`` resolved to a run's newest
 ``last.ckpt``, the model class a checkpoint needs when no ``--model`` is given, the datamodule arguments it
 fills (``NewImages``), and the saved settings a model of this version no longer takes."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..datamodules.unlabelled_predict import CHECKPOINT_MODEL_KEY
+from .checkpoints import CHECKPOINT_MODEL_KEY, CheckpointFileError
 
 
 def resolve_last_checkpoint(config, continue_run: bool) -> str | None:
@@ -26,8 +26,8 @@ def resolve_last_checkpoint(config, continue_run: bool) -> str | None:
         if continue_run:
             sys.stderr.write(f"--ckpt_path last: no {runs_dir / pattern}; starting a new run\n")
             return None
-        raise SystemExit(f"error: --ckpt_path last: no {runs_dir / pattern}; give the checkpoint file, or "
-                         "the --trainer.logger settings of the run that wrote it")
+        raise CheckpointFileError(f"--ckpt_path last: no {runs_dir / pattern}; give the checkpoint file, or "
+                                  "the --trainer.logger settings of the run that wrote it")
     newest = candidates[-1]
     if continue_run and logger_args is not None and logger_args.get("version") is None:
         logger_args.version = newest.parent.parent.name
@@ -53,11 +53,11 @@ def _last_checkpoint_glob(trainer_config) -> tuple[Path, str, object | None]:
     return runs_dir, f"{run}/checkpoints/last*.ckpt".lstrip("/"), init_args  # version "": save_dir itself
 
 
-def with_checkpoint_model(args):
+def with_checkpoint_model(verb: str, args: list[str]) -> list[str]:
     """``validate``/``test``/``predict`` arguments with ``--model <the checkpoint's model class>`` first when
     they name a checkpoint file and no ``--model``: the checkpoint's hyperparameters rebuild the model, so
     ``medtransfer predict --ckpt_path model.ckpt --data ...`` needs no model config."""
-    if not isinstance(args, list) or not args or args[0] not in ("validate", "test", "predict"):
+    if verb not in ("validate", "test", "predict") or not args:
         return args
     paths = [value for flag, value in zip(args[:-1], args[1:], strict=True) if flag == "--ckpt_path"]
     paths += [a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")]
@@ -66,11 +66,11 @@ def with_checkpoint_model(args):
         return args
     try:
         checkpoint = torch.load(paths[-1], weights_only=True, map_location="cpu")
-    except Exception:  # not a checkpoint: reading it again in _apply_checkpoint says so
+    except Exception:  # not a checkpoint: reading it again in run.config.apply_checkpoint says so
         return args
     hparams = checkpoint.get("hyper_parameters", {})
     class_path = hparams.get("_class_path") or checkpoint.get(CHECKPOINT_MODEL_KEY)
-    return args if class_path is None else [args[0], "--model", class_path, *args[1:]]
+    return args if class_path is None else ["--model", class_path, *args]
 
 
 def fill_data_from_checkpoint(config, checkpoint: dict, path: str) -> None:

@@ -14,32 +14,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
-    from jsonargparse import Namespace
-
-# The config key that LightningCLI reads between ``parse_arguments`` and ``before_instantiate_classes`` to
-# re-parse the model from a checkpoint's hyperparameters (its private ``_parse_ckpt_path``).
-CKPT_PATH_KEY = "ckpt_path"
-
-
-def hold_back_ckpt_path(subcommand_config: Namespace) -> str | None:
-    """Take ``ckpt_path`` out of a subcommand's parsed config, and return it.
-
-    LightningCLI re-parses the model from the hyperparameters of the checkpoint that ``ckpt_path`` names,
-    right after ``parse_arguments``. It cannot parse medtransfer's (the task is saved with them, and is no
-    model argument: it comes from the data), and ``MedTransferCLI.parse_arguments`` has already applied
-    them without the task. Call this at the end of ``parse_arguments`` and ``give_back_ckpt_path`` in
-    ``before_instantiate_classes``, so the trainer still receives the path."""
-    path = subcommand_config.get(CKPT_PATH_KEY)
-    if path is not None:
-        subcommand_config[CKPT_PATH_KEY] = None
-    return path
-
-
-def give_back_ckpt_path(subcommand_config: Namespace, path: str | None) -> None:
-    """Put back what ``hold_back_ckpt_path`` took."""
-    if path is not None:
-        subcommand_config[CKPT_PATH_KEY] = path
-
 
 # The thread that Lightning's subprocess launcher starts on rank 0 to watch the ranks it started (its
 # ``_ChildProcessObserver``): when one ends badly, it SIGKILLs every process, rank 0 included.

@@ -12,21 +12,25 @@ printed on every run. See docs/logging.md.
 from __future__ import annotations
 
 import logging
-import os
 import sys
+import warnings
 
 from tqdm import tqdm
 
 from ..errors import MedTransferError
-from .progress import process_rank
+from .ranks import process_rank
+from .settings import log_level_name
 
-LEVEL_ENV = "MEDTRANSFER_LOG_LEVEL"
+LEVEL_ENV = "MEDTRANSFER_LOG_LEVEL"  # read through runtime.settings
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LEVEL = "INFO"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
 LIGHTNING_INFO = "pytorch_lightning.utilities.rank_zero"  # the logger of Lightning's rank_zero_info
 ADVERT_PREFIX = "💡 Tip:"
+# warnings libraries print on every run that no user can act on: Lightning's use of a torch API that torch
+# deprecated (each command printed it once)
+UNACTIONABLE_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
 QUIET_LIBRARIES = ("PIL", "matplotlib", "urllib3", "fsspec", "h5py", "filelock", "huggingface_hub",
                    "timm", "numexpr", "asyncio", "git", "mlflow", "alembic", "wandb")
 
@@ -55,9 +59,9 @@ class _StderrThroughTqdm(logging.Handler):
 
 def log_level() -> int:
     """The level ``MEDTRANSFER_LOG_LEVEL`` asks for (a name, any case), INFO when unset."""
-    name = os.environ.get(LEVEL_ENV, "").strip().upper() or DEFAULT_LEVEL
+    name = log_level_name() or DEFAULT_LEVEL
     if name not in LEVELS:
-        raise LogLevelError(f"{LEVEL_ENV}={os.environ[LEVEL_ENV]!r} is not a log level; set it to one of "
+        raise LogLevelError(f"{LEVEL_ENV}={name!r} is not a log level; set it to one of "
                             f"{', '.join(LEVELS)} (or unset it for {DEFAULT_LEVEL})")
     return getattr(logging, name)
 
@@ -79,6 +83,8 @@ def configure_logging() -> logging.Logger:
     lightning = logging.getLogger(LIGHTNING_INFO)
     if not any(isinstance(f, _NoAdverts) for f in lightning.filters):
         lightning.addFilter(_NoAdverts())
+    for pattern in UNACTIONABLE_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
     for name in QUIET_LIBRARIES:
         if logging.getLogger(name).level < logging.WARNING:
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -9,15 +9,15 @@ SLURM jobs and CI stay readable) and on every DDP rank but zero (one bar, not on
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable
 
-import torch.distributed as dist
 from tqdm import tqdm
 
-PROGRESS_ENV = "MEDTRANSFER_PROGRESS"
-RANK_ENVS = ("RANK", "LOCAL_RANK", "SLURM_PROCID")  # set before the process group exists
+from .ranks import process_rank
+from .settings import progress_forced
+
+PROGRESS_ENV = "MEDTRANSFER_PROGRESS"  # read through runtime.settings
 
 
 def progress(iterable: Iterable | None = None, desc: str | None = None, total: int | float | None = None,
@@ -36,24 +36,10 @@ def show_progress() -> bool:
     whether stderr is a terminal."""
     if process_rank() != 0:
         return False
-    forced = os.environ.get(PROGRESS_ENV, "").strip().lower()
-    if forced in ("1", "true", "yes", "on"):
-        return True
-    if forced in ("0", "false", "no", "off"):
-        return False
-    return sys.stderr.isatty()
+    forced = progress_forced()
+    return sys.stderr.isatty() if forced is None else forced
 
 
-def process_rank() -> int:
-    """This process's global rank: the process group's, else the launcher's environment (torchrun, SLURM),
-    else 0."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    for name in RANK_ENVS:
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return 0
 
 
 TRAINING_BAR = "pytorch_lightning.callbacks.TQDMProgressBar"

@@ -25,7 +25,9 @@ import time
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning import Callback
 
-GRACE_ENV = "MEDTRANSFER_REQUEUE_GRACE_S"
+from .settings import requeue_grace_s
+
+GRACE_ENV = "MEDTRANSFER_REQUEUE_GRACE_S"  # read through runtime.settings
 REQUEUE_SIGNAL = signal.SIGUSR1
 
 
@@ -59,12 +61,6 @@ def finish_epoch(elapsed_s: float, batches_done: int, batches_left: int, validat
     return elapsed_s / batches_done * batches_left + validation_s <= grace_s
 
 
-def grace_seconds() -> float | None:
-    value = os.environ.get(GRACE_ENV, "")
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 class SlurmRequeue(Callback):
@@ -119,7 +115,7 @@ class SlurmRequeue(Callback):
         left = max(0, int(trainer.num_training_batches) - done) if trainer.num_training_batches != float(
             "inf") else 1 << 30
         finish = finish_epoch(time.monotonic() - self._epoch_started, done, left, self._validation_s,
-                              grace_seconds())
+                              requeue_grace_s())
         if trainer.strategy.broadcast(finish, src=0):
             self.stop_at_epoch_end = True
             if trainer.is_global_zero:
@@ -127,7 +123,7 @@ class SlurmRequeue(Callback):
                                  f"{trainer.current_epoch} ({left} batches) to save it, then requeueing\n")
         else:
             self._requeue(trainer, "from the last saved epoch (the rest of this one would not fit in "
-                          f"{GRACE_ENV}={os.environ.get(GRACE_ENV, 'unset')} s)")
+                          f"{GRACE_ENV}={requeue_grace_s() or 'unset'} s)")
 
     def _requeue(self, trainer, where: str) -> None:
         """Rank 0 requeues the job; if that worked, every rank stops; if not, training goes on."""

@@ -1,6 +1,7 @@
 """Files that appear whole or not at all: written beside their place and renamed onto it, so a reader (or a
 run that was interrupted) never sees half a file. A write the file system refuses (disk full, read-only
-folder, no permission) is an ``OutputWriteError`` naming the file, and the file's previous version stays."""
+folder, no permission, a file where a folder should be, a name too long) is an ``OutputWriteError`` naming the
+file and what to do, and the file's previous version stays."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ HINTS = {
     errno.EROFS: "the file system is read-only: write the outputs elsewhere",
     errno.EACCES: "no permission to write there: change the folder's permissions or write elsewhere",
     errno.EPERM: "no permission to write there: change the folder's permissions or write elsewhere",
+    errno.ENAMETOOLONG: "a name in the path is longer than the file system allows (usually 255 bytes): "
+                        "choose a shorter one",
+    errno.EISDIR: "a folder of that name is in the way: give a file name, not a folder",
 }
+NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)  # a file stands where the path needs a folder
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems, where pathconf cannot say
+TEMPORARY_SUFFIX_BYTES = 38  # ".<32 hex digits>.tmp" and the leading dot
 
 
 class OutputWriteError(MedTransferError, OSError):
@@ -28,11 +35,61 @@ class OutputWriteError(MedTransferError, OSError):
 
 def write_failure(path: str | Path, error: OSError) -> OutputWriteError:
     """The ``OutputWriteError`` for ``error`` raised while writing ``path``, with what to do about it."""
-    hint = HINTS.get(error.errno, "check the folder (e.g. --trainer.default_root_dir, the logger's save_dir)")
-    reason = error.strerror or str(error)
+    reason, hint = _reason_and_hint(Path(path), error)
     failure = OutputWriteError(f"cannot write {path}: {reason}; {hint}. Nothing there was changed")
     failure.errno = error.errno
     return failure
+
+
+def _reason_and_hint(path: Path, error: OSError) -> tuple[str, str]:
+    """What went wrong, in words, and what to do. A file where the path needs a folder is named: the
+    system's own words for it ("File exists", "Not a directory") do not say which."""
+    blocker = _file_in_the_way(path) if error.errno in NOT_A_FOLDER else None
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder", "write elsewhere, or move that file away"
+    hint = HINTS.get(error.errno, "check the folder (e.g. --trainer.default_root_dir, the logger's save_dir)")
+    return error.strerror or str(error), hint
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The first folder on the way to ``path`` that exists and is not a folder."""
+    return next((folder for folder in reversed(path.parents)
+                 if os.path.exists(folder) and not os.path.isdir(folder)), None)
+
+
+def check_writable(path: str | Path) -> None:
+    """Raises now the ``OutputWriteError`` that writing ``path`` would end in, for a refusal that can be seen
+    before the work that makes its content: its folder cannot be created (a file in the way) or written to
+    (permissions, a read-only file system), its name is too long, or a folder stands at its place. Creates
+    the folder; writes nothing else."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if len(os.fsencode(path.name)) > _name_limit(path.parent):
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(path))
+        probe = path.parent / _temporary_name(path.name)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as error:
+        raise write_failure(path, error) from error
+
+
+def _name_limit(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system takes."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or a file system that will not say
+        return NAME_MAX
+
+
+def _temporary_name(name: str) -> str:
+    """``.<name>.<32 hex digits>.tmp``, with ``name`` cut short where the whole would pass ``NAME_MAX`` bytes:
+    a file whose own name is near the limit can still be written through a temporary file."""
+    room = NAME_MAX - TEMPORARY_SUFFIX_BYTES
+    stem = os.fsencode(name)[:room].decode(errors="ignore") if len(os.fsencode(name)) > room else name
+    return f".{stem}.{uuid.uuid4().hex}.tmp"
 
 
 @contextmanager
@@ -42,17 +99,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The name is unique, so processes writing the same file at once never write into each other's temporary
     file; the last rename wins."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(_temporary_name(path.name))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
+        _remove_if_there(tmp)
         if isinstance(error, OSError) and not isinstance(error, MedTransferError):
             raise write_failure(path, error) from error
         raise
+
+
+def _remove_if_there(tmp: Path) -> None:
+    """Delete a temporary file, if it was made: where its folder could not be (a file in the way, a name too
+    long), removing it fails too, and the error that matters is the one that stopped the write."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..datamodules.unlabelled_predict import CHECKPOINT_DATA_KEY
-from ..export.card import build_card, write_card
+from ..export.card import build_card, card_paths, write_card
 from ..export.model import OUTPUTS, DeployedModel, ExportError, load_trained_model
+from ..runtime.checkpoints import CHECKPOINT_DATA_KEY
 from ..runtime.lightning_compat import lightning_tracing
-from ..utils.atomic import atomic_path
+from ..utils.atomic import atomic_path, check_writable
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4  # largest |exported - checkpoint| accepted on the verification batch
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                           "by an older medtransfer): give --image_size (results.json of the run: "
                           "data.image_size)")
     output = Path(args.output) if args.output else ckpt_path.with_suffix(FORMATS[args.format])
-    output.parent.mkdir(parents=True, exist_ok=True)
+    for path in (output, *card_paths(output)):  # refused before the export's work, not after
+        check_writable(path)
     example = random_images(2, data["image_size"], seed=0)
     output_name = args.output_kind
     if args.format == "onnx":
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         verification = verify(deployed, output, args.format, data["image_size"])
     export = {"format": args.format, "file": str(output), "exporter": exporter, "input_name": INPUT_NAME,
               "output_name": output_name, "verification": verification}
-    json_card, markdown_card = write_card(build_card(deployed, checkpoint, ckpt_path, export, data), output)
+    json_card, markdown_card = write_card(build_card(deployed, checkpoint, ckpt_path, export, data, output),
+                                          output)
     print(f"exported: {output}\nmodel card: {json_card}, {markdown_card}\nverified: {verification}")
     return 0
 
@@ -105,8 +107,8 @@ def export_torchscript(deployed: DeployedModel, example: torch.Tensor, output: P
     """TorchScript by tracing (torch marks ``torch.jit`` deprecated, but it is the format's only writer)."""
     with quiet_tracing(), torch.no_grad(), lightning_tracing(deployed.model):
         traced = torch.jit.trace(deployed, example, check_trace=False)
-    with quiet_tracing(), atomic_path(output) as tmp:
-        torch.jit.save(traced, str(tmp))
+    with quiet_tracing(), atomic_path(output) as tmp, tmp.open("wb") as handle:
+        torch.jit.save(traced, handle)  # through Python's file: a refused write is an OSError, named
     return f"torch.jit.trace {torch.__version__}"
 
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-import torch
-import torch.distributed as dist
-
-from ..datamodules.base import SPLITS
 from ..runtime.logs import configure_logging
+from ..task import SPLITS
 
 FIT_OPTIONS = """fit options it reads (spelled as for `medtransfer fit`; see `medtransfer fit --help`):
   --config FILE                 the run's config files (data, model and trainer pieces), repeatable
@@ -43,23 +40,18 @@ def main(argv: list[str]) -> int:
     if not rest:
         parser.error("give the run's config, e.g. --config configs/experiments/synthetic_linear.yaml")
 
-    from ..cli import MedTransferCLI, run_lightning_cli
     from ..features import store_for
     from ..lightning_modules.frozen import FrozenBackboneModule
+    from ..run.config import instantiate, parse_run
 
-    class ExtractCLI(MedTransferCLI):
-        """The fit parser and classes, without running a trainer."""
-
-        def __init__(self, *cli_args, **kwargs) -> None:
-            super().__init__(*cli_args, run=False, **kwargs)
-
-    cli = run_lightning_cli(rest, cli_class=ExtractCLI)
-    model = cli.model
-    datamodule = getattr(cli.datamodule, "source", cli.datamodule)  # the images, not stores served from them
+    parts = instantiate(parse_run("fit", rest))  # the fit parser and classes; no trainer runs
+    model, datamodule = parts.model, parts.data
     if not isinstance(model, FrozenBackboneModule):
         parser.error(f"model {type(model).__name__} has no frozen backbones to extract; use a LinearProbe, "
                      "LinearSweep, KNN or frozen DVME config")
-    device = _init_distributed(cli.trainer.strategy.root_device)
+    device = _init_distributed(parts.trainer.strategy.root_device)
+    import torch.distributed as dist
+
     for backbone in model.feature_backbones():
         backbone.to(device)
         for split in args.splits:
@@ -71,8 +63,11 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _init_distributed(root_device: torch.device) -> torch.device:
+def _init_distributed(root_device):
     """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); the device of this process."""
+    import torch
+    import torch.distributed as dist
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = root_device.type == "cuda"

@@ -8,19 +8,10 @@ import argparse
 import json
 import sys
 
-import timm
-import yaml
-from timm.models import get_pretrained_cfg
-
-from ..backbones.download import cached_path, checksum_matches, download
-from ..backbones.errors import WeightsError
-from ..backbones.factory import build_backbone
-from ..backbones.hub import cached_hub_file
-from ..backbones.registry import REGISTRY, get_entry
-from ..backbones.timm_weights import TimmWeights, find_timm_weights, resolve_timm_file
 from ..runtime.logs import configure_logging
 from ..utils.flags import underscore_flags
-from ..utils.hashing import file_digest
+
+# The work of each verb imports what it needs (timm, torch) when it runs: ``--help`` answers at once.
 
 TIMM_NOTE = ("Any timm pretrained tag (arch.tag, e.g. resnet50.a1_in1k) and any timm model on the Hugging "
              "Face Hub (hf-hub:org/name) is a backbone name too: medtransfer weights list --timm [PATTERN]")
@@ -66,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from ..backbones.download import cached_path
+    from ..backbones.registry import REGISTRY
+
     if args.timm is not None:
         return run_list_timm(args)
     rows = [{"name": e.name, "method": e.method, "arch": e.arch, "embed_dim": e.embed_dim(),
@@ -88,6 +82,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_list_timm(args: argparse.Namespace) -> int:
     """timm's pretrained tags: the preprocessing timm gives them, where they are published, local presence."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    from ..backbones.hub import cached_hub_file
+    from ..backbones.timm_weights import TimmWeights
+
     rows = []
     for name in timm.list_pretrained(args.timm):
         weights = TimmWeights(name, name, get_pretrained_cfg(name).to_dict())
@@ -109,6 +109,14 @@ def run_list_timm(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    import timm
+
+    from ..backbones.download import checksum_matches
+    from ..backbones.errors import WeightsError
+    from ..backbones.factory import create_backbone
+    from ..backbones.registry import get_entry
+    from ..utils.hashing import file_digest
+
     entry = get_entry(args.name)
     summary: dict = {"name": args.name, "exact": False}
     try:
@@ -116,7 +124,8 @@ def run_check(args: argparse.Namespace) -> int:
         if entry is None and args.checkpoint is None and args.name in timm.list_models():
             raise ValueError(f"{args.name} is a timm architecture without weights: pass the weights file "
                              "with --checkpoint")
-        backbone, report = build_backbone(args.name, checkpoint=args.checkpoint, **kwargs)
+        backbone = create_backbone(args.name, checkpoint=args.checkpoint, **kwargs)
+        report = backbone.load_report
     except (WeightsError, ValueError, TypeError) as err:
         summary["error"] = str(err)
         print(json.dumps(summary, indent=2))
@@ -149,6 +158,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    from ..backbones.errors import WeightsError
+    from ..backbones.registry import REGISTRY
+
     names = [e.name for e in REGISTRY.values() if e.url] if args.all else args.names
     if not names:
         print("name at least one registry entry, or --all", file=sys.stderr)
@@ -165,6 +177,10 @@ def run_download(args: argparse.Namespace) -> int:
 
 def download_weights(name: str, force: bool) -> str:
     """Fetch the file of a registry entry, a timm pretrained tag or an hf-hub: name into its cache."""
+    from ..backbones.download import download
+    from ..backbones.registry import get_entry
+    from ..backbones.timm_weights import find_timm_weights, resolve_timm_file
+
     entry = get_entry(name)
     if entry is not None:
         return str(download(entry, force=force))
@@ -175,10 +191,12 @@ def download_weights(name: str, force: bool) -> str:
 
 
 def parse_kwargs(pairs: list[str]) -> dict:
+    from ..utils.yaml_files import load_yaml_text
+
     kwargs = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--timm_kwarg expects KEY=VALUE, got {pair!r}")
-        kwargs[key] = yaml.safe_load(value)
+        kwargs[key] = load_yaml_text(value, f"--timm_kwarg {key}")
     return kwargs

@@ -34,7 +34,7 @@ def test_frozen_backbone_batchnorm_statistics_do_not_change_during_fit(reference
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[RecordMode()],
                          default_root_dir=tmp_path)
     probe.train()  # what a training loop does to the whole model; the frozen backbone must ignore it
-    trainer.fit(probe, datamodule=data)
+    trainer.fit(probe, datamodule=probe.attach_data(data))
 
     assert modes and not any(modes), "the frozen backbone must stay in eval mode while the head trains"
     after = probe.backbone.state_dict()

@@ -25,7 +25,6 @@ from medtransfer.backbones import (
 )
 from medtransfer.backbones.backbone import state_dict_fingerprint
 from medtransfer.backbones.export import save_backbone
-from medtransfer.backbones.factory import build_backbone
 from medtransfer.backbones.preprocessing import Preprocessing
 from medtransfer.backbones.timm_weights import checkpoint_filter, find_timm_weights, resolve_timm_file
 from medtransfer.cli import main
@@ -61,7 +60,8 @@ def assert_loaded(backbone: Backbone, expected: dict[str, torch.Tensor]) -> None
 
 def test_a_tag_loads_its_local_file_exactly_with_timms_preprocessing(published, images):
     path, expected = published
-    backbone, report = build_backbone(TAG, checkpoint=str(path), **SMALL)
+    backbone = create_backbone(TAG, checkpoint=str(path), **SMALL)
+    report = backbone.load_report
     assert_loaded(backbone, expected)
     assert report.layout == "timm" and report.file == str(path)
     assert report.loaded == len(expected) and sorted(report.dropped) == ["fc.bias", "fc.weight"]
@@ -85,7 +85,8 @@ def test_a_tag_loads_from_the_hugging_face_cache(published, hub_cache, tmp_path,
         classifier = {"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)}
         torch.save({**expected, **classifier}, path)
     (cached,) = put_in_hub_cache(hub_cache, "timm/resnet50.a1_in1k", {file_name: path})
-    backbone, report = build_backbone(TAG, **SMALL)
+    backbone = create_backbone(TAG, **SMALL)
+    report = backbone.load_report
     assert report.file == str(cached)
     assert_loaded(backbone, expected)
 
@@ -135,7 +136,7 @@ def test_online_the_file_is_downloaded_into_the_cache_preferring_safetensors(pub
         return str(put_in_hub_cache(hub_cache, repo, {filename: tmp_path / filename})[0])
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
-    backbone, report = build_backbone(TAG, **SMALL)
+    backbone = create_backbone(TAG, **SMALL)
     assert asked == ["model.safetensors", "pytorch_model.bin"]
     assert_loaded(backbone, expected)
 
@@ -154,7 +155,8 @@ def test_an_export_of_a_tag_backbone_reloads_by_the_tag(published, tmp_path):
     path, expected = published
     backbone = create_backbone(TAG, checkpoint=str(path), **SMALL)
     export = save_backbone(backbone, tmp_path / "backbone.pt")
-    reloaded, report = build_backbone(TAG, checkpoint=export["path"])
+    reloaded = create_backbone(TAG, checkpoint=export["path"])
+    report = reloaded.load_report
     assert report.layout == "medtransfer" and reloaded.preprocessing == A1_PREPROCESSING
     assert_loaded(reloaded, expected)
 
@@ -182,7 +184,8 @@ def test_vit_files_go_through_timms_checkpoint_filter(tmp_path):
     model = timm.create_model("test_vit.r160_in1k", num_classes=0)
     assert checkpoint_filter(model) is vision_transformer.checkpoint_filter_fn  # fails if timm renames it
 
-    backbone, report = build_backbone("test_vit.r160_in1k", checkpoint=str(path), img_size=64)
+    backbone = create_backbone("test_vit.r160_in1k", checkpoint=str(path), img_size=64)
+    report = backbone.load_report
     by_timm = timm.create_model("test_vit.r160_in1k", pretrained=True, num_classes=0, img_size=64,
                                 pretrained_cfg_overlay={"file": str(path)})
     assert backbone.model.pos_embed.shape != published.pos_embed.shape
@@ -204,7 +207,8 @@ def test_an_hf_hub_model_loads_from_the_cache_with_its_config(references, hub_ca
     }))
     files = {"config.json": config, "model.safetensors": weights}
     put_in_hub_cache(hub_cache, "medlab/tiny-pathology", files)
-    backbone, report = build_backbone("hf-hub:medlab/tiny-pathology")
+    backbone = create_backbone("hf-hub:medlab/tiny-pathology")
+    report = backbone.load_report
     assert_loaded(backbone, reference.state_dict())
     assert report.dropped == [] and backbone.arch == "test_resnet"
     assert backbone.preprocessing == Preprocessing((0.7, 0.6, 0.5), (0.2, 0.2, 0.2), 64, "bilinear")

@@ -9,7 +9,6 @@ import pytest
 
 from medtransfer.backbones import REGISTRY, ChecksumError, WeightsNotFoundError, create_backbone
 from medtransfer.backbones.download import download
-from medtransfer.backbones.factory import build_backbone
 from medtransfer.utils.hashing import file_digest
 
 from .source_layouts import WRITERS
@@ -38,7 +37,7 @@ def test_the_cached_file_is_used_when_no_checkpoint_is_given(references, offline
     reference, small = references.for_entry(entry)
     offline_weights_cache.mkdir(parents=True)
     WRITERS["swav"](reference.state_dict(), offline_weights_cache / entry.file_name)
-    _, report = build_backbone(entry.name, **small)
+    report = create_backbone(entry.name, **small).load_report
     assert report.file == str(offline_weights_cache / entry.file_name)
 
 

@@ -18,6 +18,7 @@ from medtransfer.datamodules import ChestXray14, ChestXrayPneumonia, CSVDataset,
 from medtransfer.datamodules import cache as cache_module
 from medtransfer.datamodules.cache import CacheError, prepared_pixels
 from medtransfer.datamodules.errors import CorruptImageError
+from medtransfer.errors import ConfigValueError
 
 from .conftest import write_image
 
@@ -128,7 +129,7 @@ def test_other_settings_need_their_own_cache(eyepacs_root, tmp_path):
         other.setup("fit")
     with pytest.raises(CacheError, match="no prepared cache"):  # asking again never reads the originals
         other.sources()
-    with pytest.raises(ValueError, match="cache_size 32 is smaller than data.image_size 64"):
+    with pytest.raises(ConfigValueError, match="cache_size: 32 is smaller than data.init_args.image_size 64"):
         EyePACS(root=str(eyepacs_root), image_size=64, cache_size=32, cache_dir=str(tmp_path / "c"))
 
 

@@ -41,7 +41,7 @@ def test_imagefolder_with_split_folders(imagefolder_root, tmp_path):
     ):
         for name in classes:
             shutil.copytree(imagefolder_root / name, root / split / name)
-    dm = ImageFolder(root=str(root), ordinal=True)
+    dm = ImageFolder(root=str(root), ordinal=True, class_names=["benign", "malignant"])
     assert dm.task.kind == "multiclass" and dm.task.primary_metric == "kappa"
     assert {k: len(v) for k, v in dm.sources().items()} == {"train": 24, "val": 24, "test": 24}
     assert ImageFolder(root=str(root)).task.kind == "binary"
@@ -105,7 +105,8 @@ def test_csv_bad_rows_are_named(tmp_path):
     with pytest.raises(BadLabelError, match=r"/bad.csv row 3: label='5' is outside the 2 classes \(0..1\)"):
         CSVDataset(root=str(root), csv_path="bad.csv", class_names=["a", "b"])
     (root / "bad.csv").write_text("path,label\na/0.png,a\na/1.png,maybe\n")
-    with pytest.raises(BadLabelError, match=r"/bad.csv row 3: label='maybe' is not one of data.class_names"):
+    with pytest.raises(BadLabelError,
+                       match=r"/bad.csv row 3: label='maybe' is not one of data.init_args.class_names"):
         CSVDataset(root=str(root), csv_path="bad.csv", class_names=["a", "b"])
     (root / "bad.csv").write_text("path,label\na/0.png,0\n")
     with pytest.raises(BadLabelError, match="holds a single class"):

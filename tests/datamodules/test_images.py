@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from medtransfer.datamodules import CSVDataset, ImageFolder
 from medtransfer.datamodules.dataset import TransformedDataset, collate_skipping
 from medtransfer.datamodules.errors import CorruptImageError
-from medtransfer.datamodules.images import FileSource, iter_image_files, read_image
+from medtransfer.datamodules.images import FileSource, image_suffixes, iter_image_files, read_image
 from medtransfer.datamodules.transforms import build_transform
 
 from .conftest import write_image
@@ -78,3 +80,68 @@ def test_image_listing_ignores_macos_debris_and_dot_files(tmp_path):
     write_image(tmp_path / "a" / ".hidden.png", np.zeros((4, 4), np.uint8))
     (tmp_path / "a" / "notes.txt").write_text("x")
     assert [p.name for p in iter_image_files(tmp_path)] == ["x.png"]
+
+
+def picture(seed: int) -> np.ndarray:
+    """A 12 x 10 RGB image of at most 16 colours, so that GIF's 256-colour palette holds it exactly."""
+    palette = np.random.default_rng(seed).integers(0, 256, (16, 3), dtype=np.uint8)
+    return palette[np.arange(120).reshape(12, 10) % 16]
+
+
+LOSSLESS = {"png": {}, "webp": {"lossless": True}, "tif": {}, "tiff": {"compression": "tiff_lzw"},
+            "bmp": {}, "gif": {}, "ppm": {}}
+
+
+def test_every_lossless_format_pillow_decodes_is_found_and_read_exactly(tmp_path):
+    written = {}
+    for index, (suffix, options) in enumerate(LOSSLESS.items()):
+        path = tmp_path / f"image{index}.{suffix}"
+        Image.fromarray(picture(index)).save(path, **options)
+        written[path.name] = picture(index)
+    assert {".webp", ".gif", ".tif", ".bmp", ".jp2", ".ppm"} <= image_suffixes()
+    assert not {".h5", ".mpg", ".txt", ".dcm", ".csv"} & image_suffixes()  # Pillow only identifies the first
+    assert [p.name for p in iter_image_files(tmp_path)] == sorted(written)
+    for name, array in written.items():
+        assert np.array_equal(read_image(tmp_path / name), array), name
+
+
+def test_an_animated_gif_is_read_as_its_first_frame(tmp_path):
+    frames = [Image.fromarray(picture(seed)) for seed in (1, 2, 3)]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:])
+    assert np.array_equal(read_image(tmp_path / "clip.gif"), picture(1))
+
+
+def test_files_that_are_not_images_are_counted_and_named_never_dropped_in_silence(tmp_path, caplog):
+    write_image(tmp_path / "a" / "x.webp", picture(0))
+    for name in ("notes.txt", "scan1.dcm", "scan2.dcm", "README"):
+        (tmp_path / "a" / name).write_text("x")
+    with pytest.warns(UserWarning) as warned, caplog.at_level(logging.INFO):
+        found = iter_image_files(tmp_path)
+    assert [p.name for p in found] == ["x.webp"]
+    (message,) = [str(w.message) for w in warned]
+    assert message.startswith(f"4 file(s) under {tmp_path} are not images Pillow reads (2 .dcm, 1 .txt, 1 no "
+                              "extension) and are left out: a/README, a/notes.txt, a/scan1.dcm, a/scan2.dcm")
+    assert all(f"left out (not an image Pillow reads): {tmp_path / 'a' / n}" in caplog.text
+               for n in ("notes.txt", "scan1.dcm", "scan2.dcm", "README"))
+
+
+def test_training_data_reads_the_same_formats_from_a_folder_and_from_a_csv(tmp_path):
+    """ImageFolder finds a WEBP, TIFF and BMP among PNGs and names the text file it leaves out; a CSVDataset
+    listing the same files reads every one of them."""
+    for split in ("train", "val", "test"):
+        for label, name in enumerate(("benign", "malignant")):
+            for index, suffix in enumerate(("png", "webp", "tif", "bmp")):
+                path = tmp_path / split / name / f"{index}.{suffix}"
+                write_image(path, picture(index + 4 * label))
+        (tmp_path / split / "benign" / "notes.txt").write_text("not an image")
+    said = r"1 file\(s\) under .*benign are not images Pillow reads.*notes.txt"
+    with pytest.warns(UserWarning, match=said):
+        folder = ImageFolder(root=str(tmp_path), image_size=8).sources()
+    assert {split: len(source) for split, source in folder.items()} == {"train": 8, "val": 8, "test": 8}
+    rows = [f"{path},{name},{split}" for split, source in folder.items()
+            for path, name in zip(source.paths, (Path(p).parent.name for p in source.paths), strict=True)]
+    (tmp_path / "labels.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    listed = CSVDataset(root=str(tmp_path), split_column="split", image_size=8).sources()
+    for split, source in listed.items():
+        assert sorted(source.paths) == sorted(folder[split].paths)
+        assert all(source.load_image(i).shape == (12, 10, 3) for i in range(len(source)))

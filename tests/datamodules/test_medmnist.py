@@ -9,6 +9,7 @@ import pytest
 from medtransfer.datamodules import MedMNIST
 from medtransfer.datamodules.errors import BadLabelError, DatasetLayoutError
 from medtransfer.datamodules.medmnist import FLAGS
+from medtransfer.errors import ConfigValueError
 
 from .conftest import write_medmnist
 
@@ -30,7 +31,7 @@ def test_tasks_per_flag(medmnist_root, check_batches):
 
 
 def test_bad_files(medmnist_root, tmp_path):
-    with pytest.raises(ValueError, match="unknown MedMNIST 2D dataset 'nodulemnist3d'"):
+    with pytest.raises(ConfigValueError, match="init_args.flag: unknown MedMNIST 2D dataset 'nodulemnist3d'"):
         MedMNIST(root=str(medmnist_root), flag="nodulemnist3d")
     with pytest.raises(
         DatasetLayoutError, match=r"dermamnist.npz   <- missing(.|\n)*found instead(.|\n)*medmnist.com"
@@ -45,7 +46,7 @@ def test_bad_files(medmnist_root, tmp_path):
     with pytest.raises(DatasetLayoutError, match=r"no array 'train_labels' \(found \['train_images'\]\)"):
         MedMNIST(root=str(tmp_path), flag="bloodmnist").sources()
     write_medmnist(tmp_path / "breastmnist.npz", {"train": 4, "val": 2, "test": 2}, size=64)
-    with pytest.raises(DatasetLayoutError, match="is 64 px but data.size is 28"):
+    with pytest.raises(DatasetLayoutError, match="is 64 px but data.init_args.size is 28"):
         MedMNIST(root=str(tmp_path), flag="breastmnist").sources()
     (tmp_path / "octmnist.npz").write_bytes(b"truncated download")
     with pytest.raises(DatasetLayoutError, match="not a readable .npz file"):

@@ -49,7 +49,7 @@ def test_a_frozen_head_on_feature_stores_is_explained_from_the_test_images(tmp_p
     data = synthetic("multilabel", num_test=12)
     model = LinearProbe(backbone="test_resnet", task=data.task, features_dir=str(tmp_path / "features"))
     maps = ExplanationMaps(images_per_class=1)
-    trainer(tmp_path, [maps]).test(model, datamodule=model.cached_datamodule(data), verbose=False)
+    trainer(tmp_path, [maps]).test(model, datamodule=model.attach_data(data), verbose=False)
     labels = data.split_source("test").labels
     present = [name for c, name in enumerate(data.task.class_names) if labels[:, c].any()]
     assert [p.name.split("_")[1] for p in maps.paths] == present and all(p.is_file() for p in maps.paths)
@@ -62,7 +62,7 @@ def test_a_model_without_gradients_is_tested_and_warned_about_not_stopped(tmp_pa
     model = KNN(backbone="test_resnet", task=data.task, features_dir=str(tmp_path / "features"))
     maps = ExplanationMaps(images_per_class=1)
     with pytest.warns(UserWarning, match="no explanation maps.*kNN votes"):
-        trainer(tmp_path, [maps]).test(model, datamodule=model.cached_datamodule(data), verbose=False)
+        trainer(tmp_path, [maps]).test(model, datamodule=model.attach_data(data), verbose=False)
     assert maps.paths == [] and "test" in model.epoch_metrics
 
 
@@ -98,7 +98,7 @@ def test_predict_on_feature_stores_reads_the_images_of_the_batch_ids(tmp_path):
     data = synthetic("multiclass", num_test=4)
     model = LinearProbe(backbone="test_resnet", task=data.task, features_dir=str(tmp_path / "features"))
     seen = Outputs()
-    cached = model.cached_datamodule(data)
+    cached = model.attach_data(data)
     trainer(tmp_path, [PredictionExplanations(), seen]).predict(model, datamodule=cached)
     assert seen.explanations == [f"explanations/{i}.png" for i in data.split_source("test").ids]
     assert all((tmp_path / path).is_file() for path in seen.explanations)

@@ -13,10 +13,10 @@ from medtransfer.explain import ExplanationError, ExplanationMaps, PredictionExp
 from medtransfer.grid.fingerprint import group_fingerprint, run_fingerprint
 from medtransfer.grid.resolve import ConfigResolver
 from medtransfer.lightning_modules import Finetune
+from tests.run.test_predict_new_images import write_images
 
 from ..conftest import REPO, quiet_trainer_args
 from ..export.checkpoints import tiny_data, train_checkpoint
-from tests.run.test_predict_new_images import write_images
 
 
 def test_predict_explain_writes_a_map_per_image_beside_the_predictions(tmp_path):

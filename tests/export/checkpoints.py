@@ -8,7 +8,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from medtransfer.callbacks import TaskCheckpoint
-from medtransfer.cli import datamodule_for
 from medtransfer.datamodules import SyntheticMedical
 
 SIZE = 32
@@ -24,5 +23,5 @@ def train_checkpoint(folder: Path, model: pl.LightningModule, data: SyntheticMed
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                          callbacks=[TaskCheckpoint(dirpath=str(folder))])
-    trainer.fit(model, datamodule=datamodule_for(model, data))
+    trainer.fit(model, datamodule=model.attach_data(data))
     return folder / "last.ckpt"

@@ -4,8 +4,11 @@ the task, the run's metrics with intervals, the weights' licence and the checkpo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import re
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from medtransfer.cli import main
 from medtransfer.export import DeployedModel, load_trained_model
 from medtransfer.lightning_modules import DVME, KNN, Finetune, LinearProbe, LinearSweep
 from medtransfer.lightning_modules.metrics import probabilities
+from tests.faults.harness import failing_writes, read_only
 
 from .checkpoints import SIZE, tiny_data, train_checkpoint
 
@@ -154,3 +158,74 @@ def test_knn_is_refused_with_a_reason(tmp_path, capsys):
         main(["export", "--ckpt_path", str(path)])
     assert exit_info.value.code == 2
     assert "kNN evaluation" in capsys.readouterr().err
+
+
+def export_refused(argv: list[str], capsys) -> str:
+    """The one-line message of an export that exits 2, checked to carry no traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("refusal", ["file as parent", "name too long", "card name too long",
+                                     "folder in the way", "read-only", "disk full"])
+def test_an_export_that_cannot_be_written_is_a_named_error_before_any_work(cnn_checkpoint, tmp_path, capsys,
+                                                                          refusal):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "file.txt").write_text("a file, not a folder")
+    (out / "model.onnx").mkdir()
+    output, refused, says = {
+        "file as parent": (out / "file.txt" / "model.pt", nullcontext(), "file.txt is a file, not a folder"),
+        "name too long": (out / f"{'m' * 300}.pt", nullcontext(), "File name too long; a name in the path"),
+        "card name too long": (out / f"{'m' * 246}.pt", nullcontext(), r"card\.json: File name too long"),
+        "folder in the way": (out / "model.onnx", nullcontext(), "a folder of that name is in the way"),
+        "read-only": (out / "model.pt", read_only(out), "read-only|no permission"),
+        "disk full": (out / "model.pt", failing_writes(errno.ENOSPC, out), "the disk is full"),
+    }[refusal]
+    with refused:
+        err = export_refused(["--ckpt_path", str(cnn_checkpoint), "--format", "torchscript", "--output",
+                              str(output)], capsys)
+    assert re.search(f"cannot write .*({says})", err), err
+    assert sorted(p.name for p in out.iterdir()) == ["file.txt", "model.onnx"]  # nothing exported
+
+
+def test_the_model_card_holds_no_absolute_path_of_this_machine(tmp_path, tmp_path_factory):
+    """Checkpoint, results.json, the data root it names, the backbone's weights file and the export: within
+    the card's folder or the one above they are relative to the card, elsewhere named without their folder."""
+    weights = tmp_path / "weights" / "test_resnet.pth"
+    weights.parent.mkdir()
+    torch.save(Finetune(backbone="test_resnet", task=tiny_data().task).backbone.model.state_dict(), weights)
+    data = tiny_data()
+    run = tmp_path / "run"
+    model = Finetune(backbone="test_resnet", checkpoint=str(weights), task=data.task)
+    checkpoint = train_checkpoint(run / "checkpoints", model, data)
+    results = {"checkpoint": str(checkpoint), "metrics": {"test": {"auroc": 0.7}},
+               "data": {"name": "ImageFolder", "root": str(tmp_path / "data" / "scans")}}
+    (run / "results.json").write_text(json.dumps(results))
+    beside = checkpoint.with_suffix(".pt")
+    elsewhere = tmp_path / "exports" / "model.pt"
+    for output in (beside, elsewhere):
+        with pytest.raises(SystemExit):
+            main(["export", "--ckpt_path", str(checkpoint), "--format", "torchscript", "--verify", "false",
+                  "--output", str(output)])
+    machine = str(tmp_path_factory.getbasetemp())
+    cards = {}
+    for output in (beside, elsewhere):
+        text = output.with_name(output.name + ".card.json").read_text()
+        markdown = output.with_name(output.name + ".card.md").read_text()
+        assert machine not in text and machine not in markdown
+        assert not re.search(r'"/|\(/| /tmp', text + markdown)  # no absolute path at all
+        cards[output] = json.loads(text)
+    near, far = cards[beside], cards[elsewhere]
+    assert (near["checkpoint"]["path"], near["export"]["file"]) == ("last.ckpt", "last.pt")
+    assert (near["evaluation"]["results"], near["evaluation"]["measured_on_checkpoint"]) == (
+        "../results.json", "last.ckpt")
+    assert near["evaluation"]["measured_on_this_checkpoint"] is True
+    assert near["model"]["hyperparameters"]["checkpoint"] == "test_resnet.pth"
+    assert near["evaluation"]["data"]["root"] == "scans"
+    assert (far["checkpoint"]["path"], far["export"]["file"], far["evaluation"]["results"]) == (
+        "../run/checkpoints/last.ckpt", "model.pt", "../run/results.json")
+    assert near["checkpoint"]["sha256"] == far["checkpoint"]["sha256"]

@@ -409,15 +409,19 @@ def disk_full_results(ws: Workspace) -> Outcome:
     with disk_full_in("medtransfer.outputs.results.json.dump"):
         outcome = cli(["test", *synthetic_args(runs), "--ckpt_path", checkpoint])
     if outcome.exit_code == 2:  # the error left no half file, and the next try works
-        stray = list((runs / "tiny" / "version_1").glob("*results.json*"))
+        stray = [p for p in runs.rglob("*results.json*") if p.parent != run_dir]
         retry = cli(
             ["test", *synthetic_args(runs), "--ckpt_path", checkpoint],
-            check=lambda: results_ok(runs / "tiny" / "version_2"),
+            check=lambda: results_ok(newest_version(runs / "tiny")),
         )
         if stray or retry.exit_code:
             outcome.message += f" [then: stray {stray}, retry {retry.did}]"
             outcome.exit_code = 1
     return outcome
+
+
+def newest_version(folder: Path) -> Path:
+    return max(folder.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
 
 
 def disk_full_checkpoint(ws: Workspace) -> Outcome:
@@ -513,12 +517,12 @@ def read_only_splits(ws: Workspace) -> Outcome:
 
 def concurrent_same_version(ws: Workspace) -> Outcome:
     """A second fit on the run folder another fit holds (its lock taken as that process would)."""
-    from medtransfer.runtime.lock import hold_run_folder
+    from medtransfer.runtime.lock import holding, run_folder_busy
 
     run_dir = fitted(ws)
     ws.protect(ws.root / "runs")
     runs = ws.root / "runs"
-    with hold_run_folder(run_dir):
+    with holding(run_dir, run_folder_busy(run_dir)):
         return cli(["fit", *synthetic_args(runs), "--trainer.logger.init_args.version", "0"])
 
 

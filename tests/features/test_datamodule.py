@@ -32,7 +32,7 @@ def test_a_cached_head_given_the_images_says_how_to_wrap_them(tmp_path):
     model = LinearProbe(backbone="test_resnet", features_dir=str(tmp_path), task=data.task)
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu")
-    with pytest.raises(FeatureCacheError, match=r"datamodule=model.cached_datamodule\(datamodule\)"):
+    with pytest.raises(FeatureCacheError, match=r"datamodule=model.attach_data\(datamodule\)"):
         trainer.fit(model, datamodule=data)
-    trainer.fit(model, datamodule=model.cached_datamodule(data))
+    trainer.fit(model, datamodule=model.attach_data(data))
     assert model.solver_summary is not None  # the exact solver ran on the stores

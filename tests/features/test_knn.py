@@ -36,7 +36,7 @@ def test_knn_test_reports_the_usual_metrics_under_the_knn_prefix(tmp_path, data)
     model = KNN(backbone="test_resnet", k=5, features_dir=str(tmp_path), task=data.task)
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                          accelerator="cpu")
-    (metrics,) = trainer.test(model, datamodule=model.cached_datamodule(data), verbose=False)
+    (metrics,) = trainer.test(model, datamodule=model.attach_data(data), verbose=False)
     assert set(metrics) >= {"knn/test/auroc", "knn/test/acc", "knn/test/f1", "knn/test/loss"}
     assert model.extra_results()["knn"]["k"] == 5
     with pytest.raises(RuntimeError, match="nothing to train"):
@@ -48,7 +48,7 @@ def test_standardised_knn_votes_on_the_banks_standardised_features(tmp_path, dat
     assert model.standardize  # the default: centring helped cosine kNN on every store measured
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                          accelerator="cpu")
-    trainer.test(model, datamodule=model.cached_datamodule(data), verbose=False)
+    trainer.test(model, datamodule=model.attach_data(data), verbose=False)
     bank, labels = model._bank
     mean, std = bank.float().mean(0), bank.float().std(0, correction=0)
     constant = model.standardizers[0].constant

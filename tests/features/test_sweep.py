@@ -41,7 +41,7 @@ def test_sweep_selects_on_validation_and_reports_the_selected_heads_test_metrics
                         task=data.task)
     trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu")
-    cached = model.cached_datamodule(data)
+    cached = model.attach_data(data)
     trainer.fit(model, datamodule=cached)
     (test,) = trainer.test(model, datamodule=cached, verbose=False)
 
@@ -70,7 +70,7 @@ def test_heads_train_independently_at_their_own_rates(tmp_path):
     before = model.heads.weight.detach().clone()
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
-    trainer.fit(model, datamodule=model.cached_datamodule(data))
+    trainer.fit(model, datamodule=model.attach_data(data))
     assert torch.equal(model.heads.weight[0], before[0])  # lr 0: unchanged
     assert not torch.equal(model.heads.weight[1], before[1])
 
@@ -84,7 +84,7 @@ def test_sweep_selects_on_the_tasks_primary_metric(kind, tmp_path):
                         features_dir=str(tmp_path), task=data.task)
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu")
-    trainer.fit(model, datamodule=model.cached_datamodule(data))
+    trainer.fit(model, datamodule=model.attach_data(data))
     primary = data.task.primary_metric
     results = model.head_results
     scores = [r[primary] for r in results]

@@ -70,11 +70,14 @@ def results_document(
 class InstantRun:
     """Stands in for a ``medtransfer fit`` subprocess: writes the results.json the run would write, at once.
     During the ``kill_at``-th start (from 0) the benchmark itself is killed (KeyboardInterrupt), leaving a
-    partial run folder behind, as a real kill would."""
+    partial run folder behind, as a real kill would. The runs in ``diverge`` end as the divergence guard
+    ends a run: ``status: failed`` and no test metrics."""
 
-    def __init__(self, kill_at: int | None = None, scores: dict[str, float] | None = None) -> None:
+    def __init__(self, kill_at: int | None = None, scores: dict[str, float] | None = None,
+                 diverge: set[str] = frozenset()) -> None:
         self.kill_at = kill_at
         self.scores = scores or {}
+        self.diverge = diverge
         self.started: list[str] = []
 
     def __call__(self, run: Run, folder: Path, argv: list[str], env: dict[str, str]) -> InstantRun:
@@ -86,17 +89,17 @@ class InstantRun:
         score = self.scores.get(run.id, 0.5 + 0.01 * len(self.started))
         seed = run.config.get("seed_everything", 0)
         fraction = run.config["data"]["init_args"]["train_fraction"]
-        write_json_atomic(
-            folder / "results.json",
-            results_document(
-                run.config,
-                {"auroc": score, "acc": score},
-                verb=run.verb,
-                seed=seed,
-                data={"train_fraction": fraction},
-                backbones=[run.labels.get("backbone", "?")],
-            ),
+        document = results_document(
+            run.config,
+            {"auroc": score, "acc": score},
+            verb=run.verb,
+            seed=seed,
+            data={"train_fraction": fraction},
+            backbones=[run.labels.get("backbone", "?")],
         )
+        if run.id in self.diverge:
+            document.update(diverged())
+        write_json_atomic(folder / "results.json", document)
         return self
 
     def poll(self) -> int:
@@ -104,6 +107,17 @@ class InstantRun:
 
     def terminate(self) -> None:
         pass
+
+
+def diverged(epoch: int = 3, step: int = 41) -> dict:
+    """What the divergence guard puts into a stopped run's results.json: its status and failure, metrics
+    without a test split."""
+    return {
+        "status": "failed",
+        "failure": {"error": f"the training loss is nan at step {step}\n(traceback)", "kind": "diverged",
+                    "epoch": epoch, "step": step},
+        "metrics": {"train": {"loss": float("nan")}},
+    }
 
 
 def read_json(path: Path) -> dict:

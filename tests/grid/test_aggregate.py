@@ -127,7 +127,11 @@ def test_bad_files_are_reported_and_left_out(results_dir):
         == f"duplicate of {results_dir / 'copy' / 'results.json'} (same config and seed)"
     )
     assert reasons["no-test"] == "no test/auroc in its metrics (verb 'validate')"
-    assert reasons["nan"] == "test/auroc is NaN"
+    # a NaN test metric makes the run a failed one: listed apart, never scored (test_failed_runs.py)
+    assert "nan" not in reasons
+    assert [(f.path.parent.name, f.failure.kind, f.failure.error) for f in collection.failed] == [
+        ("nan", "non-finite metrics", "test/auroc is nan")
+    ]
     assert len(collection.records) == 9
     summary = write_report(results_dir).summary.read_text()
     assert "## Left out" in summary and "`garbled/results.json`: unreadable" in summary

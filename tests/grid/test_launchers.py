@@ -14,6 +14,7 @@ from medtransfer.grid.local import device_slots, slot_env
 from medtransfer.grid.runner import make_plan, run_plan
 from medtransfer.grid.slurm import GRACE_ENV
 from medtransfer.grid.spec import LocalSettings
+from medtransfer.grid.state import FINISHED_STATUS
 from medtransfer.runtime.requeue import GRACE_ENV as READ_BY_FIT
 
 from .bench_helpers import DVME, LINEAR, InstantRun, small_grid
@@ -71,10 +72,11 @@ def test_sbatch_array_script(write_grid, resolver, tmp_path):
     ]:
         assert line in script
     assert script.index("module load cuda") < script.index("srun")
-    # a task skips a run that finished meanwhile, continues one that a killed or requeued attempt saved
-    # (medtransfer.grid.attempt: tests/test_requeue.py), and is requeued on the signal before its limit
-    assert 'if [ -s "$RUN_DIR/results.json" ]' in script and "rm -rf" not in script
-    assert '-m medtransfer.grid.attempt "$RUN_DIR"' in script
+    # a task skips a run that finished meanwhile (medtransfer.grid.attempt says so with its exit status),
+    # moves a failed attempt aside, continues one that a killed or requeued attempt saved
+    # (tests/runtime/test_requeue.py), and is requeued on the signal before its limit
+    assert '-m medtransfer.grid.attempt "$RUN_DIR"' in script and "rm -rf" not in script
+    assert f'if [ "$ATTEMPT" -eq {FINISHED_STATUS} ]; then exit 0; fi' in script
     for line in ["#SBATCH --requeue", "#SBATCH --signal=USR1@600", f"export {GRACE_ENV}=540"]:
         assert line in script
 

@@ -73,8 +73,9 @@ def test_gradients_reach_only_the_trainable_parts(mode: str) -> None:
 def test_cached_features_and_images_give_the_same_logits(tmp_path) -> None:
     data = tiny_data()
     model = tiny_dvme(data, features_dir=str(tmp_path)).eval()
-    model.fit_standardization(data)  # statistics of the training stores
-    cached = next(iter(model.cached_datamodule(data).split_batches("val")))  # one store per backbone
+    model.attach_data(data)
+    model.fit_standardization()  # statistics of the training stores
+    cached = next(iter(model.cached_split("val")))  # one store per backbone
     assert len(list(tmp_path.rglob("store.json"))) == 4
     online = first_batch(data, "val")
     rows = [cached["id"].index(i) for i in online["id"]]
@@ -106,7 +107,7 @@ def test_one_backbone_end_to_end_in_mixed_precision_holds_all_the_importance() -
     model = DVME(backbones=["test_resnet"], fusion="dme", mode="end_to_end", proj_dim=8, task=data.task)
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", precision="bf16-mixed", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, datamodule=data)
+    trainer.fit(model, datamodule=model.attach_data(data))
     trainer.test(model, datamodule=data, verbose=False)
     summary = model.extra_results()["dvme"]
     assert summary["split"] == "test" and math.isfinite(model.epoch_metrics["test"]["loss"])

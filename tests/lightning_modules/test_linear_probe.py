@@ -43,7 +43,7 @@ def run(feature_cache: bool, features_dir: Path, data: SyntheticMedical, epochs:
                         task=data.task, **options)
     trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
-    datamodule = model.cached_datamodule(data) if feature_cache else data
+    datamodule = model.attach_data(data)
     trainer.fit(model, datamodule=datamodule)
     (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
     return model, test
@@ -95,13 +95,15 @@ def test_online_and_cached_paths_standardise_alike(tmp_path):
     cached = LinearProbe(backbone="test_resnet", features_dir=str(tmp_path), task=data.task)
     pl.seed_everything(0)
     online = LinearProbe(backbone="test_resnet", feature_cache=False, task=data.task)
-    cached.fit_standardization(data)  # from the training store
-    online.fit_standardization(data)  # from one pass of the backbone over the unaugmented training images
+    cached.attach_data(data)
+    cached.fit_standardization()  # from the training store
+    online.attach_data(data)
+    online.fit_standardization()  # from one pass of the backbone over the unaugmented training images
     for name in ("mean", "std", "constant"):
         torch.testing.assert_close(getattr(online.standardizers[0], name),
                                    getattr(cached.standardizers[0], name), rtol=2e-3, atol=1e-6)
     images = next(iter(data.eval_dataloader("val")))
-    stored = next(iter(cached.cached_datamodule(data).split_batches("val")))
+    stored = next(iter(cached.cached_split("val")))
     rows = [stored["id"].index(i) for i in images["id"]]
     from_store = cached.embeddings(stored)[0][rows]
     from_images = online.embeddings(images)[0]

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from medtransfer import cli
 from medtransfer.backbones import create_backbone
 from medtransfer.cli import main
 from medtransfer.datamodules import MedMNIST, SyntheticMedical
 from medtransfer.lightning_modules import SSLPretrain
+from medtransfer.run import config as run_config
 from medtransfer.verbs.weights import main as weights_main
 
 from ..conftest import quiet_trainer_args
@@ -115,8 +115,7 @@ def pretrain_on(root: Path, tmp_path: Path) -> tuple[SSLPretrain, RecordIds]:
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[ids],
                          default_root_dir=str(tmp_path))
-    data.serve_views(model.view_spec)
-    trainer.fit(model, datamodule=data)
+    trainer.fit(model, datamodule=model.attach_data(data))
     assert "val" in model.epoch_metrics  # the kNN monitor read the validation images
     return model, ids
 
@@ -163,8 +162,7 @@ def test_momentum_and_teacher_temperature_are_logged(tmp_path, one_thread):
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=pl.loggers.TensorBoardLogger(str(tmp_path)),
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          log_every_n_steps=1, limit_val_batches=0)
-    data.serve_views(model.view_spec)
-    trainer.fit(model, datamodule=data)
+    trainer.fit(model, datamodule=model.attach_data(data))
     events = EventAccumulator(trainer.logger.log_dir)
     events.Reload()
     momentum = [event.value for event in events.Scalars("train/momentum")]
@@ -195,10 +193,9 @@ def test_a_resumed_pretraining_exports_the_uninterrupted_weights(tmp_path, monke
         "--model.init_args.warmup_epochs", "1",
     ]
     main([*dino, *quiet(tmp_path / "uninterrupted", "dino", epochs=3)])
-    defaults = cli.trainer_defaults
+    fixed = run_config.fixed_callbacks
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "trainer_defaults", lambda: {
-            **defaults(), "callbacks": [*defaults()["callbacks"], PreemptAtEpoch()]})
+        patch.setattr(run_config, "fixed_callbacks", lambda: [*fixed(), PreemptAtEpoch()])
         with pytest.raises(Preempted):
             main([*dino, *quiet(tmp_path / "resumed", "dino", epochs=3)])
     main([*dino, *quiet(tmp_path / "resumed", "dino", epochs=3), "--ckpt_path", "last"])

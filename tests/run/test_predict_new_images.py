@@ -201,3 +201,45 @@ def test_new_images_with_a_non_utf8_file_name_get_an_id_that_csv_and_json_take(t
         assert ids[0].endswith("scan_caf\\xe9.png")
         json.dumps(ids)
         ids[0].encode("utf-8")
+
+
+def write_other_formats(folder) -> list:
+    """A WEBP, a TIFF, a BMP and a GIF next to the PNGs, and two files that are not images Pillow reads."""
+    rng = np.random.default_rng(5)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in ("webp", "tiff", "bmp", "gif"):
+        path = folder / f"other.{suffix}"
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    (folder / "notes.txt").write_text("scanned on the 3rd")
+    (folder / "scan.dcm").write_bytes(b"DICM" + bytes(128))
+    return paths
+
+
+def test_every_format_pillow_reads_is_scored_and_the_files_left_out_are_named(binary_checkpoint, tmp_path):
+    images = write_images(tmp_path / "new", 3) + write_other_formats(tmp_path / "new")
+    said = (rf"2 file\(s\) under {tmp_path / 'new'} are not images Pillow reads \(1 \.dcm, 1 \.txt\) and are "
+            r"left out: notes\.txt, scan\.dcm")
+    with pytest.warns(UserWarning, match=said):
+        main(["predict", "--ckpt_path", str(binary_checkpoint), "--data", "NewImages",
+              "--data.init_args.root", str(tmp_path / "new"),
+              *quiet_trainer_args(tmp_path / "runs", "new", 1)])
+    rows = read_rows(next((tmp_path / "runs").rglob("predictions.csv")))
+    assert sorted(row["path"] for row in rows) == sorted(str(p) for p in images)
+    assert {row["id"] for row in rows} >= {"other.webp", "other.tiff", "other.bmp", "other.gif"}
+
+
+def test_a_glob_and_a_folder_name_what_they_leave_out_and_refuse_a_selection_without_images(tmp_path):
+    images = write_other_formats(tmp_path / "new")
+    with pytest.warns(UserWarning, match=r"2 file\(s\) under .*new/\* are not images Pillow reads"):
+        found, ids = list_images(str(tmp_path / "new" / "*"))
+    assert found == sorted(images) and ids == [str(p) for p in sorted(images)]
+    for path in images:
+        path.unlink()
+    only = rf"matches no image file that Pillow reads.*; it matches only {tmp_path / 'new' / 'notes.txt'}, "
+    with pytest.raises(DatasetLayoutError, match=only + r".*scan\.dcm"):
+        list_images(str(tmp_path / "new" / "*"))
+    holds = r"no images that Pillow reads \(PNG, JPEG, TIFF, BMP, GIF, WEBP, \.\.\.\) under .*; it holds: "
+    with pytest.raises(DatasetLayoutError, match=holds + r"notes\.txt, scan\.dcm"):
+        list_images(str(tmp_path / "new"))

@@ -10,8 +10,8 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from medtransfer import cli
 from medtransfer.cli import main
+from medtransfer.run import config as run_config
 
 
 class SimulatedPreemption(RuntimeError):
@@ -52,10 +52,9 @@ def test_resuming_an_interrupted_run_gives_the_uninterrupted_results(model, tiny
     args_a = [*tiny_cli(tmp_path / "uninterrupted", max_epochs=4), *MODELS[model](tmp_path)]
     main(["fit", *args_a])
 
-    defaults = cli.trainer_defaults
+    fixed = run_config.fixed_callbacks
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "trainer_defaults", lambda: {
-            **defaults(), "callbacks": [*defaults()["callbacks"], PreemptAtEpoch(2)]})
+        patch.setattr(run_config, "fixed_callbacks", lambda: [*fixed(), PreemptAtEpoch(2)])
         with pytest.raises(SimulatedPreemption):
             main(["fit", *args, "--ckpt_path", "last"])  # nothing to resume yet: starts a new run
     assert "starting a new run" in capsys.readouterr().err

@@ -59,7 +59,7 @@ def test_csv_runs_write_into_their_own_version_folders_and_say_where(csv_fit, ca
         assert all((run / name).is_file() for name in RUN_FILES), sorted(p.name for p in run.iterdir())
     assert json.loads((first / "results.json").read_text())["verb"] == "fit"
     assert json.loads((second / "results.json").read_text())["verb"] == "test"
-    assert f"medtransfer.cli: test: run folder {second} (results.json" in err
+    assert f"medtransfer.run.session: test: run folder {second}\n" in err
 
 
 def test_mlflow_file_store_runs_keep_separate_folders_and_get_the_figures(csv_fit, tmp_path, monkeypatch):

@@ -13,71 +13,20 @@ from pathlib import Path
 import jsonargparse
 import pytest
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 import medtransfer
-from medtransfer.cli import MedTransferCLI, run_lightning_cli
 
 REPO = Path(__file__).resolve().parents[2]
-COMPAT = "medtransfer/lightning_compat.py"
+COMPAT = "medtransfer/runtime/lightning_compat.py"
 UPSTREAM = ("pytorch_lightning", "lightning", "lightning_fabric", "jsonargparse")
-
-
-class Stop(Exception):
-    pass
 
 
 class Width(pl.LightningModule):
     def __init__(self, width: int = 3) -> None:
         super().__init__()
         self.save_hyperparameters()
-
-
-def test_lightning_cli_applies_checkpoint_hyperparameters_after_parse_arguments(tmp_path):
-    """``lightning_compat.hold_back_ckpt_path`` keeps ``ckpt_path`` from LightningCLI over exactly this
-    stretch: after ``parse_arguments``, before ``before_instantiate_classes``."""
-    path = tmp_path / "width.ckpt"
-    torch.save({"hyper_parameters": {"width": 7}}, path)
-    seen = {}
-
-    class Spy(LightningCLI):
-        def parse_arguments(self, parser, args) -> None:
-            super().parse_arguments(parser, args)
-            seen["after parse_arguments"] = self.config.fit.model.width
-
-        def before_instantiate_classes(self) -> None:
-            seen["before instantiate_classes"] = self.config.fit.model.width
-            raise Stop
-
-    with pytest.raises(Stop):
-        Spy(Width, seed_everything_default=False, args=["fit", "--ckpt_path", str(path)])
-    assert seen == {"after parse_arguments": 3, "before instantiate_classes": 7}, (
-        "LightningCLI applies a checkpoint's hyperparameters at another point than before: revisit "
-        "medtransfer.runtime.lightning_compat.hold_back_ckpt_path and MedTransferCLI.parse_arguments")
-
-
-def test_medtransfer_cli_applies_checkpoint_hyperparameters_but_the_task_and_keeps_the_path(tiny_cli,
-                                                                                           tmp_path):
-    task = {"kind": "binary", "class_names": ["normal", "lesion"], "ordinal": False,
-            "primary_metric": "auroc", "num_classes": 2}
-    path = tmp_path / "finetune.ckpt"
-    torch.save({"hyper_parameters": {"_class_path": "medtransfer.lightning_modules.Finetune",
-                                     "backbone": "test_resnet", "head_dropout": 0.25, "task": task,
-                                     "_instantiator": "pytorch_lightning.cli.instantiate_module"}}, path)
-    seen = {}
-
-    class Spy(MedTransferCLI):
-        def before_instantiate_classes(self) -> None:
-            super().before_instantiate_classes()
-            seen["config"] = self.config.test
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_lightning_cli(["test", *tiny_cli(tmp_path / "runs"), "--ckpt_path", str(path)], cli_class=Spy)
-    assert seen["config"].ckpt_path == str(path)
-    assert seen["config"].model.init_args.head_dropout == 0.25
 
 
 def test_a_module_marked_as_traced_answers_trainer_outside_a_trainer():

@@ -14,10 +14,10 @@ import torch
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import Callback
 
-from medtransfer import cli
 from medtransfer.cli import main
 from medtransfer.grid.attempt import prepare_attempt
 from medtransfer.grid.fingerprint import run_fingerprint
+from medtransfer.run import config as run_config
 from medtransfer.runtime.ckpt_path import resolve_last_checkpoint
 from medtransfer.runtime.requeue import GRACE_ENV, finish_epoch
 
@@ -57,10 +57,9 @@ def test_a_requeued_fit_continues_to_the_uninterrupted_result(tiny_cli, tmp_path
     extra = ["--model.init_args.head_dropout", "0.3", "--intervals.resamples", "0"]
     args = [*tiny_cli(tmp_path / "job", max_epochs=3), *extra,
             "--trainer.logger.init_args.version", "job", "--ckpt_path", "last"]
-    defaults = cli.trainer_defaults
+    fixed = run_config.fixed_callbacks
     with monkeypatch.context() as patch:  # the signal, outside the config (whose fingerprint is compared)
-        patch.setattr(cli, "trainer_defaults", lambda: {
-            **defaults(), "callbacks": [SignalAt(epoch=1, batch=0), *defaults()["callbacks"]]})
+        patch.setattr(run_config, "fixed_callbacks", lambda: [SignalAt(epoch=1, batch=0), *fixed()])
         main(["fit", *args])  # the first attempt: requeued at the end of epoch 1, status 0
     err = capsys.readouterr().err
     assert "finishing epoch 1 (2 batches)" in err and "requeued SLURM job 4242_3" in err

@@ -18,6 +18,7 @@ from ...backbones import create_backbone
 from ...backbones.export import save_backbone
 from ...runtime.figures import send_figure
 from ...runtime.folder import run_directory
+from ...runtime.seeding import run_seed
 from ...task import Task
 from ...views import VIEWS_KEY, ViewSpec
 from ..base import MedTransferModule
@@ -110,6 +111,7 @@ class SSLPretrain(MedTransferModule):
         self.train_loss = MeanMetric()
         self.epoch_metrics: dict[str, dict[str, float]] = {}
         self.exported: dict | None = None
+        self.data = None  # the datamodule ``attach_data`` was given
         self._views_logged = False
 
     @property
@@ -117,11 +119,18 @@ class SSLPretrain(MedTransferModule):
         """The backbone being trained (the method's student)."""
         return self.method.backbone
 
+    def attach_data(self, datamodule):
+        """The datamodule, told to serve this method's views of each training image
+        (``datamodule.serve_views``), and kept for the kNN monitor and the provenance of the export."""
+        datamodule.serve_views(self.view_spec)
+        self.data = datamodule
+        return datamodule
+
     # -- stages ----------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if stage in ("test", "predict"):
             raise nothing_to_evaluate()
-        data_task = getattr(getattr(self.trainer, "datamodule", None), "task", None)
+        data_task = getattr(self.data, "task", None)
         if self.task is not None and data_task is not None:
             self.task.check_matches(data_task, what="the data")
 
@@ -134,9 +143,9 @@ class SSLPretrain(MedTransferModule):
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         super().on_train_batch_start(batch, batch_idx)  # seeds the step's randomness
         if VIEWS_KEY not in batch:
-            raise SSLConfigError("SSLPretrain got batches without views: call "
-                                 "datamodule.serve_views(model.view_spec) before fitting (the medtransfer "
-                                 "CLI does this)")
+            raise SSLConfigError("SSLPretrain got batches without views: hand it its data with "
+                                 "medtransfer.run.fit(model=..., data=...), or pass "
+                                 "datamodule=model.attach_data(datamodule) to the Trainer")
         if not self._views_logged and self.global_step == 0 and self.trainer.is_global_zero:
             self._log_views(batch[VIEWS_KEY])
         self._views_logged = True
@@ -174,7 +183,7 @@ class SSLPretrain(MedTransferModule):
     def on_validation_epoch_start(self) -> None:
         if self.monitor is None or self.trainer.sanity_checking:
             return
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = self.data
         if not callable(getattr(datamodule, "eval_dataloader", None)):
             rank_zero_warn("SSLPretrain: the kNN monitor needs a MedicalDataModule (its eval_dataloader); "
                            "it stays off")
@@ -202,13 +211,13 @@ class SSLPretrain(MedTransferModule):
     # -- optimisation ----------------------------------------------------------------------------------------
     def global_batch(self) -> int:
         """Images per optimiser step over all processes (the base of the learning-rate scaling)."""
-        per_process = int(getattr(getattr(self.trainer, "datamodule", None), "batch_size", 0) or 256)
+        per_process = int(getattr(self.data, "batch_size", 0) or 256)
         return per_process * self.trainer.world_size * self.trainer.accumulate_grad_batches
 
     def steps_per_epoch(self) -> float:
         batches = self.trainer.num_training_batches  # loaded by estimated_stepping_batches, unless
         if not math.isfinite(batches):  # max_epochs: -1 (training by max_steps) left it unloaded
-            batches = len(self.trainer.datamodule.train_dataloader())
+            batches = len(self.data.train_dataloader())
         return batches / self.trainer.accumulate_grad_batches
 
     def configure_optimizers(self):
@@ -241,13 +250,11 @@ class SSLPretrain(MedTransferModule):
                        f"model.init_args.backbone: {self.backbone.arch}")
 
     def _image_size(self) -> int:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        return int(getattr(datamodule, "image_size", None) or self.backbone.preprocessing.input_size)
+        return int(getattr(self.data, "image_size", None) or self.backbone.preprocessing.input_size)
 
     def provenance(self) -> dict:
         """How the exported weights were made, stored in the file (plain data only)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        describe = getattr(datamodule, "data_fingerprint", None)
+        describe = getattr(self.data, "data_fingerprint", None)
         return {
             "method": self.hparams["method"],
             "method_args": dict(self.hparams["method_args"] or {}),
@@ -256,12 +263,20 @@ class SSLPretrain(MedTransferModule):
             "epochs": self.current_epoch,
             "steps": self.global_step,
             "data": describe() if callable(describe) else {},
-            "seed": int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            "seed": run_seed(),
             "medtransfer_version": __version__,
         }
 
     def backbone_descriptions(self) -> list[dict]:
+        """The weights pretraining started from."""
         return [self.initial_backbone]
+
+    def produced_weights(self) -> dict | None:
+        """The backbone export this run wrote (None before it ends, or when it was stopped)."""
+        if self.exported is None:
+            return None
+        return {"what": "backbone export", "fingerprint": self.exported["fingerprint"],
+                "path": self.exported["path"]}
 
     def describe(self) -> dict:
         return super().describe() | {"method": self.hparams["method"]}

@@ -1,0 +1,59 @@
+"""Trainer settings checked before anything is built: a value Lightning would refuse with a traceback from
+deep inside its loops, or accept and then train nothing (so the "best" checkpoint would be the initial
+weights, scored as a result), is a named error that says which key and what would do."""
+
+from __future__ import annotations
+
+from ..errors import ConfigValueError
+
+LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+
+
+def check_trainer_values(trainer, verb: str) -> None:
+    """Raise ``ConfigValueError`` for the first trainer setting out of range (``trainer`` as parsed)."""
+    _at_least("max_epochs", trainer.get("max_epochs"), -1, "-1 (no limit) or a number of epochs")
+    _at_least("max_steps", trainer.get("max_steps"), -1, "-1 (no limit) or a number of optimizer steps")
+    _at_least("min_epochs", trainer.get("min_epochs"), 0, "0 or more epochs")
+    _at_least("accumulate_grad_batches", trainer.get("accumulate_grad_batches"), 1, "1 or more batches")
+    _at_least("log_every_n_steps", trainer.get("log_every_n_steps"), 1, "1 or more steps")
+    _at_least("check_val_every_n_epoch", trainer.get("check_val_every_n_epoch"), 1, "1 or more epochs")
+    _at_least("num_nodes", trainer.get("num_nodes"), 1, "1 or more nodes")
+    _at_least("gradient_clip_val", trainer.get("gradient_clip_val"), 0, "0 (no clipping) or more")
+    for key in LIMITS:
+        _check_limit(key, trainer.get(key))
+    devices = trainer.get("devices")
+    if devices in (0, "0") or (isinstance(devices, int) and devices < -1):
+        raise ConfigValueError(f"trainer.devices={devices}: expected 'auto', -1 (all), a number >= 1 or a "
+                               "list of device ids")
+    if verb == "fit":
+        _trains_something(trainer)
+
+
+def _at_least(key: str, value, minimum: float, expected: str) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if value < minimum:
+        raise ConfigValueError(f"trainer.{key}={value}: expected {expected}")
+
+
+def _check_limit(key: str, value) -> None:
+    """A ``limit_*_batches``: a fraction in [0, 1] or a number of batches >= 0 (the parser reads ``2`` as
+    ``2.0``, which Lightning takes as 2 batches)."""
+    if value is None or isinstance(value, bool):
+        return
+    whole = float(value).is_integer() and value >= 0
+    if not (0 <= value <= 1 or whole):
+        raise ConfigValueError(f"trainer.{key}={value}: expected a fraction of the batches in [0, 1] (a float) "
+                               "or a number of batches (an int >= 0)")
+
+
+def _trains_something(trainer) -> None:
+    """``fit`` with no epoch, no step or no training batch would end at once and test the initial weights."""
+    if trainer.get("max_epochs") == 0 or trainer.get("max_steps") == 0:
+        key = "max_epochs" if trainer.get("max_epochs") == 0 else "max_steps"
+        raise ConfigValueError(f"trainer.{key}=0: fit would train nothing and test the initial weights as if "
+                               "trained; give 1 or more (or use `medtransfer test --allow_untrained true` to "
+                               "score untrained weights on purpose)")
+    if trainer.get("limit_train_batches") in (0, 0.0):
+        raise ConfigValueError("trainer.limit_train_batches=0: fit would train on no batch; give a fraction in "
+                               "(0, 1] or a number of batches >= 1")

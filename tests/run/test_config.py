@@ -1,0 +1,87 @@
+"""Parsing a run's arguments: a mistake in a config value is one line naming the key, what was given and what
+would do, with exit status 2 and no usage text; trainer values that would train nothing are refused; an
+ad-hoc run is named after what it runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medtransfer.cli import main
+from medtransfer.run.config import ad_hoc_name, parse_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def error_of(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as ended:
+        main(argv)
+    assert ended.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) <= 2 and "usage:" not in "\n".join(err) and "Traceback" not in "\n".join(err), err
+    return err[-1]
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--data.init_args.batch_sise", "3"], "data.init_args.batch_sise: SyntheticMedical takes no option "
+                                           "'batch_sise'; did you mean data.init_args.batch_size?"),
+    (["--trainer.max_epochs", "abc"], "trainer.max_epochs: expected an int (or null), got 'abc'"),
+    (["--model.init_args.lr", "fast"], "model.init_args.lr: expected a float"),
+    (["--traner.max_epochs", "1"], "unknown option --traner.max_epochs; did you mean --trainer.max_epochs?"),
+    (["--data", "Nope"], "data: 'Nope' names no class"),
+    (["--config", "/nowhere/missing.yaml"], "--config: no such file /nowhere/missing.yaml"),
+    (["--trainer.max_epochs", "-5"], "trainer.max_epochs=-5: expected -1 (no limit) or a number of epochs"),
+    (["--trainer.max_epochs", "0"], "trainer.max_epochs=0: fit would train nothing"),
+    (["--trainer.limit_train_batches", "0"], "trainer.limit_train_batches=0: fit would train on no batch"),
+    (["--trainer.limit_val_batches", "1.5"], "trainer.limit_val_batches=1.5: expected a fraction"),
+    (["--trainer.devices", "0"], "trainer.devices=0"),
+    (["--trainer.precision", "fp99"], "trainer.precision: expected one of"),
+    (["--intervals.confidence", "95"], "intervals.confidence=95.0: expected a level between 0 and 1"),
+])
+def test_a_bad_value_is_one_line_naming_the_key(tiny_cli, tmp_path, capsys, extra, expected):
+    runs = tmp_path / "runs"
+    line = error_of(["fit", *tiny_cli(runs), *extra], capsys)
+    assert line.startswith("medtransfer: error: ") and expected in line, line
+    assert not runs.exists()
+
+
+def test_a_repeated_key_in_a_config_file_names_the_key_and_lines(tiny_cli, tmp_path, capsys):
+    config = tmp_path / "repeated.yaml"
+    config.write_text("trainer:\n  max_epochs: 1\n  max_epochs: 3\n")
+    line = error_of(["fit", *tiny_cli(tmp_path / "runs"), "--config", str(config)], capsys)
+    assert "max_epochs" in line and "2" in line and "3" in line
+
+
+def test_unknown_verbs_help_and_no_arguments(capsys):
+    assert "did you mean fit?" in error_of(["fti"], capsys)
+    with pytest.raises(SystemExit) as ended:
+        main(["--help"])
+    assert ended.value.code == 0 and "predict" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as ended:
+        main([])
+    assert ended.value.code == 2
+
+
+def test_a_tool_verbs_help_imports_neither_torch_nor_lightning():
+    """The cold start of a tool verb's help: what it imports (its CPU time is measured by
+    benchmarks/cold_start.py)."""
+    probe = ("import sys\nfrom medtransfer.cli import main\ntry:\n    main(['weights', '--help'])\n"
+             "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'pytorch_lightning', 'timm') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_ad_hoc_runs_are_named_after_their_configs_or_classes(tiny_cli, tmp_path):
+    data_config, model_config = REPO / "configs" / "data" / "synthetic.yaml", REPO / "configs" / "model" / \
+        "finetune.yaml"
+    parsed = parse_run("fit", ["--config", str(data_config), "--config", str(model_config)])
+    assert parsed.config.trainer.logger.init_args.name == "synthetic-finetune"
+    parsed = parse_run("test", ["--data", "medtransfer.datamodules.SyntheticMedical",
+                                "--model", "medtransfer.lightning_modules.Finetune"])
+    assert ad_hoc_name(parsed.config, "test") == "syntheticmedical-finetune-test"
+    named = parse_run("fit", tiny_cli(tmp_path / "runs"))  # a config that names its logger keeps the name
+    assert named.config.trainer.logger.init_args.name == "tiny"
