@@ -82,6 +82,7 @@ class MedicalDataModule(pl.LightningDataModule):
         self.train_fraction = train_fraction
         self.fraction_seed = fraction_seed
         self.augmentation = augmentation or self.default_augmentation
+        self.augmentation_asked = augmentation  # None: the dataset's default, not the user's request
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.prefetch_factor = prefetch_factor

@@ -123,10 +123,11 @@ class EmbeddingsDataModule(pl.LightningDataModule):
 
 
 def warn_augmentation_unused(datamodule) -> None:
-    """Stores hold the eval transform's embeddings: a configured train-time augmentation is not applied, and
-    the user should know rather than read it in results.json's data section and assume it was."""
-    augmentation = getattr(datamodule, "augmentation", "none")
-    if augmentation != "none":
+    """Stores hold the eval transform's embeddings: a train-time augmentation the config asked for is not
+    applied, and the user should know rather than read it in results.json's data section and assume it was.
+    A dataset's default preset is no request (a linear probe on stores is the usual protocol)."""
+    augmentation = getattr(datamodule, "augmentation_asked", None)
+    if augmentation not in (None, "none"):
         rank_zero_warn(
             f"training on feature stores of the eval transform, so data.augmentation {augmentation!r} is not "
             "applied: set model.init_args.feature_cache: false to train on augmented images (the backbone "

@@ -88,6 +88,11 @@ class MedTransferModule(pl.LightningModule):
         """Names and fingerprints of the weights this model holds, for results.json."""
         return []
 
+    def guarded_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The parameters that must stay finite while training (``run.guards.DivergenceGuard`` stops the run
+        when one does not): every trainable one."""
+        return [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+
     def produced_weights(self) -> dict | None:
         """The weights this run produced beyond a head, for results.json (``fingerprint``, ``what``, a
         ``path`` when written to a file); None when it only trains a head on fixed backbones."""

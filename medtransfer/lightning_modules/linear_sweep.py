@@ -76,6 +76,12 @@ class LinearSweep(SingleBackboneModule):
         self.register_buffer("selected", torch.tensor(0))
         self._last_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
+    def guarded_parameters(self) -> list:
+        """None: the heads are independent, and one whose learning rate is too high may diverge alone (it
+        loses the selection on its non-finite validation score); when every head diverges, the training loss
+        is not finite and the guard stops the run."""
+        return []
+
     def logits(self, batch: dict) -> torch.Tensor:
         """The selected head (used for test and predict)."""
         return self.heads.head(int(self.selected), self.embeddings(batch)[0])

@@ -83,8 +83,9 @@ class DivergenceGuard(Callback):
             raise self._diverged(trainer, f"the training loss is not finite{value}")
 
     def _check_parameters(self, trainer, pl_module) -> None:
-        bad = [name for name, p in pl_module.named_parameters()
-               if p.requires_grad and not bool(torch.isfinite(p.detach()).all())]
+        parameters = (pl_module.guarded_parameters() if hasattr(pl_module, "guarded_parameters")
+                      else [(n, p) for n, p in pl_module.named_parameters() if p.requires_grad])
+        bad = [name for name, p in parameters if not bool(torch.isfinite(p.detach()).all())]
         decided = trainer.strategy.reduce_boolean_decision(bool(bad), all=False) if trainer.world_size > 1 \
             else bool(bad)
         if decided:

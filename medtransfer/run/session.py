@@ -98,11 +98,14 @@ def check_before_running(job: Job) -> None:
 
 @contextmanager
 def expected_warnings_silenced(model) -> Iterator[None]:
-    """Lightning warns at the start of training when modules are in eval mode, which a frozen head's
-    backbones are by design (``Backbone.freeze``): said on every probe, it taught users to ignore warnings."""
+    """Lightning's warnings that a frozen head makes by design, said on every probe (they taught users to
+    ignore warnings): modules in eval mode at the start of training (its backbones, ``Backbone.freeze``), and
+    fewer training batches than the logging interval."""
     with warnings.catch_warnings():
         if isinstance(model, FrozenBackboneModule):
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+            # steps on cached features log per epoch, never per step: the logging interval is moot
+            warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
         yield
 
 
