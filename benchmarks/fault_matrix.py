@@ -1,8 +1,8 @@
-"""The fault matrix (issue 17, docs/reliability.md): inject every fault of tests/faults/cases.py into a tiny
-medtransfer run and print one row per case: the fault, what medtransfer did (success with checked data, or
-exit status and message) and whether anything written before was lost or changed.
+"""The fault matrix (issues 17 and 22, docs/reliability.md): inject every fault of tests/faults/cases*.py into
+a tiny medtransfer run and print one row per case: the fault, what medtransfer did (success with checked data,
+or exit status and message) and whether anything written before was lost or changed.
 
-    python benchmarks/fault_matrix.py            # all 66 cases: 2 min on 2 quiet CPU cores, 5 on busy ones
+    python benchmarks/fault_matrix.py            # all 197 cases: about 2 min on 2 quiet CPU cores
     python benchmarks/fault_matrix.py --only kill --keep /tmp/matrix
 
 Exit status 0 when every case passed, 1 otherwise.
@@ -21,8 +21,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests package
 
-from tests.faults.cases import all_cases  # noqa: E402
-from tests.faults.harness import run_case  # noqa: E402
+from tests.faults.harness import STOPPED, run_case  # noqa: E402
+from tests.faults.matrix import all_cases  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     passed = sum(row.passed for row in rows)
     successes = sum(row.outcome.exit_code == 0 for row in rows)
+    stopped = sum(row.outcome.exit_code in STOPPED for row in rows)
     print(
         f"\n{len(rows)} cases: {passed} passed, {len(rows) - passed} failed; {successes} ended in success "
-        f"with checked data, {sum(row.outcome.exit_code == 2 for row in rows)} in a named error (exit 2); "
-        f"earlier files damaged in {sum(bool(row.damaged) for row in rows)}; "
-        f"{time.perf_counter() - started:.0f} s"
+        f"with checked data, {sum(row.outcome.exit_code == 2 for row in rows)} in a named error (exit 2), "
+        f"{stopped} stopped by a signal (130/143) saying how to go on; earlier files damaged in "
+        f"{sum(bool(row.damaged) for row in rows)}; {time.perf_counter() - started:.0f} s"
     )
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)

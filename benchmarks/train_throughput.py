@@ -11,7 +11,7 @@ Both sides train a randomly initialised backbone (nothing is downloaded) from th
 uint8 batches already on the device (a few distinct batches, cycled), with AdamW at the module's learning
 rates, the cosine schedule stepped every batch, the same precision (autocast, or weights in bf16 for
 ``bf16-true``), memory layout and compilation. The Lightning side runs ``Trainer.fit`` with a logger, the
-progress bar the CLI gives it (tqdm's: ``utils.progress.choose_training_bar``) and the module's own
+progress bar the CLI gives it (tqdm's: ``runtime.training_bar.training_bar``) and the module's own
 per-step work (step seeding, loss logging, metric bookkeeping); the plain
 loop does forward, loss, backward, optimizer and scheduler steps only. The first ``--warmup`` batches of
 each run are not timed; runs alternate between the two sides ``--repeats`` times and each side's best run

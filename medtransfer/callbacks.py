@@ -129,8 +129,9 @@ class LearningRates(LearningRateMonitor):
 
 
 def log_figure(trainer: pl.Trainer, tag: str, figure: Figure, path: str | None = None) -> None:
-    """Send a figure to every logger that takes images (``medtransfer.runtime.figures``), and save it to ``path``
-    if given. Called on rank zero only, so it must not ask for the run's folder (a collective under DDP)."""
+    """Send a figure to every logger that takes images (``medtransfer.runtime.figures``), and save it to
+    ``path`` if given. Called on rank zero only, so it must not ask for the run's folder (a collective under
+    DDP)."""
     for logger in trainer.loggers:
         send_figure(logger, tag, figure, trainer.global_step)
     if path:
@@ -199,11 +200,11 @@ class TestPlots(Callback):
 
 class TestPredictionWriter(Callback):
     """At the end of each test (also the test after ``fit``): the per-sample predictions of every DDP rank,
-    gathered (evaluation loaders split a split across ranks without padding, so each sample comes once),
-    put in the test split's order with each sample's patient where the datamodule knows patients, written to
-    ``test_predictions.csv`` in the run's folder (see ``medtransfer.outputs.predictions``), and drawn as a reliability
-    diagram (``test_reliability.png``, logger image ``test/reliability``). ``predictions`` keeps them for the
-    confidence intervals in results.json.
+    gathered (evaluation loaders split a split across ranks without padding, so each sample comes once), put
+    in the test split's order with each sample's patient where the datamodule knows patients, written to
+    ``test_predictions.csv`` in the run's folder (see ``medtransfer.outputs.predictions``), and drawn as a
+    reliability diagram (``test_reliability.png``, logger image ``test/reliability``). ``predictions`` keeps
+    them for the confidence intervals in results.json.
 
     Reads the ``ids``, ``probabilities``, ``targets`` and ``losses`` that ``TaskModule.test_step`` returns."""
 
@@ -294,8 +295,8 @@ def in_split_order(predictions: Predictions, datamodule) -> Predictions:
 class PredictionWriter(BasePredictionWriter):
     """Writes ``medtransfer predict`` output to ``predictions.csv`` in the run's folder (columns as in
     ``medtransfer.outputs.predictions``, plus ``path`` for new images and the ``predicted`` class: see
-    ``medtransfer.outputs.scoring``): one row per sample in dataset order. Under DDP the ranks' rows are gathered
-    and written once. The datamodule's ``threshold`` (``NewImages``; 0.5 otherwise) sets binary and
+    ``medtransfer.outputs.scoring``): one row per sample in dataset order. Under DDP the ranks' rows are
+    gathered and written once. The datamodule's ``threshold`` (``NewImages``; 0.5 otherwise) sets binary and
     multilabel decisions."""
 
     def __init__(self, filename: str = "predictions.csv") -> None:

@@ -1,5 +1,5 @@
-"""The ``medtransfer`` command: which verb, then hand over. ``fit``, ``validate``, ``test`` and ``predict`` are
-parsed by ``medtransfer.run.config`` and run by ``medtransfer.run`` (what Python users call too); the tool
+"""The ``medtransfer`` command: which verb, then hand over. ``fit``, ``validate``, ``test`` and ``predict``
+are parsed by ``medtransfer.run.config`` and run by ``medtransfer.run`` (what Python users call too); the tool
 verbs live in ``medtransfer.verbs``. Nothing heavy is imported before the verb asks for it, so ``--help`` of a
 tool verb answers at once.
 
@@ -27,7 +27,8 @@ TOOL_VERBS: dict[str, tuple[str, str]] = {
     "weights": ("medtransfer.verbs.weights", "list, check and download pretrained weights"),
     "benchmark": ("medtransfer.verbs.benchmark", "run a grid of experiments and report tables and plots"),
     "prepare": ("medtransfer.verbs.prepare", "check a dataset, report its splits, write them out"),
-    "export": ("medtransfer.verbs.export", "write a trained model as ONNX or TorchScript, with its model card"),
+    "export": ("medtransfer.verbs.export",
+               "write a trained model as ONNX or TorchScript, with its model card"),
 }
 
 
@@ -45,10 +46,21 @@ def main(argv: list[str] | None = None) -> None:
         status = run_verb(verb, args)
         if status or verb in TOOL_VERBS:  # a training verb that ended well returns, as Lightning's did
             sys.exit(status)
+    except KeyboardInterrupt:
+        stopped_by_ctrl_c(verb)
     except Exception as error:
         end_on_error(error)
     finally:
         close_process_group()
+
+
+def stopped_by_ctrl_c(verb: str) -> NoReturn:
+    """Ctrl-C where no run handles it (a tool verb such as ``extract``, or a run still being set up): status
+    130 and one line instead of a traceback. Every file medtransfer writes appears whole or not at all, so
+    the same command finishes the work."""
+    print(f"medtransfer: {verb} stopped by SIGINT; every file written is whole. Run the same command again "
+          "to finish (what was written is reused)", file=sys.stderr)
+    sys.exit(130)
 
 
 def run_verb(verb: str, args: list[str]) -> int:
@@ -68,9 +80,8 @@ def end_on_error(error: Exception) -> NoReturn:
     """A user error's message and exit status 2; a rank stopped by another rank's user error likewise; any
     other error is a bug, and its traceback is shown."""
     from .errors import user_error_message
-    from .runtime.settings import traceback_wanted
 
-    if traceback_wanted():
+    if traceback_on_error():
         raise error
     if (message := user_error_message(error)) is not None:
         exit_on_user_error(f"medtransfer: error: {message}")
@@ -78,6 +89,19 @@ def end_on_error(error: Exception) -> NoReturn:
     if rank_exit is not None and (stopped := rank_exit.stopped_rank_message()) is not None:
         exit_on_user_error(stopped)
     raise error
+
+
+def traceback_on_error() -> bool:
+    """Whether ``MEDTRANSFER_TRACEBACK`` asks for tracebacks. A value it cannot read is said on a line of its
+    own and read as unset: it must not hide the error it was set to show (it was a traceback of its own)."""
+    from .runtime.settings import SettingError, traceback_wanted
+
+    try:
+        return traceback_wanted()
+    except SettingError as unreadable:
+        print(f"medtransfer: warning: {unreadable}; the error below is shown without its traceback",
+              file=sys.stderr)
+        return False
 
 
 def exit_on_user_error(line: str) -> NoReturn:

@@ -26,14 +26,18 @@ class MedTransferError(Exception):
 
 
 class ConfigValueError(MedTransferError, ValueError):
-    """A config value outside what it can be (a fraction of 0, a size below 1, an unknown choice); the
-    message names the key as a config spells it (``data.init_args.train_fraction``), the value and what
-    would do."""
+    """A config value outside what it can be (a fraction of 0, a size below 1, an unknown choice).
+
+    The message names the key as a config spells it (``data.init_args.train_fraction``), the value and what
+    would do.
+    """
 
 
 def first_line(error: BaseException) -> str:
-    """The first line of ``error``'s message (its type's name when it has none), to quote a library's error
-    inside one of ours without its multi-line detail."""
+    """The first line of ``error``'s message (its type's name when it has none).
+
+    This quotes a library's error inside one of ours without its multi-line detail.
+    """
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -50,9 +54,12 @@ def find_user_error(error: BaseException | None) -> MedTransferError | None:
 
 
 def user_error_message(error: BaseException | None) -> str | None:
-    """What the user is told about ``error``: the message of the first MedTransferError in its chain of
-    causes (also one that a DataLoader worker raised), without any traceback text; None when the chain holds
-    no user error (a bug: the traceback is shown)."""
+    """What the user is told about ``error``: the message of the user error behind it, or None.
+
+    The message of the first MedTransferError in its chain of causes (also one that a DataLoader worker
+    raised), without any traceback text; None when the chain holds no user error (a bug: the traceback is
+    shown).
+    """
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, MedTransferError):
@@ -66,9 +73,15 @@ def user_error_message(error: BaseException | None) -> str | None:
 
 
 def _worker_message(text: str, error_type: type | None) -> str | None:
-    """The original message of a MedTransferError that a DataLoader worker raised, from the text torch
-    re-raised it with; None when ``text`` is no such re-raise. ``error_type``: the re-raised exception's type
-    (None: torch could not rebuild it and raised a RuntimeError; the type is then read from the traceback)."""
+    """The original message of a MedTransferError that a DataLoader worker raised.
+
+    It is read from the text torch re-raised it with; None when ``text`` is no such re-raise.
+
+    Args:
+        text: the re-raised exception's message.
+        error_type: the re-raised exception's type (None: torch could not rebuild it and raised a
+            RuntimeError; the type is then read from the traceback).
+    """
     caught = WORKER_RERAISE.match(text)
     if caught is None:
         return None

@@ -75,7 +75,8 @@ class Task:
         """Raise a sentence saying how ``other`` differs, when a model built for ``self`` meets it.
 
         Kind, number and names of the classes must agree: a binary "pneumonia" head scored against "lesion"
-        labels would produce numbers that look fine and mean nothing."""
+        labels would produce numbers that look fine and mean nothing.
+        """
         if (self.kind, self.class_names) == (other.kind, other.class_names):
             return
         raise TaskMismatchError(

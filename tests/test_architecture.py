@@ -131,7 +131,8 @@ def test_the_cycle_finder_finds_one():
     ("lightning_modules", "medtransfer.datamodules"),
 ])
 def test_the_data_side_and_the_models_meet_only_through_the_contracts(part, forbidden):
-    offending = {str(p): sorted(m for m in imported_modules(p) if m == forbidden or m.startswith(f"{forbidden}."))
+    offending = {str(p): sorted(m for m in imported_modules(p)
+                                if m == forbidden or m.startswith(f"{forbidden}."))
                  for p in (PACKAGE / part).rglob("*.py")}
     assert {path: names for path, names in offending.items() if names} == {}
 

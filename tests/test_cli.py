@@ -254,7 +254,8 @@ trainer:
     assert [type(c) for c in ours] == [LearningRates, TestPredictionWriter, TaskCheckpoint]  # checkpoint last
     assert trainer.checkpoint_callback.save_top_k == 3
 
-    trainer = instantiate(parse_run("fit", [*tiny_cli(tmp_path / "runs"), "--trainer.callbacks+=EarlyStopping",
+    trainer = instantiate(parse_run("fit", [*tiny_cli(tmp_path / "runs"),
+                                            "--trainer.callbacks+=EarlyStopping",
                                             "--trainer.callbacks.monitor", "val/auroc"])).trainer
     names = [type(c).__name__ for c in trainer.callbacks]
     assert TrainingImageGrid.__name__ in names and "EarlyStopping" in names

@@ -145,3 +145,30 @@ def test_a_user_error_on_one_ddp_rank_stops_every_rank_with_status_2(tiny_cli, t
     errors = [line for line in done.stderr.splitlines() if line.startswith("medtransfer: error:")]
     assert errors and all("rank 1 found bad input" in line for line in errors[:1]), done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def test_an_unreadable_traceback_setting_never_hides_the_error(monkeypatch, capsys):
+    """``MEDTRANSFER_TRACEBACK=maybe`` was read only once an error had to be shown, and its own error then
+    replaced that error with a traceback and exit status 1."""
+    monkeypatch.setenv("MEDTRANSFER_TRACEBACK", "maybe")
+    with pytest.raises(SystemExit) as ended:
+        main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "0"])
+    warning, error = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert ended.value.code == 2
+    assert warning.startswith("medtransfer: warning: MEDTRANSFER_TRACEBACK='maybe': expected one of 1, true")
+    assert error.startswith("medtransfer: error: trainer.max_epochs=0: fit would train nothing")
+
+
+def test_ctrl_c_in_a_tool_verb_is_status_130_and_one_line(monkeypatch, capsys):
+    """``medtransfer extract`` interrupted ended with a KeyboardInterrupt traceback."""
+    import medtransfer.verbs.weights
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(medtransfer.verbs.weights, "main", interrupted)
+    with pytest.raises(SystemExit) as ended:
+        main(["weights", "list"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ended.value.code == 130 and len(err) == 1
+    assert err[0].startswith("medtransfer: weights stopped by SIGINT; every file written is whole")

@@ -1,5 +1,7 @@
-"""The Backbone module (docs/architecture.md, "A backbone"): a timm model taking uint8 images, returning
-embeddings."""
+"""The Backbone module: a timm model taking uint8 images, returning embeddings.
+
+See docs/architecture.md, "A backbone".
+"""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from .preprocessing import Preprocessing
 
 
 class Backbone(nn.Module):
-    """Wraps a timm model: normalises uint8 images on the device with the weights' own mean/std, optionally
+    """A timm model that takes uint8 images and returns ``B x embed_dim`` embeddings.
+
+    It wraps the timm model: normalises uint8 images on the device with the weights' own mean/std, optionally
     resizes them to ``resize_to``, and returns ``B x embed_dim`` embeddings by the named recipe.
 
     ``freeze()`` makes it a fixed feature extractor for good: no gradients, and ``train()`` keeps it in eval
@@ -49,11 +53,14 @@ class Backbone(nn.Module):
         self.frozen = False
         self.channels_last = False
         self._fingerprint: str | None = None
-        self.load_report = None  # what ``create_backbone`` loaded into it (``loading.LoadReport``), if anything
+        self.load_report = None  # what ``create_backbone`` loaded (``loading.LoadReport``), if anything
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float on the 0-255 scale) ``B x 3 x H x W`` to the model's input, in the dtype of the
-        model's weights (float32 unless the trainer runs in true half precision, e.g. ``bf16-true``)."""
+        """uint8 (or float on the 0-255 scale) ``B x 3 x H x W`` images to the model's input.
+
+        The input is in the dtype of the model's weights (float32 unless the trainer runs in true half
+        precision, e.g. ``bf16-true``).
+        """
         if self.channels_last:  # on the uint8 batch: a quarter of the bytes of the float one
             images = images.contiguous(memory_format=torch.channels_last)
         x = images.float()
@@ -68,8 +75,11 @@ class Backbone(nn.Module):
         return self._embed(self.model, self.normalise(images))
 
     def use_channels_last(self) -> Backbone:
-        """Convolution weights and every batch channels-last from now on (outputs equal the default layout's
-        to float rounding); a checkpoint's weights load into this layout unchanged."""
+        """Convolution weights and every batch channels-last from now on.
+
+        Outputs equal the default layout's to float rounding; a checkpoint's weights load into this layout
+        unchanged.
+        """
         self.channels_last = True
         self.model.to(memory_format=torch.channels_last)
         return self
@@ -91,8 +101,10 @@ class Backbone(nn.Module):
         return self._fingerprint
 
     def current_fingerprint(self) -> str:
-        """The fingerprint of the weights as they are now (``fingerprint`` keeps the first one taken, the
-        weights a run started from, when training changes them)."""
+        """The fingerprint of the weights as they are now.
+
+        ``fingerprint`` keeps the first one taken, the weights a run started from, when training changes them.
+        """
         return state_dict_fingerprint(self.model.state_dict())
 
     def describe(self) -> dict:
@@ -101,6 +113,11 @@ class Backbone(nn.Module):
 
 
 def state_dict_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """16 hex digits of a SHA-256 over every tensor's name, shape and bytes, in name order.
+
+    Equal weights give equal fingerprints whatever the device, memory layout or dict order, so results.json
+    and the feature stores can tell which weights produced them.
+    """
     digest = hashlib.sha256()
     for key in sorted(state):
         tensor = state[key].detach().cpu().contiguous().reshape(-1)

@@ -1,6 +1,8 @@
-"""``create_backbone``: a name (registry weights, timm's pretrained weights or any timm architecture) and an
-optional checkpoint to a Backbone whose weights were loaded exactly (``loading.py``) and fingerprinted before
-any training."""
+"""``create_backbone``: a name and an optional checkpoint to a Backbone.
+
+The name is registry weights, timm's pretrained weights or any timm architecture; the Backbone's weights were
+loaded exactly (``loading.py``) and fingerprinted before any training.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +49,17 @@ def create_backbone(
     Loading is exact or fails (``CheckpointMismatchError`` listing the keys); the backbone's ``load_report``
     says what was loaded and dropped (None for random initialisation). ``timm_kwargs`` go to
     ``timm.create_model`` (e.g. ``img_size``, ``dynamic_img_size``).
+
+    Args:
+        name: a registry name, timm's pretrained weights or a timm architecture (see above).
+        checkpoint: a weights file or a medtransfer backbone export, instead of the cache or a download.
+        embedding: the embedding recipe; default: the registry entry's or the export's, else ``pre_logits``.
+        resize_to: the side images are resized to on the device before the model, if given.
+        **timm_kwargs: more arguments of ``timm.create_model``.
+
+    Raises:
+        UnknownBackboneError: ``name`` is none of the above (the message lists the closest names).
+        CheckpointMismatchError: the checkpoint's weights do not fit the architecture exactly.
     """
     entry = get_entry(name)
     tagged = find_timm_weights(name) if entry is None else None
@@ -95,8 +108,10 @@ def create_backbone(
 
 
 def entry_kwargs(entry: WeightsEntry, timm_kwargs: dict) -> dict:
-    """The entry's timm arguments (which make the architecture match the checkpoint) plus the caller's; the
-    caller may not contradict the entry's."""
+    """The entry's timm arguments (which make the architecture match the checkpoint) plus the caller's.
+
+    The caller may not contradict the entry's.
+    """
     conflicts = {k: v for k, v in timm_kwargs.items() if k in entry.timm_kwargs and entry.timm_kwargs[k] != v}
     if conflicts:
         raise ValueError(
@@ -129,6 +144,7 @@ def closest_names(name: str, count: int = 3) -> list[str]:
 
 
 def check_recipe(recipe: str, model: nn.Module, name: str) -> None:
+    """Refuse an unknown embedding recipe, or ``cls_last4`` on a model that is not a Vision Transformer."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown embedding recipe {recipe!r} for {name}; choose one of {sorted(RECIPES)}")
     if recipe == "cls_last4" and not hasattr(model, "get_intermediate_layers"):

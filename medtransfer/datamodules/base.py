@@ -103,9 +103,11 @@ class MedicalDataModule(pl.LightningDataModule):
     class_set_fix = ""
 
     def classes_declared_by(self) -> str | None:
-        """Who declared the class set, or None when it was read off the labels found. A declared class without
-        training images is kept with a warning; an inferred one is refused (``class_set_fix`` says what to
-        do). A published dataset declares its own classes."""
+        """Who declared the class set, or None when it was read off the labels found.
+
+        A declared class without training images is kept with a warning; an inferred one is refused
+        (``class_set_fix`` says what to do). A published dataset declares its own classes.
+        """
         return "the dataset's published class list"
 
     def check_class_set(self, sources: dict[str, Source]) -> None:
@@ -115,10 +117,12 @@ class MedicalDataModule(pl.LightningDataModule):
                                    self.class_set_fix)
 
     def class_counts(self) -> dict[str, dict[str, int]]:
-        """Samples per class name (positive samples per finding for multilabel) in each split, for a
-        pre-flight check before training: ``train`` is the label fraction used, ``train_full`` the whole
+        """Samples per class name (positive samples per finding for multilabel) in each split.
+
+        For a pre-flight check before training: ``train`` is the label fraction used, ``train_full`` the whole
         training split (only when the fraction leaves samples out), then ``val`` and ``test``. Reads labels
-        only (no image is decoded) and changes nothing a run computes; {} for images without labels."""
+        only (no image is decoded) and changes nothing a run computes; {} for images without labels.
+        """
         if self.task is None:
             return {}
         sources = self.sources()
@@ -128,10 +132,12 @@ class MedicalDataModule(pl.LightningDataModule):
         return counts | {split: class_counts(self.task, sources[split].labels) for split in ("val", "test")}
 
     def data_fingerprint(self) -> dict:
-        """What identifies this dataset's samples and splits (for feature stores and results.json): the
-        dataset, where its pixels are read from (``root``, resolved, for datamodules that read files: the same
-        ids and labels under another folder may be other pixels, e.g. another preprocessing) and a digest of
-        every split's ids and labels."""
+        """What identifies this dataset's samples and splits (for feature stores and results.json).
+
+        The dataset, where its pixels are read from (``root``, resolved, for datamodules that read files: the
+        same ids and labels under another folder may be other pixels, e.g. another preprocessing) and a digest
+        of every split's ids and labels.
+        """
         fingerprint = {"dataset": self.name, "splits": self.split_digests()}
         root = getattr(self, "root", None)
         if root is not None:
@@ -148,8 +154,17 @@ class MedicalDataModule(pl.LightningDataModule):
         return digests
 
     def write_splits(self, path: str | Path) -> Path:
-        """Write ``id,split,label,patient`` for every sample (official and carved splits) to a CSV, to publish
-        the exact splits a result used; the label fraction is reproducible from ``fraction_seed``."""
+        """Write ``id,split,label,patient`` for every sample (official and carved splits) to a CSV.
+
+        This publishes the exact splits a result used; the label fraction is reproducible from
+        ``fraction_seed``.
+
+        Args:
+            path: the CSV file to write.
+
+        Returns:
+            The path written.
+        """
         return write_split_file(path, self.sources())
 
     # -- splits ---------------------------------------------------------------------------------------------
@@ -203,8 +218,10 @@ class MedicalDataModule(pl.LightningDataModule):
                                   multilabel=self.multilabel)
 
     def view_dataset(self, spec: ViewSpec) -> MultiViewDataset:
-        """The training split (its label fraction) as multi-view items for self-supervised pretraining
-        (``medtransfer.views``): augmented for this dataset's modality; labels come along unused."""
+        """The training split (its label fraction) as multi-view items for self-supervised pretraining.
+
+        The views (``medtransfer.views``) are augmented for this dataset's modality; labels come along unused.
+        """
         transform = build_view_transform(spec, self.augmentation, self.image_size)
         return MultiViewDataset(self.split_source("train"), transform, seed=run_seed(),
                                 multilabel=self.multilabel)
@@ -213,8 +230,10 @@ class MedicalDataModule(pl.LightningDataModule):
         return world_and_rank(getattr(self, "trainer", None))
 
     def serve_views(self, spec: ViewSpec | None) -> None:
-        """Serve ``spec``'s views of each training image instead of single augmented images (for
-        self-supervised pretraining; the ``medtransfer`` CLI sets this from the model's ``view_spec``)."""
+        """Serve ``spec``'s views of each training image instead of single augmented images.
+
+        For self-supervised pretraining; the ``medtransfer`` CLI sets this from the model's ``view_spec``.
+        """
         self.views = spec
 
     def train_dataloader(self) -> DataLoader:
@@ -227,8 +246,11 @@ class MedicalDataModule(pl.LightningDataModule):
         return self._loader(dataset, sampler, self.batch_size)
 
     def _view_loader(self, spec: ViewSpec) -> DataLoader:
-        """Multi-view batches of the training split. Incomplete last batches are dropped: contrastive and
-        clustering losses and BatchNorm need full batches."""
+        """Multi-view batches of the training split.
+
+        Incomplete last batches are dropped: contrastive and clustering losses and BatchNorm need full
+        batches.
+        """
         dataset = self.view_dataset(spec)
         world, rank = self._world()
         if len(dataset) < self.batch_size * world:
@@ -242,8 +264,7 @@ class MedicalDataModule(pl.LightningDataModule):
                           drop_last=True, **self.loader_settings())
 
     def eval_dataloader(self, split: str) -> DataLoader:
-        """Deterministic, unaugmented, unpadded loader over a whole split (the label fraction for
-        ``train``)."""
+        """Deterministic, unaugmented, unpadded loader over a whole split (``train``: its label fraction)."""
         dataset = self.dataset(split, train_transform=False)
         world, rank = self._world()
         return self._loader(dataset, UnpaddedSampler(dataset, world, rank), self.eval_batch_size)
@@ -259,13 +280,14 @@ class MedicalDataModule(pl.LightningDataModule):
 
     # -- feature stores (medtransfer.features) ---------------------------------------------------------------
     def eval_transform(self):
-        """The deterministic transform of evaluation and feature extraction (part of a store's
-        fingerprint)."""
+        """Deterministic transform of evaluation and feature extraction (part of a store's fingerprint)."""
         return self.transform(train=False)
 
     def extraction_dataloader(self, split: str, num_replicas: int = 1, rank: int = 0) -> DataLoader:
-        """Unaugmented loader over the WHOLE split, label fraction ignored (a feature store holds the whole
-        split and fractions select its rows by ``train_indices()``), as rank ``rank``'s unpadded shard."""
+        """Unaugmented loader over the WHOLE split, label fraction ignored, as rank ``rank``'s unpadded shard.
+
+        A feature store holds the whole split and fractions select its rows by ``train_indices()``.
+        """
         dataset = TransformedDataset(self.sources()[split], self.eval_transform(), seed=run_seed(),
                                      multilabel=self.multilabel)
         return self._loader(dataset, UnpaddedSampler(dataset, num_replicas, rank), self.eval_batch_size)
@@ -275,9 +297,11 @@ class MedicalDataModule(pl.LightningDataModule):
                           **self.loader_settings())
 
     def loader_settings(self) -> dict:
-        """DataLoader arguments that fit the machine: ``num_workers`` (see the class), workers kept between
-        epochs and each preparing ``prefetch_factor`` batches ahead, pinned memory when training on a CUDA
-        device."""
+        """DataLoader arguments that fit the machine.
+
+        ``num_workers`` (see the class), workers kept between epochs and each preparing ``prefetch_factor``
+        batches ahead, pinned memory when training on a CUDA device.
+        """
         workers = self.num_workers
         if workers is None:
             workers = default_num_workers(self._local_world())
@@ -300,9 +324,11 @@ class MedicalDataModule(pl.LightningDataModule):
         return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        """Move a batch's tensors (``image`` or ``features``, ``label``) and leave ``id`` as it is:
+        """Move a batch's tensors (``image`` or ``features``, ``label``) and leave ``id`` as it is.
+
         Lightning's generic transfer walks every id string, which costs more than a linear head's whole step
-        on cached features."""
+        on cached features.
+        """
         if not isinstance(batch, dict):
             return super().transfer_batch_to_device(batch, device, dataloader_idx)
         return {key: _to_device(value, device) for key, value in batch.items()}
@@ -328,8 +354,11 @@ def check_batch_settings(batch_size, eval_batch_size, num_workers, prefetch_fact
 
 
 def check_image_settings(image_size, train_fraction, fraction_seed, augmentation) -> None:
-    """The image side, label fraction, its seed and the augmentation preset (``ConfigValueError``
-    otherwise)."""
+    """Check the image side, label fraction, its seed and the augmentation preset.
+
+    Raises:
+        ConfigValueError: one of them is out of range or unknown.
+    """
     check_integer("image_size", image_size, 1, "the side in pixels of the square images fed to the model, "
                   "e.g. 224")
     check_train_fraction(train_fraction)
@@ -342,8 +371,11 @@ MAX_AUTO_WORKERS = 16
 
 
 def default_num_workers(local_world: int = 1) -> int:
-    """``MEDTRANSFER_NUM_WORKERS`` if set, else the CPUs this process may use shared among the ``local_world``
-    training processes of the node (at most 16 each, at least 1)."""
+    """DataLoader workers per training process: ``MEDTRANSFER_NUM_WORKERS`` if set, else a share of the CPUs.
+
+    The share is of the CPUs this process may use, among the ``local_world`` training processes of the node
+    (at most 16 each, at least 1).
+    """
     forced = settings.num_workers()
     if forced is not None:
         return forced

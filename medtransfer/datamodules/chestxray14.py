@@ -1,6 +1,8 @@
-"""NIH ChestX-ray14 (Wang et al. 2017): 112,120 frontal chest X-rays of 30,805 patients, 14 text-mined
-findings, multilabel, mean AUROC, with the official patient-disjoint ``train_val_list.txt`` /
-``test_list.txt``."""
+"""NIH ChestX-ray14 (Wang et al. 2017): 14 text-mined findings on frontal chest X-rays, multilabel.
+
+112,120 frontal chest X-rays of 30,805 patients, 14 text-mined findings, multilabel, mean AUROC, with the
+official patient-disjoint ``train_val_list.txt`` / ``test_list.txt``.
+"""
 
 from __future__ import annotations
 
@@ -62,8 +64,10 @@ def parse_findings(text: str, where: str) -> np.ndarray:
 
 
 def check_unique_images(frame, path: Path, dataset: str) -> None:
-    """One row per image in the entries table: a duplicated ``Image Index`` would give its image two label
-    rows (or two copies in a split)."""
+    """Check there is one row per image in the entries table.
+
+    A duplicated ``Image Index`` would give its image two label rows (or two copies in a split).
+    """
     repeated = frame["Image Index"].duplicated(keep=False)
     if not repeated.any():
         return
@@ -82,8 +86,10 @@ def check_unique_images(frame, path: Path, dataset: str) -> None:
 
 
 class ChestXray14(FileBackedDataModule):
-    """ChestX-ray14 from ``root`` as downloaded: ``Data_Entry_2017_v2020.csv`` (or ``Data_Entry_2017.csv``),
-    ``train_val_list.txt``, ``test_list.txt`` and the PNGs under ``images/`` or ``images_NNN/images/``.
+    """NIH ChestX-ray14 from ``root`` as downloaded.
+
+    Layout: ``Data_Entry_2017_v2020.csv`` (or ``Data_Entry_2017.csv``), ``train_val_list.txt``,
+    ``test_list.txt`` and the PNGs under ``images/`` or ``images_NNN/images/``.
 
     The official test list is the test split; validation is carved from train_val by patient (seeded,
     stratified by finding pattern), so no patient is in two splits. RGBA PNGs are converted to grey.

@@ -1,5 +1,7 @@
-"""Your own data as a CSV: an image path column, one or more label columns, optional patient and split
-columns."""
+"""Your own data as a CSV of image paths and labels.
+
+An image path column, one or more label columns, optional patient and split columns.
+"""
 
 from __future__ import annotations
 

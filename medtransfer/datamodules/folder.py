@@ -1,5 +1,7 @@
-"""Your own data as folders: one folder per class, optionally under ``train/``, ``val/`` (or ``valid/``) and
-``test/`` split folders."""
+"""Your own data as folders: one folder per class.
+
+The class folders are optionally under ``train/``, ``val/`` (or ``valid/``) and ``test/`` split folders.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +24,14 @@ from .splits import complete_splits
 log = logging.getLogger(__name__)
 
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+SPLIT_OF_FOLDER = {name: split for split, names in SPLIT_FOLDERS.items() for name in names}
+# folder names that say a split, not a class (compared ignoring case): read as classes, ``Training/`` and
+# ``Testing/`` made a task of telling the splits apart
+SPLIT_LIKE_NAMES = frozenset({*SPLIT_OF_FOLDER, "training", "testing"})
 
 
 def class_folders(folder: Path) -> list[str]:
+    """The class folders' names under ``folder``, sorted; dot folders and ``__MACOSX`` are left out."""
     return sorted(
         p.name
         for p in folder.iterdir()
@@ -79,6 +86,8 @@ class ImageFolder(FileBackedDataModule):
     refused, and so is a class without training images once the splits are built (an empty class folder, a
     class folder only under ``test/`` or ``val/``, or a class whose few images were all carved out), and so
     are ``ordinal`` grades whose folder names are not numbers in numeric order (``10`` sorts before ``2``).
+    Split folders are recognised whatever their case (``Train/``, ``TEST/``); class folders named like splits
+    (``Training/``, ``Testing/``) are refused.
     With ``class_names`` the user declares the classes: only those folders are read, in that order, and a
     declared class without training images is kept with a warning.
 
@@ -128,14 +137,12 @@ class ImageFolder(FileBackedDataModule):
         return None if self.class_names is None else config_key("class_names")
 
     def split_folders(self) -> dict[str, Path]:
-        root = Path(self.root).expanduser()
-        found = {}
-        for split, names in SPLIT_FOLDERS.items():
-            for name in names:
-                if (root / name).is_dir():
-                    found[split] = root / name
-                    break
-        return found
+        """The split folders under the root, by split.
+
+        ``train/``, ``val/`` (or ``valid/``, ``validation/``) and ``test/``, their names compared ignoring
+        case (``Train/``, ``TEST/``); two folders of one split are refused.
+        """
+        return split_folders(self.name, Path(self.root).expanduser())
 
     def _find_classes(self) -> list[str]:
         root = check_layout(
@@ -146,6 +153,7 @@ class ImageFolder(FileBackedDataModule):
         if self.class_names is not None:
             return declared_classes(self.name, self.class_names, found)
         check_folder_spellings(self.name, root, found)
+        check_no_split_names(self.name, root, found)
         classes = sorted(found)
         if self.ordinal:
             check_grade_order(self.name, classes, "the class folders")
@@ -190,6 +198,38 @@ class ImageFolder(FileBackedDataModule):
         return {"classes": self.classes}
 
 
+def split_folders(dataset: str, root: Path) -> dict[str, Path]:
+    """The split folders under ``root``, by split (see ``ImageFolder.split_folders``)."""
+    found: dict[str, Path] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        split = SPLIT_OF_FOLDER.get(folder.name.casefold())
+        if split is None:
+            continue
+        if split in found:
+            raise DatasetLayoutError(
+                f"{dataset}: {found[split].name}/ and {folder.name}/ under {root} are both the {split} "
+                "split's folder: merge them into one"
+            )
+        found[split] = folder
+    return {split: found[split] for split in SPLIT_FOLDERS if split in found}  # train, val, test
+
+
+def check_no_split_names(dataset: str, root: Path, found: dict[str, Path]) -> None:
+    """Check that no class folder is named like a split.
+
+    ``Training/`` and ``Testing/`` (or a ``test/`` inside a split folder) read as classes would make a task of
+    telling the splits apart.
+    """
+    named = sorted(name for name in found if name.casefold() in SPLIT_LIKE_NAMES)
+    if named:
+        listed = ", ".join(f"{name!r} ({found[name].relative_to(root)})" for name in named)
+        raise DatasetLayoutError(
+            f"{dataset}: class folder(s) {listed} are named like splits, not classes: split folders are "
+            "train/, val/ (or valid/, validation/) and test/ (any case), each holding the class folders; "
+            f"rename them, or list the classes in {config_key('class_names')} if they are classes"
+        )
+
+
 def first_class_folders(folders: dict[str, Path]) -> dict[str, Path]:
     """Every class folder name under the split ``folders``, with the first folder of that name."""
     found: dict[str, Path] = {}
@@ -215,8 +255,10 @@ def declared_classes(dataset: str, class_names: list[str], found: dict[str, Path
 
 
 def check_folder_spellings(dataset: str, root: Path, found: dict[str, Path]) -> None:
-    """No two class folders name one class written two ways (``Normal`` under train/, ``normal`` under
-    test/): they would become two classes."""
+    """Check that no two class folders name one class written two ways.
+
+    ``Normal`` under train/ and ``normal`` under test/ would become two classes.
+    """
     group = respelled(found)
     if group:
         listed = " and ".join(f"{name!r} ({found[name].relative_to(root)})" for name in group)

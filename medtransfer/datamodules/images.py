@@ -222,8 +222,8 @@ class FileSource(Source):
 
 
 def missing_files(paths: Sequence[str | Path], origins: Sequence[str] | None = None, limit: int = 5) -> str:
-    """'' when every file exists, else a message naming the first few missing files (and where they were
-    listed); one directory listing per folder, so this is cheap for 100k files."""
+    """'' when every file exists, else a one-line message naming the first few missing files (and where they
+    were listed); one directory listing per folder, so this is cheap for 100k files."""
     listings: dict[str, set[str]] = {}
     missing = []
     for i, path in enumerate(paths):
@@ -234,6 +234,6 @@ def missing_files(paths: Sequence[str | Path], origins: Sequence[str] | None = N
             missing.append(f"{path}" + (f" ({origins[i]})" if origins else ""))
     if not missing:
         return ""
-    shown = "\n    ".join(missing[:limit])
-    more = f"\n    ... and {len(missing) - limit} more" if len(missing) > limit else ""
-    return f"{len(missing)} of {len(paths)} listed images are missing:\n    {shown}{more}"
+    shown = ", ".join(missing[:limit])
+    more = f" and {len(missing) - limit} more" if len(missing) > limit else ""
+    return f"{len(missing)} of {len(paths)} listed images are missing: {shown}{more}"

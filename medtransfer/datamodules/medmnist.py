@@ -1,5 +1,8 @@
-"""MedMNIST v2 (Yang et al. 2023): the 2D datasets as published, ``<flag>.npz`` (28 px) or
-``<flag>_<size>.npz`` (64/128/224 px) with arrays ``{train,val,test}_{images,labels}``, official splits."""
+"""MedMNIST v2 (Yang et al. 2023): the 2D datasets as published, with their official splits.
+
+The files are ``<flag>.npz`` (28 px) or ``<flag>_<size>.npz`` (64/128/224 px) with arrays
+``{train,val,test}_{images,labels}``.
+"""
 
 from __future__ import annotations
 
@@ -154,6 +157,7 @@ FLAGS: dict[str, Flag] = {
 
 
 def flag_task(flag: str) -> Task:
+    """The task of a MedMNIST dataset: its kind and classes, scored by kappa when ordinal, else by AUROC."""
     info = FLAGS[flag]
     return Task(
         info.kind, info.classes, ordinal=info.ordinal, primary_metric="kappa" if info.ordinal else "auroc"
@@ -228,8 +232,11 @@ class MedMNIST(MedicalDataModule):
         self._read(unpack_large, self.path())  # once per node, before every process maps the large arrays
 
     def build_sources(self) -> dict[str, Source]:
-        """Under DDP, Lightning runs ``prepare_data`` on one process per node first, so large arrays are
-        unpacked once before the others map them."""
+        """The official train, val and test splits of the ``.npz`` file.
+
+        Under DDP, Lightning runs ``prepare_data`` on one process per node first, so large arrays are unpacked
+        once before the others map them.
+        """
         path = self.path()
         arrays = self._read(load_npz, path)
         return {split: self._split(arrays, path, split) for split in ("train", "val", "test")}

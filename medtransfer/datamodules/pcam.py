@@ -1,6 +1,8 @@
-"""PatchCamelyon (Veeling et al. 2018): 96 x 96 histology patches of lymph node sections, binary (metastasis
-in the centre 32 x 32 pixels), official split 262,144 / 32,768 / 32,768, read lazily from the published HDF5
-files."""
+"""PatchCamelyon (Veeling et al. 2018): histology patches of lymph node sections, binary.
+
+96 x 96 histology patches of lymph node sections, binary (metastasis in the centre 32 x 32 pixels), official
+split 262,144 / 32,768 / 32,768, read lazily from the published HDF5 files.
+"""
 
 from __future__ import annotations
 
@@ -41,10 +43,13 @@ def pcam_file(split: str, kind: str) -> str:
 
 
 class HDF5Source(Source):
-    """Images from dataset ``x`` (``N x 96 x 96 x 3`` uint8) and labels from dataset ``y`` (``N x 1 x 1 x
-    1``) of two HDF5 files. Labels are read at construction (a few hundred kB); images are read one at a time
+    """Images and labels of one PCam split, from its two HDF5 files.
+
+    Images from dataset ``x`` (``N x 96 x 96 x 3`` uint8) and labels from dataset ``y`` (``N x 1 x 1 x 1``)
+    of two HDF5 files. Labels are read at construction (a few hundred kB); images are read one at a time
     from a file opened lazily once per process, so DataLoader workers never share a handle and the 7 GB array
-    is never loaded."""
+    is never loaded.
+    """
 
     def __init__(self, x_path: Path, y_path: Path, id_prefix: str, groups: np.ndarray | None = None) -> None:
         self.x_path = str(x_path)
@@ -87,6 +92,7 @@ class HDF5Source(Source):
 
 
 def open_hdf5(path: str | Path) -> h5py.File:
+    """The HDF5 file at ``path``, opened read-only; a file h5py cannot read is a ``DatasetLayoutError``."""
     try:
         return h5py.File(path, "r")
     except OSError as err:
@@ -96,6 +102,7 @@ def open_hdf5(path: str | Path) -> h5py.File:
 
 
 def dataset_of(handle: h5py.File, key: str, path: str | Path) -> h5py.Dataset:
+    """The HDF5 dataset ``key`` of an open file; a missing one is a ``DatasetLayoutError`` naming the keys."""
     if key not in handle or not isinstance(handle[key], h5py.Dataset):
         raise DatasetLayoutError(
             f"{path}: no HDF5 dataset {key!r} (found keys {list(handle.keys())}); PCam files "

@@ -1,6 +1,8 @@
-"""Paediatric chest X-ray pneumonia (Kermany et al. 2018, Cell):
+"""Paediatric chest X-ray pneumonia (Kermany et al. 2018, Cell).
+
 ``chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}`` as published on Mendeley Data and copied to Kaggle (with
-an extra nested copy and ``__MACOSX`` debris)."""
+an extra nested copy and ``__MACOSX`` debris).
+"""
 
 from __future__ import annotations
 
@@ -42,8 +44,11 @@ def patient_of(file_name: str) -> str:
 
 
 def find_split_root(root: Path, max_depth: int = 3) -> Path | None:
-    """The shallowest folder under ``root`` with ``train/`` and ``test/`` class folders (the Kaggle copy
-    nests a second ``chest_xray/`` inside the first; taking the shallowest never counts an image twice)."""
+    """The shallowest folder under ``root`` with ``train/`` and ``test/`` class folders.
+
+    The Kaggle copy nests a second ``chest_xray/`` inside the first; taking the shallowest never counts an
+    image twice.
+    """
     level = [root]
     for _ in range(max_depth + 1):
         for folder in level:
@@ -63,9 +68,10 @@ class ChestXrayPneumonia(FileBackedDataModule):
 
     Args:
         root: the folder that holds ``chest_xray/`` (or ``chest_xray/`` itself, or the Kaggle download
-        folder). validation: ``carved`` (default): the official 16-image ``val/`` is too small to select
-            checkpoints on, so it joins the training images and a patient-grouped, stratified validation
-            split of ``val_fraction`` is carved from them; ``official``: use ``val/`` as published.
+            folder).
+        validation: ``carved`` (default): the official 16-image ``val/`` is too small to select checkpoints
+            on, so it joins the training images and a patient-grouped, stratified validation split of
+            ``val_fraction`` is carved from them; ``official``: use ``val/`` as published.
         val_fraction, split_seed: size and seed of the carved validation split.
         skip_corrupt, image_size, batch_size, ...: see ``FileBackedDataModule``; default augmentation
             ``chest_xray``.

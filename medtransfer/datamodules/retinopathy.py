@@ -1,5 +1,8 @@
-"""Diabetic retinopathy grading, 5 ordinal grades (0 none ... 4 proliferative), quadratic weighted kappa:
-EyePACS (Kaggle 2015) and APTOS 2019 (Kaggle), read from the CSV and image folders as they unpack."""
+"""Diabetic retinopathy grading: EyePACS (Kaggle 2015) and APTOS 2019 (Kaggle).
+
+5 ordinal grades (0 none ... 4 proliferative), quadratic weighted kappa; both datasets are read from the CSV
+and image folders as they unpack.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ APTOS_PAGE = "https://www.kaggle.com/c/aptos2019-blindness-detection/data (login
 
 
 def retinopathy_task() -> Task:
+    """The task both retinopathy datasets share: 5 ordinal grades, scored by quadratic weighted kappa."""
     return Task("multiclass", GRADES, ordinal=True, primary_metric="kappa")
 
 
@@ -77,8 +81,9 @@ class EyePACS(FileBackedDataModule):
 
 
 class APTOS2019(FileBackedDataModule):
-    """APTOS 2019 Blindness Detection: ``train.csv`` (``id_code,diagnosis``) with
-    ``train_images/<id_code>.png``.
+    """APTOS 2019 Blindness Detection (Kaggle).
+
+    Layout: ``train.csv`` (``id_code,diagnosis``) with ``train_images/<id_code>.png``.
 
     The competition's test labels were never published, so validation and test are carved from train, seeded
     and stratified by grade (one image per patient is assumed: APTOS publishes no patient ids).

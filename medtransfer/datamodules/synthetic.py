@@ -1,5 +1,8 @@
-"""SyntheticMedical: SYNTHETIC images (not medical data) so that every run, test and quickstart works with no
-data on disk. The structure is learnable, so metrics above chance show that a pipeline really trains."""
+"""SyntheticMedical: SYNTHETIC images (not medical data), so that everything works with no data on disk.
+
+Every run, test and quickstart works with no data on disk. The structure is learnable, so metrics above chance
+show that a pipeline really trains.
+"""
 
 from __future__ import annotations
 
@@ -104,6 +107,7 @@ def check_generator_settings(num_train, num_val, num_test, native_size, seed, no
 
 
 def synthetic_task(kind: str) -> Task:
+    """The task of a ``kind`` of synthetic data: binary lesions, 5 ordinal grades, or multilabel findings."""
     check_choice("kind", kind, KINDS, what="task kind")
     if kind == "binary":
         return Task("binary", ("normal", "lesion"))

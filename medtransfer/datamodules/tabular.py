@@ -115,8 +115,8 @@ def checked_file_source(
     if problem:
         if not skip_corrupt:
             raise DatasetLayoutError(
-                f"{dataset}: {problem}\n  Restore the files, or set "
-                "data.init_args.skip_corrupt: true to leave them out (logged and counted)"
+                f"{dataset}: {problem}; restore the files, or set data.init_args.skip_corrupt: true to leave "
+                "them out (logged and counted)"
             )
         keep = np.asarray([Path(p).exists() for p in paths])
         log.warning("%s: skip_corrupt: leaving out %d samples: %s", dataset, int((~keep).sum()), problem)

@@ -12,9 +12,11 @@ from .sources import Source
 
 
 class UnlabelledImages(MedicalDataModule):
-    """Every image under ``root`` (searched recursively, in sorted order; dot files and ``__MACOSX``
-    ignored) is a training image. There are no labels, so there is no task, no validation or test split and no
-    kNN monitor: only ``SSLPretrain`` trains on it. Ids are the paths relative to ``root``.
+    """Unlabelled images for self-supervised pretraining: every image under ``root`` is a training image.
+
+    Every image under ``root`` (searched recursively, in sorted order; dot files and ``__MACOSX`` ignored) is
+    a training image. There are no labels, so there is no task, no validation or test split and no kNN
+    monitor: only ``SSLPretrain`` trains on it. Ids are the paths relative to ``root``.
 
     Args:
         root: the folder of images (.png, .jpg, .jpeg, .bmp, .tif).

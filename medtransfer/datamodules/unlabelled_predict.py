@@ -1,6 +1,8 @@
-"""New, unlabelled images to score with a trained model (``medtransfer predict``): a folder tree, a glob, or a
-CSV of paths. The task, image size and eval preprocessing come from the checkpoint, since the images carry
-no labels to derive classes from."""
+"""New, unlabelled images to score with a trained model (``medtransfer predict``).
+
+The images are a folder tree, a glob, or a CSV of paths. The task, image size and eval preprocessing come from
+the checkpoint, since the images carry no labels to derive classes from.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +46,9 @@ class NewImagesError(MedTransferError, ValueError):
 
 def list_images(root: str, image_column: str = "path",
                 dataset: str = "NewImages") -> tuple[list[Path], list[str]]:
-    """The image files ``root`` names, with their ids, in a stable order:
+    """The image files ``root`` names, with their ids, in a stable order.
+
+    ``root`` is one of:
 
     - a folder: every image under it (recursively, sorted; dot files and ``__MACOSX`` ignored), ids relative
       to the folder;
@@ -55,6 +59,13 @@ def list_images(root: str, image_column: str = "path",
     An image is a file of a format Pillow decodes (``images.image_suffixes``: PNG, JPEG, TIFF, BMP, GIF's
     first frame, WEBP, ...). Other files in the folder or among the glob's matches are left out with a warning
     that counts and names them (each is logged); a selection without any image is an error.
+
+    Returns:
+        The image paths and their ids, in the same order.
+
+    Raises:
+        DatasetLayoutError: ``root`` is none of the above, or names no image; a CSV lists a missing file or
+            one file twice.
     """
     if any(c in root for c in GLOB_CHARACTERS):
         return _matching_glob(root, dataset)
@@ -74,8 +85,7 @@ def list_images(root: str, image_column: str = "path",
 
 
 def _matching_glob(pattern: str, dataset: str) -> tuple[list[Path], list[str]]:
-    """The image files ``pattern`` matches, sorted, ids as matched; the other matching files are warned
-    about."""
+    """The image files ``pattern`` matches, sorted, ids as matched; other matching files are warned about."""
     files = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser()), recursive=True)
                    if Path(p).is_file() and not Path(p).name.startswith("."))
     images = [p for p in files if is_image_file(p)]
@@ -106,9 +116,12 @@ def _listed_in_csv(table: Path, image_column: str, dataset: str) -> tuple[list[P
 
 
 def data_preparation(datamodule) -> dict:
-    """What a model's checkpoint records about its images, so that it can score new ones and be exported
-    without the training data: the dataset, the side images were resized to, the augmentation preset (whose
-    eval transform prepared them) and whether they were decoded grey."""
+    """What a model's checkpoint records about its images, to use it without the training data.
+
+    With it, the model can score new images and be exported without the training data: the dataset, the side
+    images were resized to, the augmentation preset (whose eval transform prepared them) and whether they were
+    decoded grey.
+    """
     if getattr(datamodule, "image_size", None) is None:
         return {}
     return {"dataset": datamodule.name, "image_size": int(datamodule.image_size),
@@ -116,10 +129,12 @@ def data_preparation(datamodule) -> dict:
 
 
 class NewImages(MedicalDataModule):
-    """Unlabelled images to score: ``medtransfer predict --ckpt_path <model.ckpt> --data NewImages
-    --data.init_args.root <folder | glob | paths.csv>`` (see ``list_images``). The images are the ``predict``
-    split; they are resized as the model's training data was at evaluation (``image_size``,
-    ``augmentation``'s eval transform, ``grey``), which the CLI reads from the checkpoint like the task.
+    """Unlabelled images to score with a trained model's checkpoint.
+
+    ``medtransfer predict --ckpt_path <model.ckpt> --data NewImages --data.init_args.root <folder | glob |
+    paths.csv>`` (see ``list_images``). The images are the ``predict`` split; they are resized as the model's
+    training data was at evaluation (``image_size``, ``augmentation``'s eval transform, ``grey``), which the
+    CLI reads from the checkpoint like the task.
 
     For binary and multilabel tasks a class is predicted where its probability reaches ``threshold``: a
     number, or a rule choosing one threshold per class on the validation split of ``validation_data``
@@ -179,9 +194,11 @@ class NewImages(MedicalDataModule):
 
     @classmethod
     def from_checkpoint(cls, init_args, checkpoint: Mapping, path: str) -> None:
-        """Fill the arguments a user did not give from the checkpoint at ``path`` (the CLI calls this before
-        instantiating): the task from the model's hyperparameters, the eval preprocessing from what
-        ``TaskCheckpoint`` records (``data_preparation``)."""
+        """Fill the arguments a user did not give from the checkpoint at ``path``.
+
+        The CLI calls this before instantiating: the task from the model's hyperparameters, the eval
+        preprocessing from what ``TaskCheckpoint`` records (``data_preparation``).
+        """
         task = checkpoint.get("hyper_parameters", {}).get("task")
         if init_args.get("task") is None:
             if task is None:
@@ -215,8 +232,10 @@ class NewImages(MedicalDataModule):
         """Nothing to check: the classes are the trained model's, and the new images carry no labels."""
 
     def class_counts(self) -> dict[str, dict[str, int]]:
-        """Samples per class of the labelled validation split of ``validation_data`` (the only labels here;
-        the new images have none), {} without it."""
+        """Samples per class of the labelled validation split of ``validation_data``, {} without it.
+
+        These are the only labels here; the new images have none.
+        """
         if self.validation_data is None:
             return {}
         return {"val": class_counts(self.task, self.sources()["val"].labels)}
@@ -261,8 +280,11 @@ class UnlabelledDataset(TransformedDataset):
 
 
 def load_datamodule(config_path: str) -> MedicalDataModule:
-    """The datamodule of a YAML config: its ``data`` section (a run's ``config.yaml``), or the file itself
-    when it is a datamodule config (``class_path`` and ``init_args``)."""
+    """The datamodule of a YAML config.
+
+    Its ``data`` section (a run's ``config.yaml``), or the file itself when it is a datamodule config
+    (``class_path`` and ``init_args``).
+    """
     path = Path(config_path).expanduser()
     try:
         config = load_yaml_file(path)
@@ -308,12 +330,15 @@ def _plain(task) -> dict:
 
 
 def instantiate_datamodule(section: dict) -> MedicalDataModule:
-    """A datamodule from its ``class_path`` and ``init_args`` (without importing Lightning's CLI, which a
-    scoring run has no other use for)."""
+    """A datamodule from its ``class_path`` and ``init_args``.
+
+    It is built without importing Lightning's CLI, which a scoring run has no other use for.
+    """
     module, _, name = str(section["class_path"]).rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
-        raise NewImagesError(f"NewImages: validation_data names no datamodule class {section['class_path']!r} "
-                             "(e.g. medtransfer.datamodules.ImageFolder)") from None
+        raise NewImagesError(f"NewImages: validation_data names no datamodule class "
+                             f"{section['class_path']!r} (e.g. medtransfer.datamodules.ImageFolder)"
+                             ) from None
     return cls(**dict(section.get("init_args") or {}))

@@ -1,6 +1,8 @@
-"""Callbacks that draw explanation maps: for a few test images per class after each test
-(``ExplanationMaps``), and for every image that ``medtransfer predict --explain`` scores
-(``PredictionExplanations``)."""
+"""Callbacks that draw explanation maps.
+
+For a few test images per class after each test (``ExplanationMaps``), and for every image that
+``medtransfer predict --explain`` scores (``PredictionExplanations``).
+"""
 
 from __future__ import annotations
 
@@ -28,11 +30,13 @@ LONGEST_NAME = 100  # characters of an id or class name in a picture's file name
 
 
 class ExplanationMaps(Callback):
-    """After each test (also the test after ``fit``): explanation maps of the first ``images_per_class``
-    test images of each class (multilabel: of each label present), in split order, so successive runs show
-    the same images. Each map explains the predicted class (multilabel: the label the image was chosen for).
-    Written as PNGs (``explanations/test_<class>_<k>_<id>.png`` in the run's folder) and to every logger
-    that takes images (``test/explanations/<class>/<k>``). Opt in with
+    """Explanation maps of the first test images of each class, after each test.
+
+    After each test (also the test after ``fit``), the first ``images_per_class`` test images of each class
+    (multilabel: of each label present), in split order, so successive runs show the same images. Each map
+    explains the predicted class (multilabel: the label the image was chosen for). Written as PNGs
+    (``explanations/test_<class>_<k>_<id>.png`` in the run's folder) and to every logger that takes images
+    (``test/explanations/<class>/<k>``). Opt in with
     ``--trainer.callbacks+=medtransfer.explain.ExplanationMaps`` or ``--explain true``.
 
     Args:
@@ -87,10 +91,11 @@ class ExplanationMaps(Callback):
 
 
 class PredictionExplanations(Callback):
-    """For ``medtransfer predict --explain``: a map of every predicted image, written next to the predictions
-    file (``explanations/<id>[.png]`` in the run's folder), its path relative to that folder added to the
-    batch's predictions as ``explanation`` (the CSV's ``explanation`` column). Each DDP rank draws its own
-    images.
+    """A map of every predicted image, for ``medtransfer predict --explain``.
+
+    Each map is written next to the predictions file (``explanations/<id>[.png]`` in the run's folder), its
+    path relative to that folder added to the batch's predictions as ``explanation`` (the CSV's
+    ``explanation`` column). Each DDP rank draws its own images.
 
     Args:
         method, layer: as for ``ExplanationMaps``.
@@ -131,8 +136,10 @@ class PredictionExplanations(Callback):
         outputs["explanation"] = paths
 
     def _images(self, datamodule, ids: list) -> torch.Tensor:
-        """The unaugmented images of ``ids`` from the split that predict scores (``test``, as both
-        ``MedicalDataModule`` and the feature stores serve it)."""
+        """The unaugmented images of ``ids`` from the split that predict scores.
+
+        That split is ``test``, as both ``MedicalDataModule`` and the feature stores serve it.
+        """
         if self._dataset is None:
             self._dataset = split_images(datamodule, "test")
             self._rows = {str(sample_id): row for row, sample_id in enumerate(self._dataset.source.ids)}
@@ -140,8 +147,10 @@ class PredictionExplanations(Callback):
 
 
 def add_explanations(trainer: pl.Trainer, verb: str | None) -> None:
-    """What ``--explain true`` adds to a run's callbacks: maps of test images for ``fit`` and ``test``, a map
-    per image for ``predict`` (unless the run's callbacks already have one)."""
+    """Add what ``--explain true`` adds to a run's callbacks (unless the run's callbacks already have one).
+
+    Maps of test images for ``fit`` and ``test``, a map per image for ``predict``.
+    """
     kinds = {"fit": ExplanationMaps, "test": ExplanationMaps, "predict": PredictionExplanations}
     kind = kinds.get(verb or "")
     if kind is None:
@@ -151,8 +160,7 @@ def add_explanations(trainer: pl.Trainer, verb: str | None) -> None:
 
 
 def split_images(datamodule, split: str):
-    """A split's unaugmented images (of a ``MedicalDataModule``, or the one a feature-store datamodule
-    wraps)."""
+    """A split's unaugmented images (of a ``MedicalDataModule``, or the one a feature-store module wraps)."""
     if not hasattr(datamodule, "dataset") or not hasattr(datamodule, "split_source"):
         raise ExplanationError(
             f"explanation maps read the {split} images through a MedicalDataModule, but the trainer's "
@@ -177,10 +185,12 @@ def png_name(sample_id: object) -> str:
 
 
 def safe_name(text: object) -> str:
-    """A file-name-safe form of an id or class name; where characters had to be replaced
-    (``scans/a b.png`` -> ``scans_a_b.png-<8 hex digits>``) or a long one cut to ``LONGEST_NAME`` characters
-    (a file name the file system takes, also with a class name beside it), a digest of the original keeps
-    distinct ids apart."""
+    """A file-name-safe form of an id or class name.
+
+    Where characters had to be replaced (``scans/a b.png`` -> ``scans_a_b.png-<8 hex digits>``) or a long
+    one cut to ``LONGEST_NAME`` characters (a file name the file system takes, also with a class name beside
+    it), a digest of the original keeps distinct ids apart.
+    """
     text = str(text)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "_"
     if safe == text and len(safe) <= LONGEST_NAME:

@@ -1,5 +1,7 @@
-"""Explanation maps of a medtransfer model's decisions on uint8 images, one per backbone it holds: Grad-CAM
-(CNNs, or a ViT when asked) or the last block's class-token attention (ViTs)."""
+"""Explanation maps of a medtransfer model's decisions on uint8 images, one per backbone it holds.
+
+The maps are Grad-CAM (CNNs, or a ViT when asked) or the last block's class-token attention (ViTs).
+"""
 
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ class BackboneMaps:
 
 @dataclass
 class ExplainedBatch:
+    """What ``Explainer.explain`` returns: the probabilities, the class each map explains, the maps."""
+
     probabilities: torch.Tensor  # as ``metrics.probabilities``: B (binary) or B x C
     classes: torch.Tensor  # B: the class (multilabel: the label) each Grad-CAM map explains
     maps: list[BackboneMaps]
@@ -63,9 +67,20 @@ class Explainer:
 
     def explain(self, model: nn.Module, images: torch.Tensor, classes: torch.Tensor | None = None
                 ) -> ExplainedBatch:
-        """Maps of ``images`` (uint8 ``B x 3 x H x W``) for ``classes`` (default: the predicted class;
-        multilabel: the most probable label). The model's train/eval modes and ``requires_grad`` flags are
-        the same afterwards, no parameter's ``.grad`` changes, and BatchNorm statistics never move."""
+        """Maps of ``images`` for ``classes``, one set per backbone of ``model``.
+
+        The model's train/eval modes and ``requires_grad`` flags are the same afterwards, no parameter's
+        ``.grad`` changes, and BatchNorm statistics never move.
+
+        Args:
+            model: a ``TaskModule`` (Finetune, LinearProbe, DVME, ...).
+            images: uint8 ``B x 3 x H x W``.
+            classes: ``B`` classes to explain (default: the predicted class; multilabel: the most probable
+                label).
+
+        Returns:
+            The model's probabilities, the class each map explains, and each backbone's maps.
+        """
         task: Task = model.task
         targets = self.targets(model)
         device = next(model.parameters()).device
@@ -103,17 +118,18 @@ class Explainer:
 
 
 def layer_records(stack: ExitStack, target: Target) -> dict[str, list[torch.Tensor]]:
-    """What each layer a map may be drawn from records in the forward pass: the attention weights of an
-    attention target, or the outputs of a Grad-CAM target's layer and of the earlier stages it may fall back
-    to."""
+    """What each layer a map may be drawn from records in the forward pass.
+
+    The attention weights of an attention target, or the outputs of a Grad-CAM target's layer and of the
+    earlier stages it may fall back to.
+    """
     if target.method == "attention":
         return {target.layer: stack.enter_context(recorded_attention(target.module))}
     return {name: stack.enter_context(recorded_output(module)) for name, module in target.readable()}
 
 
 def gradients_of(scores: torch.Tensor, activations: list[torch.Tensor], model: nn.Module) -> tuple:
-    """The gradients of the summed scores with respect to each activation (None where one does not reach
-    them)."""
+    """The summed scores' gradient with respect to each activation (None where one does not reach them)."""
     if not scores.requires_grad:
         raise ExplanationError(
             f"Grad-CAM needs class scores that depend differentiably on the image, but "
@@ -134,8 +150,11 @@ def gradients_of(scores: torch.Tensor, activations: list[torch.Tensor], model: n
 
 def backbone_maps(backbone: Backbone, target: Target, layer: str, recorded: torch.Tensor, size: torch.Size,
                   gradient: torch.Tensor | None) -> BackboneMaps:
-    """One backbone's maps from what ``layer`` (the target's, or the earlier stage it fell back to) recorded:
-    attention weights, or the layer's output and the scores' gradient with respect to it."""
+    """One backbone's maps from what ``layer`` recorded.
+
+    ``layer`` is the target's, or the earlier stage it fell back to; it recorded attention weights, or the
+    layer's output and the scores' gradient with respect to it.
+    """
     grid = patch_grid(backbone, size)
     if target.method == "attention":
         heads = cls_attention(recorded.detach().float(), prefix_tokens(backbone), grid)
@@ -159,8 +178,10 @@ def backbones_of(model: nn.Module) -> list[Backbone]:
 
 @contextmanager
 def explanation_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and gradients on (also inside Lightning's inference mode) for the duration; afterwards every
-    module has the train/eval mode it had before."""
+    """Eval mode and gradients on (also inside Lightning's inference mode) for the duration.
+
+    Afterwards every module has the train/eval mode it had before.
+    """
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
@@ -172,8 +193,11 @@ def explanation_mode(model: nn.Module) -> Iterator[None]:
 
 
 def image_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The model's logits of float images with the graph through its backbones kept: a frozen head is given
-    its backbones' embeddings as ``features`` (its own image path runs them without gradients)."""
+    """The model's logits of float images with the graph through its backbones kept.
+
+    A frozen head is given its backbones' embeddings as ``features`` (its own image path runs them without
+    gradients).
+    """
     frozen = model.feature_backbones() if isinstance(model, FrozenBackboneModule) else []
     if frozen:
         return model.logits({"image": images, "features": [b(images) for b in frozen]})
@@ -188,8 +212,10 @@ def predicted_classes(task: Task, probs: torch.Tensor) -> torch.Tensor:
 
 
 def class_scores(task: Task, logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """``B`` scores whose gradients Grad-CAM reads: the logit of each sample's class (binary: the logit for
-    the positive class, its negative for the negative class)."""
+    """``B`` scores whose gradients Grad-CAM reads: the logit of each sample's class.
+
+    Binary: the logit for the positive class, its negative for the negative class.
+    """
     if task.kind == "binary":
         logit = logits.reshape(len(logits), -1)[:, 0]
         return torch.where(classes == 1, logit, -logit)

@@ -1,6 +1,8 @@
-"""The deployed network: a trained classifier from its checkpoint, wrapped to take the deployment contract's
-uint8 ``B x 3 x H x W`` RGB images (normalisation inside, as in training) and return ``B x C``
-probabilities (or logits)."""
+"""The deployed network: a trained classifier from its checkpoint, wrapped for the deployment contract.
+
+It takes the deployment contract's uint8 ``B x 3 x H x W`` RGB images (normalisation inside, as in training)
+and returns ``B x C`` probabilities (or logits).
+"""
 
 from __future__ import annotations
 
@@ -25,10 +27,23 @@ class ExportError(MedTransferError, ValueError):
 
 
 def load_trained_model(ckpt_path: str | Path, seed: int = 0) -> tuple[TaskModule, dict]:
-    """The classifier a ``medtransfer fit`` checkpoint holds, rebuilt from its hyperparameters and loaded
-    strictly, in eval mode on the CPU; and the checkpoint itself. Frozen backbones, which checkpoints leave
-    out, are rebuilt from their weights and checked against the fingerprints the checkpoint recorded; a
-    randomly initialised one is rebuilt from ``seed`` (the run's ``seed_everything``, 0 by default)."""
+    """The classifier a ``medtransfer fit`` checkpoint holds, and the checkpoint itself.
+
+    The classifier is rebuilt from its hyperparameters and loaded strictly, in eval mode on the CPU. Frozen
+    backbones, which checkpoints leave out, are rebuilt from their weights and checked against the
+    fingerprints the checkpoint recorded.
+
+    Args:
+        ckpt_path: a checkpoint written by ``medtransfer fit``.
+        seed: rebuilds a randomly initialised frozen backbone (the run's ``seed_everything``, 0 by default).
+
+    Returns:
+        The model, in eval mode on the CPU, and the checkpoint dict.
+
+    Raises:
+        ExportError: no such file, no medtransfer classifier in it, or a model that is no network to export
+            (kNN, self-supervised pretraining).
+    """
     path = Path(ckpt_path)
     if not path.is_file():
         raise ExportError(f"--ckpt_path: no checkpoint file at {str(path)!r} (give a .ckpt written by "
@@ -54,6 +69,7 @@ def load_trained_model(ckpt_path: str | Path, seed: int = 0) -> tuple[TaskModule
 
 
 def refuse_unexportable(model_class: type, path: Path) -> None:
+    """Refuse a model that is no classifier network: a kNN evaluation or self-supervised pretraining."""
     if issubclass(model_class, KNN):
         raise ExportError(f"{path} is a kNN evaluation: its predictions are votes of a labelled training "
                           "split kept in a feature store, not a network; export a linear probe or finetuned "
@@ -65,8 +81,15 @@ def refuse_unexportable(model_class: type, path: Path) -> None:
 
 
 class DeployedModel(nn.Module):
-    """``model`` on uint8 images: ``forward(images)`` -> ``B x C`` probabilities in the task's class order
-    (binary: both classes; multilabel: independent sigmoids), or the raw logits (binary: ``B x 1``)."""
+    """A trained classifier on uint8 images, as ``medtransfer export`` writes it (ONNX or TorchScript).
+
+    ``model`` on uint8 images: ``forward(images)`` -> ``B x C`` probabilities in the task's class order
+    (binary: both classes; multilabel: independent sigmoids), or the raw logits (binary: ``B x 1``).
+
+    Args:
+        model: the trained classifier (``load_trained_model``).
+        output: ``probabilities`` or ``logits``.
+    """
 
     def __init__(self, model: TaskModule, output: str = "probabilities") -> None:
         super().__init__()

@@ -92,8 +92,11 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         return self.split_batches("test")
 
     def split_batches(self, split: str) -> FeatureBatches:
-        """The cached features of ``split`` (the label fraction's rows for ``train``), extracted first when no
-        store matches. Every DDP rank asks together the first time (extraction is collective)."""
+        """The cached features of ``split`` (the label fraction's rows for ``train``).
+
+        They are extracted first when no store matches. Every DDP rank asks together the first time
+        (extraction is collective).
+        """
         if split not in self._batches:
             self._batches[split] = self._load(split)
         return self._batches[split]
@@ -123,9 +126,12 @@ class EmbeddingsDataModule(pl.LightningDataModule):
 
 
 def warn_augmentation_unused(datamodule) -> None:
-    """Stores hold the eval transform's embeddings: a train-time augmentation the config asked for is not
+    """Warn that the train-time augmentation the config asked for is not applied on feature stores.
+
+    Stores hold the eval transform's embeddings: a train-time augmentation the config asked for is not
     applied, and the user should know rather than read it in results.json's data section and assume it was.
-    A dataset's default preset is no request (a linear probe on stores is the usual protocol)."""
+    A dataset's default preset is no request (a linear probe on stores is the usual protocol).
+    """
     augmentation = getattr(datamodule, "augmentation_asked", None)
     if augmentation not in (None, "none"):
         rank_zero_warn(

@@ -1,6 +1,7 @@
-"""Feature stores (docs/architecture.md, "Feature stores"): the embeddings of one (backbone weights, dataset,
-split, eval transform), computed once and reused by every frozen-backbone head (linear probe, LR sweep, kNN,
-frozen DVME).
+"""Feature stores: the embeddings of one (backbone weights, dataset, split, eval transform).
+
+See docs/architecture.md, "Feature stores". A store is computed once and reused by every frozen-backbone head
+(linear probe, LR sweep, kNN, frozen DVME).
 
 On disk a store is a directory ``<root>/<dataset>/<backbone>/<split>-<key>/`` holding
 
@@ -76,8 +77,17 @@ class StoreMismatchError(StoreError):
 
 @dataclass(frozen=True)
 class FeatureStore:
-    """The embeddings of one split: ``features`` (``N x D`` float16, memory-mapped read-only), ``ids``,
-    ``labels`` and the ``fingerprint`` they were computed from."""
+    """The embeddings of one split, with their ids, labels and the fingerprint they were computed from.
+
+    Attributes:
+        path: the store's directory.
+        features: ``N x D`` float16, memory-mapped read-only.
+        ids: the ``N`` sample ids.
+        labels: ``N`` int64 (binary, multiclass) or ``N x C`` float32 (multilabel).
+        fingerprint: everything the features depend on.
+        key: the hash of ``fingerprint`` that names the directory.
+        skipped: the ids of unreadable samples the datamodule skipped (``skip_corrupt``).
+    """
 
     path: Path
     features: np.ndarray
@@ -99,8 +109,11 @@ class FeatureStore:
         return int(self.features.nbytes)
 
     def rows_of(self, ids: Sequence[str]) -> np.ndarray:
-        """Row index of each of ``ids`` (ids skipped as unreadable at extraction are left out);
-        ``StoreMismatchError`` names ids the store does not hold."""
+        """Row index of each of ``ids`` (ids skipped as unreadable at extraction are left out).
+
+        Raises:
+            StoreMismatchError: names ids the store does not hold.
+        """
         position = {sample_id: row for row, sample_id in enumerate(self.ids.tolist())}
         skipped = set(self.skipped)
         ids = [i for i in ids if i not in skipped]
@@ -116,8 +129,13 @@ class FeatureStore:
     def open(
         cls, path: str | Path, expected_fingerprint: dict | None = None, verify: bool = True
     ) -> FeatureStore:
-        """Open a complete store. ``verify`` also checks every file's SHA-256 (sizes and shapes are always
-        checked); ``expected_fingerprint`` must equal the stored one."""
+        """Open a complete store.
+
+        Args:
+            path: the store's directory.
+            expected_fingerprint: must equal the stored one, when given.
+            verify: also check every file's SHA-256 (sizes and shapes are always checked).
+        """
         path = Path(path)
         manifest = _read_manifest(path)
         for name in ARRAY_FILES:
@@ -154,8 +172,11 @@ class FeatureStore:
         fingerprint: dict,
         skipped: Sequence[str] = (),
     ) -> FeatureStore:
-        """Write a store atomically at ``path`` and return it opened. If a complete store with the same
-        fingerprint already sits there (another process won the race), that one is returned."""
+        """Write a store atomically at ``path`` and return it opened.
+
+        If a complete store with the same fingerprint already sits there (another process won the race), that
+        one is returned.
+        """
         path = Path(path)
         fingerprint = as_json(fingerprint)
         features = np.ascontiguousarray(features)
@@ -220,6 +241,7 @@ def is_store(path: str | Path) -> bool:
 
 
 def check_fingerprint(path: Path, stored: dict, expected: dict) -> None:
+    """Refuse a store computed from other inputs: ``FingerprintMismatchError`` naming each differing entry."""
     expected = as_json(expected)
     if stored == expected:
         return
@@ -233,8 +255,11 @@ def check_fingerprint(path: Path, stored: dict, expected: dict) -> None:
 
 
 def check_aligned(stores: Sequence[FeatureStore]) -> None:
-    """Stores to be combined (several backbones, one split) must describe the same samples in the same
-    order."""
+    """Stores to be combined (several backbones, one split) must describe the same samples in the same order.
+
+    Raises:
+        StoreMismatchError: names what differs.
+    """
     if not stores:
         raise ValueError("no feature stores to combine")
     first = stores[0]

@@ -3,10 +3,11 @@ label fraction (x any other axis), with their mean and standard deviation over s
 cell's confidence interval over seeds and test images (``uncertainty.py``).
 
 A results.json joins a table only if it is readable, complete and, when it lies inside a grid's folder, one
-of that grid's runs (by config fingerprint). A failed run (``failures.py``: stopped by the divergence guard,
-or with NaN or infinite test metrics or predictions) is never scored: it is listed apart and marks its
-configuration's cell. Everything else is listed with the reason it was left out. Folders a launcher moved
-aside (``<grid>/moved/``: earlier attempts) are not read.
+of that grid's runs (by config fingerprint). A grid's pretraining runs join no table: they are listed apart
+with what they exported (``stages.py``), as are pretraining runs outside any grid. A failed run
+(``failures.py``: stopped by the divergence guard, or with NaN or infinite test metrics or predictions) is
+never scored: it is listed apart and marks its configuration's cell. Everything else is listed with the
+reason it was left out. Folders a launcher moved aside (``<grid>/moved/``: earlier attempts) are not read.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..outputs.results import SCHEMA
 from .decisions import Decisions
 from .failures import Failure, run_failure
 from .fingerprint import group_fingerprint, run_fingerprint
+from .stages import PretrainingRun, pretraining_run, records_pretraining
 from .state import MANIFEST, MOVED_DIR, RESULTS_FILE, RUN_FILE, GridStateError, read_manifest
 
 TABLE_AXES = ("dataset", "protocol", "backbone", "fraction")
@@ -44,6 +46,8 @@ class Record:
     value: float
     # balanced accuracy and degenerate decisions, from the test predictions (set by the report's statistics)
     decisions: Decisions | None = None
+    # how results.json's score differs from what the run's own test predictions give (set likewise)
+    disagreement: str | None = None
 
     @property
     def flag(self) -> str | None:
@@ -103,9 +107,15 @@ class Cell:
         return [r for r in self.records if r.flag is not None]
 
     @property
+    def disputed(self) -> list[Record]:
+        """The runs whose results.json records another score than their test predictions give."""
+        return [r for r in self.records if r.disagreement is not None]
+
+    @property
     def rankable(self) -> bool:
-        """Whether the cell may be called best: every run finished, none with degenerate decisions."""
-        return self.n > 0 and not self.failed and not self.flagged
+        """Whether the cell may be called best: every run finished, none with degenerate decisions or a score
+        its own predictions do not give."""
+        return self.n > 0 and not self.failed and not self.flagged and not self.disputed
 
     @property
     def balanced_accuracies(self) -> list[float]:
@@ -126,6 +136,7 @@ class Collection:
     root: Path
     records: list[Record] = field(default_factory=list)
     failed: list[FailedRun] = field(default_factory=list)
+    pretraining: list[PretrainingRun] = field(default_factory=list)  # finished pretraining runs: no cells
     excluded: list[Excluded] = field(default_factory=list)
     unfinished: dict[str, list[str]] = field(default_factory=dict)  # grid name -> run ids without results
     level_order: dict[str, list[str]] = field(default_factory=dict)
@@ -158,6 +169,11 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
         except _Failed as stopped:
             failed.append((stopped.run, manifest))
             continue
+        except _Pretraining as stage:
+            out.pretraining.append(stage.run)
+            if manifest is not None:
+                found[manifest["name"]].add(stage.run.fingerprint)
+            continue
         if record.fingerprint in seen:
             out.excluded.append(
                 Excluded(path, f"duplicate of {seen[record.fingerprint]} (same config and seed)")
@@ -171,10 +187,19 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
     for manifest in (m for m in manifests.values() if m is not None):
         _merge_order(out.level_order, manifest.get("levels") or {})
         out.baseline = out.baseline or manifest.get("baseline")
-        missing = [r["id"] for r in manifest["runs"] if r["fingerprint"] not in found[manifest["name"]]]
+        planned = [*manifest.get("pretraining", []), *manifest["runs"]]
+        missing = [r["id"] for r in planned if r["fingerprint"] not in found[manifest["name"]]]
         if missing:
             out.unfinished[manifest["name"]] = missing
+    out.pretraining.sort(key=_plan_order([m for m in manifests.values() if m is not None]))
     return out
+
+
+def _plan_order(manifests: list[dict]):
+    """Sort key of pretraining runs: the order their grids plan them, then runs started by hand by path."""
+    planned = {(manifest["name"], stage["id"]): position for manifest in manifests
+               for position, stage in enumerate(manifest.get("pretraining", []))}
+    return lambda run: (planned.get((run.grid, run.run_id), len(planned)), str(run.path))
 
 
 def _add_failed(out: Collection, failed: list[tuple[FailedRun, dict | None]], seen: dict[str, Path],
@@ -208,6 +233,14 @@ class _Failed(Exception):  # noqa: N818 - an outcome, not an error of this code
         self.run = run
 
 
+class _Pretraining(Exception):  # noqa: N818 - an outcome, not an error of this code
+    """A results.json of a finished pretraining run."""
+
+    def __init__(self, run: PretrainingRun) -> None:
+        super().__init__(str(run.path))
+        self.run = run
+
+
 def _manifest_dir(folder: Path, cache: dict[Path, dict | None]) -> Path | None:
     """The nearest folder at or above ``folder`` holding a grid manifest."""
     for candidate in [folder, *folder.parents]:
@@ -235,7 +268,13 @@ def _record(path: Path, manifest: dict | None, metric: str | None, split: str | 
     if manifest is not None:
         planned = next((r for r in manifest["runs"] if r["fingerprint"] == fingerprint), None)
         if planned is None:
-            raise _LeftOut(_other_grid(path, manifest, fingerprint))
+            stages = manifest.get("pretraining", [])
+            stage = next((r for r in stages if r["fingerprint"] == fingerprint), None)
+            if stage is None:
+                raise _LeftOut(_other_grid(path, manifest, fingerprint))
+            raise _stage_outcome(path, results, fingerprint, manifest, stage["id"])
+    elif records_pretraining(results):
+        raise _stage_outcome(path, results, fingerprint, None, None)
     split = split or (manifest or {}).get("split") or "test"
     task = results.get("task") if isinstance(results.get("task"), dict) else {}
     metric = metric or (manifest or {}).get("metric") or task.get("primary_metric") or "auroc"
@@ -266,6 +305,21 @@ def _record(path: Path, manifest: dict | None, metric: str | None, split: str | 
         split=split,
         value=float(value),
     )
+
+
+def _stage_outcome(path: Path, results: dict, fingerprint: str, manifest: dict | None,
+                   run_id: str | None) -> _Failed | _Pretraining:
+    """A pretraining run as the report takes it: failed (stopped by the divergence guard, or a NaN or infinite
+    training loss), in no table cell, or finished."""
+    grid = manifest["name"] if manifest else None
+    failure = run_failure(results, path.parent, splits=("train",))
+    if failure is None:
+        return _Pretraining(pretraining_run(path, results, fingerprint, grid, run_id))
+    config, verb = results["config"], str(results.get("verb"))
+    return _Failed(FailedRun(
+        path=path, fingerprint=fingerprint, group=group_fingerprint(config, verb), grid=grid, run_id=run_id,
+        labels=None, fraction=math.nan, seed=results.get("seed"), metric="loss", failure=failure,
+    ))
 
 
 def _read(path: Path) -> dict:
@@ -308,9 +362,11 @@ def _other_grid(path: Path, manifest: dict, fingerprint: str) -> str:
         owner = None
     if owner and owner != manifest["name"]:
         return f"from another grid ({owner!r}, inside grid {manifest['name']!r})"
+    stages = len(manifest.get("pretraining", []))
+    planned = f"{len(manifest['runs'])} runs" + (f" and {stages} pretraining runs" if stages else "")
     return (
         f"not a run of grid {manifest['name']!r}: its config (fingerprint {fingerprint}) matches none of the "
-        f"grid's {len(manifest['runs'])} runs (another grid, or an older version of this one)"
+        f"grid's {planned} (another grid, or an older version of this one)"
     )
 
 

@@ -20,6 +20,11 @@ import pandas as pd
 FAILED = "failed"
 NONFINITE_METRICS = "non-finite metrics"
 NONFINITE_PREDICTIONS = "non-finite predictions"
+IMPOSSIBLE_METRICS = "impossible metrics"
+# the values each metric can take (per-class ``auroc/<class>`` as ``auroc``); one outside them was not
+# computed by medtransfer: results.json was edited by hand or damaged
+METRIC_RANGES = {"auroc": (0.0, 1.0), "acc": (0.0, 1.0), "f1": (0.0, 1.0), "ece": (0.0, 1.0),
+                 "kappa": (-1.0, 1.0), "loss": (0.0, math.inf)}
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,10 @@ class Failure:
 
 def run_failure(results: dict, folder: Path, splits: tuple[str, ...] = ("test",)) -> Failure | None:
     """Why the run whose results.json (in ``folder``) is ``results`` failed, or None when it did not: its
-    recorded failure, else a NaN or infinite metric of ``splits``, else a NaN or infinite test prediction."""
+    recorded failure, else a NaN or infinite metric of ``splits``, else one outside the values it can take,
+    else a NaN or infinite test prediction."""
     return (recorded_failure(results) or nonfinite_metrics(results, splits)
-            or nonfinite_predictions(results, folder))
+            or impossible_metrics(results, splits) or nonfinite_predictions(results, folder))
 
 
 def recorded_failure(results: dict) -> Failure | None:
@@ -76,6 +82,20 @@ def nonfinite_metrics(results: dict, splits: tuple[str, ...]) -> Failure | None:
             if math.isnan(value) and name.startswith("auroc/"):
                 continue
             return Failure(NONFINITE_METRICS, f"{split}/{name} is {value}")
+    return None
+
+
+def impossible_metrics(results: dict, splits: tuple[str, ...]) -> Failure | None:
+    """The first metric of ``splits`` outside the values it can take (an AUROC of 7.5), as a failure: such a
+    number was written by hand or damaged, and the mean it joined once stood in bold as the best."""
+    metrics = _mapping(results.get("metrics"))
+    for split in splits:
+        for name, value in _mapping(metrics.get(split)).items():
+            low, high = METRIC_RANGES.get(name.split("/")[0], (-math.inf, math.inf))
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+            if number and not low <= value <= high:  # NaN: a class without positives (nonfinite_metrics)
+                return Failure(IMPOSSIBLE_METRICS, f"{split}/{name} is {value}, outside [{low}, {high}]: "
+                                                   "results.json was edited or damaged")
     return None
 
 

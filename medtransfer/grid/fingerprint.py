@@ -49,6 +49,7 @@ PICTURE_KEYS = ("explain",)
 STORE_ROOT_KEYS = ("model.init_args.features_dir",)
 # the seeds a grid's seed axis sets: repeats of one cell differ in these alone
 SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
+PROGRESS_BARS = ("TQDMProgressBar", "RichProgressBar", "EpochLines")
 BACKBONE_FIELDS = ("checkpoint", "backbone_kwargs", "embedding", "resize_to")
 
 
@@ -91,6 +92,8 @@ def identity(config: dict) -> dict:
     if continues_itself(config.get("ckpt_path")):
         config["ckpt_path"] = None
     trainer = config.get("trainer")
+    if isinstance(trainer, dict) and isinstance(trainer.get("callbacks"), list):
+        trainer["callbacks"] = [c for c in trainer["callbacks"] if not is_progress_bar(c)]  # how it shows
     if isinstance(trainer, dict) and is_default_callbacks(trainer.get("callbacks")):
         trainer["callbacks"] = None
     return config
@@ -102,6 +105,13 @@ def continues_itself(ckpt_path: Any) -> bool:
     (docs/reliability.md), so it keeps the fingerprint of one started without ``ckpt_path``."""
     return isinstance(ckpt_path, str) and (
         ckpt_path == "last" or re.fullmatch(r"last(-v\d+)?\.ckpt", PurePath(ckpt_path).name) is not None)
+
+
+def is_progress_bar(callback: Any) -> bool:
+    """A progress bar in a resolved ``trainer.callbacks`` (earlier versions recorded the one the command
+    chose): how a run shows its progress, not what it computes."""
+    class_path = callback.get("class_path", "") if isinstance(callback, dict) else ""
+    return class_path.rsplit(".", 1)[-1] in PROGRESS_BARS
 
 
 def is_default_callbacks(callbacks: Any) -> bool:

@@ -70,8 +70,9 @@ def expand(spec: GridSpec) -> list[Run]:
             run = _run(spec, list(combo))
             if run.id in runs:
                 raise GridSpecError(
-                    f"{spec.path}: two sub-grids both produce run {run.id}; give their levels "
-                    "different labels"
+                    f"{spec.path}: two runs get the id {run.id} ({describe_levels(runs[run.id])}; "
+                    f"{describe_levels(run)}): give their levels labels that differ in letters, digits or "
+                    "'_.+=-' (a run id writes any other character as '_'), or leave out the repeated sub-grid"
                 )
             runs[run.id] = run
     if not runs:
@@ -88,6 +89,11 @@ def _run(spec: GridSpec, levels: list[Level]) -> Run:
         overrides += level.overrides
         verb = level.verb or verb
     return Run(run_id(levels), levels, configs, overrides, verb)
+
+
+def describe_levels(run: Run) -> str:
+    """``backbone='res/net', seed='0'``: the labels that made a run's id."""
+    return ", ".join(f"{level.axis}={level.label!r}" for level in run.levels)
 
 
 def run_id(levels: list[Level]) -> str:

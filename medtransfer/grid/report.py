@@ -1,5 +1,7 @@
-"""The report of a folder of results: results.csv (one row per finished run; failed runs are listed in
-summary.md only), summary.md (tables) and plots/*.png.
+"""The report of a folder of results: results.csv, summary.md and plots.
+
+results.csv has one row per finished run (failed runs are listed in summary.md only), summary.md the tables,
+and plots/*.png the figures.
 
 Files are only rewritten when their contents change, so reporting the same results twice changes nothing.
 """
@@ -22,6 +24,8 @@ from .uncertainty import ReportStatistics
 
 @dataclass
 class Report:
+    """What ``write_report`` wrote: the report's folder, the results it collected, the files it changed."""
+
     folder: Path
     collection: Collection
     written: list[Path]  # files whose contents changed
@@ -40,10 +44,19 @@ def write_report(
     resamples: int = DEFAULT_RESAMPLES,
     all_pairs: bool = False,
 ) -> Report:
-    """Collect the results under ``root`` and write the report into ``out`` (default ``root/report``):
-    intervals and paired comparisons from ``resamples`` bootstrap resamples of each test set (seeded, so the
-    same results give the same report); ``all_pairs`` compares every pair of backbones, not only each with
-    the baseline."""
+    """Collect the results under ``root`` and write the report into ``out`` (default ``root/report``).
+
+    Args:
+        root: the folder of results (searched recursively for results.json).
+        out: the report's folder.
+        metric: the metric to tabulate (default: the grid's, else each task's primary metric).
+        split: the split to tabulate (default: the grid's, else ``test``).
+        baseline: the backbone label the others are compared with (default: the grid's
+            ``report.baseline``, else one that looks supervised).
+        resamples: bootstrap resamples of each test set for the intervals and paired comparisons (seeded, so
+            the same results give the same report).
+        all_pairs: compare every pair of backbones, not only each with the baseline.
+    """
     root = Path(root)
     folder = Path(out) if out is not None else root / "report"
     collection = collect(root, metric=metric, split=split)
@@ -51,6 +64,7 @@ def write_report(
     statistics = ReportStatistics(collection, resamples=resamples)
     for record in collection.records:
         record.decisions = statistics.decisions.get(record.path)
+        record.disagreement = statistics.disagreeing.get(record.path)
     for cell in all_cells:
         cell.interval, cell.interval_note = statistics.cell_interval(cell)
     tables = build_tables(collection, all_cells)
@@ -76,6 +90,7 @@ def write_report(
 
 
 def results_csv(records: list[Record], root: Path) -> str:
+    """results.csv's text: a row per finished run: labels, score, interval, path relative to ``root``."""
     rows = []
     for r in records:
         intervals = (r.results.get("intervals") or {}).get(r.split) or {}
@@ -124,6 +139,7 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically unless the file holds it already; say whether it was written."""
     if path.is_file() and path.read_bytes() == data:
         return False
     write_bytes_atomic(path, data)

@@ -1,5 +1,5 @@
-"""Checking every run's config with the real ``medtransfer fit`` parser (nothing instantiated, nothing trained) and
-fingerprinting the resolved configs."""
+"""Checking every run's config with the real ``medtransfer fit`` parser (nothing instantiated, nothing
+trained) and fingerprinting the resolved configs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import MedTransferError
 from ..run.config import build_parser
+from ..run.parse_errors import config_reason
 from ..run.trainer_values import check_trainer_values
 from .fingerprint import group_fingerprint, run_fingerprint, store_keys, store_root_key
 from .plan import Run
@@ -42,6 +43,12 @@ class ConfigResolver:
             check_trainer_values(config.trainer, verb)
             self._parsed[key] = config.as_dict()
         return copy.deepcopy(self._parsed[key])
+
+    def known_keys(self, verb: str) -> list[str]:
+        """Every option's dotted key of ``verb``'s parser (for "did you mean" suggestions)."""
+        if verb not in self._parsers:
+            self._parsers[verb] = build_parser(verb)
+        return list(self._parsers[verb].get_defaults().keys())
 
     def check(self, args: list[str]) -> str | None:
         """None when ``args`` parse, else the parser's message."""
@@ -102,9 +109,8 @@ def _blame(run: Run, resolver: ConfigResolver, message: str, extra: list[tuple[s
         if error is not None and not error.startswith(INCOMPLETE):
             culprit, message = what, error
             break
-    return f"run {run.id}: {culprit} is not a valid `medtransfer {run.verb}` config:\n  " + "\n  ".join(
-        _short(message)
-    )
+    reason = config_reason(message, resolver.known_keys(run.verb))
+    return f"run {run.id}: {culprit} is not a valid `medtransfer {run.verb}` config: {reason}"
 
 
 def _level_name(level) -> str:
@@ -114,11 +120,6 @@ def _level_name(level) -> str:
 def _describe(level) -> str:
     items = [f"--config {c}" for c in level.configs] + [f"{k}={v!r}" for k, v in level.overrides]
     return ", ".join(items)
-
-
-def _short(message: str, lines: int = 12) -> list[str]:
-    kept = [line.rstrip() for line in message.splitlines() if line.strip()]
-    return kept[:lines] + (["..."] if len(kept) > lines else [])
 
 
 def _set(config: dict, dotted: str, value: Any) -> None:

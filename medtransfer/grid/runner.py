@@ -1,5 +1,7 @@
-"""A grid from spec to report: expand, check every run's config, skip finished runs, launch the rest
-(pretraining runs before the runs that load their backbones)."""
+"""A grid from spec to report: expand, check every run's config, skip finished runs, launch the rest.
+
+Pretraining runs go before the runs that load their backbones.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from .state import DONE, INCOMPLETE, statuses, write_manifest
 
 @dataclass
 class Plan:
+    """A grid expanded and checked (``make_plan``): its runs, whether each is finished, which to launch."""
+
     spec: GridSpec
     runs: list[Run]  # the whole grid: pretraining runs first
     status: dict[str, str]  # run id -> done / incomplete / pending
@@ -37,8 +41,21 @@ def make_plan(
     cwd: Path | None = None,
     resolver: ConfigResolver | None = None,
 ) -> Plan:
-    """Load, expand and check the grid: every run's config is parsed by the real CLI parser. Pretraining runs
-    are resolved first: their fingerprints name the folders whose backbone exports the other runs load."""
+    """Load, expand and check the grid: every run's config is parsed by the real CLI parser.
+
+    Pretraining runs are resolved first: their fingerprints name the folders whose backbone exports the other
+    runs load.
+
+    Args:
+        grid_file: the grid's YAML spec.
+        output_dir: where the runs and the report go, instead of the spec's.
+        only: a glob of run ids to launch (the runs they need come along).
+        cwd: what relative paths are relative to (default: the current directory).
+        resolver: parses each run's config; one may be shared between plans.
+
+    Raises:
+        ValueError: ``only`` matches none of the grid's run ids.
+    """
     cwd = cwd or Path.cwd()
     spec = load_grid(grid_file, cwd)
     if output_dir is not None:
@@ -63,6 +80,7 @@ def make_plan(
 
 
 def describe_plan(plan: Plan, show_runs: bool = True) -> str:
+    """The plan as ``--dry_run`` prints it: axes, pretraining, feature stores, runs done and to run."""
     spec, runs = plan.spec, plan.runs
     counts = Counter(plan.status.values())
     lines = [f"grid {spec.name} ({spec.path}): {len(runs)} runs into {spec.output_dir}"]
@@ -109,8 +127,21 @@ def run_plan(
     cwd: Path | None = None,
 ) -> int:
     """Launch the unfinished runs (local) or write the sbatch array (slurm); report when local runs end.
-    Returns the exit code: 0, or 1 when a run failed. Refuses (``GridBusyError``) while another benchmark
-    process works on the same output folder."""
+
+    Args:
+        plan: what ``make_plan`` planned.
+        launcher: ``local`` or ``slurm``.
+        local: parallel runs and their GPUs, instead of the spec's.
+        start: starts one run.
+        say: where progress messages go.
+        cwd: the folder the sbatch array runs from (default: the current directory).
+
+    Returns:
+        The exit code: 0, or 1 when a run failed.
+
+    Raises:
+        GridBusyError: another benchmark process works on the same output folder.
+    """
     with exclusive(plan.spec.output_dir):
         plan.status = statuses(plan.spec.output_dir, plan.runs)  # as of now, not of planning
         return _launch(plan, launcher, local, start, say, cwd)

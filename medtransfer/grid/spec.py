@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import MedTransferError
-from ..utils.yaml_files import load_yaml_file
+from ..utils.yaml_files import load_yaml_file, syntax_error_line
 from .fingerprint import SEED_KEYS
 
 # axes with a meaning of their own; any other axis is a dotted override key (e.g. ``model.init_args.lr``)
@@ -151,7 +151,7 @@ def load_grid(path: str | Path, cwd: str | Path | None = None) -> GridSpec:
     try:
         raw = load_yaml_file(path)
     except yaml.YAMLError as err:
-        raise GridSpecError(f"grid file {path} is not valid YAML: {err}") from None
+        raise GridSpecError(f"grid file {path} is not valid YAML: {syntax_error_line(err)}") from None
     where = _Where(path, cwd)
     if not isinstance(raw, dict):
         raise GridSpecError(f"{path}: expected a mapping with keys name, configs, overrides, axes")

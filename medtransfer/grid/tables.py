@@ -3,9 +3,10 @@ fraction) with each cell's confidence interval and balanced accuracy, best mean 
 dataset and label fraction the paired comparisons of every backbone with the supervised baseline (or of all
 pairs); calibration; the failed runs.
 
-A cell with a failed run (†) or with a run whose decisions are degenerate (⚠, ``decisions.py``) is marked,
-explained under its table and never bold: a mean over the seeds that survived, or a rank from probabilities
-that decide nothing, is no best."""
+A cell with a failed run (†), with a run whose decisions are degenerate (⚠, ``decisions.py``) or with a run
+whose results.json records another score than its own test predictions give (⚠: edited by hand, or the
+predictions of another run) is marked, explained under its table and never bold: a mean over the seeds that
+survived, a rank from probabilities that decide nothing, or a score nothing backs, is no best."""
 
 from __future__ import annotations
 
@@ -154,11 +155,16 @@ def markdown_table(table: Table) -> list[str]:
 
 
 def cell_notes(cell: Cell) -> list[tuple[str, str]]:
-    """(mark, note) for a cell with degenerate decisions and for one with failed runs; none for others."""
+    """(mark, note) for a cell with degenerate decisions, with scores its predictions do not give, and with
+    failed runs; none for others."""
     notes = []
     if cell.flagged:
         notes.append((FLAG_MARK, f"degenerate decisions in {len(cell.flagged)} of {cell.n} runs "
                                  f"({by_reason(cell.flagged, lambda r: r.flag)}); not ranked"))
+    if cell.disputed:
+        notes.append((FLAG_MARK, f"results.json records another score than the test predictions give in "
+                                 f"{len(cell.disputed)} of {cell.n} runs "
+                                 f"({by_reason(cell.disputed, lambda r: r.disagreement)}); not ranked"))
     if cell.failed:
         total = cell.n + len(cell.failed)
         kept = f"the mean is over the other {cell.n}" if cell.n else "no score"
@@ -280,7 +286,8 @@ def summary_markdown(
     statistics: ReportStatistics,
     all_pairs: bool = False,
 ) -> str:
-    grids = sorted({r.grid for r in [*collection.records, *collection.failed] if r.grid})
+    runs = [*collection.records, *collection.failed, *collection.pretraining]
+    grids = sorted({r.grid for r in runs if r.grid})
     grids = grids or ["(runs started by hand)"]
     metrics = sorted({f"{c.records[0].split}/{c.metric}" for c in cells if c.records})
     level = round(100 * statistics.confidence)
@@ -290,6 +297,8 @@ def summary_markdown(
         "",
         f"{len(collection.records)} runs from {collection.files} results.json files"
         + (f"; {len(collection.failed)} failed (listed below, never scored)" if collection.failed else "")
+        + (f"; {len(collection.pretraining)} pretraining run{'s' if len(collection.pretraining) > 1 else ''} "
+           "(listed below, not scored)" if collection.pretraining else "")
         + (f"; {len(collection.excluded)} left out (listed below)." if collection.excluded else "."),
         "",
         f"Scores: {', '.join(metrics) or '—'}, in points (x 100). Each cell: mean ± standard deviation over "
@@ -298,8 +307,9 @@ def summary_markdown(
         "accuracy of the test decisions (threshold 0.5 unless results.json records one, multiclass: the "
         "most probable class; chance is 50 for two classes, 100 / C for C), mean over seeds; **bold**: best "
         f"mean in its column among the cells without marks. {FLAG_MARK}: a run decides one class for every "
-        f"test sample or its probabilities are constant; {FAILED_MARK}: a run failed; each mark is explained "
-        "under its table, and a marked cell is never bold.",
+        "test sample, its probabilities are constant, or its results.json records another score than its "
+        f"test predictions give; {FAILED_MARK}: a run failed; each mark is explained under its table, and a "
+        "marked cell is never bold.",
         "",
         f"Paired comparisons, per dataset and label fraction: difference of the means over seeds, in points "
         f"[{level}% CI: paired bootstrap, both methods scored on the same resampled test images, seeds "
@@ -334,6 +344,7 @@ def summary_markdown(
                       "lower is better)", "", *calibration, ""]
     if plots:
         lines += ["## Plots", "", *(f"![{p}]({p})" for p in plots), ""]
+    lines += pretraining_section(collection)
     lines += failed_section(collection)
     if collection.excluded:
         lines += ["## Left out", ""]
@@ -347,6 +358,34 @@ def summary_markdown(
             )
         lines += [f"## Not finished ({grid}: {len(missing)} runs)", "", *shown, ""]
     return "\n".join(lines)
+
+
+def pretraining_section(collection: Collection) -> list[str]:
+    """The pretraining runs: stages whose exported backbones the runs above load. They have no test split,
+    so they are listed with what they trained and exported, never scored."""
+    if not collection.pretraining:
+        return []
+    lines = ["## Pretraining runs", "",
+             "The stages that pretrained the backbones the runs above load; they have no test split and are "
+             "not scored. Training loss: the last one logged; kNN monitor: a kNN vote on the embeddings of "
+             "the validation images, in points; steps: as the exported backbone records them.", "",
+             "| run | method | steps | training loss | kNN monitor (val) | time | exported backbone |",
+             "|---|---|---|---|---|---|---|"]
+    for run in collection.pretraining:
+        monitor = "—" if run.monitor is None else f"{run.monitor[0]} {points(run.monitor[1])}"
+        export = "—" if run.export is None else f"`{run.export}`"
+        cells = [run.run_id or _relative(run.path.parent, collection), run.method, _or_dash(run.steps),
+                 "—" if run.loss is None else f"{run.loss:.4f}", monitor, duration(run.wall_time_s),
+                 export + (f" ({run.export_note})" if run.export_note else "")]
+        lines.append("| " + " | ".join(text.replace("|", "\\|") for text in cells) + " |")
+    return [*lines, ""]
+
+
+def duration(seconds: float | None) -> str:
+    """``95 s``, ``22.4 min``, or ``—`` when unknown."""
+    if seconds is None:
+        return "—"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def failed_section(collection: Collection) -> list[str]:

@@ -105,6 +105,7 @@ class ReportStatistics:
         self.test_sets: dict[str, TestSet] = {}
         self.scores: dict[Path, RunScores] = {}
         self.missing: dict[Path, str] = {}
+        self.disagreeing: dict[Path, str] = {}  # runs whose results.json is not what their predictions give
         self.decisions: dict[Path, Decisions] = {}  # runs whose test predictions have labels
         runs = [RunToScore(r.path, r.split, r.metric, r.value, r.results.get("task"),
                            (r.results.get("predictions") or {}).get("test"), recorded_decision(r.results))
@@ -120,6 +121,8 @@ class ReportStatistics:
                 self.decisions[run.path] = decisions
             if isinstance(result, str):
                 self.missing[run.path] = result
+                if isinstance(result, Disagreement):
+                    self.disagreeing[run.path] = str(result)
             else:
                 result.test_set = self.test_sets.setdefault(result.test_set.key, result.test_set)
                 self.scores[run.path] = result
@@ -181,6 +184,15 @@ class _NoScores(Exception):
     """Why a run (or cell) has no bootstrap scores."""
 
 
+class _Disagrees(_NoScores):
+    """The run's test predictions give another score than its results.json records."""
+
+
+class Disagreement(str):
+    """Why a run has no scores when results.json records another score than its own test predictions give (a
+    hand edit, or the predictions of another run): its score is not to be trusted, nor its cell ranked."""
+
+
 PARALLEL_BYTES = 64 << 20  # predictions files this large in all are scored by several processes
 _DRAWS: dict[tuple, Resamples] = {}  # per process: the image resamples of the test sets met last
 KEPT_DRAWS = 2
@@ -195,7 +207,8 @@ def default_workers(runs: list[RunToScore]) -> int:
 
 
 def score_run(run: RunToScore, resamples: int, seed: int) -> tuple[RunScores | str, Decisions | None]:
-    """The run's scores (or why it has none) and its test decisions (None without labelled predictions)."""
+    """The run's scores (or why it has none: a ``Disagreement`` when its own predictions give another score)
+    and its test decisions (None without labelled predictions)."""
     try:
         predictions = _read(run)
     except _NoScores as why:
@@ -203,6 +216,8 @@ def score_run(run: RunToScore, resamples: int, seed: int) -> tuple[RunScores | s
     decisions = decisions_of(predictions, run.thresholds)
     try:
         return _score(run, predictions, resamples, seed), decisions
+    except _Disagrees as why:
+        return Disagreement(why), decisions
     except _NoScores as why:
         return str(why), decisions
 
@@ -245,7 +260,7 @@ def _score(run: RunToScore, predictions: Predictions, resamples: int, seed: int)
     test_set.units, test_set.grouped = draws.units, draws.grouped
     *replicates, estimate = metrics.evaluate(draws, [run.metric])[run.metric]
     if not abs(estimate - run.value) <= AGREEMENT:
-        raise _NoScores(f"{run.predictions} gives {run.metric} {estimate:.6f}, results.json {run.value:.6f}")
+        raise _Disagrees(f"{run.predictions} gives {run.metric} {estimate:.6f}, results.json {run.value:.6f}")
     replicates = np.array(replicates)
     centred = auroc = None
     if test_set.positive is not None and run.metric == "auroc":

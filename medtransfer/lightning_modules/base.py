@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from ..errors import ConfigValueError, MedTransferError
 from ..runtime.checkpoints import CheckpointMismatchError, stamp_version, weights_mismatch
 from ..task import SPLITS, Task, TaskMismatchError
 from .metrics import (
@@ -26,6 +27,8 @@ from .step_seeding import GeneratorStates, enter_step, leave_step
 
 
 class StepOutput(NamedTuple):
+    """What a step computed from a batch, for the loss and the callbacks (``TaskModule._step``)."""
+
     loss: torch.Tensor  # the batch's mean loss
     probabilities: torch.Tensor  # see ``metrics.probabilities``
     targets: torch.Tensor  # integer targets for torchmetrics
@@ -33,10 +36,13 @@ class StepOutput(NamedTuple):
 
 
 class MedTransferModule(pl.LightningModule):
-    """What the ``medtransfer`` command needs from every model: ``task`` (the data's; None for images without
-    labels), ``epoch_metrics`` (the last epoch's values per split, for results.json), ``describe()`` and
-    ``extra_results()``. ``evaluate_after_fit`` says whether ``fit`` ends by validating and testing the best
-    checkpoint (classifiers) or not (self-supervised pretraining, which has no test step)."""
+    """The base of every medtransfer model: what the ``medtransfer`` command needs from each.
+
+    ``task`` (the data's; None for images without labels), ``epoch_metrics`` (the last epoch's values per
+    split, for results.json), ``describe()`` and ``extra_results()``. ``evaluate_after_fit`` says whether
+    ``fit`` ends by validating and testing the best checkpoint (classifiers) or not (self-supervised
+    pretraining, which has no test step).
+    """
 
     evaluate_after_fit = True
     task: Task | None
@@ -54,9 +60,11 @@ class MedTransferModule(pl.LightningModule):
             self._states_outside_step = None
 
     def attach_data(self, datamodule):
-        """What this model trains and evaluates on, made from the user's datamodule (``medtransfer.run`` passes
-        the result to the Trainer): the datamodule itself here; frozen heads make feature stores of it,
-        self-supervised pretraining asks it for multi-view batches."""
+        """What this model trains and evaluates on, made from the user's datamodule.
+
+        ``medtransfer.run`` passes the result to the Trainer. It is the datamodule itself here; frozen heads
+        make feature stores of it, self-supervised pretraining asks it for multi-view batches.
+        """
         return datamodule
 
     @property
@@ -68,13 +76,18 @@ class MedTransferModule(pl.LightningModule):
             return None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Every checkpoint records the medtransfer version that wrote it (named in the errors of a version
-        that cannot use it)."""
+        """Record the medtransfer version that wrote the checkpoint.
+
+        Every checkpoint records it; the errors of a version that cannot use the checkpoint name it.
+        """
         stamp_version(checkpoint)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """``nn.Module.load_state_dict`` (strict by default), whose refusal of weights that do not fit
-        (another backbone, another version's layout) is a ``CheckpointMismatchError`` naming the keys."""
+        """``nn.Module.load_state_dict`` (strict by default), with a clear error for weights that do not fit.
+
+        Its refusal of weights that do not fit (another backbone, another version's layout) is a
+        ``CheckpointMismatchError`` naming the keys.
+        """
         try:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         except RuntimeError as error:
@@ -89,13 +102,18 @@ class MedTransferModule(pl.LightningModule):
         return []
 
     def guarded_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """The parameters that must stay finite while training (``run.guards.DivergenceGuard`` stops the run
-        when one does not): every trainable one."""
+        """The parameters that must stay finite while training: every trainable one.
+
+        ``run.guards.DivergenceGuard`` stops the run when one does not stay finite.
+        """
         return [(name, p) for name, p in self.named_parameters() if p.requires_grad]
 
     def produced_weights(self) -> dict | None:
-        """The weights this run produced beyond a head, for results.json (``fingerprint``, ``what``, a
-        ``path`` when written to a file); None when it only trains a head on fixed backbones."""
+        """The weights this run produced beyond a head, for results.json.
+
+        A dict with ``fingerprint``, ``what``, and a ``path`` when written to a file; None when it only trains
+        a head on fixed backbones.
+        """
         return None
 
     def describe(self) -> dict:
@@ -107,6 +125,28 @@ class MedTransferModule(pl.LightningModule):
         return {}
 
 
+# torch's refusal to normalise a batch with one value per channel in training mode
+BATCHNORM_ONE_VALUE = "Expected more than 1 value per channel when training"
+
+
+class BatchOfOneError(MedTransferError, ValueError):
+    """A training batch too small for the backbone's BatchNorm layers at this image size.
+
+    A batch of one image whose feature maps are 1 x 1 (a ResNet at 32 px) gives BatchNorm one value per
+    channel, which it cannot normalise; torch's error ended the run with a traceback, from the last batch of
+    an epoch whenever the training split left one image over.
+    """
+
+    def __init__(self, images: int) -> None:
+        super().__init__(
+            f"a training batch of {images} image(s) cannot pass the backbone's BatchNorm layers: at this "
+            "image size their feature maps are 1 x 1, one value per channel, which BatchNorm cannot "
+            "normalise. Choose data.init_args.batch_size so that no batch holds a single image (the training "
+            "images, after train_fraction, modulo the batch size must not be 1), or a larger "
+            "data.init_args.image_size"
+        )
+
+
 class TaskModule(MedTransferModule):
     """Base for LinearProbe, Finetune and DVME.
 
@@ -114,6 +154,9 @@ class TaskModule(MedTransferModule):
     into the task's loss and into metrics logged as ``{stage}/{metric}`` once per epoch over the whole split
     (synchronised across DDP ranks), keeps the last values in ``epoch_metrics`` for results.json, and sets up
     AdamW or SGD with an optional linear warm-up and cosine decay.
+
+    Schedules count optimizer steps, so gradient accumulation (``trainer.accumulate_grad_batches``) shortens
+    them accordingly, and ``trainer.max_steps`` ends the cosine where training ends.
 
     Args:
         task: filled in by LightningCLI from the datamodule (``data.task``); in Python pass
@@ -123,9 +166,6 @@ class TaskModule(MedTransferModule):
         optimizer: ``adamw`` or ``sgd`` (momentum 0.9).
         scheduler: ``cosine`` (per optimizer step, to zero at the end of training) or ``constant``.
         warmup_epochs: linear warm-up length, in epochs (may be fractional).
-
-    Schedules count optimizer steps, so gradient accumulation (``trainer.accumulate_grad_batches``) shortens
-    them accordingly, and ``trainer.max_steps`` ends the cosine where training ends.
     """
 
     def __init__(
@@ -149,6 +189,7 @@ class TaskModule(MedTransferModule):
             raise ValueError(f"model.optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
         if scheduler not in ("cosine", "constant"):
             raise ValueError(f"model.scheduler must be 'cosine' or 'constant', got {scheduler!r}")
+        check_optimisation(lr, weight_decay, warmup_epochs)
         self.task = task
         self.lr = lr
         self.weight_decay = weight_decay
@@ -165,8 +206,10 @@ class TaskModule(MedTransferModule):
         self.epoch_metrics: dict[str, dict[str, float]] = {}
 
     def save_task_hyperparameters(self, ignore: tuple[str, ...] = ()) -> None:
-        """Save init arguments to checkpoints as plain data (the task as a dict), loadable with
-        ``weights_only``."""
+        """Save init arguments to checkpoints as plain data, loadable with ``weights_only``.
+
+        The task is saved as a dict.
+        """
         self.save_hyperparameters(ignore=["task", *ignore])
         self.hparams["task"] = self.task.to_dict()
 
@@ -176,8 +219,10 @@ class TaskModule(MedTransferModule):
 
     # -- steps -----------------------------------------------------------------------------------------------
     def _step(self, batch: dict, stage: str) -> StepOutput:
-        """Loss of a batch; keeps its outputs for the stage's metrics. Each sample's loss is computed for
-        the test only (for its predictions file)."""
+        """Loss of a batch; keeps its outputs for the stage's metrics.
+
+        Each sample's loss is computed for the test only (for its predictions file).
+        """
         logits = self.logits(batch)
         labels = batch["label"]
         loss = task_loss(self.task, logits, labels)
@@ -188,8 +233,10 @@ class TaskModule(MedTransferModule):
         return StepOutput(loss, probs, targets, losses)
 
     def record_step(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
-        """Keep a batch's outputs for the stage's metrics, which are updated once per epoch with all of them
-        (a torchmetrics update per step costs more than a linear head's whole step on cached features)."""
+        """Keep a batch's outputs for the stage's metrics, which are updated once per epoch with all of them.
+
+        A torchmetrics update per step costs more than a linear head's whole step on cached features.
+        """
         self._step_outputs[stage].append((probs, targets, loss.detach(), len(targets)))
 
     def _update_metrics(self, stage: str) -> None:
@@ -208,7 +255,12 @@ class TaskModule(MedTransferModule):
         outputs.clear()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train").loss
+        try:
+            loss = self._step(batch, "train").loss
+        except ValueError as error:
+            if not str(error).startswith(BATCHNORM_ONE_VALUE):
+                raise
+            raise BatchOfOneError(len(batch["label"])) from error
         if "image" in batch:  # a step on cached features takes about a millisecond: per-epoch loss only
             # Lightning turns progress-bar values into numbers after every batch: on a GPU that waits for the
             # step to finish before the next one is queued, so there the loss goes to the loggers only (which
@@ -221,8 +273,11 @@ class TaskModule(MedTransferModule):
         self._step(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
-        """The batch's probabilities, targets, per-sample losses and sample ids, for callbacks (ROC, confusion
-        matrix, the test predictions file and its reliability diagram)."""
+        """The batch's probabilities, targets, per-sample losses and sample ids, for callbacks.
+
+        The callbacks draw the ROC, the confusion matrix, the test predictions file and its reliability
+        diagram.
+        """
         step = self._step(batch, "test")
         return {"probabilities": step.probabilities, "targets": step.targets, "losses": step.sample_losses,
                 "ids": batch.get("id")}
@@ -268,8 +323,10 @@ class TaskModule(MedTransferModule):
 
     # -- task checks -----------------------------------------------------------------------------------------
     def attach_data(self, datamodule):
-        """The datamodule, once its task is checked to be this model's: a head built for other classes
-        would produce numbers that look fine and mean nothing."""
+        """The datamodule, once its task is checked to be this model's.
+
+        A head built for other classes would produce numbers that look fine and mean nothing.
+        """
         data_task = getattr(datamodule, "task", None)
         if data_task is not None:
             self.task.check_matches(data_task, what=f"the data ({type(datamodule).__name__})")
@@ -309,14 +366,48 @@ class TaskModule(MedTransferModule):
 
 
     def optimizer_steps_per_epoch(self, total: int) -> float:
-        """Optimizer steps in one training epoch: a step per ``trainer.accumulate_grad_batches`` batches, one
-        more for an epoch's incomplete remainder (as Lightning steps). ``total`` (all steps of the run) over
-        the epochs when the loader has no length."""
+        """Optimizer steps in one training epoch.
+
+        A step per ``trainer.accumulate_grad_batches`` batches, one more for an epoch's incomplete remainder
+        (as Lightning steps). ``total`` (all steps of the run) over the epochs when the loader has no length.
+        """
         trainer = self.trainer
         batches = trainer.num_training_batches
         if math.isfinite(batches):
             return math.ceil(batches / trainer.accumulate_grad_batches)
         return total / max(1, trainer.max_epochs or 1)
+
+
+def check_optimisation(lr: float, weight_decay: float, warmup_epochs: float) -> None:
+    """Raise ``ConfigValueError`` for a learning rate, weight decay or warm-up that cannot train as meant.
+
+    A learning rate of 0 (or a negative warm-up) trained nothing, or trained on a shifted schedule, without a
+    word, and the initial weights were tested as if trained; a negative one (or weight decay) stopped the run
+    with the optimizer's traceback.
+    """
+    if not (_number(lr) and lr > 0):  # NaN compares False: refused too
+        raise ConfigValueError(f"model.init_args.lr={lr}: expected a learning rate > 0 (0 would train "
+                               "nothing and test the initial weights as if trained)")
+    if not (_number(weight_decay) and weight_decay >= 0):
+        raise ConfigValueError(f"model.init_args.weight_decay={weight_decay}: expected 0 (none) or more")
+    if not (_number(warmup_epochs) and warmup_epochs >= 0):
+        raise ConfigValueError(f"model.init_args.warmup_epochs={warmup_epochs}: expected 0 (no warm-up) or "
+                               "more epochs")
+
+
+def check_lr_multiplier(multiplier: float) -> None:
+    """Raise ``ConfigValueError`` for a backbone learning-rate multiplier below 0.
+
+    0 freezes the backbone; a negative multiplier made the backbone climb its loss (the optimizer checks only
+    the base rate).
+    """
+    if not (_number(multiplier) and multiplier >= 0):
+        raise ConfigValueError(f"model.init_args.backbone_lr_multiplier={multiplier}: expected 0 (the "
+                               "backbone does not learn) or more, e.g. 0.1")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:

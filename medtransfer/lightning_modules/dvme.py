@@ -1,6 +1,7 @@
-"""DVME: Dynamic Visual Meta-Embedding, one classifier over the fused embeddings of several pretrained
-backbones (Truong et al. 2021, arXiv:2108.10048), with the ``dme``, ``concat`` and ``mean`` fusions as
-baselines.
+"""DVME: Dynamic Visual Meta-Embedding, one classifier over the fused embeddings of several backbones.
+
+One classifier over the fused embeddings of several pretrained backbones (Truong et al. 2021,
+arXiv:2108.10048), with the ``dme``, ``concat`` and ``mean`` fusions as baselines.
 
 What a run reports besides the task metrics (TensorBoard scalars each epoch, and ``extra["dvme"]`` in
 results.json from the last evaluated split, the test split after ``fit``)::
@@ -25,6 +26,7 @@ from torch import nn
 from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
 from ..task import SPLITS, Task
+from .base import check_lr_multiplier
 from .frozen import FrozenBackboneModule
 from .fusion import FUSIONS, build_fusion
 from .importance import EmbeddingMeans, ImportanceMeter, ablation_importance, importance_table
@@ -132,6 +134,7 @@ class DVME(FrozenBackboneModule):
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs,
                          feature_cache=feature_cache and mode == "frozen", features_dir=features_dir,
                          standardize=standardize and mode == "frozen")
+        check_lr_multiplier(backbone_lr_multiplier)
         specs = [as_spec(b) for b in (PAPER_BACKBONES if backbones is None else backbones)]
         if not specs:
             raise ValueError("model.backbones is empty: list at least one backbone to fuse")
@@ -245,8 +248,10 @@ class DVME(FrozenBackboneModule):
                     meters["val_split"].reset()
 
     def extra_results(self) -> dict:
-        """``{"dvme": ...}`` for results.json: the fusion, mode, backbones and the last evaluated split's
-        importance (test after ``fit``)."""
+        """``{"dvme": ...}`` for results.json.
+
+        The fusion, mode, backbones and the last evaluated split's importance (test after ``fit``).
+        """
         summary: dict = {"fusion": self.fusion_name, "mode": self.mode, "backbones": self.backbone_labels}
         split = next((s for s in ("test", "val") if s in self.epoch_importance), None)
         if split is not None:

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..task import Task
-from .base import TaskModule
+from .base import TaskModule, check_lr_multiplier
 
 
 class Finetune(TaskModule):
@@ -48,6 +48,7 @@ class Finetune(TaskModule):
         compile: bool | dict = False,
     ) -> None:
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs)
+        check_lr_multiplier(backbone_lr_multiplier)
         if memory_format not in ("contiguous", "channels_last"):
             raise ValueError("model.memory_format must be 'contiguous' or 'channels_last', "
                              f"got {memory_format!r}")
@@ -80,6 +81,8 @@ class Finetune(TaskModule):
         return [self.backbone.describe()]
 
     def produced_weights(self) -> dict:
-        """The finetuned backbone as the model holds it now (after ``fit``: the checkpoint it was tested
-        with)."""
+        """The finetuned backbone as the model holds it now.
+
+        After ``fit``, that is the checkpoint it was tested with.
+        """
         return {"what": "finetuned backbone", "fingerprint": self.backbone.current_fingerprint()}

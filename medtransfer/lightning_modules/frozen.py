@@ -26,12 +26,12 @@ class FrozenBackboneModule(TaskModule):
 
     The head is handed its data (``attach_data(datamodule)``; ``medtransfer.run`` does this for every model):
     with ``feature_cache`` on it trains on a ``medtransfer.features.EmbeddingsDataModule`` around the user's
-    datamodule, whose splits are embedded once per backbone into feature stores under ``features_dir``
-    (reused while their fingerprint matches), held in memory, and served as batches whose ``features`` replace
+    datamodule, whose splits are embedded once per backbone into feature stores under ``features_dir`` (reused
+    while their fingerprint matches), held in memory, and served as batches whose ``features`` replace
     ``image``; with it off, on the images. The head keeps what it was handed for what it reads whole (the
     training split's statistics, the exact solver's splits, kNN's bank) and never asks the trainer for data.
-    Subclasses read embeddings with ``embeddings(batch)``, which runs the frozen backbones on images when there
-    are no features, so one ``logits`` serves both paths and the metric names are the same.
+    Subclasses read embeddings with ``embeddings(batch)``, which runs the frozen backbones on images when
+    there are no features, so one ``logits`` serves both paths and the metric names are the same.
 
     With ``standardize`` on (default), every embedding dimension is standardised with the mean and std of the
     training split (the label fraction used; see ``standardize.py`` for why), computed once before the first
@@ -43,7 +43,8 @@ class FrozenBackboneModule(TaskModule):
 
     Args:
         feature_cache: train and evaluate on feature stores (default) instead of running the backbone per
-        batch. features_dir: where stores live (default ``$MEDTRANSFER_FEATURES`` or ``./features``).
+            batch.
+        features_dir: where stores live (default ``$MEDTRANSFER_FEATURES`` or ``./features``).
         standardize: standardise the embeddings with training-split statistics before the head.
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule``.
     """
@@ -72,8 +73,10 @@ class FrozenBackboneModule(TaskModule):
         raise NotImplementedError
 
     def embeddings(self, batch: dict) -> list[torch.Tensor]:
-        """``B x D`` float embeddings per backbone: the cached features, or the frozen backbones on the
-        images; standardised when ``standardize`` is on."""
+        """``B x D`` float embeddings per backbone.
+
+        The cached features, or the frozen backbones on the images; standardised when ``standardize`` is on.
+        """
         if "features" in batch:
             raw = [f.float() for f in batch["features"]]
         else:
@@ -95,9 +98,11 @@ class FrozenBackboneModule(TaskModule):
         self.standardizers = nn.ModuleList(FeatureStandardizer(b.embed_dim) for b in self.feature_backbones())
 
     def fit_standardization(self) -> None:
-        """Compute the training split's statistics from the data the head was handed, unless they are known
-        (fitted before, or restored from a checkpoint). Every DDP rank calls this together and ends with the
-        same numbers."""
+        """Compute the training split's statistics from the data the head was handed, unless they are known.
+
+        They are known when fitted before, or restored from a checkpoint. Every DDP rank calls this together
+        and ends with the same numbers.
+        """
         if not self.standardize or all(bool(s.fitted) for s in self.standardizers):
             return
         data = self.attached_data()
@@ -110,8 +115,10 @@ class FrozenBackboneModule(TaskModule):
             standardizer.set_statistics(moment)
 
     def _online_moments(self, datamodule) -> list[Moments]:
-        """Statistics of the frozen backbones' embeddings of the unaugmented training images (this rank's
-        shard), merged over the DDP ranks."""
+        """Statistics of the frozen backbones' embeddings of the unaugmented training images.
+
+        Each rank computes them on its shard; they are merged over the DDP ranks.
+        """
         backbones = self.feature_backbones()
         moments = [Moments(b.embed_dim) for b in backbones]
         with torch.no_grad():
@@ -131,11 +138,22 @@ class FrozenBackboneModule(TaskModule):
         super().on_fit_start()
         self.fit_standardization()
 
-    # -- the data the head was handed -------------------------------------------------------------------------
+    # -- the data the head was handed ------------------------------------------------------------------------
     def attach_data(self, datamodule):
-        """What this head trains and evaluates on, made from the user's datamodule and kept by the head: its
-        feature stores while ``feature_cache`` is on (an ``EmbeddingsDataModule``), else the images. Pass the
-        result to the Trainer (``medtransfer.run`` does)."""
+        """What this head trains and evaluates on, made from the user's datamodule and kept by the head.
+
+        Its feature stores while ``feature_cache`` is on (an ``EmbeddingsDataModule``), else the images. Pass
+        the result to the Trainer (``medtransfer.run`` does).
+
+        Args:
+            datamodule: the user's datamodule, whose task must be the head's.
+
+        Returns:
+            The datamodule to train and evaluate on.
+
+        Raises:
+            TaskMismatchError: the datamodule's task is not the head's.
+        """
         datamodule = super().attach_data(datamodule)
         if self.feature_cache:
             datamodule = EmbeddingsDataModule(datamodule, self.feature_backbones(), self.features_dir)
@@ -146,8 +164,8 @@ class FrozenBackboneModule(TaskModule):
         """The data ``attach_data`` made, or an error saying how to hand it over."""
         if self.data is None:
             raise FeatureCacheError(
-                f"{type(self).__name__} reads whole splits of its data (statistics, stores, a memory bank) and "
-                "was handed none: train it with medtransfer.run.fit(model=..., data=...), or pass "
+                f"{type(self).__name__} reads whole splits of its data (statistics, stores, a memory bank) "
+                "and was handed none: train it with medtransfer.run.fit(model=..., data=...), or pass "
                 "datamodule=model.attach_data(datamodule) to the Trainer"
             )
         return self.data
@@ -165,8 +183,10 @@ class FrozenBackboneModule(TaskModule):
         self.attached_data()  # fail before any step when the head was handed no data
 
     def describe(self) -> dict:
-        """As for every model, plus whether it trained on feature stores (then without train-time
-        augmentation, whatever ``data.augmentation`` says) and on standardised embeddings."""
+        """As for every model, plus whether it used feature stores and standardised embeddings.
+
+        On feature stores it trained without train-time augmentation, whatever ``data.augmentation`` says.
+        """
         described = super().describe() | {"feature_cache": self.feature_cache,
                                            "standardize": self.standardize}
         if self.standardize and all(bool(s.fitted) for s in self.standardizers):
@@ -221,8 +241,10 @@ class FrozenBackboneModule(TaskModule):
 
 
 class SingleBackboneModule(FrozenBackboneModule):
-    """A head on one frozen backbone (LinearProbe, LinearSweep, KNN): builds it from the model arguments they
-    share and reports it as their only feature backbone."""
+    """A head on one frozen backbone (LinearProbe, LinearSweep, KNN).
+
+    It builds the backbone from the model arguments they share and reports it as their only feature backbone.
+    """
 
     def build_frozen_backbone(
         self, name: str, checkpoint: str | None, backbone_kwargs: dict | None, embedding: str | None,

@@ -12,9 +12,10 @@ EPS = 1e-6
 
 
 class KNN(SingleBackboneModule):
-    """Weighted kNN on cosine similarity (DINO's recipe): the ``k`` training samples most similar to a query
-    vote for their labels with weight ``exp(similarity / temperature)``; the vote shares are the class
-    probabilities.
+    """Weighted kNN on cosine similarity (DINO's recipe), on a frozen backbone's stored embeddings.
+
+    The ``k`` training samples most similar to a query vote for their labels with weight
+    ``exp(similarity / temperature)``; the vote shares are the class probabilities.
 
     The memory bank is the stored training split (its label fraction), so kNN costs one extraction and nothing
     to train: run it with ``medtransfer validate`` or ``medtransfer test``. Metrics have the usual names under
@@ -100,8 +101,7 @@ class KNN(SingleBackboneModule):
         return None
 
     def log_dict(self, dictionary, *args, **kwargs) -> None:
-        """Every metric kNN reports sits under ``knn/`` (``knn/test/auroc``), apart from linear-probe
-        numbers."""
+        """Log every metric under ``knn/`` (``knn/test/auroc``), apart from linear-probe numbers."""
         super().log_dict({f"knn/{name}": value for name, value in dictionary.items()}, *args, **kwargs)
 
     def extra_results(self) -> dict:

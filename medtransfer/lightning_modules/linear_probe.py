@@ -1,5 +1,7 @@
-"""Linear evaluation: a frozen backbone (eval mode, no gradients) and one trainable linear layer, solved
-exactly on feature stores or trained by AdamW/SGD on images."""
+"""Linear evaluation: a frozen backbone (eval mode, no gradients) and one trainable linear layer.
+
+The layer is solved exactly on feature stores or trained by AdamW/SGD on images.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from ..errors import MedTransferError
 from ..runtime.threads import all_threads
 from ..task import Task
 from .frozen import SingleBackboneModule
-from .logistic_path import PathPoint, logistic_path
+from .logistic_path import DEFAULT_TOL, PathPoint, logistic_path
 from .metrics import build_metrics, metric_targets, probabilities, task_loss
 from .selection import best_index, grid_edges, warn_grid_edges
 
@@ -57,8 +59,10 @@ class LinearProbe(SingleBackboneModule):
         resize_to: resize images on the device to this side before the backbone (default: as loaded).
         solver: ``auto`` (``lbfgs`` on feature stores, else ``sgd``), ``lbfgs`` or ``sgd``.
         l2_penalties: the L2 regularisation path of the exact solver (penalty on the mean loss).
-        max_iter, tol: L-BFGS iterations per penalty, and the gradient tolerance (largest absolute entry)
-            that counts as converged.
+        max_iter, tol: L-BFGS iterations per penalty, and the gradient tolerance: a penalty's solve has
+            converged when the largest absolute entry of the gradient is at most ``tol`` times its objective
+            relative to the objective at zero weights (``tol`` itself where the objective is that of zero
+            weights, tighter as it shrinks on nearly separable features).
         feature_cache, features_dir, standardize: see ``FrozenBackboneModule``.
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule`` (``sgd`` only).
     """
@@ -73,7 +77,7 @@ class LinearProbe(SingleBackboneModule):
         solver: Literal["auto", "lbfgs", "sgd"] = "auto",
         l2_penalties: Sequence[float] = DEFAULT_L2,
         max_iter: int = 1000,
-        tol: float = 1e-4,
+        tol: float = DEFAULT_TOL,
         feature_cache: bool = True,
         features_dir: str | None = None,
         standardize: bool = True,
@@ -138,11 +142,13 @@ class LinearProbe(SingleBackboneModule):
         """Solve the L2 path on the training features, select on validation, and install the chosen head.
 
         Every DDP rank holds the whole training and validation features, so the ranks solve alike; rank 0's
-        solution is broadcast anyway, so all ranks hold bit-identical heads."""
+        solution is broadcast anyway, so all ranks hold bit-identical heads.
+        """
         train = self.cached_split("train")
         val = self.cached_split("val")
         features = self.embeddings({"features": train.features})[0]
-        check_training_labels(self.task, train.labels, describe_subset(self.attached_data(), len(train.labels)))
+        check_training_labels(self.task, train.labels,
+                              describe_subset(self.attached_data(), len(train.labels)))
         started = time.perf_counter()
         with all_threads():  # the steps may run on one thread; the solve takes every one
             path = logistic_path(features, train.labels, self.task.kind, self.task.num_outputs,
@@ -174,7 +180,8 @@ class LinearProbe(SingleBackboneModule):
         metric = self.task.primary_metric
         points = [
             {"l2": p.l2, "iterations": p.iterations, "converged": p.converged, "gradient": p.gradient,
-             "train/objective": p.objective, f"val/{metric}": score, "val/loss": loss}
+             "gradient_bound": p.gradient_bound, "train/objective": p.objective, f"val/{metric}": score,
+             "val/loss": loss}
             for p, score, loss in zip(path, scores, losses, strict=True)
         ]
         return {
@@ -205,12 +212,15 @@ class LinearProbe(SingleBackboneModule):
     def _warn_unconverged(self, point: dict) -> None:
         rank_zero_warn(
             f"LinearProbe: the L-BFGS solve for l2 {point['l2']:g} did not converge in {point['iterations']} "
-            f"iterations (largest gradient entry {point['gradient']:.2g} > tol {self.tol:g}); raise "
-            "model.init_args.max_iter or drop that penalty", category=SolverConvergenceWarning)
+            f"iterations (largest gradient entry {point['gradient']:.2g} > {point['gradient_bound']:.2g}: "
+            f"tol {self.tol:g} relative to the objective); raise model.init_args.max_iter or drop that "
+            "penalty", category=SolverConvergenceWarning)
 
     def _record_training_fit(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """The chosen head's training metrics (train/*), from this rank's share of the training split so the
-        synchronised metrics count every sample once."""
+        """The chosen head's training metrics (train/*), from this rank's share of the training split.
+
+        Each rank takes its share so that the synchronised metrics count every sample once.
+        """
         rows = torch.arange(self.global_rank, len(labels), self.trainer.world_size, device=labels.device)
         logits = self.head(features.index_select(0, rows.to(features.device)))
         subset = labels.index_select(0, rows)
@@ -232,9 +242,12 @@ class LinearProbe(SingleBackboneModule):
 
 
 class SolveStep(torch.optim.Optimizer):
-    """The exact solve as Lightning's one optimisation step: it changes nothing (the head was installed by
-    ``LinearProbe.solve``), but the step count it adds makes checkpointing and logging treat the solved head
-    like a trained one (``ModelCheckpoint`` saves nothing for a fit that took no step)."""
+    """The exact solve as Lightning's one optimisation step.
+
+    It changes nothing (the head was installed by ``LinearProbe.solve``), but the step count it adds makes
+    checkpointing and logging treat the solved head like a trained one (``ModelCheckpoint`` saves nothing for
+    a fit that took no step).
+    """
 
     def __init__(self, params) -> None:
         super().__init__(params, {"lr": 0.0})
@@ -253,8 +266,11 @@ def describe_subset(datamodule, size: int) -> str:
 
 
 def check_training_labels(task: Task, labels: torch.Tensor, subset: str) -> None:
-    """A linear classifier needs every class (every label: a positive and a negative) in its training subset;
-    without, its intercept runs off to infinity and its AUROC means nothing."""
+    """Check the training subset has every class (every label: a positive and a negative).
+
+    A linear classifier needs every class in its training subset; without, its intercept runs off to infinity
+    and its AUROC means nothing.
+    """
     if len(labels) == 0:
         raise TrainingSubsetError(f"{subset}: the training subset is empty; use a larger train_fraction")
     if task.kind == "multilabel":

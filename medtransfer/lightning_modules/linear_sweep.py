@@ -24,9 +24,11 @@ DEFAULT_WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # up to the strong p
 
 
 class LinearSweep(SingleBackboneModule):
-    """One linear head per (learning rate, weight decay) pair, all trained at once on the same batches (as in
-    DINOv2's linear evaluation): the heads are one stacked weight, applied in one matrix product and stepped
-    by one ``HeadwiseOptimizer`` update, so ten heads cost little more than one.
+    """One linear head per (learning rate, weight decay) pair, all trained at once; validation picks one.
+
+    All heads train at once on the same batches (as in DINOv2's linear evaluation): the heads are one stacked
+    weight, applied in one matrix product and stepped by one ``HeadwiseOptimizer`` update, so ten heads cost
+    little more than one.
 
     After every validation epoch the head with the best validation primary metric (``val/auroc`` or
     ``val/kappa``; ties go to the lower validation loss) is selected, and ``val/*`` report that head;
@@ -77,9 +79,11 @@ class LinearSweep(SingleBackboneModule):
         self._last_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def guarded_parameters(self) -> list:
-        """None: the heads are independent, and one whose learning rate is too high may diverge alone (it
-        loses the selection on its non-finite validation score); when every head diverges, the training loss
-        is not finite and the guard stops the run."""
+        """None: the heads are independent, and one whose learning rate is too high may diverge alone.
+
+        Such a head loses the selection on its non-finite validation score; when every head diverges, the
+        training loss is not finite and the guard stops the run.
+        """
         return []
 
     def logits(self, batch: dict) -> torch.Tensor:
@@ -167,9 +171,11 @@ class LinearSweep(SingleBackboneModule):
         warn_grid_edges(type(self).__name__, self.grid_edge())
 
     def make_optimizer(self) -> HeadwiseOptimizer:
-        """Weight decay on the weights only: decaying the biases would pull every head towards equal class
-        priors, which costs ordinal (kappa) and imbalanced tasks dearly, and the exact solver does not
-        penalise them either."""
+        """One optimizer for every head, with weight decay on the weights only.
+
+        Decaying the biases would pull every head towards equal class priors, which costs ordinal (kappa) and
+        imbalanced tasks dearly, and the exact solver does not penalise them either.
+        """
         lrs, wds = zip(*self.grid, strict=True)
         optimizer = HeadwiseOptimizer([self.heads.weight], lrs, wds, kind=self.optimizer_name)
         optimizer.add_param_group({"params": [self.heads.bias], "head_weight_decays": [0.0] * len(self.grid)})
@@ -187,8 +193,11 @@ class LinearSweep(SingleBackboneModule):
 
 
 class HeadOutputs(Metric):
-    """Every head's logits and the labels over a split; computing gathers them from every DDP rank (each
-    sample is on exactly one rank), so all heads are scored on the whole split."""
+    """Every head's logits and the labels over a split.
+
+    Computing gathers them from every DDP rank (each sample is on exactly one rank), so all heads are scored
+    on the whole split.
+    """
 
     full_state_update = False
 

@@ -39,7 +39,7 @@ from ..runtime.ckpt_path import (
     settings_unknown_to_model,
     with_checkpoint_model,
 )
-from ..runtime.progress import choose_training_bar
+from ..runtime.training_bar import training_bar
 from ..task import Task
 from ..utils.yaml_files import jsonargparse_yaml_loader
 from .guards import fixed_callbacks
@@ -84,7 +84,7 @@ class ParsedRun:
 
 
 def build_parser(verb: str) -> LightningArgumentParser:
-    """The parser of ``medtransfer <verb>``; it raises errors instead of exiting (``parse_run`` words them)."""
+    """``medtransfer <verb>``'s parser; it raises errors instead of exiting (``parse_run`` words them)."""
     # a repeated key in a config file is an error, not silently lost (DuplicateKeyError stays out of
     # ``exceptions``: listed, jsonargparse would retry the value as a plain string and hide the message)
     set_loader("yaml", jsonargparse_yaml_loader, exceptions=(yaml.YAMLError,))
@@ -93,7 +93,8 @@ def build_parser(verb: str) -> LightningArgumentParser:
         dump_header=[f"medtransfer=={__version__}", f"pytorch_lightning=={pl.__version__}"],
     )
     parser.add_argument("-c", "--config", action=ActionConfigFile,
-                        help="a YAML config file (data, model and trainer pieces); repeatable, later ones win")
+                        help="a YAML config file (data, model and trainer pieces); repeatable, later ones "
+                             "win")
     parser.add_argument("--seed_everything", type=bool | int, default=0,
                         help="the run's seed (0 by default; true: a random one, recorded in results.json)")
     parser.add_lightning_class_args(pl.Trainer, "trainer")
@@ -107,7 +108,7 @@ def build_parser(verb: str) -> LightningArgumentParser:
 
 
 def default_logger() -> dict:
-    """TensorBoard under ``runs/``; a run that names no logger is named after its configs (``ad_hoc_name``)."""
+    """TensorBoard under ``runs/``; a run naming no logger is named after its configs (``ad_hoc_name``)."""
     return {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
             "init_args": {"save_dir": "runs", "name": None}}
 
@@ -194,9 +195,9 @@ def apply_checkpoint(parsed: ParsedRun) -> None:
     if ckpt_path in (None, "best", "hpc", "registry"):
         return
     if not Path(ckpt_path).is_file():
-        raise CheckpointFileError(f"--ckpt_path: no checkpoint file at {ckpt_path!r} (give a .ckpt written by "
-                                  "`medtransfer fit`, e.g. runs/<name>/version_<n>/checkpoints/last.ckpt, or "
-                                  "`last`)")
+        raise CheckpointFileError(f"--ckpt_path: no checkpoint file at {ckpt_path!r} (give a .ckpt written "
+                                  "by `medtransfer fit`, e.g. runs/<name>/version_<n>/checkpoints/last.ckpt, "
+                                  "or `last`)")
     checkpoint = read_checkpoint(ckpt_path)
     hparams = dict(checkpoint.get("hyper_parameters", {}))
     hparams.pop("_instantiator", None)
@@ -213,19 +214,34 @@ def _with_model_settings(parsed: ParsedRun, checkpoint: dict, hparams: dict, ckp
     written_by = checkpoint.get(VERSION_KEY, "a medtransfer version that did not record itself")
     if unknown := settings_unknown_to_model(class_path, hparams):
         raise CheckpointFileError(
-            f"{ckpt_path} holds model settings this medtransfer ({__version__}) does not know: {unknown}; the "
-            f"checkpoint was written by {written_by}. Use it with that version"
+            f"{ckpt_path} holds model settings this medtransfer ({__version__}) does not know: {unknown}; "
+            f"the checkpoint was written by {written_by}. Use it with that version"
         )
+    check_model_class(class_path, parsed.config.get("model"), ckpt_path)
     class_path = _same_class_spelling(class_path, parsed.config.get("model"))
     model = {"class_path": class_path, "dict_kwargs": hparams} if class_path is not None else hparams
     try:
         return parsed.parser.parse_object({"model": model}, parsed.config)
     except Exception as error:
         raise CheckpointFileError(
-            f"the model settings saved in {ckpt_path} do not fit this medtransfer ({__version__}; the checkpoint "
-            f"was written by {written_by}): {first_line(error)}. Use a checkpoint written by this version, or "
-            "the version that wrote it"
+            f"the model settings saved in {ckpt_path} do not fit this medtransfer ({__version__}; the "
+            f"checkpoint was written by {written_by}): {first_line(error)}. Use a checkpoint written by this "
+            "version, or the version that wrote it"
         ) from None
+
+
+def check_model_class(class_path: str | None, model, ckpt_path: str) -> None:
+    """The model class the config names (``--model``, a config file's ``model``) is the checkpoint's: the
+    checkpoint's class used to replace it without a word, so a LinearProbe's scores were recorded for a run
+    the user had asked to test as a Finetune."""
+    given = model.get("class_path") if isinstance(model, Namespace) else None
+    if class_path is None or given is None or _import(given) is _import(class_path):
+        return
+    raise CheckpointFileError(
+        f"--ckpt_path {ckpt_path} holds a {class_path.rsplit('.', 1)[-1]} model, but the config names "
+        f"{given.rsplit('.', 1)[-1]} ({given}): leave the model out of the config (the checkpoint's is "
+        "rebuilt from it), or give a checkpoint of that model"
+    )
 
 
 def _same_class_spelling(class_path: str | None, model) -> str | None:
@@ -261,25 +277,28 @@ def instantiate(parsed: ParsedRun) -> RunParts:
     config = parsed.config
     seed = config.get("seed_everything")
     if seed is not False:
-        config.seed_everything = pl.seed_everything(None if seed is True else seed, workers=True, verbose=False)
-    choose_training_bar(config.trainer)
+        config.seed_everything = pl.seed_everything(None if seed is True else seed, workers=True,
+                                                    verbose=False)
     try:
         built = parsed.parser.instantiate_classes(config)
     except ValueError as error:
         if isinstance(error, ConfigError) or _is_user_error(error):
             raise
-        raise ConfigError(f"{_failing_group(error)}: {first_line(error)}") from error
+        cause = _first_cause(error)  # jsonargparse wraps the constructor's error in its own
+        raise ConfigError(f"{_failing_group(cause)}: {first_line(cause)}") from error
     return RunParts(built.model, built.data, build_trainer(dict(built.trainer)))
 
 
 def build_trainer(settings: dict[str, Any]) -> pl.Trainer:
-    """A Trainer from parsed settings, with the callbacks no config can remove (``fixed_callbacks``); a
-    setting Lightning refuses is a named error."""
+    """A Trainer from parsed settings, with its progress bar (``runtime.training_bar``: an execution detail,
+    not part of the config) and the callbacks no config can remove (``fixed_callbacks``); a setting Lightning
+    refuses is a named error."""
     from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
     callbacks = list(settings.pop("callbacks", None) or [])
+    bar = training_bar(callbacks, settings.get("enable_progress_bar"))  # where the run's output goes
     try:
-        return pl.Trainer(**settings, callbacks=[*callbacks, *fixed_callbacks()])
+        return pl.Trainer(**settings, callbacks=[*callbacks, *([bar] if bar else []), *fixed_callbacks()])
     except (MisconfigurationException, ValueError) as error:
         if _is_user_error(error):
             raise
@@ -290,6 +309,15 @@ def _is_user_error(error: BaseException) -> bool:
     from ..errors import find_user_error
 
     return find_user_error(error) is not None
+
+
+def _first_cause(error: BaseException) -> BaseException:
+    """The error at the start of ``error``'s chain of causes (``raise ... from``)."""
+    seen = {id(error)}
+    while error.__cause__ is not None and id(error.__cause__) not in seen:
+        error = error.__cause__
+        seen.add(id(error))
+    return error
 
 
 def _failing_group(error: BaseException) -> str:

@@ -15,7 +15,7 @@ from ..runtime.requeue import SlurmRequeue
 
 # a run folder holding one of these holds a finished run's outputs
 FINISHED_OUTPUTS = ("results.json", "predictions.csv")
-GPU_CHECK_EVERY = 50  # steps between host reads of the loss flag on an accelerator (a read waits for the step)
+GPU_CHECK_EVERY = 50  # steps between host reads of the loss flag on an accelerator (a read waits for a step)
 
 
 class DivergedError(MedTransferError, RuntimeError):
@@ -95,9 +95,9 @@ class DivergenceGuard(Callback):
     def _diverged(self, trainer, what: str) -> DivergedError:
         epoch, step = trainer.current_epoch, trainer.global_step
         return DivergedError(
-            f"training diverged at epoch {epoch}, step {step}: {what}. The run is recorded as failed (no test "
-            "metrics); lower model.init_args.lr, add warm-up (model.init_args.warmup_epochs) or gradient "
-            "clipping (trainer.gradient_clip_val), or check the inputs for NaN", epoch, step, what)
+            f"training diverged at epoch {epoch}, step {step}: {what}. The run is recorded as failed (no "
+            "test metrics); lower model.init_args.lr, add warm-up (model.init_args.warmup_epochs) or "
+            "gradient clipping (trainer.gradient_clip_val), or check the inputs for NaN", epoch, step, what)
 
 
 def check_not_finished(folder: str | Path, continuing: bool, logged: bool = True) -> None:
@@ -111,10 +111,10 @@ def check_not_finished(folder: str | Path, continuing: bool, logged: bool = True
         return
     if continuing:
         raise FinishedRunError(
-            f"--ckpt_path: the run in {folder} is finished ({found[0]} is there): there is nothing to continue; "
-            "leave out --ckpt_path to start a new run"
+            f"--ckpt_path: the run in {folder} is finished ({found[0]} is there): there is nothing to "
+            "continue; leave out --ckpt_path to start a new run"
         )
     fix = ("leave --trainer.logger.init_args.version unset (a new version_<n>), or give another name or "
            "save_dir") if logged else "give --trainer.default_root_dir another folder, or use a logger"
-    raise FinishedRunError(f"{folder} holds a finished run ({found[0]}) and medtransfer never overwrites one: "
-                           f"{fix}")
+    raise FinishedRunError(f"{folder} holds a finished run ({found[0]}) and medtransfer never overwrites "
+                           f"one: {fix}")

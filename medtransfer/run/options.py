@@ -1,7 +1,9 @@
-"""What a run does besides training and scoring: test after fit, the confidence intervals of results.json,
-evaluating untrained weights on purpose, explanation maps. The command takes them as options
-(``--test_after_fit``, ``--intervals.*``, ``--allow_untrained``, ``--explain``); Python passes a
-``RunOptions``."""
+"""What a run does besides training and scoring.
+
+Test after fit, the confidence intervals of results.json, evaluating untrained weights on purpose, explanation
+maps. The command takes them as options (``--test_after_fit``, ``--intervals.*``, ``--allow_untrained``,
+``--explain``); Python passes a ``RunOptions``.
+"""
 
 from __future__ import annotations
 
@@ -23,15 +25,21 @@ class Intervals:
             raise ConfigValueError(f"intervals.resamples={self.resamples}: expected 0 (no intervals) or more "
                                    "bootstrap resamples (1000 is the default)")
         if not 0 < self.confidence < 1:
-            raise ConfigValueError(f"intervals.confidence={self.confidence}: expected a level between 0 and 1, "
-                                   "e.g. 0.95")
+            raise ConfigValueError(f"intervals.confidence={self.confidence}: expected a level between 0 and "
+                                   "1, e.g. 0.95")
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """``test_after_fit``: ``fit`` ends by validating and testing its best checkpoint. ``intervals``: see
-    ``Intervals``. ``allow_untrained``: ``validate``/``test``/``predict`` may run a model with trainable
-    weights and no checkpoint. ``explain``: explanation maps (docs/explanations.md)."""
+    """What a run does besides training and scoring (the command's ``--test_after_fit``, ``--explain``, ...).
+
+    Attributes:
+        test_after_fit: ``fit`` ends by validating and testing its best checkpoint.
+        intervals: see ``Intervals``.
+        allow_untrained: ``validate``/``test``/``predict`` may run a model with trainable weights and no
+            checkpoint.
+        explain: explanation maps (docs/explanations.md).
+    """
 
     test_after_fit: bool = True
     intervals: Intervals = field(default_factory=Intervals)
@@ -64,8 +72,8 @@ class RunOptions:
         intervals = config.get("intervals") or {}
         return cls(
             test_after_fit=bool(config.get("test_after_fit", True)),
-            intervals=Intervals(int(intervals.get("resamples", 1000)), float(intervals.get("confidence", 0.95)),
-                                int(intervals.get("seed", 0))),
+            intervals=Intervals(int(intervals.get("resamples", 1000)),
+                                float(intervals.get("confidence", 0.95)), int(intervals.get("seed", 0))),
             allow_untrained=bool(config.get("allow_untrained", False)),
             explain=bool(config.get("explain", False)),
         )

@@ -25,7 +25,12 @@ MISSING_FILE = re.compile(r"File does not exist: '([^']+)'")
 NOT_A_CLASS = re.compile(r"Expected a dot import path string: (\S+)")
 SUBTYPES = re.compile(r"^\s*Subtypes: \[(.*)\]$", re.MULTILINE)
 LITERAL = re.compile(r"Literal\[([^\]]*)\]")
+# a class's literal-typed argument (``data.init_args.kind``): "Expected a typing.Literal[...]. Got value: x"
+EXPECTED_LITERAL = re.compile(r"Expected an? typing\.Literal\[([^\]]*)\]\. Got value: (.*)$", re.MULTILINE)
 NONE_TYPE = "NoneType"
+YAML_PREFIX = "Problems parsing config:"
+YAML_MARK = re.compile(r'^\s+in "([^"]+)", line (\d+), column (\d+):$', re.MULTILINE)
+NOT_A_MAPPING = re.compile(r"^Unexpected config:\s*(.*)$", re.DOTALL)
 
 
 class ConfigError(MedTransferError, ValueError):
@@ -35,10 +40,16 @@ class ConfigError(MedTransferError, ValueError):
 def config_error(error: Exception, verb: str, known_keys: list[str]) -> ConfigError:
     """The one-line ``ConfigError`` for a jsonargparse error raised while parsing ``verb``'s arguments;
     ``known_keys``: the parser's dotted keys, for suggestions."""
-    text = str(error).strip()
-    reason = (_unrecognized(text, known_keys) or _missing_file(text) or _not_accepted(text)
-              or _not_a_class(text) or _not_a_choice(text) or _wrong_type(text) or _first_line(text))
-    return ConfigError(f"{reason} (see `medtransfer {verb} --help`)")
+    return ConfigError(f"{config_reason(str(error), known_keys)} (see `medtransfer {verb} --help`)")
+
+
+def config_reason(text: str, known_keys: list[str]) -> str:
+    """What is wrong, in one line, from the text of a jsonargparse error (also the benchmark's, which words a
+    grid's runs with it)."""
+    text = text.strip()
+    return (_unrecognized(text, known_keys) or _missing_file(text) or _yaml_syntax(text)
+            or _not_a_mapping(text) or _not_accepted(text) or _not_a_class(text) or _not_a_choice(text)
+            or _wrong_type(text) or _first_line(text))
 
 
 def _first_line(text: str) -> str:
@@ -77,6 +88,29 @@ def _missing_file(text: str) -> str | None:
     return f"{where}: no such file {match.group(1)}"
 
 
+def _yaml_syntax(text: str) -> str | None:
+    """A config file that is not YAML: the file, line and column, and what PyYAML found there (it spreads
+    that over five lines, with the line quoted and a caret)."""
+    if not text.startswith(YAML_PREFIX):
+        return None
+    lines = text[len(YAML_PREFIX):].strip().splitlines()
+    said = [line.strip() for i, line in enumerate(lines) if i == 0 or not line.startswith(" ")]
+    marks = YAML_MARK.findall(text)
+    where = f"{marks[-1][0]} line {marks[-1][1]}, column {marks[-1][2]}" if marks else "a file"
+    what = said[-1] + (f" ({said[0]})" if len(said) > 1 else "")
+    tabs = "; YAML indents with spaces, never tabs" if "'\\t'" in what else ""
+    return f"--config {where}: not valid YAML: {what}{tabs}"
+
+
+def _not_a_mapping(text: str) -> str | None:
+    """A config file that is empty, or holds a plain value instead of settings."""
+    match = NOT_A_MAPPING.match(text)
+    if match is None:
+        return None
+    return (f"a --config file holds no settings (it reads as {match.group(1).strip()!r}; an empty file reads "
+            "as ''): a config is a YAML mapping such as `trainer: {max_epochs: 10}`")
+
+
 def _not_accepted(text: str) -> str | None:
     match = NOT_ACCEPTED.search(text)
     if match is None:
@@ -84,7 +118,8 @@ def _not_accepted(text: str) -> str | None:
     option = match.group(1)
     group = PARSER_KEY.search(text)
     class_path = CLASS_PATH.search(text)
-    prefix = f"{group.group(1)}.init_args." if group and class_path else (f"{group.group(1)}." if group else "")
+    prefix = (f"{group.group(1)}.init_args." if group and class_path
+              else (f"{group.group(1)}." if group else ""))
     names = _accepted_options(class_path.group(1)) if class_path else []
     close = difflib.get_close_matches(option, names, n=1, cutoff=0.6)
     owner = f"{class_path.group(1).rsplit('.', 1)[-1]} takes no option" if class_path else "no option"
@@ -99,11 +134,18 @@ def _not_a_class(text: str) -> str | None:
     group = PARSER_KEY.search(text)
     key = group.group(1) if group else "the class"
     return (f"{key}: {match.group(1)!r} names no class; give a class path, e.g. "
-            f"{'medtransfer.datamodules.ImageFolder' if key == 'data' else 'medtransfer.lightning_modules.Finetune'}")
+            + ("medtransfer.datamodules.ImageFolder" if key == "data"
+               else "medtransfer.lightning_modules.Finetune"))
 
 
 def _not_a_choice(text: str) -> str | None:
-    """A value outside a choice of literals (``trainer.precision``): every accepted value, and the given."""
+    """A value outside a choice of literals (``trainer.precision``, ``data.init_args.kind``): every accepted
+    value, and the given."""
+    literal = EXPECTED_LITERAL.search(text)
+    if literal is not None:
+        choices = [choice.strip() for choice in literal.group(1).split(",")]
+        return (f"{_key_path(text) or 'a value'}: expected one of {', '.join(choices)}, got "
+                f"{literal.group(2).strip()!r}")
     subtypes = SUBTYPES.search(text)
     if subtypes is None or "Literal[" not in subtypes.group(1):
         return None
@@ -128,9 +170,11 @@ def _wrong_type(text: str) -> str | None:
     if given is None:
         values = GIVEN_VALUE.findall(text)
         given = values[-1] if values else None
-    nullable = any((m.group(1) or m.group(2)) == NONE_TYPE for m in map(EXPECTED.search, text.splitlines()) if m)
+    nullable = any((m.group(1) or m.group(2)) == NONE_TYPE
+                   for m in map(EXPECTED.search, text.splitlines()) if m)
     value = f", got {given.strip()!r}" if given is not None else ""
-    return f"{_key_path(text) or 'a value'}: expected {_article(wanted)}{' (or null)' if nullable else ''}{value}"
+    null = " (or null)" if nullable else ""
+    return f"{_key_path(text) or 'a value'}: expected {_article(wanted)}{null}{value}"
 
 
 def _article(type_name: str) -> str:
@@ -150,7 +194,8 @@ def _accepted_options(class_path: str) -> list[str]:
         if init is None:
             continue
         parameters = inspect.signature(init).parameters.values()
-        names += [p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        names += [p.name for p in parameters
+                  if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
     return names

@@ -95,7 +95,8 @@ def test_statistics(trainer, metrics: dict, options: RunOptions, folder: Path) -
         computable = writer.predictions.metrics()
         names = [name for name in metrics["test"] if name in computable.names()]
         entry["intervals"] = {"test": test_intervals(computable, names, writer.predictions.groups,
-                                                     intervals.resamples, intervals.seed, intervals.confidence)}
+                                                     intervals.resamples, intervals.seed,
+                                                     intervals.confidence)}
     return entry
 
 
@@ -103,7 +104,8 @@ def metrics_line(results_metrics: dict, intervals: dict) -> str:
     """``test metrics: auroc=0.9561 [0.93, 0.97], ...`` as the command prints it."""
     shown = {k: v for k, v in results_metrics.items() if "/" not in k}
     bounds = intervals.get("test", {}).get("metrics", {})
-    return "test metrics: " + ", ".join(f"{k}={v:.4f}{_interval_text(bounds.get(k))}" for k, v in shown.items())
+    return "test metrics: " + ", ".join(f"{k}={v:.4f}{_interval_text(bounds.get(k))}"
+                                        for k, v in shown.items())
 
 
 def _interval_text(bounds: dict | None) -> str:

@@ -1,5 +1,8 @@
-"""What a run returns to Python: its metrics with their confidence intervals, where its outputs are (run
-folder, results.json, best checkpoint, predictions, a backbone export), and results.json itself."""
+"""What a run returns to Python.
+
+Its metrics with their confidence intervals, where its outputs are (run folder, results.json, best checkpoint,
+predictions, a backbone export), and results.json itself.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,14 @@ from pathlib import Path
 
 @dataclass
 class RunResult:
-    """``metrics``: per split (``train``/``val``/``test``) the metric values; ``intervals``: results.json's
-    (``intervals["test"]["metrics"][name]`` has ``low``/``high``); ``results``: the whole results.json (empty
-    for ``predict`` and on DDP ranks other than zero, which write nothing)."""
+    """What a run returns: its metrics, their confidence intervals, where its outputs are, and results.json.
+
+    Attributes:
+        metrics: per split (``train``/``val``/``test``) the metric values.
+        intervals: results.json's (``intervals["test"]["metrics"][name]`` has ``low``/``high``).
+        results: the whole results.json (empty for ``predict`` and on DDP ranks other than zero, which write
+            nothing).
+    """
 
     verb: str
     run_dir: Path
@@ -26,6 +34,7 @@ class RunResult:
 
     @property
     def status(self) -> str:
+        """results.json's ``status``: ``finished`` or ``failed`` (``finished`` when none was written)."""
         return self.results.get("status", "finished")
 
     @classmethod

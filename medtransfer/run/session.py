@@ -69,15 +69,18 @@ def execute(job: Job) -> RunResult:
     data = job.model.attach_data(job.data)
     with stop_on_signals(), step_threads(one_thread=steps_on_one_thread(job.model, job.trainer)):
         folder = RunFolder(job)
-        with folder:
-            if is_rank_zero():
-                record.preflight = preflight_summary(job.verb, job.model, data)
-                report_preflight(record.preflight, folder.path)
-                if job.config_yaml is not None:
-                    write_bytes_atomic(folder.path / CONFIG_FILE, job.config_yaml.encode())
-            with expected_warnings_silenced(job.model):
-                metrics = run_verb(job, data, record, folder.path)
-            return finish(job, data, record, folder.path, metrics)
+        try:
+            with folder:
+                if is_rank_zero():
+                    record.preflight = preflight_summary(job.verb, job.model, data)
+                    report_preflight(record.preflight, folder.path)
+                    if job.config_yaml is not None:
+                        write_bytes_atomic(folder.path / CONFIG_FILE, job.config_yaml.encode())
+                with expected_warnings_silenced(job.model):
+                    metrics = run_verb(job, data, record, folder.path)
+                return finish(job, data, record, folder.path, metrics)
+        except RunStopped as stop:  # at any point of the run: say where, and how to go on
+            raise RunStopped(stop.signum, stopped_message(job, stop, folder.path)) from None
 
 
 def check_before_running(job: Job) -> None:
@@ -176,8 +179,6 @@ def run_verb(job: Job, data, record: RunRecord, folder: Path) -> dict:
             with all_threads():
                 write_results(record, folder, model, data, trainer, metrics, None, failure=error.record())
         raise
-    except RunStopped as stop:
-        raise RunStopped(stop.signum, stopped_message(job, stop, folder)) from None
 
 
 def fit_then_test(job: Job, data) -> dict:

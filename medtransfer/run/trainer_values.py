@@ -43,8 +43,8 @@ def _check_limit(key: str, value) -> None:
         return
     whole = float(value).is_integer() and value >= 0
     if not (0 <= value <= 1 or whole):
-        raise ConfigValueError(f"trainer.{key}={value}: expected a fraction of the batches in [0, 1] (a float) "
-                               "or a number of batches (an int >= 0)")
+        raise ConfigValueError(f"trainer.{key}={value}: expected a fraction of the batches in [0, 1] (a "
+                               "float) or a number of batches (an int >= 0)")
 
 
 def _trains_something(trainer) -> None:
@@ -55,5 +55,5 @@ def _trains_something(trainer) -> None:
                                "trained; give 1 or more (or use `medtransfer test --allow_untrained true` to "
                                "score untrained weights on purpose)")
     if trainer.get("limit_train_batches") in (0, 0.0):
-        raise ConfigValueError("trainer.limit_train_batches=0: fit would train on no batch; give a fraction in "
-                               "(0, 1] or a number of batches >= 1")
+        raise ConfigValueError("trainer.limit_train_batches=0: fit would train on no batch; give a fraction "
+                               "in (0, 1] or a number of batches >= 1")

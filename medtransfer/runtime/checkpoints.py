@@ -23,6 +23,8 @@ from .. import __version__
 from ..errors import MedTransferError, first_line
 from ..utils.atomic import atomic_path
 
+PICKLE_PROTO = pickle.PROTO  # the first byte of a pickle of protocol 2 or later
+
 # what medtransfer adds to every checkpoint it writes (``callbacks.TaskCheckpoint``, ``MedTransferModule``)
 VERSION_KEY = "medtransfer_version"  # the version that wrote it
 CHECKPOINT_DATA_KEY = "medtransfer_data"  # how the model's images were prepared (``data_preparation``)
@@ -72,21 +74,35 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
+        if not written_by_torch_save(path):  # a results.json or a config handed over as the checkpoint
+            raise not_a_checkpoint(path, "neither the zip archive torch.save writes nor a pickle") from None
         raise CheckpointFileError(
             f"checkpoint {path} holds pickled Python objects, not only weights, and medtransfer never "
             f"unpickles a file (it could run code): {first_line(err)}. Save the model's state dict "
             "(torch.save(model.state_dict(), path)) or a checkpoint written by `medtransfer fit`"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
-        raise CheckpointFileError(
-            f"checkpoint {path} ({path.stat().st_size} bytes) is truncated or not a PyTorch checkpoint "
-            f"({first_line(err)}); use another checkpoint of the run (best-*.ckpt or last.ckpt)"
-        ) from None
+        raise not_a_checkpoint(path, first_line(err)) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointFileError(
             f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint dictionary"
         )
     return checkpoint
+
+
+def written_by_torch_save(path: Path) -> bool:
+    """Whether the file is what ``torch.save`` writes: a zip archive, or (before PyTorch 1.6) a pickle, whose
+    first byte is the PROTO opcode."""
+    with open(path, "rb") as handle:
+        return handle.read(1) == PICKLE_PROTO or zipfile.is_zipfile(path)
+
+
+def not_a_checkpoint(path: Path, why: str) -> CheckpointFileError:
+    """The error for a file that is no checkpoint, or only part of one."""
+    return CheckpointFileError(
+        f"checkpoint {path} ({path.stat().st_size} bytes) is truncated or not a PyTorch checkpoint ({why}); "
+        "use another checkpoint of the run (best-*.ckpt or last.ckpt)"
+    )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

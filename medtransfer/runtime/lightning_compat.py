@@ -21,9 +21,9 @@ CHILD_OBSERVER_THREAD = "child-process-observer"
 
 
 def stop_child_process_observer() -> bool:
-    """Stop Lightning's child-process observer on this process (``medtransfer.runtime.rank_exit.RankWatch`` does its
-    job and lets rank 0 end with a message and the failed rank's status instead of SIGKILL); whether one was
-    running."""
+    """Stop Lightning's child-process observer on this process (``medtransfer.runtime.rank_exit.RankWatch``
+    does its job and lets rank 0 end with a message and the failed rank's status instead of SIGKILL); whether
+    one was running."""
     found = False
     for thread in threading.enumerate():
         if thread.name == CHILD_OBSERVER_THREAD and hasattr(thread, "_child_processes"):

@@ -1,10 +1,11 @@
 """One process at a time per folder: a run folder (``fit``, ``validate``, ``test``: two runs that would write
-the same ``version_<n>`` cannot overwrite each other's checkpoints and results.json) and a grid's output folder
-(two ``medtransfer benchmark`` processes would start the same unfinished runs).
+the same ``version_<n>`` cannot overwrite each other's checkpoints and results.json) and a grid's output
+folder (two ``medtransfer benchmark`` processes would start the same unfinished runs).
 
-The lock is ``flock`` on the folder itself: no lock file, so a folder holds only what its owner writes (loggers
-that warn about a non-empty folder stay quiet, a finished grid stays byte-identical), and the operating system
-drops the lock when its process ends, however it ends, so a killed run never leaves a stale lock."""
+The lock is ``flock`` on the folder itself: no lock file, so a folder holds only what its owner writes
+(loggers that warn about a non-empty folder stay quiet, a finished grid stays byte-identical), and the
+operating system drops the lock when its process ends, however it ends, so a killed run never leaves a stale
+lock."""
 
 from __future__ import annotations
 

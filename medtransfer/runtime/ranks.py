@@ -38,9 +38,15 @@ def process_rank() -> int:
         value = os.environ.get(name, "")
         if value.isdigit():
             return int(value)
-    local = int(os.environ.get("LOCAL_RANK") or 0)
+    local = local_process_rank()
     node = int(os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or 0)
     return node * int(os.environ.get("LOCAL_WORLD_SIZE") or 1) + local
+
+
+def local_process_rank() -> int:
+    """This process's rank on its node (``LOCAL_RANK``, as torchrun and Lightning's launcher set it): which of
+    the node's devices it uses."""
+    return int(os.environ.get("LOCAL_RANK") or 0)
 
 
 def is_rank_zero() -> bool:

@@ -28,8 +28,8 @@ SETTINGS = (
     Setting("MEDTRANSFER_LOG_LEVEL", "INFO", "the level of medtransfer's messages on stderr (DEBUG, INFO, "
             "WARNING, ERROR, CRITICAL)"),
     Setting("MEDTRANSFER_TRACEBACK", "unset", "1: a user error shows its full traceback instead of one line"),
-    Setting("MEDTRANSFER_PROGRESS", "unset: bars on a terminal only", "1: progress bars even when stderr is a "
-            "file; 0: never"),
+    Setting("MEDTRANSFER_PROGRESS", "unset: bars on a terminal only", "1: progress bars even when stderr is "
+            "a file; 0: never"),
     Setting("MEDTRANSFER_NUM_WORKERS", "unset: the CPUs per process", "DataLoader workers per process when "
             "the config leaves data.init_args.num_workers unset"),
     Setting("MEDTRANSFER_FEATURES", "./features", "where frozen heads keep feature stores when the config "
@@ -39,8 +39,8 @@ SETTINGS = (
     Setting("MEDTRANSFER_OFFLINE", "unset", "1: never try the network for weights (HF_HUB_OFFLINE=1 too)"),
     Setting("MEDTRANSFER_REQUEUE_GRACE_S", "unset: stop at once", "seconds a SLURM job may still train after "
             "its requeue signal to finish the epoch (the benchmark's SLURM scripts set it)"),
-    Setting("MEDTRANSFER_PYTHON", "the Python that wrote the script", "the Python a benchmark's SLURM scripts "
-            "run (read by the scripts, not by Python)"),
+    Setting("MEDTRANSFER_PYTHON", "the Python that wrote the script", "the Python a benchmark's SLURM "
+            "scripts run (read by the scripts, not by Python)"),
 )
 
 

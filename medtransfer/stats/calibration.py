@@ -1,5 +1,7 @@
-"""Calibration of predicted probabilities: expected calibration error (ECE) over equal-width confidence bins,
-the Brier score, and the bins a reliability diagram draws.
+"""Calibration of predicted probabilities: ECE, the Brier score, and a reliability diagram's bins.
+
+Expected calibration error (ECE) over equal-width confidence bins, the Brier score, and the bins a reliability
+diagram draws.
 
 Binning follows torchmetrics' ``BinaryCalibrationError`` / ``MulticlassCalibrationError`` (``n_bins`` equal
 bins on [0, 1], left-closed, a confidence of exactly 1 in a slot of its own, L1 norm), so the numbers here
@@ -18,24 +20,32 @@ N_BINS = 15  # torchmetrics' default
 
 
 def bin_edges(n_bins: int = N_BINS) -> np.ndarray:
-    """The ``n_bins + 1`` float32 bin edges torchmetrics compares confidences with: ``torch.linspace`` in
-    float32, which differs from numpy's by an ulp at some edges (and between CPUs: it is vectorised)."""
+    """The ``n_bins + 1`` float32 bin edges torchmetrics compares confidences with.
+
+    They are ``torch.linspace`` in float32, which differs from numpy's by an ulp at some edges (and between
+    CPUs: it is vectorised).
+    """
     import torch  # here, not at the top: processes that never bin (the benchmark report) skip its import
 
     return torch.linspace(0, 1, n_bins + 1, dtype=torch.float32).numpy()
 
 
 def bin_index(confidence: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
-    """The bin of each confidence, ``0 .. n_bins`` (``n_bins``: a confidence of exactly 1), compared in
-    float32 as the model's probabilities are."""
+    """The bin of each confidence, ``0 .. n_bins`` (``n_bins``: a confidence of exactly 1).
+
+    Confidences are compared in float32, as the model's probabilities are.
+    """
     edges = bin_edges(n_bins)
     index = np.searchsorted(edges, np.asarray(confidence, dtype=np.float32), side="right") - 1
     return np.clip(index, 0, n_bins)
 
 
 def confidence_and_correct(kind: str, labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What is binned: ``(confidence, correct)``, each ``N`` (binary, multiclass) or ``N x C``
-    (multilabel, one column per label). Binary ``probs`` are the positive-class probabilities."""
+    """What is binned: ``(confidence, correct)``.
+
+    Each is ``N`` (binary, multiclass) or ``N x C`` (multilabel, one column per label). Binary ``probs`` are
+    the positive-class probabilities.
+    """
     probs = np.asarray(probs, dtype=np.float32)
     labels = np.asarray(labels)
     if kind == "multiclass":
@@ -46,8 +56,15 @@ def confidence_and_correct(kind: str, labels: np.ndarray, probs: np.ndarray) -> 
 
 @dataclass
 class Reliability:
-    """A reliability diagram's data: per bin (``n_bins + 1`` slots), the number of predictions, their mean
-    confidence and how often they were correct (NaN for empty bins); ``ece`` over all of them."""
+    """A reliability diagram's data, and the expected calibration error over all its bins.
+
+    Attributes:
+        edges: the bin edges (``bin_edges``).
+        counts: per bin (``n_bins + 1`` slots), the number of predictions.
+        mean_confidence: per bin, their mean confidence (NaN for empty bins).
+        frequency: per bin, how often they were correct (NaN for empty bins).
+        ece: the expected calibration error over all of them.
+    """
 
     edges: np.ndarray
     counts: np.ndarray
@@ -57,6 +74,7 @@ class Reliability:
 
 
 def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> Reliability:
+    """Bin ``confidence_and_correct``'s pairs as torchmetrics does, for a reliability diagram."""
     confidence = np.asarray(confidence, dtype=np.float32)
     index = bin_index(confidence, n_bins)
     counts = np.bincount(index, minlength=n_bins + 1).astype(np.float64)
@@ -75,8 +93,11 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
 
 
 def brier_per_sample(kind: str, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Each sample's Brier score: ``(p - y)^2`` (binary), ``sum_k (p_k - [y = k])^2`` (multiclass, from 0 to
-    2), the mean over labels of ``(p_c - y_c)^2`` (multilabel); their mean is the Brier score."""
+    """Each sample's Brier score; their mean is the Brier score.
+
+    ``(p - y)^2`` (binary), ``sum_k (p_k - [y = k])^2`` (multiclass, from 0 to 2), the mean over labels of
+    ``(p_c - y_c)^2`` (multilabel).
+    """
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
     if kind == "multiclass":

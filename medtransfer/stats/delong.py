@@ -1,5 +1,6 @@
-"""DeLong's variance of AUROC, and the covariance of the AUROCs of several models scored on the same test
-samples (DeLong, DeLong & Clarke-Pearson, Biometrics 1988), from midranks (Sun & Xu, IEEE SPL 2014).
+"""DeLong's variance of AUROC, and the covariance of the AUROCs of several models on the same test samples.
+
+After DeLong, DeLong & Clarke-Pearson (Biometrics 1988), computed from midranks (Sun & Xu, IEEE SPL 2014).
 
 Each positive's placement ``v10`` is the share of negatives it outscores (ties one half), each negative's
 ``v01`` the share of positives that outscore it; AUROC is the mean of either, and its variance is
@@ -18,8 +19,13 @@ from scipy import stats
 
 @dataclass
 class Components:
-    """The AUROCs of ``k`` models and each sample's centred placement (``v10 - auroc`` for positives,
-    ``v01 - auroc`` for negatives), ``k x N`` in sample order."""
+    """The AUROCs of ``k`` models and each sample's centred placement.
+
+    Attributes:
+        auroc: the ``k`` AUROCs.
+        centred: ``k x N`` in sample order: ``v10 - auroc`` for positives, ``v01 - auroc`` for negatives.
+        positive: ``N`` booleans: which samples are positive.
+    """
 
     auroc: np.ndarray
     centred: np.ndarray
@@ -44,8 +50,10 @@ def components(scores: np.ndarray, positive: np.ndarray) -> Components:
 
 
 def variance(centred: np.ndarray, positive: np.ndarray, groups: np.ndarray | None = None) -> float:
-    """DeLong's variance of the AUROC (or of a difference or mean of AUROCs: pass the same combination of
-    their centred placements), clustered by ``groups`` when given."""
+    """DeLong's variance of the AUROC, clustered by ``groups`` when given.
+
+    Also of a difference or mean of AUROCs: pass the same combination of their centred placements.
+    """
     return float(covariance(np.asarray(centred)[None, :], positive, groups)[0, 0])
 
 
@@ -74,8 +82,10 @@ def interval(auroc: float, var: float, confidence: float = 0.95) -> tuple[float,
 
 
 def p_value(difference: float, var: float) -> float:
-    """Two-sided p of a difference of AUROCs (DeLong's z test); 1 when there is no difference and no
-    variance (a model against itself)."""
+    """Two-sided p of a difference of AUROCs (DeLong's z test).
+
+    1 when there is no difference and no variance (a model against itself).
+    """
     if var <= 0:
         return 1.0 if difference == 0 else 0.0
     return float(2 * stats.norm.sf(abs(difference) / np.sqrt(var)))

@@ -25,8 +25,20 @@ def test_intervals(
     seed: int = 0,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> dict:
-    """Percentile bootstrap intervals of ``names`` over the test images (over patients when ``groups`` is
-    given), and DeLong's interval for binary AUROC (clustered by patient likewise)."""
+    """Percentile bootstrap intervals of ``names`` over the test images, and DeLong's for binary AUROC.
+
+    Args:
+        metrics: the run's test predictions.
+        names: the metrics to give intervals.
+        groups: one patient id per test image: resample patients, not images (DeLong's interval is then
+            clustered by patient likewise).
+        resamples: bootstrap resamples.
+        seed: the resamples' seed.
+        confidence: the intervals' level.
+
+    Returns:
+        results.json's ``intervals`` of the test split.
+    """
     draws = bootstrap_resamples(metrics.n, resamples, seed_sequence(seed, STREAM), groups)
     replicates = metrics.evaluate(draws, names)
     out: dict = {

@@ -1,5 +1,7 @@
-"""Intervals over seeds and test images, paired comparisons of two methods on the same test images, and
-Holm's correction over the comparisons of one table.
+"""Intervals over seeds and test images, paired comparisons of two methods, and Holm's correction.
+
+The paired comparisons are of two methods on the same test images; Holm's correction is over the comparisons
+of one table.
 
 Every run of a table scored on one test set shares the same image resamples (count weights), so for a
 resample both methods see the same images: the comparison is paired. Training seeds are resampled too, with
@@ -34,17 +36,25 @@ def mean_over_drawn_seeds(replicates: np.ndarray, draws: np.ndarray) -> np.ndarr
 def seeds_and_images_interval(
     replicates: np.ndarray, rng: np.random.Generator, confidence: float = DEFAULT_CONFIDENCE
 ) -> tuple[float, float]:
-    """Percentile interval of the mean score over seeds, resampling seeds and test images (``replicates``:
-    ``seeds x B`` scores of each run in each image resample). Every resampled value is a mean of scores, so
-    the interval stays within the metric's range."""
+    """Percentile interval of the mean score over seeds, resampling seeds and test images.
+
+    Every resampled value is a mean of scores, so the interval stays within the metric's range.
+
+    Args:
+        replicates: ``seeds x B`` scores of each run in each image resample.
+        rng: draws the seeds.
+        confidence: the interval's level.
+    """
     draws = seed_draws(replicates.shape[0], replicates.shape[1], rng)
     return percentile_interval(mean_over_drawn_seeds(replicates, draws), confidence)
 
 
 def bootstrap_p_value(differences: np.ndarray) -> float:
-    """Two-sided p of "no difference" from a bootstrap distribution of a difference: twice the smaller share
-    of resamples on either side of 0 (ties on both), with the +1 of a Monte Carlo p-value, at most 1. A
-    model against itself has every difference 0, hence p = 1."""
+    """Two-sided p of "no difference" from a bootstrap distribution of a difference.
+
+    Twice the smaller share of resamples on either side of 0 (ties on both), with the +1 of a Monte Carlo
+    p-value, at most 1. A model against itself has every difference 0, hence p = 1.
+    """
     values = np.asarray(differences, dtype=np.float64)
     values = values[~np.isnan(values)]
     total = len(values)
@@ -77,10 +87,17 @@ def paired_difference(
     """Compare method ``a`` with method ``b`` on the same image resamples.
 
     Args:
-        a, b: ``seeds x B`` scores of each run in each image resample (the same resamples for both).
-        a_scores, b_scores: each run's score on the whole test set; the difference of their means is the
-            estimate.
+        a: ``seeds x B`` scores of each run of method ``a`` in each image resample.
+        b: the same for method ``b``, in the same resamples.
+        a_scores: each run's score on the whole test set; the difference of the means of ``a_scores`` and
+            ``b_scores`` is the estimate.
+        b_scores: the same for method ``b``.
+        rng: draws the seeds.
         paired_seeds: ``a`` and ``b`` ran with the same seeds, in the same row order: draw them together.
+        confidence: the interval's level.
+
+    Raises:
+        ValueError: ``a`` and ``b`` do not have the same number of resamples.
     """
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"the methods have {a.shape[1]} and {b.shape[1]} resamples: they must share them")
@@ -97,8 +114,10 @@ def paired_difference(
 
 
 def holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (Holm, Scand. J. Statist. 1979): the i-th smallest p times the
-    number of hypotheses not yet rejected, made non-decreasing, at most 1. NaN stays NaN and is not counted.
+    """Holm's step-down adjusted p-values (Holm, Scand. J. Statist. 1979).
+
+    The i-th smallest p times the number of hypotheses not yet rejected, made non-decreasing, at most 1. NaN
+    stays NaN and is not counted.
     """
     values = np.asarray(p_values, dtype=np.float64)
     adjusted = np.full(len(values), np.nan)
@@ -112,8 +131,10 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def verdict(difference: float, adjusted_p: float, alpha: float = 0.05, higher_is_better: bool = True) -> str:
-    """``better`` / ``worse`` when the (Holm-adjusted) p is below ``alpha``, else ``no detected difference``
-    (which is not evidence that the methods are equal)."""
+    """``better`` / ``worse`` when the (Holm-adjusted) p is below ``alpha``, else ``no detected difference``.
+
+    No detected difference is not evidence that the methods are equal.
+    """
     if np.isnan(adjusted_p) or adjusted_p >= alpha or difference == 0:
         return VERDICTS[2]
     return VERDICTS[0] if (difference > 0) == higher_is_better else VERDICTS[1]

@@ -1,6 +1,7 @@
-"""Bootstrap resamples as count weights: ``weights[i, b]`` is how often test sample ``i`` is drawn in resample
-``b``. Drawing whole patients (``groups``) keeps several images of one patient together, since they are not
-independent observations.
+"""Bootstrap resamples as count weights.
+
+``weights[i, b]`` is how often test sample ``i`` is drawn in resample ``b``. Drawing whole patients
+(``groups``) keeps several images of one patient together, since they are not independent observations.
 
 Draws follow ``scipy.stats.bootstrap`` exactly (``rng.integers(0, n, (batch, n))`` per batch), so with the
 same generator and batch size both see the same resamples; intervals are its percentile intervals.
@@ -20,8 +21,10 @@ BLOCK_ELEMENTS = 1 << 20  # samples x resamples per block of weights: 2 MB, read
 
 
 def seed_sequence(seed: int, *keys: object) -> np.random.SeedSequence:
-    """A generator seed from a user seed and labels (a dataset, a comparison), stable across processes and
-    Python versions (never from the clock, never from ``hash()``)."""
+    """A generator seed from a user seed and labels (a dataset, a comparison).
+
+    It is stable across processes and Python versions (never from the clock, never from ``hash()``).
+    """
     words = [int(seed)]
     for key in keys:
         digest = hashlib.sha256(str(key).encode()).digest()
@@ -31,11 +34,14 @@ def seed_sequence(seed: int, *keys: object) -> np.random.SeedSequence:
 
 @dataclass
 class Resamples:
-    """Count weights of ``resamples`` bootstrap draws over ``n`` samples, stored as blocks of columns
-    (``n x block`` each, C-contiguous) so products over samples read memory in order.
+    """Count weights of ``resamples`` bootstrap draws over ``n`` samples.
+
+    They are stored as blocks of columns (``n x block`` each, C-contiguous) so products over samples read
+    memory in order.
 
     ``units`` is what was drawn: ``n`` samples, or the number of groups (patients) when resampling is
-    grouped."""
+    grouped.
+    """
 
     blocks: list[np.ndarray]
     n: int
@@ -49,6 +55,7 @@ class Resamples:
 
 
 def block_size(n: int, resamples: int) -> int:
+    """Resamples per block of weights: as many as ``BLOCK_ELEMENTS`` weights hold, from 1 to ``resamples``."""
     return int(max(1, min(resamples, BLOCK_ELEMENTS // max(1, n))))
 
 
@@ -70,8 +77,16 @@ def bootstrap_resamples(
     groups: np.ndarray | None = None,
     batch: int | None = None,
 ) -> Resamples:
-    """Resample ``n`` test samples ``resamples`` times with replacement: samples, or whole groups when
-    ``groups`` (one label per sample, e.g. a patient id) is given."""
+    """Resample ``n`` test samples ``resamples`` times with replacement.
+
+    Args:
+        n: the number of test samples.
+        resamples: the number of resamples.
+        rng: a generator, or a seed of one.
+        groups: one label per sample (e.g. a patient id): draw whole groups instead of samples.
+        batch: resamples drawn per generator call (as ``scipy.stats.bootstrap``'s ``batch``); default: the
+            block size.
+    """
     if n < 1 or resamples < 1:
         raise ValueError(f"need at least one sample and one resample, got n={n}, resamples={resamples}")
     rng = np.random.default_rng(rng)
@@ -93,17 +108,21 @@ def bootstrap_resamples(
 
 
 def full_sample(n: int) -> Resamples:
-    """The original sample as one "resample" of weight 1 each: metrics evaluated on it are the point
-    estimates."""
+    """The original sample as one "resample" of weight 1 each.
+
+    Metrics evaluated on it are the point estimates.
+    """
     return Resamples([np.ones((n, 1), dtype=np.uint16 if n < 1 << 16 else np.uint32)], n, n, False, n)
 
 
 def percentile_interval(
     replicates: np.ndarray, confidence: float = DEFAULT_CONFIDENCE
 ) -> tuple[float, float]:
-    """The percentile bootstrap interval (linear interpolation between order statistics, as
-    ``scipy.stats.bootstrap(method="percentile")``). Replicates where the statistic is undefined (NaN, e.g.
-    a resample without positives for AUROC) are left out; none defined gives NaN."""
+    """The percentile bootstrap interval, as ``scipy.stats.bootstrap(method="percentile")``.
+
+    Linear interpolation between order statistics. Replicates where the statistic is undefined (NaN, e.g. a
+    resample without positives for AUROC) are left out; none defined gives NaN.
+    """
     values = np.asarray(replicates, dtype=np.float64)
     values = values[~np.isnan(values)]
     if not len(values):

@@ -28,14 +28,20 @@ def weighted_sums(values: np.ndarray, resamples: Resamples) -> np.ndarray:
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray, resamples: Resamples) -> np.ndarray:
-    """AUROC in every resample (``B``): the weighted share of (positive, negative) pairs in which the
-    positive scores higher, ties counting one half; NaN where a resample has no positive or no negative."""
+    """AUROC in every resample (``B``).
+
+    The weighted share of (positive, negative) pairs in which the positive scores higher, ties counting one
+    half; NaN where a resample has no positive or no negative.
+    """
     return aurocs(np.asarray(scores)[:, None], np.asarray(positive)[:, None], resamples)[0]
 
 
 def aurocs(scores: np.ndarray, positive: np.ndarray, resamples: Resamples) -> np.ndarray:
-    """``C x B`` AUROCs of ``C`` score columns (``N x C``, each with its own positives), block by block of
-    resamples so that each block of weights is read from the cache by every column."""
+    """``C x B`` AUROCs of ``C`` score columns (``N x C``, each with its own positives).
+
+    They are computed block by block of resamples so that each block of weights is read from the cache by
+    every column.
+    """
     columns = [_LevelSums(scores[:, c], positive[:, c], resamples.max_total) for c in range(scores.shape[1])]
     values = [[] for _ in columns]
     for block in resamples.blocks:
@@ -50,7 +56,8 @@ class _LevelSums:
     With the ``q`` distinct positive scores as levels, one sparse product with the weights sums, per
     resample, the positives at each level and the negatives between consecutive levels (and, where scores
     tie, the negatives at each level); a cumulative sum over the levels then gives the weight of the
-    negatives below each positive score."""
+    negatives below each positive score.
+    """
 
     def __init__(self, scores: np.ndarray, positive: np.ndarray, max_total: int) -> None:
         positive = np.asarray(positive, dtype=bool)
@@ -94,8 +101,10 @@ class _LevelSums:
 
 
 def transposed(matrix: np.ndarray, rows: int = 256) -> np.ndarray:
-    """A C-contiguous transpose, copied a band of rows at a time (a plain transposed copy of a tall matrix
-    misses the cache on every element: three times slower)."""
+    """A C-contiguous transpose, copied a band of rows at a time.
+
+    A plain transposed copy of a tall matrix misses the cache on every element: three times slower.
+    """
     out = np.empty(matrix.shape[::-1], dtype=matrix.dtype)
     for start in range(0, matrix.shape[0], rows):
         out[:, start : start + rows] = matrix[start : start + rows].T
@@ -124,8 +133,9 @@ class _Linear:
 
 
 class TestMetrics:
-    """The metrics of one run's test predictions (``metrics.build_metrics`` plus calibration), under any
-    weights.
+    """The metrics of one run's test predictions, under any weights.
+
+    They are ``metrics.build_metrics``'s, plus calibration.
 
     Args:
         kind: ``binary``, ``multiclass`` or ``multilabel``.

@@ -82,6 +82,19 @@ def check_text(text: str, source: str | None) -> None:
         loader.dispose()
 
 
+def syntax_error_line(error: yaml.YAMLError) -> str:
+    """A YAML syntax error in one line: the line and column, what PyYAML found there and while doing what
+    (PyYAML spreads it over five lines, quoting the line with a caret under it)."""
+    mark = getattr(error, "problem_mark", None)
+    problem, context = getattr(error, "problem", None), getattr(error, "context", None)
+    if mark is None or not (problem or context):
+        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    what = problem or context
+    while_doing = f" ({context})" if problem and context else ""
+    tabs = "; YAML indents with spaces, never tabs" if "\\t" in what else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}{while_doing}{tabs}"
+
+
 def config_file_name(path: str | os.PathLike) -> str:
     """The config file jsonargparse is loading, as a full path. It passes the file's base name only, while
     the working directory is the file's folder."""

@@ -12,6 +12,7 @@ import argparse
 import os
 
 from ..runtime.logs import configure_logging
+from ..runtime.ranks import is_rank_zero, local_process_rank
 from ..task import SPLITS
 
 FIT_OPTIONS = """fit options it reads (spelled as for `medtransfer fit`; see `medtransfer fit --help`):
@@ -50,17 +51,13 @@ def main(argv: list[str]) -> int:
         parser.error(f"model {type(model).__name__} has no frozen backbones to extract; use a LinearProbe, "
                      "LinearSweep, KNN or frozen DVME config")
     device = _init_distributed(parts.trainer.strategy.root_device)
-    import torch.distributed as dist
-
     for backbone in model.feature_backbones():
         backbone.to(device)
         for split in args.splits:
             store = store_for(backbone, datamodule, split, model.features_dir)
-            if not dist.is_initialized() or dist.get_rank() == 0:
+            if is_rank_zero():
                 print(f"{backbone.name:<32} {split:<5} {len(store):>8} x {store.dim:<5} {store.path}")
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return 0
+    return 0  # the command closes the process group (cli.close_process_group)
 
 
 def _init_distributed(root_device):
@@ -69,7 +66,7 @@ def _init_distributed(root_device):
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = local_process_rank()
     cuda = root_device.type == "cuda"
     if world > 1 and not dist.is_initialized():
         if cuda:

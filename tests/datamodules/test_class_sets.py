@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medtransfer.datamodules import CSVDataset, ImageFolder, SyntheticMedical, UnlabelledImages
-from medtransfer.datamodules.errors import BadLabelError, ClassSetError
+from medtransfer.datamodules.errors import BadLabelError, ClassSetError, DatasetLayoutError
 from medtransfer.datamodules.images import FileSource
 from medtransfer.errors import ConfigValueError
 
@@ -204,6 +204,31 @@ def test_class_folders_spelled_two_ways_are_refused(tmp_path):
     root = class_folders(tmp_path, {"train/Normal": 4, "train/sick": 4, "test/normal": 2, "test/sick": 2})
     with pytest.raises(ClassSetError, match=r"class folders 'Normal' \(train/Normal\) and 'normal' "
                                             r"\(test/normal\) differ only in case: rename them"):
+        ImageFolder(root=str(root))
+
+
+def test_split_folders_are_found_whatever_their_case(tmp_path):
+    """``Train/`` and ``TEST/`` are split folders: read as classes they made a task of telling them apart."""
+    root = class_folders(tmp_path, {"Train/normal": 6, "Train/sick": 6, "TEST/normal": 2, "TEST/sick": 3})
+    data = ImageFolder(root=str(root), val_fraction=0.2)
+    data.setup("fit")
+    assert data.task.class_names == ("normal", "sick")
+    assert data.class_counts()["test"] == {"normal": 2, "sick": 3}
+
+
+def test_class_folders_named_like_splits_are_refused_unless_declared(tmp_path):
+    root = class_folders(tmp_path, {"Training/normal": 4, "Training/sick": 4, "Testing/normal": 2})
+    with pytest.raises(DatasetLayoutError, match=r"class folder\(s\) 'Testing' \(Testing\), 'Training' "
+                                                 r"\(Training\) are named like splits, not classes"):
+        ImageFolder(root=str(root))
+    assert ImageFolder(root=str(root), class_names=["Training", "Testing"]).task.class_names == (
+        "Training", "Testing")
+
+
+def test_two_folders_of_one_split_are_refused(tmp_path):
+    root = class_folders(tmp_path, {"train/a": 4, "train/b": 4, "val/a": 1, "Validation/b": 1})
+    with pytest.raises(DatasetLayoutError, match=r"Validation/ and val/ under .* are both the val split's "
+                                                 "folder: merge them into one"):
         ImageFolder(root=str(root))
 
 

@@ -13,7 +13,13 @@ from PIL import Image
 from medtransfer.datamodules import CSVDataset, ImageFolder
 from medtransfer.datamodules.dataset import TransformedDataset, collate_skipping
 from medtransfer.datamodules.errors import CorruptImageError
-from medtransfer.datamodules.images import FileSource, image_suffixes, iter_image_files, read_image
+from medtransfer.datamodules.images import (
+    FileSource,
+    image_suffixes,
+    iter_image_files,
+    missing_files,
+    read_image,
+)
 from medtransfer.datamodules.transforms import build_transform
 
 from .conftest import write_image
@@ -57,6 +63,17 @@ def test_corrupt_and_missing_images_name_the_file_and_row(tmp_path):
     for index, (name, row) in enumerate((("truncated.jpeg", 2), ("text.png", 3), ("gone.png", 4))):
         with pytest.raises(CorruptImageError, match=rf"{name}.*labels.csv row {row}.*skip_corrupt"):
             source.load_image(index)
+
+
+def test_missing_listed_images_are_named_in_one_line(tmp_path):
+    """The first line of the message is all the command shows: it names the missing files themselves."""
+    names = [f"scan{i}.png" for i in range(7)]
+    write_image(tmp_path / "scan0.png", np.zeros((8, 8, 3), np.uint8))
+    origins = [f"list.csv row {i + 2}" for i in range(7)]
+    message = missing_files([tmp_path / name for name in names], origins)
+    assert "\n" not in message
+    shown = ", ".join(f"{tmp_path}/scan{i}.png (list.csv row {i + 2})" for i in range(1, 6))
+    assert message == f"6 of 7 listed images are missing: {shown} and 1 more"
 
 
 def test_skip_corrupt_drops_the_item_from_its_batch_and_logs_it(tmp_path, caplog):

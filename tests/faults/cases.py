@@ -18,160 +18,20 @@ import torch
 
 from .harness import Case, Outcome, Workspace, call, cli, disk_full_in, driver, read_only
 from .images import BROKEN, VALID, plain_png
-
-REPO = Path(__file__).resolve().parents[2]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
-LINEAR = REPO / "configs" / "model" / "linear_probe.yaml"
-SYNTHETIC = REPO / "configs" / "data" / "synthetic.yaml"
-NUM_TEST = 16
-
-
-# --- shared, expensive artefacts: made once per process, copied into each case's folder ---------------------
-
-_TEMPLATES: dict[str, Path] = {}
-
-
-def template(name: str, base: Path, make) -> Path:
-    if name not in _TEMPLATES or not _TEMPLATES[name].exists():
-        folder = base / "_templates" / name
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        make(folder)
-        _TEMPLATES[name] = folder
-    return _TEMPLATES[name]
-
-
-def trainer_args(runs: Path, max_epochs: int = 1, name: str = "tiny") -> list[str]:
-    return [
-        "--trainer.max_epochs",
-        str(max_epochs),
-        "--trainer.log_every_n_steps",
-        "1",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
-        "--trainer.default_root_dir",
-        str(runs),
-        "--trainer.logger.init_args.save_dir",
-        str(runs),
-        "--trainer.logger.init_args.name",
-        name,
-        "--intervals.resamples",
-        "0",
-    ]
-
-
-# the synthetic dataset's split sizes and image size of every tiny run here
-TINY_SPLITS = ["--data.init_args.num_train", "32", "--data.init_args.num_val", "16",
-               "--data.init_args.num_test", str(NUM_TEST), "--data.init_args.native_size", "32"]
-
-
-def synthetic_args(
-    runs: Path, kind: str = "binary", max_epochs: int = 1, backbone: str = "test_resnet"
-) -> list[str]:
-    return [
-        "--config",
-        str(QUICKSTART),
-        "--data.init_args.kind",
-        kind,
-        *TINY_SPLITS,
-        "--data.init_args.batch_size",
-        "16",
-        "--model.init_args.backbone",
-        backbone,
-        *trainer_args(runs, max_epochs),
-    ]
-
-
-def fitted(ws: Workspace) -> Path:
-    """A finished tiny run (``runs/tiny/version_0``: last.ckpt, best checkpoint, results.json) in ``ws``."""
-    source = template(
-        "fitted", ws.root.parent, lambda f: _expect_ok(cli(["fit", *synthetic_args(f / "runs")]))
-    )
-    shutil.copytree(source / "runs", ws.root / "runs")
-    return ws.root / "runs" / "tiny" / "version_0"
-
-
-def _expect_ok(outcome: Outcome) -> None:
-    if outcome.exit_code:
-        raise RuntimeError(f"making a template failed: {outcome.did}")
-
-
-def results_ok(run_dir: Path, num_test: int = NUM_TEST) -> bool:
-    """results.json reads back with finite test metrics, and the predictions file has one row per test
-    sample."""
-    results = json.loads((run_dir / "results.json").read_text())
-    test = results["metrics"].get("test", {})
-    rows = list(csv.DictReader((run_dir / "test_predictions.csv").open(newline="")))
-    return bool(test) and all(np.isfinite(v) for v in test.values()) and len(rows) == num_test
-
-
-def image_folder(root: Path, per_class: int = 8) -> Path:
-    for label in ("lesion", "normal"):
-        for i in range(per_class):
-            path = root / label / f"{label}_{i:02d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            plain_png(path)
-    return root
-
-
-def folder_args(root: Path, runs: Path, **data) -> list[str]:
-    args = [
-        "--data",
-        "medtransfer.datamodules.ImageFolder",
-        "--data.init_args.root",
-        str(root),
-        "--data.init_args.image_size",
-        "32",
-        "--data.init_args.batch_size",
-        "8",
-        "--data.init_args.val_fraction",
-        "0.25",
-        "--data.init_args.test_fraction",
-        "0.25",
-        "--model",
-        "medtransfer.lightning_modules.Finetune",
-        "--model.init_args.backbone",
-        "test_resnet",
-        "--seed_everything",
-        "0",
-        "--trainer.accelerator",
-        "cpu",
-        *trainer_args(runs),
-    ]
-    for key, value in data.items():
-        args += [f"--data.init_args.{key}", str(value)]
-    return args
-
-
-def linear_args(runs: Path, features: Path) -> list[str]:
-    return [
-        "--config",
-        str(SYNTHETIC),
-        "--config",
-        str(LINEAR),
-        *TINY_SPLITS,
-        "--model.init_args.backbone",
-        "test_resnet",
-        "--model.init_args.features_dir",
-        str(features),
-        "--trainer.accelerator",
-        "cpu",
-        *trainer_args(runs),
-    ]
-
-
-def stores_of(features: Path) -> list[Path]:
-    return sorted(p.parent for p in features.rglob("store.json") if not p.parent.name.startswith("."))
-
-
-def stores_ok(features: Path, count: int = 3) -> bool:
-    from medtransfer.features.store import FeatureStore
-
-    stores = stores_of(features)
-    return len(stores) == count and all(len(FeatureStore.open(s)) > 0 for s in stores)
-
+from .tiny import (
+    REPO,
+    fitted,
+    folder_args,
+    image_folder,
+    linear_args,
+    newest_version,
+    results_ok,
+    rows,
+    stores_of,
+    stores_ok,
+    synthetic_args,
+    unfinished,
+)
 
 # --- images -------------------------------------------------------------------------------------------------
 
@@ -270,8 +130,10 @@ def every_image_used(run_dir: Path, count: int) -> bool:
 # --- tables -------------------------------------------------------------------------------------------------
 
 
-def table_case(name: str, text: bytes | None, expect: str, labels: list[int] | None = None, **data) -> Case:
-    """A CSV dataset of 12 images whose label file is ``text`` (``{i}`` rows are images 0..11)."""
+def table_case(name: str, text: bytes | None, expect: str, labels: list | None = None, group: str = "table",
+               says: str = "", **data) -> Case:
+    """A CSV dataset of 12 images whose label file is ``text`` (``{i}`` rows are images 0..11), read with the
+    CSVDataset arguments ``data``; on success each image's label must be ``labels[i]``."""
 
     def run(ws: Workspace) -> Outcome:
         from medtransfer.datamodules import CSVDataset
@@ -295,12 +157,7 @@ def table_case(name: str, text: bytes | None, expect: str, labels: list[int] | N
 
         return call(load, check)
 
-    return Case(name, "table", f"labels.csv: {name}", run, expect=expect)
-
-
-def rows(labels, sep: bytes = b"\n", header: bytes = b"path,label") -> bytes:
-    lines = [header] + [f"img{i:02d}.png,{label}".encode() for i, label in enumerate(labels)]
-    return sep.join(lines) + sep
+    return Case(name, group, f"labels.csv: {name}", run, expect=expect, says=says)
 
 
 GOOD = [i % 2 for i in range(12)]
@@ -406,7 +263,7 @@ def disk_full_results(ws: Workspace) -> Outcome:
     ws.protect(ws.root / "runs")
     runs = ws.root / "runs"
     checkpoint = str(run_dir / "checkpoints" / "last.ckpt")
-    with disk_full_in("medtransfer.outputs.results.json.dump"):
+    with disk_full_in("medtransfer.outputs.results.json.dump", nth=2):  # the first is preflight.json
         outcome = cli(["test", *synthetic_args(runs), "--ckpt_path", checkpoint])
     if outcome.exit_code == 2:  # the error left no half file, and the next try works
         stray = [p for p in runs.rglob("*results.json*") if p.parent != run_dir]
@@ -420,14 +277,11 @@ def disk_full_results(ws: Workspace) -> Outcome:
     return outcome
 
 
-def newest_version(folder: Path) -> Path:
-    return max(folder.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-
-
 def disk_full_checkpoint(ws: Workspace) -> Outcome:
-    """Continuing the tiny run for a second epoch with a full disk when last.ckpt is saved."""
-    run_dir = fitted(ws)
-    ws.protect(run_dir / "checkpoints", run_dir / "results.json")  # config.yaml is the continued run's
+    """Continuing a run stopped before its test for a second epoch, with a full disk when last.ckpt is
+    saved."""
+    run_dir = unfinished(ws)
+    ws.protect(run_dir / "checkpoints")  # config.yaml is the continued run's
     runs = ws.root / "runs"
     with disk_full_in("torch.save"):
         outcome = cli(["fit", *synthetic_args(runs, max_epochs=2), "--ckpt_path", "last"])
@@ -519,7 +373,7 @@ def concurrent_same_version(ws: Workspace) -> Outcome:
     """A second fit on the run folder another fit holds (its lock taken as that process would)."""
     from medtransfer.runtime.lock import holding, run_folder_busy
 
-    run_dir = fitted(ws)
+    run_dir = unfinished(ws)  # a finished run would be refused as finished, before its lock is asked for
     ws.protect(ws.root / "runs")
     runs = ws.root / "runs"
     with holding(run_dir, run_folder_busy(run_dir)):
@@ -574,21 +428,20 @@ def killed_fit_checkpoint(ws: Workspace) -> Outcome:
 
 
 def killed_results(ws: Workspace) -> Outcome:
+    """SIGKILL while a test writes its results.json beside an earlier run's: no half file is left, the earlier
+    run is untouched, and the same command then writes whole results. (A finished run's results.json is
+    never written over: medtransfer refuses the folder.)"""
     run_dir = fitted(ws)
     runs = ws.root / "runs"
-    ws.protect(run_dir / "results.json", run_dir / "checkpoints")  # config.yaml is the new run's
-    args = [
-        "test",
-        *synthetic_args(runs),
-        "--ckpt_path",
-        str(run_dir / "checkpoints" / "last.ckpt"),
-        "--trainer.logger.init_args.version",
-        "0",
-    ]
+    ws.protect(runs)
+    args = ["test", *synthetic_args(runs), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt")]
     kill = driver(["replace:results.json", "--", *args])
     if kill.exit_code != -9:
         return Outcome(1, f"expected a SIGKILL, got {kill.did}")
-    return Outcome(0, data_ok=results_ok(run_dir))  # the earlier results.json, whole (and protected)
+    half = [p for p in runs.rglob("results.json") if p.parent != run_dir]
+    if half:
+        return Outcome(1, f"the killed write left {half}")
+    return cli(args, check=lambda: results_ok(newest_version(runs / "tiny")))
 
 
 def killed_report(ws: Workspace) -> Outcome:
@@ -701,7 +554,9 @@ def grown_dataset_store(ws: Workspace) -> Outcome:
 # --- the matrix ---------------------------------------------------------------------------------------------
 
 
-def all_cases() -> list[Case]:
+def storage_cases() -> list[Case]:
+    """The cases of issue 17: unusual and broken images, label tables, checkpoints, full disks, read-only
+    folders, concurrent runs, kills, and datasets changed between steps."""
     cases = [image_case(kind, skip) for kind in [*VALID, *BROKEN] for skip in (False, True)]
     cases += [
         Case(
@@ -728,6 +583,7 @@ def all_cases() -> list[Case]:
             "ENOSPC writing results.json (test)",
             disk_full_results,
             expect="error",
+            says="results.json: No space left",
         ),
         Case(
             "disk full: checkpoint",
@@ -735,6 +591,7 @@ def all_cases() -> list[Case]:
             "ENOSPC saving last.ckpt (continued fit)",
             disk_full_checkpoint,
             expect="error",
+            says="No space left",
         ),
         Case(
             "disk full: feature store",
@@ -784,6 +641,7 @@ def all_cases() -> list[Case]:
             "fit on a run folder another fit holds",
             concurrent_same_version,
             expect="error",
+            says="is being written by another medtransfer run",
         ),
         Case(
             "two fit processes at once",
@@ -802,7 +660,7 @@ def all_cases() -> list[Case]:
         Case(
             "SIGKILL: results write",
             "kill",
-            "SIGKILL writing results.json over an earlier one",
+            "SIGKILL writing results.json beside an earlier run's",
             killed_results,
             expect="success",
             in_suite=False,

@@ -9,6 +9,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from unittest import mock
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("driver.py")
+STOPPED = (130, 143)  # 128 + SIGINT, 128 + SIGTERM: a run the user stopped, ended as the shell expects
 
 
 @dataclass
@@ -44,8 +46,10 @@ class Case:
     group: str
     fault: str
     run: Callable[[Workspace], Outcome]
-    expect: str = "either"  # "success", "error" or "either"
+    # "success", "error" (exit 2), "stopped" (a signal's 130 or 143, with how to go on) or "either"
+    expect: str = "either"
     in_suite: bool = True  # cheap enough for pytest (the benchmark script runs every case)
+    says: str = ""  # a regular expression that the message of an error or a stop must match (a named error)
 
 
 @dataclass
@@ -58,13 +62,21 @@ class Row:
     @property
     def passed(self) -> bool:
         outcome = self.outcome
+        stopped = self.case.expect == "stopped" and outcome.exit_code in STOPPED
         good = (outcome.exit_code == 0 and outcome.data_ok) or (
-            outcome.exit_code == 2 and bool(outcome.message)
+            (outcome.exit_code == 2 or stopped) and bool(outcome.message)
         )
-        wanted = {"success": outcome.exit_code == 0, "error": outcome.exit_code == 2}.get(
-            self.case.expect, True
-        )
-        return good and wanted and not self.damaged
+        wanted = {
+            "success": outcome.exit_code == 0,
+            "error": outcome.exit_code == 2,
+            "stopped": outcome.exit_code in STOPPED,
+        }.get(self.case.expect, True)
+        return good and wanted and self.says_enough and not self.damaged
+
+    @property
+    def says_enough(self) -> bool:
+        """An error's (or a stop's) message matches the case's ``says``: it names what went wrong."""
+        return self.outcome.exit_code == 0 or re.search(self.case.says, self.outcome.message) is not None
 
 
 @dataclass
@@ -157,6 +169,13 @@ def driver(
     if done.returncode:
         return Outcome(done.returncode, error_line(done.stderr) or f"killed by signal {-done.returncode}")
     return Outcome(0, data_ok=True if check is None else bool(check()))
+
+
+@contextlib.contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """The process's environment with ``variables`` set, for one case."""
+    with mock.patch.dict(os.environ, variables):
+        yield
 
 
 def first_line(text: str) -> str:

@@ -103,6 +103,21 @@ def test_what_makes_a_run_failed(tmp_path):
     assert run_failure(missing, tmp_path) is None
 
 
+@pytest.mark.parametrize(("metrics", "said"), [
+    ({"auroc": 7.5}, "test/auroc is 7.5, outside [0.0, 1.0]"),
+    ({"auroc": 0.8, "auroc/lesion": -0.2}, "test/auroc/lesion is -0.2, outside [0.0, 1.0]"),
+    ({"kappa": -1.5}, "test/kappa is -1.5, outside [-1.0, 1.0]"),
+    ({"auroc": 0.8, "loss": -0.1}, "test/loss is -0.1, outside [0.0, inf]"),
+], ids=["auroc above 1", "a class's auroc below 0", "kappa below -1", "negative loss"])
+def test_a_metric_no_model_can_score_makes_the_run_failed(tmp_path, metrics, said):
+    """A results.json edited by hand to an AUROC of 7.5 once made its cell the bold best."""
+    edited = results_document(config("a", 0), metrics, seed=0)
+    assert run_failure(edited, tmp_path) == Failure(
+        "impossible metrics", f"{said}: results.json was edited or damaged")
+    at_the_bounds = results_document(config("a", 0), {"kappa": -1.0, "acc": 1.0}, seed=0)
+    assert run_failure(at_the_bounds, tmp_path) is None
+
+
 def test_a_failed_run_is_redone_after_its_folder_is_moved_aside(write_grid, resolver):
     grid = write_grid(small_grid())
     plan = make_plan(grid, resolver=resolver)

@@ -65,6 +65,17 @@ def test_sub_grids_union_and_exclusions(write_grid):
     assert "--model.init_args.lr=0.01" in fused.fit_args()
 
 
+def test_two_labels_that_make_one_run_id_are_refused(write_grid):
+    """``res/net`` and ``res_net`` are two labels but one run id: one run would be planned and reported under
+    one of them."""
+    grid = small_grid()
+    grid["axes"]["backbone"] = {"res/net": "test_resnet", "res_net": "test_convnext"}
+    refusal = (r"two runs get the id synthetic-linear-res_net-fsmall-s0 \(.*backbone='res/net'.*; "
+               r".*backbone='res_net'.*\): give their levels")
+    with pytest.raises(GridSpecError, match=refusal):
+        expand(load_grid(write_grid(grid)))
+
+
 def test_dotted_override_axis_and_verb(write_grid):
     grid = small_grid()
     grid["axes"]["model.init_args.lr"] = [0.001, 0.01]

@@ -1,6 +1,6 @@
 """Grids with a pretraining stage: a level's ``pretrain:`` becomes one run per dataset that goes first, whose
 backbone export the level's runs load by path; resumable, skipped downstream when it fails, ordered on
-SLURM."""
+SLURM; reported as a stage of its grid, apart from the tables."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import itertools
 from pathlib import Path
 
 import pytest
+import torch
 
+from medtransfer.backbones import create_backbone
+from medtransfer.backbones.export import save_backbone
+from medtransfer.backbones.layouts import EXPORT_FORMAT
+from medtransfer.grid.aggregate import collect
 from medtransfer.grid.plan import Run
 from medtransfer.grid.runner import describe_plan, make_plan, run_plan
 from medtransfer.grid.spec import GridSpecError
 from medtransfer.grid.state import DONE, INCOMPLETE, read_manifest, run_dir
 from medtransfer.outputs.results import write_json_atomic
 
-from .bench_helpers import LINEAR, REPO, SYNTHETIC, results_document
+from .bench_helpers import LINEAR, REPO, SYNTHETIC, read_json, results_document
 
 SIMCLR = str(REPO / "configs" / "pretrain" / "simclr.yaml")
 FINETUNE = str(REPO / "configs" / "model" / "finetune.yaml")
@@ -43,9 +48,18 @@ def ssl_grid(**extra) -> dict:
     }
 
 
+def write_export(path: Path, fingerprint: str, steps: int) -> None:
+    """A backbone export in SSLPretrain's format (``backbones/export.py``), without weights."""
+    preprocessing = {"mean": [0.5] * 3, "std": [0.5] * 3, "input_size": 32, "interpolation": "bilinear"}
+    torch.save({"format": EXPORT_FORMAT, "arch": "test_resnet", "timm_kwargs": {}, "embedding": "pre_logits",
+                "preprocessing": preprocessing, "fingerprint": fingerprint,
+                "trained_with": {"method": "simclr", "steps": steps}, "state_dict": {}}, path)
+
+
 class InstantStage:
-    """Stands in for ``medtransfer fit``: a pretraining run records a new export fingerprint each time it
-    runs; a run that loads an export records the fingerprint of the export as it is when it starts."""
+    """Stands in for ``medtransfer fit``: a pretraining run exports a backbone with a new fingerprint each
+    time it runs (600 steps, training loss 5.1, kNN monitor AUROC 0.9); a run that loads an export records
+    the fingerprint of the export as it is when it starts."""
 
     def __init__(self, fail: str | None = None) -> None:
         self.fail = fail
@@ -64,12 +78,15 @@ class InstantStage:
         if run.pretraining:
             path = str(folder / args["export"])
             self.exports[path] = backbone
-            extra = {"pretraining": {"export": {"path": path, "fingerprint": backbone}}}
+            write_export(Path(path), backbone, steps=600)
+            extra = {"pretraining": {"method": "simclr", "export": {"path": path, "fingerprint": backbone}}}
         elif args.get("checkpoint"):
             backbone = self.exports[args["checkpoint"]]
         document = results_document(run.config, {"auroc": 0.7}, seed=run.config["seed_everything"],
                                     extra=extra, model=run.config["model"]["class_path"].rsplit(".", 1)[-1])
         document["model"]["backbones"][0]["fingerprint"] = backbone
+        if run.pretraining:
+            document["metrics"] = {"train": {"loss": 5.1}, "val": {"auroc": 0.9}}
         write_json_atomic(folder / "results.json", document)
         return self
 
@@ -150,6 +167,8 @@ def test_a_failed_pretraining_skips_the_runs_that_need_it(write_grid, resolver):
     assert len(skipped) == 2 and all("grades-pretrain-simclr it needs failed" in m for m in skipped)
     assert len(starter.started) == 8  # the other dataset's pretraining and all random-init runs ran
     assert not any(r.startswith("grades-") and "simclr" in r and "pretrain" not in r for r in starter.started)
+    summary = (plan.spec.output_dir / "report" / "summary.md").read_text()
+    assert "## Not finished (ssl: 3 runs)" in summary and "- grades-pretrain-simclr\n" in summary
 
 
 def test_only_brings_the_pretraining_its_runs_need(write_grid, resolver):
@@ -183,3 +202,56 @@ def test_bad_pretraining_levels_name_the_key(write_grid, resolver, backbone, mes
     with pytest.raises(GridSpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
         make_plan(write_grid(grid), resolver=resolver)
 
+
+def test_the_report_lists_its_pretraining_runs_apart_and_leaves_none_out(write_grid, resolver):
+    """A grid's own pretraining runs are stages of it: no "left out" line, no table of their own, a section
+    with their loss, steps, time and exported backbone; a pretraining config the grid does not plan is still
+    left out."""
+    plan = make_plan(write_grid(ssl_grid()), resolver=resolver)
+    run_plan(plan, start=InstantStage(), say=lambda _: None)
+    report = plan.spec.output_dir / "report"
+    summary = (report / "summary.md").read_text()
+    assert "8 runs from 10 results.json files; 2 pretraining runs (listed below, not scored)." in summary
+    assert "Left out" not in summary and "Not finished" not in summary and "SSLPretrain" not in summary
+    section = summary.split("## Pretraining runs")[1]
+    for stage in (r for r in plan.runs if r.pretraining):
+        results = read_json(run_dir(plan.spec.output_dir, stage) / "results.json")
+        exported = results["extra"]["pretraining"]["export"]["fingerprint"]
+        assert f"| {stage.id} | simclr | 600 | 5.1000 | auroc 90.00 | 1 s | `{exported}` |" in section
+    assert len((report / "results.csv").read_text().splitlines()) == 1 + 8  # the evaluation runs only
+
+    stage = next(r for r in plan.runs if r.pretraining)
+    stale = read_json(run_dir(plan.spec.output_dir, stage) / "results.json")
+    stale["config"]["trainer"]["max_epochs"] = 4  # an older version of the grid pretrained for longer
+    (plan.spec.output_dir / "runs" / "older").mkdir()
+    write_json_atomic(plan.spec.output_dir / "runs" / "older" / "results.json", stale)
+    (left_out,) = collect(plan.spec.output_dir).excluded
+    assert "matches none of the grid's 8 runs and 2 pretraining runs" in left_out.reason
+
+
+def test_a_pretraining_run_started_by_hand_is_listed_with_what_it_exported(tmp_path):
+    """Outside a grid too, a pretraining run is no table row but a pretraining run, its steps read from the
+    export it wrote, while that export is still the one it recorded."""
+    folder = tmp_path / "pretrain_simclr" / "version_0"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    exported = save_backbone(create_backbone("test_resnet"), folder / "backbone.pt", {"steps": 600})
+    document = results_document({"model": {"class_path": "SSLPretrain"}}, {}, model="SSLPretrain",
+                                extra={"pretraining": {"method": "byol", "export": exported}})
+    document["metrics"] = {"train": {"loss": 4.25}}
+    document["model"]["weights"] = {"produced": exported | {"path": "backbone.pt"}}  # relative, as written
+    write_json_atomic(folder / "results.json", document)
+
+    collection = collect(tmp_path)
+    assert not collection.records and not collection.excluded
+    (run,) = collection.pretraining
+    assert (run.method, run.steps, run.loss, run.export) == ("byol", 600, 4.25, exported["fingerprint"])
+    assert run.monitor is None and run.run_id is None
+
+    torch.manual_seed(1)
+    replaced = save_backbone(create_backbone("test_resnet"), folder / "backbone.pt", {"steps": 5})
+    (run,) = collect(tmp_path).pretraining
+    assert run.steps is None
+    assert run.export_note == f"export file replaced since (now {replaced['fingerprint']})"
+    (folder / "backbone.pt").unlink()
+    assert collect(tmp_path).pretraining[0].export_note == "export file missing"

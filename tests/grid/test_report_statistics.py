@@ -131,6 +131,21 @@ def test_missing_or_mismatched_predictions_are_named(binary_runs):
     assert re.search(mismatch, summary)
 
 
+def test_a_score_its_own_predictions_do_not_give_is_marked_and_never_bold(tmp_path):
+    """A results.json edited by hand to 0.999 made its cell's mean the bold best."""
+    for seed in range(2):
+        write_run(tmp_path / f"supervised-{seed}", "supervised", seed, binary_predictions(1.0, seed))
+        write_run(tmp_path / f"edited-{seed}", "edited", seed, binary_predictions(1.0, 10 + seed),
+                  value=0.999 if seed == 0 else None)
+    summary = write_report(tmp_path, baseline="supervised", resamples=50).summary.read_text()
+    edited, supervised = row_of(summary, "edited")[1], row_of(summary, "supervised")[1]
+    assert not edited.startswith("**") and edited.endswith(" ⚠1") and supervised.startswith("**")
+    note = (r"- ⚠1 edited, SyntheticMedical · 1: results.json records another score than the test "
+            r"predictions give in 1 of 2 runs \(seed 0: test_predictions.csv gives auroc 0\.\d{6}, "
+            r"results.json 0\.999000\); not ranked")
+    assert re.search(note, summary), summary
+
+
 def test_patients_are_resampled_together(tmp_path):
     groups = np.repeat([f"p{i:03d}" for i in range(N // 3)], 3)
     for seed in range(2):

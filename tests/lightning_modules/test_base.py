@@ -10,7 +10,9 @@ from torch import nn
 
 from medtransfer.callbacks import TaskCheckpoint
 from medtransfer.datamodules import SyntheticMedical
-from medtransfer.lightning_modules.base import TaskModule, lr_factor
+from medtransfer.errors import ConfigValueError
+from medtransfer.lightning_modules import Finetune
+from medtransfer.lightning_modules.base import BatchOfOneError, TaskModule, lr_factor
 from medtransfer.lightning_modules.metrics import build_metrics, metric_targets, probabilities
 from medtransfer.task import Task, TaskMismatchError
 
@@ -123,3 +125,35 @@ def test_the_task_is_required_and_options_are_checked():
         MeanColour(task=None)
     with pytest.raises(ValueError, match="optimizer"):
         TaskModule(task=Task("binary", ("a", "b")), optimizer="adam")
+
+
+@pytest.mark.parametrize(("option", "value", "refusal"), [
+    ("lr", 0.0, r"model.init_args.lr=0.0: expected a learning rate > 0 \(0 would train nothing"),
+    ("lr", float("nan"), r"model.init_args.lr=nan: expected a learning rate > 0"),
+    ("weight_decay", -1e-4, r"model.init_args.weight_decay=-0.0001: expected 0 \(none\) or more"),
+    ("warmup_epochs", -1.0, r"model.init_args.warmup_epochs=-1.0: expected 0 \(no warm-up\) or more"),
+])
+def test_optimisation_settings_that_cannot_train_as_meant_are_refused(option, value, refusal):
+    """lr 0 trained nothing and tested the initial weights; a negative warm-up shifted the schedule; both in
+    silence. A negative lr or weight decay ended in the optimizer's traceback."""
+    with pytest.raises(ConfigValueError, match=refusal):
+        TaskModule(task=Task("binary", ("a", "b")), **{option: value})
+
+
+def test_a_negative_backbone_lr_multiplier_is_refused():
+    """The optimizer checks the base rate only: a negative multiplier made the backbone climb its loss."""
+    task = Task("binary", ("a", "b"))
+    with pytest.raises(ConfigValueError, match=r"backbone_lr_multiplier=-0.1: expected 0 \(the backbone"):
+        Finetune(backbone="test_resnet", task=task, backbone_lr_multiplier=-0.1)
+    assert Finetune(backbone="test_resnet", task=task, backbone_lr_multiplier=0.0).backbone_lr_multiplier == 0
+
+
+def test_a_training_batch_of_one_image_too_small_for_batchnorm_is_a_named_error():
+    """A ResNet at 32 px has 1 x 1 maps in its last stage: BatchNorm cannot train on a batch of one there."""
+    model = Finetune(backbone="test_resnet", task=Task("binary", ("a", "b"))).train()
+    batch = {"image": torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), "label": torch.tensor([0, 1])}
+    assert torch.isfinite(model.training_step(batch, 0))
+    one = {"image": batch["image"][:1], "label": batch["label"][:1]}
+    with pytest.raises(BatchOfOneError, match=r"a training batch of 1 image\(s\) cannot pass the backbone's "
+                                              r"BatchNorm layers: .* data.init_args.batch_size"):
+        model.training_step(one, 1)

@@ -43,7 +43,8 @@ def test_fit_from_the_quickstart_config_writes_what_the_command_writes(tmp_path)
 
 def tiny_objects(tmp_path: Path):
     pl.seed_everything(0, workers=True)
-    data = SyntheticMedical(num_train=48, num_val=24, num_test=25, native_size=32, image_size=32, batch_size=16)
+    data = SyntheticMedical(num_train=48, num_val=24, num_test=25, native_size=32, image_size=32,
+                            batch_size=16)
     model = Finetune(backbone="test_resnet", task=data.task, lr=1e-3, weight_decay=1e-4)
     trainer = run.default_trainer("objects", save_dir=tmp_path / "runs", max_epochs=1, log_every_n_steps=1,
                                   enable_progress_bar=False, enable_model_summary=False,
@@ -79,7 +80,8 @@ def test_a_trainer_built_elsewhere_gets_the_guards_before_its_checkpoint_callbac
 
 def test_test_and_predict_from_a_checkpoint(tmp_path):
     fitted = run.fit(QUICKSTART, args=tiny_cli_args(tmp_path / "runs")[2:])
-    tested = run.test(QUICKSTART, args=tiny_cli_args(tmp_path / "runs")[2:], ckpt_path=str(fitted.best_checkpoint))
+    tested = run.test(QUICKSTART, args=tiny_cli_args(tmp_path / "runs")[2:],
+                      ckpt_path=str(fitted.best_checkpoint))
     assert tested.metrics["test"] == pytest.approx(fitted.metrics["test"], abs=1e-6)
     assert tested.results["verb"] == "test" and tested.run_dir != fitted.run_dir
     predicted = run.predict(QUICKSTART, args=tiny_cli_args(tmp_path / "runs")[2:],

@@ -4,6 +4,7 @@ ad-hoc run is named after what it runs."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from medtransfer.cli import main
+from medtransfer.lightning_modules import Finetune
 from medtransfer.run.config import ad_hoc_name, parse_run
+from medtransfer.runtime.checkpoints import CheckpointFileError
+from tests.export.checkpoints import tiny_data, train_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,6 +44,19 @@ def error_of(argv: list[str], capsys) -> str:
     (["--trainer.devices", "0"], "trainer.devices=0"),
     (["--trainer.precision", "fp99"], "trainer.precision: expected one of"),
     (["--intervals.confidence", "95"], "intervals.confidence=95.0: expected a level between 0 and 1"),
+    (["--data.init_args.kind", "multiclas"], "data.init_args.kind: expected one of 'binary', 'multiclass', "
+                                             "'multilabel', got 'multiclas'"),
+    (["--model.init_args.head_dropout", "1.5"], "model.init_args: dropout probability has to be between 0 "
+                                                "and 1"),
+    (["--model.init_args.lr", "0"], "model.init_args.lr=0.0: expected a learning rate > 0 (0 would train "
+                                    "nothing"),
+    (["--model.init_args.lr", "-0.1"], "model.init_args.lr=-0.1: expected a learning rate > 0"),
+    (["--model.init_args.weight_decay", "-1"], "model.init_args.weight_decay=-1.0: expected 0 (none) or "
+                                               "more"),
+    (["--model.init_args.warmup_epochs", "-1"], "model.init_args.warmup_epochs=-1.0: expected 0 (no "
+                                                "warm-up)"),
+    (["--model.init_args.backbone_lr_multiplier", "-1"], "backbone_lr_multiplier=-1.0: expected 0 (the "
+                                                         "backbone does not learn) or more"),
 ])
 def test_a_bad_value_is_one_line_naming_the_key(tiny_cli, tmp_path, capsys, extra, expected):
     runs = tmp_path / "runs"
@@ -53,6 +70,20 @@ def test_a_repeated_key_in_a_config_file_names_the_key_and_lines(tiny_cli, tmp_p
     config.write_text("trainer:\n  max_epochs: 1\n  max_epochs: 3\n")
     line = error_of(["fit", *tiny_cli(tmp_path / "runs"), "--config", str(config)], capsys)
     assert "max_epochs" in line and "2" in line and "3" in line
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("trainer:\n\tmax_epochs: 1\n", r"broken.yaml line 2, column 1: not valid YAML: found character "
+                                   r"'\\t' that cannot start any token .*; YAML indents with spaces, never "
+                                   "tabs"),
+    ("model: [unclosed\n", r"broken.yaml line 2, column 1: not valid YAML: expected ',' or '\]'"),
+    ("", r"a --config file holds no settings \(it reads as ''"),
+], ids=["tab", "unclosed bracket", "empty"])
+def test_a_config_file_that_is_no_yaml_mapping_is_one_line(tiny_cli, tmp_path, capsys, text, expected):
+    config = tmp_path / "broken.yaml"
+    config.write_text(text)
+    line = error_of(["fit", *tiny_cli(tmp_path / "runs"), "--config", str(config)], capsys)
+    assert re.search(expected, line), line
 
 
 def test_unknown_verbs_help_and_no_arguments(capsys):
@@ -85,3 +116,14 @@ def test_ad_hoc_runs_are_named_after_their_configs_or_classes(tiny_cli, tmp_path
     assert ad_hoc_name(parsed.config, "test") == "syntheticmedical-finetune-test"
     named = parse_run("fit", tiny_cli(tmp_path / "runs"))  # a config that names its logger keeps the name
     assert named.config.trainer.logger.init_args.name == "tiny"
+
+
+def test_a_checkpoint_of_another_model_class_than_the_config_names_is_refused(tmp_path):
+    """The checkpoint's class used to replace the one the config names, without a word."""
+    data = tiny_data("binary")
+    checkpoint = train_checkpoint(tmp_path / "model", Finetune(backbone="test_resnet", task=data.task), data)
+    synthetic = ["--data", "medtransfer.datamodules.SyntheticMedical", "--ckpt_path", str(checkpoint)]
+    assert parse_run("test", synthetic).config.model.class_path.endswith(".Finetune")  # no model named
+    with pytest.raises(CheckpointFileError, match=r"holds a Finetune model, but the config names LinearProbe "
+                                                  r"\(medtransfer.lightning_modules.LinearProbe\)"):
+        parse_run("test", ["--model", "medtransfer.lightning_modules.LinearProbe", *synthetic])

@@ -65,9 +65,10 @@ def test_a_sweep_head_that_diverges_alone_loses_the_selection_not_the_run(tmp_pa
     from medtransfer.datamodules import SyntheticMedical
     from medtransfer.run import default_trainer, fit
 
-    data = SyntheticMedical(num_train=48, num_val=24, num_test=16, native_size=32, image_size=32, batch_size=16)
-    sweep = LinearSweep(backbone="test_resnet", lrs=[1e-2, float("inf")], weight_decays=[0.0], optimizer="sgd",
-                        task=data.task, features_dir=str(tmp_path / "features"))
+    data = SyntheticMedical(num_train=48, num_val=24, num_test=16, native_size=32, image_size=32,
+                            batch_size=16)
+    sweep = LinearSweep(backbone="test_resnet", lrs=[1e-2, float("inf")], weight_decays=[0.0],
+                        optimizer="sgd", task=data.task, features_dir=str(tmp_path / "features"))
     trainer = default_trainer("sweep", save_dir=tmp_path / "runs", max_epochs=2, enable_progress_bar=False,
                               enable_model_summary=False)
     result = fit(model=sweep, data=data, trainer=trainer)

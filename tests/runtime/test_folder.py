@@ -1,6 +1,6 @@
 """Every run writes results.json, predictions, plots and config.yaml into a folder of its own, whatever its
-logger (``medtransfer.runtime.folder``): CSV (version folders) and MLflow with a file store (the run's folder in
-mlruns), where ``trainer.log_dir`` is the store shared by all runs; and the run says where it writes."""
+logger (``medtransfer.runtime.folder``): CSV (version folders) and MLflow with a file store (the run's folder
+in mlruns), where ``trainer.log_dir`` is the store shared by all runs; and the run says where it writes."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def csv_fit(tmp_path_factory, tiny_cli) -> tuple[Path, list[str], str]:
 
 
 def test_the_runs_info_messages_show_on_stderr(csv_fit):
-    """The label fraction kept and where the run writes, from the command's logging (medtransfer.runtime.logs)."""
+    """The label fraction kept and where the run writes, from the command's logging (runtime.logs)."""
     runs, _, err = csv_fit
     assert "INFO medtransfer.datamodules.base: " in err and "train_fraction=0.5 keeps 16 of 32" in err
     run = runs / "csv" / "version_0"

@@ -1,5 +1,5 @@
-"""The Lightning behaviour that ``medtransfer.runtime.lightning_compat`` relies on, pinned so that an upgrade that
-changes it fails here; and a scan that no other module overrides or reads a private Lightning or
+"""The Lightning behaviour that ``medtransfer.runtime.lightning_compat`` relies on, pinned so that an upgrade
+that changes it fails here; and a scan that no other module overrides or reads a private Lightning or
 jsonargparse member."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The command's logging (medtransfer.runtime.logs): medtransfer's INFO messages on stderr, MEDTRANSFER_LOG_LEVEL
-changing the level, an invalid level one clear error, chatty libraries quiet, nothing configured at
-import."""
+"""The command's logging (medtransfer.runtime.logs): medtransfer's INFO messages on stderr,
+MEDTRANSFER_LOG_LEVEL changing the level, an invalid level one clear error, chatty libraries quiet, nothing
+configured at import."""
 
 from __future__ import annotations
 

@@ -42,24 +42,16 @@ def test_gunzip_draws_a_bar_over_the_compressed_bytes(tmp_path, monkeypatch, cap
     assert "gunzip x.h5.gz" in err and "100%" in err
 
 
-def test_the_trainer_gets_tqdms_bar_unless_the_config_turns_it_off_or_names_its_own():
-    from jsonargparse import Namespace
+def test_the_trainer_gets_tqdms_bar_on_a_terminal_and_epoch_lines_elsewhere(monkeypatch):
     from pytorch_lightning.callbacks import TQDMProgressBar
 
-    from medtransfer.runtime.progress import TRAINING_BAR, choose_training_bar
+    from medtransfer.runtime.training_bar import EpochLines, training_bar
 
     class OwnBar(TQDMProgressBar):  # a user's own bar (Rich's needs the optional rich package)
         pass
 
-    given = Namespace(class_path="medtransfer.callbacks.TaskCheckpoint", init_args=Namespace())
-    plain = Namespace(enable_progress_bar=True, callbacks=[given])
-    choose_training_bar(plain)
-    assert [c.class_path for c in plain.callbacks] == ["medtransfer.callbacks.TaskCheckpoint", TRAINING_BAR]
-
-    for config in (Namespace(enable_progress_bar=False, callbacks=[given]),
-                   Namespace(enable_progress_bar=True, callbacks=[given, OwnBar()]),
-                   Namespace(enable_progress_bar=True, callbacks=[Namespace(
-                       class_path="pytorch_lightning.callbacks.RichProgressBar", init_args=Namespace())])):
-        before = list(config.callbacks)
-        choose_training_bar(config)
-        assert config.callbacks == before
+    monkeypatch.setenv(PROGRESS_ENV, "1")
+    assert isinstance(training_bar([], None), TQDMProgressBar)
+    monkeypatch.setenv(PROGRESS_ENV, "0")
+    assert isinstance(training_bar([], True), EpochLines)
+    assert training_bar([], False) is None and training_bar([OwnBar()], True) is None

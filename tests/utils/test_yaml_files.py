@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from medtransfer.errors import MedTransferError
-from medtransfer.grid.spec import load_grid
+from medtransfer.grid.spec import GridSpecError, load_grid
 from medtransfer.utils.yaml_files import DuplicateKeyError, load_yaml_file, load_yaml_text
 
 TAIL = "a YAML mapping keeps only the last, so one of them would be silently lost: rename or remove one"
@@ -77,6 +77,20 @@ def test_syntax_errors_name_the_file(tmp_path):
     path.write_text("a: [1, 2\n")
     with pytest.raises(yaml.YAMLError, match=f'in "{path}", line 2'):
         load_yaml_file(path)
+
+
+@pytest.mark.parametrize("text, line", [
+    ("a: [1, 2\n", "line 2, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow "
+                   "sequence)"),
+    ("a:\n\tb: 1\n", "line 2, column 1: found character '\\t' that cannot start any token (while scanning "
+                     "for the next token); YAML indents with spaces, never tabs"),
+], ids=["unclosed bracket", "tab"])
+def test_a_syntax_error_in_a_grid_file_is_one_line(tmp_path, text, line):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text)
+    with pytest.raises(GridSpecError) as refused:
+        load_grid(grid, cwd=tmp_path)
+    assert str(refused.value) == f"grid file {grid} is not valid YAML: {line}"
 
 
 SCRIPT = """

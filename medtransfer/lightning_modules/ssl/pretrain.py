@@ -31,7 +31,9 @@ OPTIMIZERS = ("sgd", "adamw", "lars")
 
 
 class SSLPretrain(MedTransferModule):
-    """Pretrains ``backbone`` with a self-supervised ``method`` (lightly's heads, losses, momentum updates and
+    """Self-supervised pretraining of a backbone, which it writes to a file for the other protocols.
+
+    Pretrains ``backbone`` with a self-supervised ``method`` (lightly's heads, losses, momentum updates and
     schedules) on multi-view batches of the data's TRAINING split, and writes a backbone-only checkpoint
     (``export``, in the run's log directory) when training ends: pass that file as
     ``model.init_args.checkpoint`` of a linear probe, finetune, kNN or DVME with the same backbone name.
@@ -120,8 +122,11 @@ class SSLPretrain(MedTransferModule):
         return self.method.backbone
 
     def attach_data(self, datamodule):
-        """The datamodule, told to serve this method's views of each training image
-        (``datamodule.serve_views``), and kept for the kNN monitor and the provenance of the export."""
+        """The datamodule, told to serve this method's views of each training image.
+
+        It is told so by ``datamodule.serve_views``, and kept for the kNN monitor and the provenance of the
+        export.
+        """
         datamodule.serve_views(self.view_spec)
         self.data = datamodule
         return datamodule
@@ -294,6 +299,7 @@ class SSLPretrain(MedTransferModule):
 
 
 def nothing_to_evaluate() -> SSLConfigError:
+    """Why ``SSLPretrain`` cannot test or predict: its result is the backbone file, not scores."""
     return SSLConfigError(
         "SSLPretrain has nothing to test or predict: it writes a backbone checkpoint when `medtransfer fit` "
         "ends. Evaluate that file with a linear probe (model.init_args.checkpoint)"
