@@ -8,9 +8,12 @@ test set are correlated (a shared per-image difficulty), as real ones are.
 
 Baseline, measured in the same run: the textbook bootstrap (resample indices, recompute the metric with
 scikit-learn on the resampled arrays) of one PCam run, scaled to the grid. Target: the whole report in under
-2 minutes on 2 CPU cores.
+2 minutes on 2 CPU cores. The report is written ``--repeats`` times (into a fresh folder each time, the
+baseline between them) and the target is judged on every repeat (``benchmarks/verdicts.py``), in the time the
+report takes on 2 idle cores as its CPU time gives it: its own work, plus its worker processes' work spread
+over 2 cores. The wall clock, which also counts other work on the machine, is shown beside it.
 
-    python benchmarks/report_statistics.py                  # simulates into a temporary folder
+    python benchmarks/report_statistics.py                  # about 2 minutes, in a temporary folder
     python benchmarks/report_statistics.py --keep runs/sim   # keeps (and reuses) the simulated runs
 """
 
@@ -24,9 +27,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
+from verdicts import Verdicts, alternating, load_average, spread
 
 from medtransfer.grid.report import write_report
 from medtransfer.outputs.predictions import Predictions
@@ -130,45 +135,91 @@ def cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, workers.ru_utime + workers.ru_stime
 
 
+class Timed(NamedTuple):
+    """One report: wall seconds, CPU seconds here and in the worker processes, and the runs it joined."""
+
+    wall: float
+    own: float
+    workers: float
+    joined: int
+    without_interval: int
+
+    @property
+    def on_idle_cores(self) -> float:
+        """Seconds on 2 otherwise idle cores: its own work, plus its workers' work spread over the cores."""
+        return self.own + self.workers / min(2, os.cpu_count() or 1)
+
+
+def timed_report(root: Path, out: Path, resamples: int) -> Timed:
+    """One report written from scratch into ``out``, timed (write_report skips files it would not change)."""
+    shutil.rmtree(out, ignore_errors=True)
+    cpu_before = cpu_seconds()
+    started = time.perf_counter()
+    report = write_report(root, out=out, resamples=resamples)
+    elapsed = time.perf_counter() - started
+    own, workers = (after - before for after, before in zip(cpu_seconds(), cpu_before, strict=True))
+    without_interval = report.summary.read_text().count("(no CI")
+    return Timed(elapsed, own, workers, len(report.collection.records), without_interval)
+
+
+def simulated(root: Path) -> int:
+    """The simulated grid's run count (simulated into ``root`` unless an earlier ``--keep`` run left it)."""
+    if not (root / ".complete").is_file():
+        started = time.perf_counter()
+        runs = simulate(root)
+        (root / ".complete").write_text(str(runs))
+        print(f"simulated {runs} runs in {time.perf_counter() - started:.0f} s (not timed below)", flush=True)
+    return int((root / ".complete").read_text())
+
+
+def measure(root: Path, repeats: int, resamples: int) -> tuple[list[Timed], list[float]]:
+    """The report's repeats and the baseline's (one PCam run's textbook bootstrap, scaled from at most 100
+    resamples), taking turns."""
+    probe = min(resamples, 100)
+    measures = {"report": lambda: timed_report(root, root / "report", resamples),
+                "naive": lambda: naive_bootstrap_seconds(probe) * resamples / probe}
+    reports, naive = [], []
+    for repeat, name, result in alternating(repeats, measures):
+        (reports if name == "report" else naive).append(result)
+        if name == "report":
+            print(f"  repeat {repeat + 1}: report {result.wall:.1f} s wall; CPU {result.own:.1f} s here + "
+                  f"{result.workers:.1f} s in worker processes: {result.on_idle_cores:.1f} s on 2 idle cores",
+                  flush=True)
+    return reports, naive
+
+
+def show(reports: list[Timed], naive: list[float], runs: int) -> None:
+    joined, without = reports[0].joined, reports[0].without_interval
+    print(f"report over {joined} of {runs} runs ({without} cells without interval): wall "
+          f"{spread([r.wall for r in reports], '.1f')} s; CPU here {spread([r.own for r in reports], '.1f')} "
+          f"s, in worker processes {spread([r.workers for r in reports], '.1f')} s")
+    costs = [report.wall / one for report, one in zip(reports, naive, strict=True)]
+    print(f"baseline: the textbook bootstrap of ONE PCam run takes {spread(naive, '.1f')} s; the report of "
+          f"all {joined} runs costs {spread(costs, '.2f')} of those")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", type=Path, help="simulate into (or reuse) this folder, not a temporary one")
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3, help="reports written, each timed")
     args = parser.parse_args(argv)
     root = args.keep or Path(tempfile.mkdtemp(prefix="medtransfer-report-"))
     try:
-        if not (root / ".complete").is_file():
-            started = time.perf_counter()
-            runs = simulate(root)
-            (root / ".complete").write_text(str(runs))
-            print(f"simulated {runs} runs in {time.perf_counter() - started:.0f} s (not timed below)")
-        runs = int((root / ".complete").read_text())
-        load = os.getloadavg()[0]
-        cpu_before = cpu_seconds()
-        started = time.perf_counter()
-        report = write_report(root, out=root / "report", resamples=args.resamples)
-        elapsed = time.perf_counter() - started
-        own, workers = (after - before for after, before in zip(cpu_seconds(), cpu_before, strict=True))
-        # the report's own work runs in this process, the scoring split evenly over the workers: on otherwise
-        # idle cores it takes about this long
-        idle = own + workers / min(2, os.cpu_count() or 1)
-        joined = len(report.collection.records)
-        without = report.summary.read_text().count("(no CI")
-        probe = min(args.resamples, 100)
-        naive = naive_bootstrap_seconds(probe) * args.resamples / probe
-        print(f"report over {joined} of {runs} runs ({without} cells without interval), {args.resamples} "
-              f"resamples: {elapsed:.1f} s wall; CPU {own:.1f} s here + {workers:.1f} s in worker processes "
-              f"(load average before: {load:.1f} on {os.cpu_count()} cores)")
-        print(f"baseline: the textbook bootstrap of ONE PCam run takes {naive:.1f} s (scaled from {probe} "
-              f"resamples); the report of all {joined} runs costs {elapsed / naive:.2f} of those")
-        verdict = "met" if elapsed < TARGET_S else "MISSED"
-        print(f"target: under {TARGET_S:.0f} s on 2 CPU cores -> {verdict} ({elapsed:.0f} s wall on this "
-              f"machine as loaded; from CPU time, about {idle:.0f} s on 2 idle cores)")
-        return 0
+        runs = simulated(root)
+        print(f"report statistics: {runs} runs, {args.resamples} resamples, {args.repeats} repeats; load "
+              f"average {load_average()} on {os.cpu_count()} cores", flush=True)
+        reports, naive = measure(root, args.repeats, args.resamples)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
+    show(reports, naive, runs)
+    verdicts = Verdicts()
+    verdicts.judge("the whole report on 2 CPU cores", [r.on_idle_cores for r in reports], "<", TARGET_S,
+                   "seconds on 2 idle cores from its CPU time", ".1f")
+    verdicts.show()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Training images/s of the Finetune module, fitted by a Lightning Trainer as users run it, against a plain
 PyTorch training loop over the same model, data and settings, in the same process.
 
-    python benchmarks/train_throughput.py                       # resnet18, 64 px, fp32, on the CPU
+    python benchmarks/train_throughput.py                       # resnet18, 64 px, fp32, CPU: about 4 minutes
     python benchmarks/train_throughput.py --backbone resnet50 --image_size 224 --batch_size 128 \\
         --precision bf16-mixed --channels_last                  # on a GPU when there is one
     python benchmarks/train_throughput.py --compile --warmup 10 # torch.compile'd backbone in both
@@ -14,10 +14,13 @@ rates, the cosine schedule stepped every batch, the same precision (autocast, or
 progress bar the CLI gives it (tqdm's: ``runtime.training_bar.training_bar``) and the module's own
 per-step work (step seeding, loss logging, metric bookkeeping); the plain
 loop does forward, loss, backward, optimizer and scheduler steps only. The first ``--warmup`` batches of
-each run are not timed; runs alternate between the two sides ``--repeats`` times and each side's best run
-counts (the machine may be shared). On CUDA the clock waits for the GPU, and each side's peak memory is shown.
+each run are not timed. Each of the ``--repeats`` repeats runs both sides back to back (in reverse order every
+other repeat) and gives one ratio; the target is judged on the spread of those ratios
+(``benchmarks/verdicts.py``): on a CPU in images per CPU-second of the process (what the steps cost, whatever
+else the cores run), on a GPU in images/s of the wall clock, which waits for the GPU. On CUDA each side's peak
+memory is shown.
 
-Target (issue 15): Finetune >= 0.95x the plain loop's images/s; printed as met or MISSED.
+Target (issue 15): Finetune >= 0.95x the plain loop's images/s; printed as met, MISSED or too wide to judge.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from medtransfer.task import Task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from training_speed import TrainingSpeed  # noqa: E402
+from verdicts import Verdicts, alternating, load_average, ratios, spread  # noqa: E402
 
 TARGET = 0.95
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
@@ -174,8 +178,41 @@ def run_plain(args, batches: list[dict], device: torch.device) -> Measured:
     return Measured(images / wall, images / cpu, peak(device))
 
 
-def verdict(ratio: float) -> str:
-    return "met" if ratio >= TARGET else "MISSED"
+def measure(args, device: torch.device) -> dict[str, list[Measured]]:
+    """Each side's runs, ``--repeats`` of them, the two sides back to back in every repeat."""
+    batches = device_batches(args, device)
+    sides = {"plain": lambda: run_plain(args, batches, device),
+             "lightning": lambda: run_lightning(args, batches, device)}
+    results: dict[str, list[Measured]] = {side: [] for side in sides}
+    for repeat, side, measured in alternating(args.repeats, sides):
+        results[side].append(measured)
+        print(f"  repeat {repeat + 1} {side:>9}: {measured.images_per_s:8.1f} images/s, "
+              f"{measured.images_per_cpu_s:8.1f} images per CPU second", flush=True)
+    return results
+
+
+def show_sides(results: dict[str, list[Measured]]) -> None:
+    for side, label in (("plain", "plain PyTorch loop"), ("lightning", "Finetune + Trainer.fit")):
+        runs = results[side]
+        memory = [r.peak_gpu_bytes for r in runs if r.peak_gpu_bytes is not None]
+        shown = f"; peak GPU memory {max(memory) / 2**30:.2f} GiB" if memory else ""
+        print(f"{label:>24}: images/s {spread([r.images_per_s for r in runs], '.1f')}; per CPU second "
+              f"{spread([r.images_per_cpu_s for r in runs], '.1f')}{shown}")
+
+
+def judge_ratio(results: dict[str, list[Measured]], device: torch.device) -> Verdicts:
+    """Finetune / plain loop per repeat, judged in images per CPU-second on a CPU and per second on a GPU."""
+    wall = ratios([r.images_per_s for r in results["lightning"]], [r.images_per_s for r in results["plain"]])
+    cpu = ratios([r.images_per_cpu_s for r in results["lightning"]],
+                 [r.images_per_cpu_s for r in results["plain"]])
+    verdicts = Verdicts()
+    if device.type == "cpu":  # CPU time counts the work only, not other processes' share of the cores
+        print(f"ratio Finetune / plain loop, wall clock (not judged: it measures the neighbours too): "
+              f"{spread(wall)}")
+        verdicts.judge("Finetune / plain loop", cpu, ">=", TARGET, "images per CPU-second")
+    else:
+        verdicts.judge("Finetune / plain loop", wall, ">=", TARGET, "images/s (wall clock, GPU synchronised)")
+    return verdicts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,28 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     options = "".join([", channels_last" if args.channels_last else "", ", compiled" if args.compile else ""])
     print(f"train throughput: {args.backbone} at {args.image_size} px, batch {args.batch_size}, "
           f"{args.precision}{options}; {where}; {args.steps} timed batches after {args.warmup} warm-up "
-          f"batches, {args.repeats} runs per side")
-    batches = device_batches(args, device)
-    results: dict[str, list[Measured]] = {"plain": [], "lightning": []}
-    for repeat in range(args.repeats):
-        order = ("plain", "lightning") if repeat % 2 == 0 else ("lightning", "plain")
-        for side in order:
-            run = run_plain if side == "plain" else run_lightning
-            results[side].append(measured := run(args, batches, device))
-            print(f"  run {repeat + 1} {side:>9}: {measured.images_per_s:8.1f} images/s, "
-                  f"{measured.images_per_cpu_s:8.1f} images per CPU second", flush=True)
-    best = {side: max(runs, key=lambda r: r.images_per_s) for side, runs in results.items()}
-    for side, label in (("plain", "plain PyTorch loop"), ("lightning", "Finetune + Trainer.fit")):
-        memory = best[side].peak_gpu_bytes
-        shown = f", peak GPU memory {memory / 2**30:.2f} GiB" if memory is not None else ""
-        print(f"{label:>24}: {best[side].images_per_s:8.1f} images/s (best of {args.repeats}){shown}")
-    ratio = best["lightning"].images_per_s / best["plain"].images_per_s
-    print(f"ratio Finetune / plain loop: {ratio:.3f}  (target >= {TARGET}: {verdict(ratio)})")
-    if device.type == "cpu":  # CPU time counts the work only, not other processes' share of the cores
-        cpu = {side: max(r.images_per_cpu_s for r in runs) for side, runs in results.items()}
-        ratio = cpu["lightning"] / cpu["plain"]
-        print(f"ratio in images per CPU second (best of {args.repeats}): {ratio:.3f}  "
-              f"(target >= {TARGET}: {verdict(ratio)})")
+          f"batches, {args.repeats} repeats of both sides; load average {load_average()}")
+    results = measure(args, device)
+    show_sides(results)
+    judge_ratio(results, device).show()
     return 0
 
 

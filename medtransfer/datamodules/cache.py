@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import MedTransferError
 from ..runtime.progress import progress
 from ..runtime.threads import usable_cpus
-from ..utils.atomic import flush_to_disk
+from ..utils.atomic import flush_to_disk, write_failure
 from ..utils.hashing import json_digest
 from .errors import CorruptImageError, SkippedSample
 from .fundus import retina_bounding_box
@@ -289,11 +289,14 @@ def build_cache(
     paths, origins = list(listed), list(listed.values())
     sizes, mtimes = file_stats(paths)
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned(folder)
     tmp = folder.with_name(f".{folder.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(folder)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as error:  # a read-only or full disk, no permission: said, with what to do
+        raise write_failure(folder, error) from error
     try:
         offsets, shapes, unreadable = _write_pixels(tmp / "pixels.u8", paths, origins, settings, skip_corrupt,
                                                     workers or usable_cpus(), dataset)
@@ -312,8 +315,10 @@ def build_cache(
             json.dump(manifest, handle, indent=1)
             flush_to_disk(handle)
         _move_into_place(tmp, folder)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, MedTransferError):
+            raise write_failure(folder, error) from error
         raise
     log.info("%s: prepared cache %s: %d images (%s), %d unreadable left out", dataset, folder, len(paths),
              settings.describe(), unreadable)

@@ -7,9 +7,9 @@ import sys
 
 from ..runtime.ranks import is_rank_zero
 from ..runtime.requeue import Requeued
+from ..runtime.signals import RunStopped
 from .api import execute_parsed
 from .config import parse_run
-from .signals import RunStopped
 
 
 def run_command(verb: str, args: list[str]) -> int:

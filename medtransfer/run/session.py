@@ -24,6 +24,7 @@ from ..lightning_modules.frozen import FrozenBackboneModule
 from ..runtime.folder import checkpoint_directory, logger_description, run_directory
 from ..runtime.lock import lock_folder, run_folder_busy
 from ..runtime.ranks import is_rank_zero
+from ..runtime.signals import RunStopped, stop_on_signals
 from ..runtime.threads import all_threads, step_threads
 from ..task import Task, TaskMismatchError
 from ..utils.atomic import write_bytes_atomic
@@ -33,7 +34,6 @@ from .options import RunOptions
 from .preflight import preflight_summary, report_preflight
 from .record import RunRecord, metrics_line, write_results
 from .result import RunResult
-from .signals import RunStopped, stop_on_signals
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"

@@ -6,13 +6,18 @@ from the grid file (its base configs and axes, see configs/benchmark/)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from typing import TYPE_CHECKING
 
-from ..grid.resolve import InvalidRunError
-from ..grid.spec import GridSpecError, LocalSettings
-from ..grid.state import GridStateError
 from ..runtime.logs import configure_logging
-from ..utils.flags import underscore_flags
+from ..runtime.signals import RunStopped
+from ..utils.flags import VerbParser, underscore_flags
+
+if TYPE_CHECKING:
+    from ..grid.spec import LocalSettings
+
+# The grid (and with it Lightning's argument parser) is imported when a verb runs: ``--help`` answers at once.
 
 EPILOG = """examples:
   medtransfer benchmark --config configs/benchmark/smoke.yaml --dry_run   # the plan: runs, what is done
@@ -27,7 +32,7 @@ RENAMED = ("--dry_run", "--output_dir", "--devices_per_run")  # the dashed spell
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = VerbParser(
         prog="medtransfer benchmark",
         description=__doc__,
         epilog=EPILOG,
@@ -78,6 +83,10 @@ def main(argv: list[str]) -> int:
         parser().print_usage(sys.stderr)
         print("medtransfer benchmark: error: give either --config GRID.yaml or --report DIR", file=sys.stderr)
         return 2
+    from ..grid.resolve import InvalidRunError
+    from ..grid.spec import GridSpecError
+    from ..grid.state import GridStateError
+
     try:
         if args.report:
             return report(args)
@@ -85,12 +94,11 @@ def main(argv: list[str]) -> int:
     except (GridSpecError, InvalidRunError, GridStateError, FileNotFoundError, ValueError) as err:
         print(f"medtransfer benchmark: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "medtransfer benchmark: interrupted; finished runs are kept, interrupted ones are redone",
-            file=sys.stderr,
-        )
-        return 130
+    except RunStopped as stop:  # Ctrl-C or SIGTERM (runtime.signals): the local launcher stopped its runs
+        name = signal.Signals(stop.signum).name
+        print(f"medtransfer benchmark: stopped by {name}; finished runs are kept, interrupted ones are "
+              "redone by the same command", file=sys.stderr)
+        return stop.status
 
 
 def report(args: argparse.Namespace) -> int:
@@ -105,6 +113,7 @@ def report(args: argparse.Namespace) -> int:
     collection = result.collection
     print(
         f"{len(collection.records)} runs from {collection.files} results.json files; "
+        f"{len(collection.failed)} failed (listed in the report, never scored); "
         f"{len(collection.excluded)} left out"
     )
     for excluded in collection.excluded:
@@ -124,6 +133,8 @@ def grid(args: argparse.Namespace) -> int:
 
 
 def local_settings(args: argparse.Namespace, default: LocalSettings) -> LocalSettings:
+    from ..grid.spec import LocalSettings
+
     devices = default.devices
     if args.devices:
         try:

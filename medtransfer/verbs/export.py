@@ -16,6 +16,7 @@ from ..export.model import OUTPUTS, DeployedModel, ExportError, load_trained_mod
 from ..runtime.checkpoints import CHECKPOINT_DATA_KEY
 from ..runtime.lightning_compat import lightning_tracing
 from ..utils.atomic import atomic_path, check_writable
+from ..utils.flags import VerbParser
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4  # largest |exported - checkpoint| accepted on the verification batch
@@ -23,8 +24,16 @@ VERIFY_BATCH = 3  # another batch size than the traced example's, to exercise th
 INPUT_NAME = "image"
 
 
+def yes_or_no(value: str) -> bool:
+    """A true/false flag that refuses a word it cannot read (``--verify ture`` switched verification off)."""
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if value.strip().lower() not in words:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return words[value.strip().lower()]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = VerbParser(
         prog="medtransfer export",
         description="Export a trained model (a `medtransfer fit` checkpoint) as ONNX or TorchScript. The "
                     "model takes uint8 RGB images B x 3 x S x S (S: the training image size) and normalises "
@@ -44,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the run's seed_everything: rebuilds randomly initialised frozen backbones "
                              "(default 0)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
-    parser.add_argument("--verify", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+    parser.add_argument("--verify", type=yes_or_no, default=True,
                         help="compare the exported model with the checkpoint on a random batch "
                              "(default true)")
     return parser

@@ -14,6 +14,7 @@ import os
 from ..runtime.logs import configure_logging
 from ..runtime.ranks import is_rank_zero, local_process_rank
 from ..task import SPLITS
+from ..utils.flags import VerbParser
 
 FIT_OPTIONS = """fit options it reads (spelled as for `medtransfer fit`; see `medtransfer fit --help`):
   --config FILE                 the run's config files (data, model and trainer pieces), repeatable
@@ -28,7 +29,7 @@ example: medtransfer extract --config configs/experiments/synthetic_linear.yaml"
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = VerbParser(
         prog="medtransfer extract",
         description="Compute (or reuse) the feature stores of a frozen-backbone config, where `medtransfer "
         "fit` will look for them. Every argument but --splits is a fit option.",
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> int:
             store = store_for(backbone, datamodule, split, model.features_dir)
             if is_rank_zero():
                 print(f"{backbone.name:<32} {split:<5} {len(store):>8} x {store.dim:<5} {store.path}")
-    return 0  # the command closes the process group (cli.close_process_group)
+    return 0  # the command closes the process group (runtime.exits.close_process_group)
 
 
 def _init_distributed(root_device):

@@ -5,11 +5,12 @@ its images once into the resized cache that training then reads (docs/running-fa
 from __future__ import annotations
 
 import numpy as np
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 
 from ..datamodules.base import SPLITS, MedicalDataModule
 from ..datamodules.cache import CacheError
 from ..datamodules.file_backed import FileBackedDataModule
+from ..run.parse_errors import config_error
 from ..runtime.logs import configure_logging
 
 
@@ -25,6 +26,7 @@ def build_parser() -> ArgumentParser:
         "medtransfer prepare --config configs/data/eyepacs.yaml --data.init_args.cache_dir /scratch/cache "
         "--cache",
         default_env=False,
+        exit_on_error=False,
     )
     parser.add_argument("--config", action=ActionConfigFile, help="a data config piece")
     parser.add_subclass_arguments(MedicalDataModule, "data", required=True)
@@ -42,7 +44,10 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str]) -> int:
     configure_logging()
     parser = build_parser()
-    config = parser.parse_args(argv)
+    try:
+        config = parser.parse_args(argv)
+    except ArgumentError as error:  # one line naming the key, as the run verbs say theirs
+        raise config_error(error, "prepare", list(parser.get_defaults().keys())) from None
     datamodule: MedicalDataModule = parser.instantiate_classes(config).data
     if config.cache:
         if not isinstance(datamodule, FileBackedDataModule) or datamodule.cache_dir is None:

@@ -9,7 +9,7 @@ import json
 import sys
 
 from ..runtime.logs import configure_logging
-from ..utils.flags import underscore_flags
+from ..utils.flags import VerbParser, underscore_flags
 
 # The work of each verb imports what it needs (timm, torch) when it runs: ``--help`` answers at once.
 
@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = VerbParser(
         prog="medtransfer weights", description=__doc__,
         epilog="Takes no fit options (--config, --data.*, --model.*, --trainer.*): only the weights named.")
     verbs = parser.add_subparsers(dest="verb", required=True)

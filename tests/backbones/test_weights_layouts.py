@@ -12,7 +12,6 @@ from medtransfer.backbones import (
     CheckpointMismatchError,
     create_backbone,
 )
-from medtransfer.backbones.factory import build_backbone
 from medtransfer.backbones.layouts import LAYOUTS, best_prefix
 from medtransfer.backbones.loading import remap
 
@@ -35,7 +34,9 @@ def test_dino_training_checkpoint_loads_the_teacher_never_the_student(name, refe
     path = tmp_path / "checkpoint.pth"  # pickles argparse.Namespace: allowed through safe globals only
     head = dino_training(teacher.state_dict(), path, student=perturbed(teacher.state_dict()))
 
-    backbone, report = build_backbone(name, checkpoint=str(path), **small)
+    backbone = create_backbone(name, checkpoint=str(path), **small)
+
+    report = backbone.load_report
     assert report.container == "teacher"
     assert report.prefix == ("backbone." if name.startswith("vit") else "module.backbone.")
     assert sorted(report.dropped) == sorted(head)
@@ -64,7 +65,8 @@ def test_lightly_checkpoint_strips_only_the_leading_prefix(arch, references, tmp
     reference = references.get(arch, **small)
     path = tmp_path / "epoch=9-step=100.ckpt"
     extra = lightly(reference.state_dict(), path)
-    backbone, report = build_backbone(arch, checkpoint=str(path), **small)
+    backbone = create_backbone(arch, checkpoint=str(path), **small)
+    report = backbone.load_report
     assert report.prefix == ("backbone.vit." if arch.startswith("vit") else "backbone.")
     assert sorted(report.dropped) == sorted(extra)
     assert_loaded(backbone, reference.state_dict())
@@ -77,7 +79,8 @@ def test_ddp_prefixed_state_dict_and_safetensors(references, tmp_path):
     flat = tmp_path / "weights.safetensors"
     safetensors_flat(reference.state_dict(), flat)
     for path in (ddp, flat):
-        backbone, report = build_backbone("resnet50", checkpoint=str(path), layers=(1, 1, 1, 1))
+        backbone = create_backbone("resnet50", checkpoint=str(path), layers=(1, 1, 1, 1))
+        report = backbone.load_report
         assert report.dropped == [] and report.layout == "auto"
         assert_loaded(backbone, reference.state_dict())
 

@@ -14,7 +14,6 @@ import torch
 from medtransfer.backbones import REGISTRY, Backbone, create_backbone
 from medtransfer.backbones.backbone import state_dict_fingerprint
 from medtransfer.backbones.embedding import RECIPES
-from medtransfer.backbones.factory import build_backbone
 from medtransfer.backbones.layouts import LAYOUTS
 from medtransfer.verbs.weights import main as weights_main
 
@@ -85,7 +84,9 @@ def test_entry_loads_its_source_layout_exactly(entry, references, images, tmp_pa
     path = tmp_path / entry.file_name
     non_backbone = WRITERS[entry.layout](reference.state_dict(), path)
 
-    backbone, report = build_backbone(entry.name, checkpoint=str(path), **small)
+    backbone = create_backbone(entry.name, checkpoint=str(path), **small)
+
+    report = backbone.load_report
 
     assert sorted(report.dropped) == sorted(non_backbone)
     assert report.layout == entry.layout
@@ -124,7 +125,9 @@ def test_format_auto_reads_every_source_layout(entry, references, tmp_path):
     path = tmp_path / entry.file_name
     non_backbone = WRITERS[entry.layout](reference.state_dict(), path)
 
-    backbone, report = build_backbone(entry.arch, checkpoint=str(path), **entry.timm_kwargs, **small)
+    backbone = create_backbone(entry.arch, checkpoint=str(path), **entry.timm_kwargs, **small)
+
+    report = backbone.load_report
 
     assert sorted(report.dropped) == sorted(non_backbone)
     assert_same_state(backbone.model.state_dict(), expected_state(reference, report.filled))

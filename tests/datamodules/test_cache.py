@@ -3,6 +3,7 @@ stale, never half-written, unreadable images named or skipped."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -220,3 +221,15 @@ def run_cli(args: list[str]) -> int:
     except SystemExit as exit_info:
         return int(exit_info.code or 0)
     return 0
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC])
+def test_a_cache_folder_that_refuses_writes_is_a_named_error(eyepacs_root, tmp_path, code):
+    from medtransfer.utils.atomic import OutputWriteError
+    from tests.faults.harness import failing_writes
+
+    cache = tmp_path / "cache"
+    dm = EyePACS(root=str(eyepacs_root), image_size=64, cache_dir=str(cache))
+    with failing_writes(code, cache), pytest.raises(OutputWriteError, match="cannot write .*cache"):
+        dm.prepare_cache(workers=1)
+    assert not any(p.name.startswith(".") for p in cache.rglob("*"))

@@ -94,10 +94,12 @@ def test_checkpoints_monitor_the_task_primary_metric(tmp_path):
     assert torch.load(checkpoint.last_model_path, weights_only=True)["epoch"] == 1  # refreshed every epoch
 
 
-def test_data_of_another_task_fails_before_any_training_step(tmp_path):
+def test_data_of_another_task_is_refused_when_the_model_is_handed_it(tmp_path):
+    """``attach_data`` (which every run calls before training) checks the data's task against the model's."""
     model = MeanColour(task=Task("binary", ("normal", "lesion")))
     with pytest.raises(TaskMismatchError, match=r"built for a binary task .* multilabel task with 4 classes"):
-        trainer(tmp_path, enable_checkpointing=False).fit(model, datamodule=tiny_data("multilabel"))
+        trainer(tmp_path, enable_checkpointing=False).fit(model, datamodule=model.attach_data(
+            tiny_data("multilabel")))
     assert model.steps == 0
 
 

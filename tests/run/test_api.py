@@ -91,8 +91,8 @@ def test_test_and_predict_from_a_checkpoint(tmp_path):
 
 
 def test_pretrain_returns_the_export_and_results_name_its_fingerprint(tmp_path):
-    args = [*tiny_cli_args(tmp_path / "runs", num_train=32)[2:], "--config",
-            str(REPO / "configs" / "pretrain" / "simclr.yaml"), "--model.init_args.backbone", "test_resnet",
+    args = ["--config", str(REPO / "configs" / "pretrain" / "simclr.yaml"),  # first: tiny_cli's logger wins
+            *tiny_cli_args(tmp_path / "runs", num_train=32)[2:], "--model.init_args.backbone", "test_resnet",
             "--data.init_args.batch_size", "8", "--trainer.limit_train_batches", "2"]
     result = run.pretrain(QUICKSTART, args=args)
     assert result.exported is not None and Path(result.exported["path"]).is_file()

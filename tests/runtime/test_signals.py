@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medtransfer.run.signals import RunStopped, stop_on_signals
+from medtransfer.runtime.signals import RunStopped, stop_on_signals
 from tests.conftest import tiny_cli_args
 
 REPO = Path(__file__).resolve().parents[2]
