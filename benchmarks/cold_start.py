@@ -3,7 +3,7 @@ each verb's ``--help`` and of the light verbs, beside ``python -c pass`` and ``i
 same run. Target: ``medtransfer weights --help`` under 3 CPU-seconds, judged on every run of it
 (``benchmarks/verdicts.py``: met only when all of them are under, too wide to judge when they straddle it).
 
-    python benchmarks/cold_start.py            # 5 runs of each command, median [min, max]: about 2 minutes
+    python benchmarks/cold_start.py            # 5 runs of each command, median [min, max]: 2.5 minutes
     python benchmarks/cold_start.py --repeats 9
 
 CPU-seconds, not wall-clock, so a machine shared with other work gives the same figures (within noise). The

@@ -1,14 +1,15 @@
 """Images/s of medtransfer's training DataLoader: the original files (native), a prepared cache
 (``medtransfer prepare --cache``) and a naive baseline measured in the same run (PIL open + full decode +
 resize + torchvision ToTensor, one process), per worker process and in total, with peak resident memory; and
-PatchCamelyon's 7 GB training file streamed by 4 workers. Prints each target of issue 15 as met or MISSED.
+PatchCamelyon's 7 GB training file streamed by 4 workers. Prints each target of issue 15 as met, MISSED or
+too wide to judge.
 
 By default it generates its data under ``--workdir``: fundus-like JPEGs (a bright textured disc on a black
 border, 3-5 MB, up to 4928 x 3264 px, as EyePACS photos are), CXR-like grey 1024 x 1024 PNGs, and an HDF5 file
 of PCam's real shape and dtype (262,144 x 96 x 96 x 3 uint8, 7.2 GB; ``--pcam_images`` for fewer, e.g. where
 the disk is smaller). Measure your own data with a data config instead::
 
-    python benchmarks/data_throughput.py                          # generated data, a few minutes on 2 cores
+    python benchmarks/data_throughput.py                          # generated data: about 3 minutes on 2 cores
     python benchmarks/data_throughput.py --fundus_images 64 --workers 8
     python benchmarks/data_throughput.py --config configs/data/eyepacs.yaml \\
         --data.init_args.root /data/eyepacs --data.init_args.cache_dir /scratch/cache
@@ -20,6 +21,12 @@ loader settings; its first ``2 x workers`` batches are not timed. ``--seconds`` 
 the loading process and its workers, of the summed resident set (RSS, which counts the shared libraries once
 per process) and of the summed proportional set (PSS, shared pages split among the processes sharing them:
 what the processes occupy together); the PCam target is read on PSS.
+
+Every measurement is taken ``--repeats`` times, the naive baseline and the loaders taking turns, and each
+target is judged on the interval of the median of its repeats (``benchmarks/verdicts.py``; a speed-up on the
+ratio within each repeat). The rate targets are judged in images per CPU-second (the loader's worker process
+against the baseline's thread): the wall clock also counts whatever else the cores run. Preparing the cache is
+timed once and has no target.
 """
 
 from __future__ import annotations

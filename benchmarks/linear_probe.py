@@ -13,13 +13,17 @@ Prints, each with the time of one forward pass (the extraction) as the yardstick
 (e)     the solver's whole path against scikit-learn's on ``--scale_rows`` x ``--scale_dim`` float features
         (Gaussian classes), time of both.
 
-    python benchmarks/linear_probe.py   # PneumoniaMNIST (../shared/data, else synthetic), ResNet-50, 64 px
+    python benchmarks/linear_probe.py   # PneumoniaMNIST (../shared/data, else synthetic), ResNet-50, 64 px:
+                                        # about 7 minutes on 2 cores
     python benchmarks/linear_probe.py --dataset retinamnist --backbone resnet18 --image_size 28 --only solver
     python benchmarks/linear_probe.py --backbone resnet18 --checkpoint ssl.pt   # non-trivial features
     python benchmarks/linear_probe.py --backbone resnet50.tv_in1k   # pretrained (downloads once)
 
-No train-time augmentation (``augmentation: none``), so every probe sees the same inputs. The run ends with
-the issues' targets, each marked met or MISSED. scikit-learn is a dev dependency
+No train-time augmentation (``augmentation: none``), so every probe sees the same inputs. Every timing is
+taken ``--repeats`` times, the two sides of each comparison taking turns (a repeat of (a)/(b) extracts into a
+folder of its own), and its target is judged in CPU seconds of this process on the interval of the median of
+the per-repeat ratios (``benchmarks/verdicts.py``): met, MISSED or too wide to judge. The metric differences
+are seeded (the same every run) and taken once, as is (d). scikit-learn is a dev dependency
 (``pip install -e ".[dev]"``).
 """
 
@@ -141,8 +145,10 @@ def stores_repeat_measures(args, data, tmp: str) -> dict:
 def compare_online_and_cached(args, data, tmp: str, verdicts: Verdicts) -> None:
     """(a)/(b): the same AdamW probe on images every batch and on stores."""
     results: dict[str, list] = {"cached": [], "online": []}
-    for _, name, result in alternating(args.repeats, stores_repeat_measures(args, data, tmp)):
+    for repeat, name, result in alternating(args.repeats, stores_repeat_measures(args, data, tmp)):
         results[name].append(result)
+        shown = f"extraction {result[0]}, with the probe {result[1]}" if name == "cached" else result[0]
+        print(f"  repeat {repeat + 1} {name}: {shown}", flush=True)
     forward = [f for f, _ in results["cached"]]
     cached = [c for _, c in results["cached"]]
     online = [o for o, _ in results["online"]]
@@ -150,7 +156,8 @@ def compare_online_and_cached(args, data, tmp: str, verdicts: Verdicts) -> None:
     print(f"(b) extraction + cached AdamW probe, {args.epochs} epochs: {clocks(cached)} = "
           f"{clock_ratios(cached, forward)} one forward pass")
     online_epochs = args.online_epochs or args.epochs
-    measured = "" if online_epochs == args.epochs else f" (measured at {online_epochs} epochs, scaled)"
+    plural = "s" if online_epochs > 1 else ""
+    measured = "" if online_epochs == args.epochs else f" (measured at {online_epochs} epoch{plural}, scaled)"
     print(f"(a) online probe, {args.epochs} epochs: {clocks(online)}{measured}")
     print(f"online / cached: {clock_ratios(online, cached)}")
     verdicts.judge(f"{args.epochs} cached epochs (extraction included) / one forward pass",
@@ -296,7 +303,7 @@ def main() -> None:
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--num_train", type=int, default=1024, help="synthetic only; val 1/4, test 1/2 of it")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--online_epochs", type=int, default=2,
+    parser.add_argument("--online_epochs", type=int, default=1,
                         help="epochs of the online probe (0: --epochs); fewer ones are timed and scaled "
                              "linearly to --epochs, and the metric comparison then runs the cached probe at "
                              "them too")

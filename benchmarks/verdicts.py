@@ -1,23 +1,26 @@
 """Targets judged on repeated measurements, so that a benchmark's verdict holds from run to run.
 
-One measurement of a speed is partly luck: the machine's other work, the frequency governor and the
-allocator all move it by several percent, so a verdict taken from it can flip between two runs. A benchmark
-here measures each target as several independent repeats (baseline and candidate alternating within each
-repeat, so that load drifting over the run weighs on both) and judges the spread of the repeats, not one
-number:
+One measurement of a speed is partly luck: the machine's other work, the host under a virtual machine and
+the allocator all move it by several percent, so a verdict taken from it can flip between two runs. A
+benchmark here measures each target as several independent repeats (baseline and candidate alternating within
+each repeat, so that load drifting over the run weighs on both) and judges an interval, not one number:
 
-- **met** when every repeat is on the good side of the target,
-- **MISSED** when every repeat is on the bad side,
-- **too wide to judge** when the repeats straddle it: the spread, not the code, decides, and the line says so.
+- **met** when the whole interval is on the good side of the target,
+- **MISSED** when the whole interval is on the bad side,
+- **too wide to judge** when it straddles the target: the noise, not the code, decides, and the line says so.
 
-Each judged line shows the median and [min, max] of the repeats. For n independent repeats, [min, max] holds
-the true median with probability 1 - 2^(1 - n) whatever the distribution of the noise (75% for 3, 94% for 5),
-so a verdict needs the whole interval, not the median alone, on one side. A value that is the same in every
-run (a seeded metric difference, a numerical tolerance) is judged as one measurement: its spread is nil.
+The interval is ``median M [low, high]``: the distribution-free confidence interval of the median of the
+repeats (the value they scatter around), whatever the distribution of the noise. Of the n repeats sorted,
+it runs from the k-th to the k-th from the top, for the largest k that keeps its coverage, 1 - 2 P(Binomial(n,
+1/2) < k), at least 95%. Up to 8 repeats that is [min, max] (whose coverage, printed, is lower for few
+repeats: 75% for 3, 94% for 5); with more, the extreme repeats drop out, so one hiccup of the machine cannot
+decide a verdict alone. A value that is the same in every run (a seeded metric difference, a numerical
+tolerance) is judged as one measurement.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 import statistics
@@ -28,6 +31,7 @@ from typing import TypeVar
 T = TypeVar("T")
 RELATIONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 VERDICT_WIDTH = len("too wide to judge")
+CONFIDENCE = 0.95
 
 
 def alternating(repeats: int, measures: dict[str, Callable[[], T]]) -> Iterator[tuple[int, str, T]]:
@@ -49,12 +53,29 @@ def load_average() -> str:
     return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def coverage(n: int, k: int) -> float:
+    """The probability that the k-th smallest and k-th largest of n independent repeats hold their median."""
+    return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+
+
+def median_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """``(low, high, coverage)``: the widest-trimmed order statistics whose coverage is still CONFIDENCE, or
+    ``[min, max]`` where the repeats are too few to reach it."""
+    ordered, k = sorted(values), 1
+    while k < len(ordered) // 2 and coverage(len(ordered), k + 1) >= CONFIDENCE:
+        k += 1
+    return ordered[k - 1], ordered[-k], coverage(len(ordered), k)
+
+
 def spread(values: Sequence[float], digits: str = ".3f") -> str:
-    """``median M [min, max]`` of the repeats (a single value alone)."""
+    """``median M [low, high]`` of the repeats (``median_interval``; a single value alone)."""
     if len(values) == 1:
         return f"{values[0]:{digits}}"
-    median = statistics.median(values)
-    return f"median {median:{digits}} [{min(values):{digits}}, {max(values):{digits}}]"
+    low, high, _ = median_interval(values)
+    text = f"median {statistics.median(values):{digits}} [{low:{digits}}, {high:{digits}}]"
+    if (low, high) != (min(values), max(values)):
+        text += f" (all: {min(values):{digits}} to {max(values):{digits}})"
+    return text
 
 
 @dataclass(frozen=True)
@@ -70,15 +91,17 @@ class Judged:
 
     @property
     def verdict(self) -> str:
-        good = [RELATIONS[self.relation](value, self.bound) for value in self.values]
+        low, high, _ = median_interval(self.values)
+        good = [RELATIONS[self.relation](end, self.bound) for end in (low, high)]
         return "met" if all(good) else "MISSED" if not any(good) else "too wide to judge"
 
     def line(self) -> str:
-        repeats = f" over {len(self.values)} repeats" if len(self.values) > 1 else ""
+        repeats = (f" over {len(self.values)} repeats ({median_interval(self.values)[2]:.0%} interval)"
+                   if len(self.values) > 1 else "")
         text = (f"{self.verdict:<{VERDICT_WIDTH}}  {self.name}, {self.judged_on}: "
-                f"{spread(self.values, self.digits)}{repeats} (target {self.relation} {self.bound:g})")
+                f"{spread(self.values, self.digits)}{repeats}, target {self.relation} {self.bound:g}")
         if self.verdict == "too wide to judge":
-            text += ("; the repeats straddle the target: rerun with more repeats, or on a quieter machine "
+            text += (": the interval straddles the target; rerun with more repeats, or on a quieter machine "
                      "(uptime's load average under the core count)")
         return text
 
@@ -96,8 +119,8 @@ class Verdicts:
         return judged
 
     def show(self, heading: str = "targets") -> None:
-        print(f"\n{heading}: met or MISSED only when every repeat is on one side (benchmarks/verdicts.py); "
-              f"load average at the end {load_average()} on {os.cpu_count()} CPUs")
+        print(f"\n{heading}: met or MISSED only when the whole interval of the median is on one side "
+              f"(benchmarks/verdicts.py); load average at the end {load_average()} on {os.cpu_count()} CPUs")
         for judged in self.judged:
             print(f"  {judged.line()}")
 

@@ -39,12 +39,12 @@ class SSLPretrain(MedTransferModule):
     ``model.init_args.checkpoint`` of a linear probe, finetune, kNN or DVME with the same backbone name.
 
     The model says which views it needs (``view_spec``) and every datamodule serves them once told
-    (``datamodule.serve_views(model.view_spec)``, which the ``medtransfer`` CLI does), augmented for its
-    modality; images without labels are fine (``UnlabelledImages``). With a labelled datamodule the
-    validation split feeds a kNN monitor (``val/auroc``, ``val/acc``, ...; see ``KNNMonitor``); the weights
-    never depend on validation or test images. Under DDP, negatives and Sinkhorn batches are gathered from
-    every process; ``trainer.sync_batchnorm: true`` syncs BatchNorm; ``trainer.precision: bf16-mixed`` works
-    (losses are computed in float32).
+    (``model.attach_data(datamodule)`` tells it; every run calls it), augmented for its modality; images
+    without labels are fine (``UnlabelledImages``). With a labelled datamodule the validation split feeds a
+    kNN monitor (``val/auroc``, ``val/acc``, ...; see ``KNNMonitor``); the weights never depend on validation
+    or test images. Under DDP, negatives and Sinkhorn batches are gathered from every process;
+    ``trainer.sync_batchnorm: true`` syncs BatchNorm; ``trainer.precision: bf16-mixed`` works (losses are
+    computed in float32).
 
     Args:
         method: ``simclr``, ``moco``, ``byol``, ``dino`` or ``swav``.
