@@ -30,6 +30,8 @@ TOOL_VERBS: dict[str, tuple[str, str]] = {
     "prepare": ("medtransfer.verbs.prepare", "check a dataset, report its splits, write them out"),
     "export": ("medtransfer.verbs.export",
                "write a trained model as ONNX or TorchScript, with its model card"),
+    "feature-map": ("medtransfer.verbs.feature_map",
+                    "t-SNE/UMAP maps of stored features per backbone, with class separation"),
 }
 
 
@@ -73,8 +75,8 @@ def run_verb(verb: str, args: list[str]) -> int:
 
 def usage() -> str:
     lines = ["usage: medtransfer <verb> [options]   (`medtransfer <verb> --help` for a verb's options)", ""]
-    lines += [f"  {name:<10} {text}" for name, text in TRAINING_VERBS.items()]
-    lines += [f"  {name:<10} {text}" for name, (_, text) in TOOL_VERBS.items()]
+    lines += [f"  {name:<12} {text}" for name, text in TRAINING_VERBS.items()]
+    lines += [f"  {name:<12} {text}" for name, (_, text) in TOOL_VERBS.items()]
     lines += ["", "Python: medtransfer.run.fit(...) and the other verbs do what the command does "
               "(docs/python-api.md)"]
     return "\n".join(lines)

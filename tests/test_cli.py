@@ -228,6 +228,7 @@ def test_bf16_mixed_precision_trains_and_tests(tiny_cli, tmp_path):
     assert set(test) == METRICS | CALIBRATION | {f"{m}/{c}" for c in classes for m in ("auroc", "ece")}
     assert set(results["intervals"]["test"]["metrics"]) == set(test)  # every test metric has an interval
     assert math.isfinite(test["loss"]) and 0.0 <= test["auroc"] <= 1.0
+    assert set(results["extra"]["decision"]["thresholds"]) == set(classes)  # chosen under bf16 autocast too
 
 
 def test_print_config_shows_the_default_callbacks(tiny_cli, tmp_path, capsys):

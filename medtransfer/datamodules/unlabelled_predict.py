@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from ..errors import MedTransferError
+from ..outputs.thresholds import THRESHOLD_RULES
 from ..runtime.checkpoints import CHECKPOINT_DATA_KEY
 from ..task import Task
 from ..utils.yaml_files import load_yaml_file
@@ -36,7 +37,6 @@ from .samplers import UnpaddedSampler
 from .sources import Source
 from .tabular import read_table, row_origins
 
-THRESHOLD_RULES = ("f1", "youden")
 GLOB_CHARACTERS = "*?["
 
 

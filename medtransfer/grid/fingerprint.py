@@ -39,9 +39,10 @@ EXECUTION_KEYS = (
     "data.init_args.cache_dir",
     "data.init_args.cache_size",
 )
-# how results.json's confidence intervals are computed (``--intervals.*``): not what the run measures, and
+# how results.json's statistics of the tested model are computed: its confidence intervals (``--intervals.*``)
+# and the rule of its decision thresholds (``--decision_rule``). Not what the run trains or measures, and
 # absent from results written before they existed
-STATISTICS_KEYS = ("intervals",)
+STATISTICS_KEYS = ("intervals", "decision_rule")
 # which explanation pictures a run draws (``--explain``): not what it measures, absent from older results
 PICTURE_KEYS = ("explain",)
 # where frozen-backbone models keep their feature stores (shared across the grid, so never part of a run's

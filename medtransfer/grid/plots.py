@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import io
 import math
-import re
 from collections import defaultdict
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from .aggregate import TABLE_AXES, Cell
-from .tables import Table
+from .tables import Table, fraction_text, slug, training_images
 
 
 def png_bytes(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     return buffer.getvalue()
-
-
-def slug(*parts: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", "_".join(parts)).strip("_")
 
 
 def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
@@ -66,7 +61,7 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
             if len(values) > 1 and values[0] > 0 and values[-1] / values[0] >= 10:
                 axes.set_xscale("log")
             ticks = sorted((c for c in columns if not math.isnan(c.value)), key=lambda c: c.value)
-            axes.set_xticks([c.value for c in ticks], [tick_label(c.fraction, c.value) for c in ticks])
+            axes.set_xticks([c.value for c in ticks], [c.fraction_text.replace(" ", "\n") for c in ticks])
             axes.minorticks_off()
             axes.set_xlabel("label fraction of the training split")
             axes.set_ylabel(f"{metric} (points)")
@@ -75,10 +70,6 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
             axes.legend(fontsize=8)
             figures[slug(dataset, table.title) + ".png"] = png_bytes(figure)
     return figures
-
-
-def tick_label(label: str, value: float) -> str:
-    return label if label == f"{value:g}" else f"{label}\n({value:g})"
 
 
 def importance_of(results: dict) -> dict[str, float] | None:
@@ -117,6 +108,7 @@ def importance_figures(cells: list[Cell]) -> dict[str, bytes]:
         axes = figure.add_subplot()
         width = 0.8 / len(members)
         for i, cell in enumerate(members):
+            label = cell.labels["fraction"]
             shares = np.array(
                 [[(importance_of(r.results) or {}).get(b, np.nan) for b in backbones] for r in cell.records]
             )
@@ -128,7 +120,8 @@ def importance_figures(cells: list[Cell]) -> dict[str, bytes]:
                 width,
                 yerr=std,
                 capsize=3,
-                label=f"fraction {cell.labels['fraction']} (n={len(shares)})",
+                label=f"fraction {fraction_text(label, cell.fraction, training_images([cell]))} "
+                      f"(n={len(shares)})",
             )
         axes.set_xticks(np.arange(len(backbones)), backbones, rotation=20, ha="right", fontsize=8)
         axes.set_ylabel("importance (share, rows sum to 1)")

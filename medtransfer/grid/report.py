@@ -1,24 +1,35 @@
-"""The report of a folder of results: results.csv, summary.md and plots.
+"""The report of a folder of results: results.csv, summary.md, report.html, plots/ and tables/.
 
-results.csv has one row per finished run (failed runs are listed in summary.md only), summary.md the tables,
-and plots/*.png the figures.
+results.csv has one row per finished run (failed runs are listed in summary.md only); summary.md the methods,
+the tables and the sections (label efficiency, feature maps); report.html the same as one self-contained file
+to share; plots/*.png the figures; tables/<name>.csv and tables/<name>.tex every table of summary.md (score,
+paired comparisons, calibration, the sections' tables) for a paper.
 
-Files are only rewritten when their contents change, so reporting the same results twice changes nothing.
+Files are only rewritten when their contents change, so reporting the same results twice changes nothing;
+files in plots/ and tables/ that the results no longer give are removed.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..stats.resampling import DEFAULT_RESAMPLES
 from ..utils.atomic import write_bytes_atomic
-from .aggregate import Collection, Record, cells, collect
+from .aggregate import Cell, Collection, Record, cells, collect
+from .feature_maps import feature_map_section
+from .html import report_html
+from .label_efficiency import label_efficiency_section
+from .latex import latex_table
+from .methods import methods_section
 from .plots import fraction_figures, importance_figures
-from .tables import build_tables, summary_markdown
+from .report_table import ReportTable
+from .sections import Section
+from .summary import summary
+from .tables import build_tables
 from .uncertainty import ReportStatistics
 
 
@@ -33,6 +44,10 @@ class Report:
     @property
     def summary(self) -> Path:
         return self.folder / "summary.md"
+
+    @property
+    def html(self) -> Path:
+        return self.folder / "report.html"
 
 
 def write_report(
@@ -70,23 +85,49 @@ def write_report(
     tables = build_tables(collection, all_cells)
     figures = {**fraction_figures(tables), **importance_figures(all_cells)}
     plots = [f"plots/{name}" for name in sorted(figures, key=lambda n: (n.startswith("importance_"), n))]
-    summary = summary_markdown(
-        collection, tables, all_cells, plots, baseline or collection.baseline, statistics, all_pairs
-    )
-    written = []
+    sections = report_sections(collection, all_cells, statistics, baseline or collection.baseline)
+    for section in sections:
+        figures.update(section.figures)
+    text = summary(collection, tables, plots, baseline or collection.baseline, statistics, all_pairs,
+                   methods_section(collection, tables, statistics), sections)
     files: dict[str, bytes] = {
         "results.csv": results_csv(collection.records, root).encode(),
-        "summary.md": summary.encode(),
+        "summary.md": text.markdown.encode(),
+        "report.html": report_html(text.markdown, {f"plots/{n}": png for n, png in figures.items()}).encode(),
     }
     files.update({f"plots/{name}": data for name, data in figures.items()})
-    for name, data in files.items():
-        if write_if_changed(folder / name, data):
-            written.append(folder / name)
-    for stale in sorted((folder / "plots").glob("*.png")):
-        if f"plots/{stale.name}" not in files:
+    files.update(table_files(text.tables))
+    written = [folder / name for name, data in files.items() if write_if_changed(folder / name, data)]
+    for stale in [*sorted((folder / "plots").glob("*.png")), *sorted((folder / "tables").glob("*.csv")),
+                  *sorted((folder / "tables").glob("*.tex"))]:
+        if f"{stale.parent.name}/{stale.name}" not in files:
             stale.unlink()
             written.append(stale)
     return Report(folder, collection, written)
+
+
+def report_sections(collection: Collection, all_cells: list[Cell], statistics: ReportStatistics,
+                    baseline: str | None) -> list[Section]:
+    """The sections after the protocols' tables, each where the results give it one.
+
+    Label efficiency, then the feature maps of the grid's feature stores.
+    """
+    found = [label_efficiency_section(collection, all_cells, statistics, baseline),
+             feature_map_section(collection)]
+    return [section for section in found if section is not None]
+
+
+def table_files(tables: list[ReportTable]) -> dict[str, bytes]:
+    """``tables/<name>.csv`` and ``tables/<name>.tex`` for every table (a name given twice numbered)."""
+    files: dict[str, bytes] = {}
+    for table in tables:
+        name, n = table.name, 1
+        while f"tables/{name}.csv" in files:
+            n += 1
+            name = f"{table.name}_{n}"
+        files[f"tables/{name}.csv"] = table.csv().encode()
+        files[f"tables/{name}.tex"] = latex_table(replace(table, name=name)).encode()
+    return files
 
 
 def results_csv(records: list[Record], root: Path) -> str:

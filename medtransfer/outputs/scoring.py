@@ -59,22 +59,34 @@ def decide(trainer, pl_module, setting: float | str, gather) -> Decision | None:
     count = 1 if task.kind == "binary" else task.num_classes
     if not isinstance(setting, str):
         return Decision(np.full(count, float(setting)))
-    probs, labels = validation_outputs(trainer, pl_module, gather)
-    thresholds, undefined = choose_thresholds(task.kind, labels, probs, setting)
+    probs, labels = joined_outputs(gather(trainer, validation_parts(trainer, pl_module)))
+    return chosen_decision(task, probs, labels, setting)
+
+
+def chosen_decision(task: Task, probs: np.ndarray, labels: np.ndarray, rule: str) -> Decision:
+    """The ``rule``'s per-class thresholds on labelled validation ``probs``."""
+    thresholds, undefined = choose_thresholds(task.kind, labels, probs, rule)
     names = task.class_names[1:] if task.kind == "binary" else task.class_names
-    return Decision(thresholds, setting, len(labels), [names[i] for i in undefined])
+    return Decision(thresholds, rule, len(labels), [names[i] for i in undefined])
 
 
-def validation_outputs(trainer, pl_module, gather) -> tuple[np.ndarray, np.ndarray]:
-    """The model's probabilities and the labels of the datamodule's validation split, from every rank."""
+def validation_parts(trainer, pl_module) -> list[tuple[np.ndarray, np.ndarray]]:
+    """This rank's (probabilities, labels) per batch of the datamodule's validation split (its shard under
+    DDP), from the model's ``predict_step`` as the trainer's precision runs it."""
     datamodule = trainer.datamodule
     parts = []
-    with torch.no_grad():
+    with torch.no_grad(), trainer.precision_plugin.forward_context():
         for index, batch in enumerate(datamodule.val_dataloader()):
+            if "label" not in batch:
+                raise ValueError("the validation split has no labels")
             batch = datamodule.transfer_batch_to_device(batch, pl_module.device, 0)
             probs = pl_module.predict_step(batch, index)["probabilities"]
             parts.append((probs.float().cpu().numpy(), batch["label"].cpu().numpy()))
-    parts = gather(trainer, parts)
+    return parts
+
+
+def joined_outputs(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities and labels of every rank's validation parts, joined."""
     if not parts:
         raise ValueError("the validation split that chooses the thresholds is empty")
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 DEFAULT_THRESHOLD = 0.5
+THRESHOLD_RULES = ("f1", "youden")
 
 
 def choose_threshold(labels: np.ndarray, probs: np.ndarray, rule: str) -> float | None:
@@ -39,7 +40,7 @@ def choose_threshold(labels: np.ndarray, probs: np.ndarray, rule: str) -> float 
         false_pos = predicted - true_pos
         score = true_pos / positives - false_pos / negatives
     else:
-        raise ValueError(f"unknown threshold rule {rule!r}; use 'f1' or 'youden'")
+        raise ValueError(f"unknown threshold rule {rule!r}; use one of {list(THRESHOLD_RULES)}")
     best = int(np.flatnonzero(score >= score.max() - 1e-12)[0])  # candidates descend: the highest threshold
     return float(candidates[best])
 

@@ -1,8 +1,9 @@
 """What a run does besides training and scoring.
 
-Test after fit, the confidence intervals of results.json, evaluating untrained weights on purpose, explanation
-maps. The command takes them as options (``--test_after_fit``, ``--intervals.*``, ``--allow_untrained``,
-``--explain``); Python passes a ``RunOptions``.
+Test after fit, the confidence intervals of results.json, the rule of the decision thresholds it records,
+evaluating untrained weights on purpose, explanation maps. The command takes them as options
+(``--test_after_fit``, ``--intervals.*``, ``--decision_rule``, ``--allow_untrained``, ``--explain``); Python
+passes a ``RunOptions``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ConfigValueError
+from ..outputs.thresholds import THRESHOLD_RULES
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,22 @@ class RunOptions:
         allow_untrained: ``validate``/``test``/``predict`` may run a model with trainable weights and no
             checkpoint.
         explain: explanation maps (docs/explanations.md).
+        decision_rule: how a test of a binary or multilabel task chooses each class's decision threshold on
+            the validation split, for results.json's ``extra.decision`` (``medtransfer.run.decision``):
+            ``youden`` (default: it maximises balanced accuracy, the thresholded metric the grid's report
+            shows) or ``f1``.
     """
 
     test_after_fit: bool = True
     intervals: Intervals = field(default_factory=Intervals)
     allow_untrained: bool = False
     explain: bool = False
+    decision_rule: str = "youden"
+
+    def __post_init__(self) -> None:
+        if self.decision_rule not in THRESHOLD_RULES:
+            raise ConfigValueError(f"decision_rule={self.decision_rule!r}: expected one of "
+                                   f"{list(THRESHOLD_RULES)}")
 
     @staticmethod
     def add_arguments(parser) -> None:
@@ -58,6 +70,10 @@ class RunOptions:
                             help="test: confidence level of those intervals")
         parser.add_argument("--intervals.seed", type=int, default=intervals.seed,
                             help="test: seed of the bootstrap resamples")
+        parser.add_argument("--decision_rule", type=str, default=defaults.decision_rule,
+                            help="fit/test of a binary or multilabel task: the rule choosing each class's "
+                                 f"decision threshold on the validation split, one of {list(THRESHOLD_RULES)}"
+                                 " (results.json's extra.decision)")
         parser.add_argument("--allow_untrained", type=bool, default=defaults.allow_untrained,
                             help="validate/test/predict: run a model with trainable weights without "
                                  "--ckpt_path")
@@ -74,6 +90,7 @@ class RunOptions:
             test_after_fit=bool(config.get("test_after_fit", True)),
             intervals=Intervals(int(intervals.get("resamples", 1000)),
                                 float(intervals.get("confidence", 0.95)), int(intervals.get("seed", 0))),
+            decision_rule=str(config.get("decision_rule", "youden")),
             allow_untrained=bool(config.get("allow_untrained", False)),
             explain=bool(config.get("explain", False)),
         )

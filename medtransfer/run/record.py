@@ -1,7 +1,8 @@
 """A run's results.json, built from what the run holds when it ends (docs/architecture.md, "A run's
 results"): its metrics, the confidence intervals of its test metrics from the per-sample test predictions,
-the data, the model with the weights it started from and the weights it produced, the pre-flight summary, and
-whether it finished or failed (a failed run has no test metrics and says where it failed)."""
+the decision thresholds its test chose on validation (``run.decision``), the data, the model with the weights
+it started from and the weights it produced, the pre-flight summary, and whether it finished or failed (a
+failed run has no test metrics and says where it failed)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..callbacks import TestPredictionWriter
 from ..outputs.results import build_results, write_json_atomic
 from ..runtime.seeding import recorded_seed
 from ..stats.intervals import test_intervals
+from .decision import DecisionRecorder
 from .options import RunOptions
 
 RESULTS_FILE = "results.json"
@@ -45,7 +47,7 @@ def write_results(record: RunRecord, folder: str | Path, model, data, trainer, m
         seed=recorded_seed(),
         config=record.config if record.config is not None else objects_config(model, data),
         wall_time_s=time.perf_counter() - record.started,
-        extra=model.extra_results(),
+        extra=model.extra_results() | decision_extra(trainer, metrics),
         checkpoint=checkpoint,
         **test_statistics(trainer, metrics, record.options, folder),
     )
@@ -98,6 +100,14 @@ def test_statistics(trainer, metrics: dict, options: RunOptions, folder: Path) -
                                                      intervals.resamples, intervals.seed,
                                                      intervals.confidence)}
     return entry
+
+
+def decision_extra(trainer, metrics: dict) -> dict:
+    """``extra.decision`` of a run that tested a binary or multilabel task (``run.decision``); else none."""
+    recorder = next((cb for cb in trainer.callbacks if isinstance(cb, DecisionRecorder)), None)
+    if "test" not in metrics or recorder is None or recorder.record is None:
+        return {}
+    return {"decision": recorder.record}
 
 
 def metrics_line(results_metrics: dict, intervals: dict) -> str:

@@ -28,6 +28,7 @@ from ..runtime.signals import RunStopped, stop_on_signals
 from ..runtime.threads import all_threads, step_threads
 from ..task import Task, TaskMismatchError
 from ..utils.atomic import write_bytes_atomic
+from .decision import record_decisions
 from .guards import DivergedError, check_not_finished
 from .inference import check_trained, prepare_for_new_images, trainable_parameters
 from .options import RunOptions
@@ -85,7 +86,8 @@ def execute(job: Job) -> RunResult:
 
 def check_before_running(job: Job) -> None:
     """What must hold before a run starts: the checkpoint's task is the data's, an evaluation has trained
-    weights (or says it wants untrained ones), new images suit the model; explanation callbacks added."""
+    weights (or says it wants untrained ones), new images suit the model; explanation callbacks added, and
+    a run that tests records its decision thresholds (``run.decision``)."""
     data_task = getattr(job.data, "task", None)
     if job.checkpoint_task is not None and data_task is not None:
         saved, path = job.checkpoint_task
@@ -97,6 +99,8 @@ def check_before_running(job: Job) -> None:
     prepare_for_new_images(job.model, job.data)
     if job.options.explain:
         add_explanations(job.trainer, job.verb)
+    if job.verb in ("fit", "test"):
+        record_decisions(job.trainer, job.options.decision_rule)
 
 
 @contextmanager

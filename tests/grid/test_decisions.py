@@ -44,7 +44,7 @@ def test_a_run_that_decides_one_class_is_flagged_and_never_bold(tmp_path):
     expected = np.mean([balanced_accuracy_score(p.labels, p.probs >= 0.5)
                         for p in (binary_predictions(1.0, seed) for seed in range(3))])
     assert supervised.endswith(f"; bal. acc {100 * expected:.2f}")
-    assert ("- ⚠1 majority, SyntheticMedical · 1: degenerate decisions in 3 of 3 runs (seeds 0, 1, 2: it "
+    assert ("- ⚠1 majority, SyntheticMedical · 100%: degenerate decisions in 3 of 3 runs (seeds 0, 1, 2: it "
             "decides 'normal' for every test sample (threshold 0.5)); not ranked") in summary
     assert row_of(summary, "majority ⚠ − supervised")[-1] == "better"  # the AUROCs differ all the same
 

@@ -64,7 +64,7 @@ def test_a_run_that_failed_or_trained_to_nan_is_listed_apart_and_never_scored(tm
     summary = write_report(tmp_path, baseline="supervised", resamples=100).summary.read_text()
     assert "3 runs from 6 results.json files; 3 failed (listed below, never scored)." in summary
     assert "| collapsed | failed (3 of 3 runs) †1 |" in summary
-    assert ("- †1 collapsed, SyntheticMedical · 1: 3 of 3 runs failed, no score (seed 0: diverged at "
+    assert ("- †1 collapsed, SyntheticMedical · 100%: 3 of 3 runs failed, no score (seed 0: diverged at "
             "epoch 3, step 41: the training loss is nan at step 41; seed 1: non-finite metrics: test/loss is "
             "nan; seed 2: non-finite predictions: test_predictions.csv: 5 of 300 test samples have a NaN or "
             "infinite probability or loss); not ranked") in summary
@@ -87,7 +87,7 @@ def test_a_cell_that_lost_a_seed_is_marked_and_never_bold(tmp_path):
     strong, supervised = row_of(summary, "strong")[1], row_of(summary, "supervised")[1]
     # strong's mean over its 3 finished seeds is higher, but a mean over the seeds that survived is no best
     assert strong.endswith(" †1") and not strong.startswith("**") and supervised.startswith("**")
-    assert ("- †1 strong, SyntheticMedical · 1: 1 of 4 runs failed, the mean is over the other 3 (seed 3: "
+    assert ("- †1 strong, SyntheticMedical · 100%: 1 of 4 runs failed, the mean is over the other 3 (seed 3: "
             "diverged at epoch 3, step 41: the training loss is nan at step 41); not ranked") in summary
     assert row_of(summary, "strong † − supervised")[-1] == "better"
 

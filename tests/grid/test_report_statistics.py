@@ -78,7 +78,7 @@ def test_comparisons_with_the_baseline(binary_runs):
     assert "### LinearProbe: paired comparisons with supervised" in summary
     assert "| comparison | difference [95% CI] | p (bootstrap) | p (DeLong) | p (Holm) | verdict |" in summary
     # a model against an identical copy of itself: no difference, p = 1
-    assert row_of(summary, "copy − supervised") == ["copy − supervised", "+0.00 (+0.0%) [+0.00, +0.00]",
+    assert row_of(summary, "copy − supervised") == ["copy − supervised", "+0.00 [+0.00, +0.00]",
                                                     "1.000", "1.000", "1.000", "no detected difference"]
     strong = row_of(summary, "strong − supervised")
     assert strong[-1] == "better" and float(strong[1].split()[0]) > 10
@@ -140,7 +140,7 @@ def test_a_score_its_own_predictions_do_not_give_is_marked_and_never_bold(tmp_pa
     summary = write_report(tmp_path, baseline="supervised", resamples=50).summary.read_text()
     edited, supervised = row_of(summary, "edited")[1], row_of(summary, "supervised")[1]
     assert not edited.startswith("**") and edited.endswith(" ⚠1") and supervised.startswith("**")
-    note = (r"- ⚠1 edited, SyntheticMedical · 1: results.json records another score than the test "
+    note = (r"- ⚠1 edited, SyntheticMedical · 100%: results.json records another score than the test "
             r"predictions give in 1 of 2 runs \(seed 0: test_predictions.csv gives auroc 0\.\d{6}, "
             r"results.json 0\.999000\); not ranked")
     assert re.search(note, summary), summary
@@ -170,7 +170,7 @@ def test_a_multiclass_kappa_table(tmp_path):
             write_run(tmp_path / f"{name}-{seed}", name, seed,
                       Predictions(GRADES, [str(i) for i in range(N)], probs, labels), dataset="APTOS2019")
     summary = write_report(tmp_path).summary.read_text()
-    assert "| backbone | APTOS2019 · 1 (kappa) |" in summary and "no CI" not in summary
+    assert "| backbone | APTOS2019 · 100% · kappa |" in summary and "no CI" not in summary
     assert "| p (DeLong) |" not in summary  # DeLong is for binary AUROC
     assert row_of(summary, "other − supervised")[-1] in ("better", "no detected difference")
 

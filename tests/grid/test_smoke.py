@@ -54,12 +54,16 @@ def test_smoke_grid_end_to_end(tmp_path, monkeypatch, capsys):
     assert sorted(r["backbone"] for r in rows) == ["convnext", "dvme", "resnet"]
     assert all(0.0 <= float(r["test/auroc"]) <= 1.0 for r in rows)
     summary = (report / "summary.md").read_text()
-    assert "| backbone | synthetic · full (auroc) |" in summary and "no CI" not in summary
+    assert "| backbone | synthetic · 100% (512) · auroc |" in summary and "no CI" not in summary
+    assert "## Methods" in summary and (report / "report.html").is_file()
+    assert (report / "tables" / "linear.tex").read_text().startswith("\\begin{table}")
     assert "### linear: paired comparisons with resnet" in summary and "| convnext − resnet | " in summary
     assert all(float(r["score_low"]) <= float(r["score"]) <= float(r["score_high"]) for r in rows)
     assert "## Not finished (smoke: 27 runs)" in summary
     plots = sorted(p.name for p in (report / "plots").glob("*.png"))
-    assert plots == ["importance_synthetic_linear_dvme.png", "synthetic_linear.png"]
+    assert plots == ["feature_map_synthetic_test_tsne.png", "importance_synthetic_linear_dvme.png",
+                     "synthetic_linear.png"]
+    assert "## Feature maps" in summary
 
     before = snapshot(out)
     assert main(["--config", str(SMOKE), "--output_dir", str(out), "--only", SELECTION]) == 0

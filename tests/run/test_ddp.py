@@ -64,6 +64,10 @@ def test_two_process_ddp_metrics_and_predictions_equal_single_process(tiny_cli, 
                                    atol=1e-6)
     assert ddp_results["intervals"]["test"]["metrics"]["auroc"] == pytest.approx(
         single["intervals"]["test"]["metrics"]["auroc"], abs=1e-6)
+    # the decision threshold is chosen on the whole validation split, both ranks' uneven shards gathered
+    ddp_decision, single_decision = ddp_results["extra"]["decision"], single["extra"]["decision"]
+    assert ddp_decision["validation_samples"] == single_decision["validation_samples"] == 25
+    assert ddp_decision["thresholds"] == pytest.approx(single_decision["thresholds"], abs=1e-6)
 
     run_ddp("predict", [*args, "--ckpt_path", ddp_results["checkpoint"]], tmp_path)
     with open(tmp_path / "runs" / "tiny" / "version_2" / "predictions.csv") as handle:
