@@ -16,7 +16,8 @@ from pytorch_lightning.callbacks import BasePredictionWriter, Callback, Learning
 from pytorch_lightning.utilities import rank_zero_warn
 
 from .datamodules.unlabelled_predict import data_preparation
-from .lightning_modules.metrics import build_curve_metrics
+from .errors import ConfigValueError
+from .lightning_modules.metrics import build_curve_metrics, build_metrics
 from .outputs.plots import confusion_figure, image_grid_figure, label_text, reliability_figure, roc_figure
 from .outputs.predictions import TEST_PREDICTIONS, Predictions
 from .outputs.scoring import decide, write_predictions
@@ -26,6 +27,17 @@ from .runtime.figures import send_figure, takes_images
 from .runtime.folder import run_directory
 from .stats.calibration import confidence_and_correct, reliability
 from .task import Task
+
+
+def check_monitor(monitor: str, task: Task) -> None:
+    """A checkpoint monitor must be one of the task's validation metrics, all higher-is-better.
+
+    Lightning would stop at the end of the first epoch on a name never logged.
+    """
+    names = [f"val/{name}" for name in build_metrics(task)]
+    if monitor not in names:
+        raise ConfigValueError(f"TaskCheckpoint monitor={monitor!r}: choose one of {', '.join(names)} "
+                               f"(the validation metrics of this {task.kind} task)")
 
 
 class TaskCheckpoint(ModelCheckpoint):
@@ -38,13 +50,19 @@ class TaskCheckpoint(ModelCheckpoint):
     behind, and a resumed run would silently repeat epochs. So Lightning's ``save_last`` stays off and this
     callback writes ``last.ckpt`` itself, from its public hooks, after Lightning's top-k saving in the same
     hook (the file then holds this epoch's best-model state too). Checkpoints are written beside their
-    place and renamed (``checkpoint_io.AtomicCheckpointIO``), so a killed run never leaves half a file."""
+    place and renamed (``checkpoint_io.AtomicCheckpointIO``), so a killed run never leaves half a file.
+
+    ``monitor`` names another validation metric to choose the best checkpoint by (higher is better), e.g.
+    ``val/auroc`` for an ordinal task whose primary metric is kappa (the MedMNIST v2 recipe).
+    """
 
     TASK_METRIC = "val/<the task's primary metric>"  # the monitor until ``setup`` knows the task
 
-    def __init__(self, dirpath: str | None = None, save_top_k: int = 1, save_last: bool = True) -> None:
-        super().__init__(dirpath=dirpath, filename="best-epoch={epoch:03d}", monitor=self.TASK_METRIC,
-                         mode="max", save_top_k=save_top_k, save_last=False, auto_insert_metric_name=False)
+    def __init__(self, dirpath: str | None = None, save_top_k: int = 1, save_last: bool = True,
+                 monitor: str | None = None) -> None:
+        super().__init__(dirpath=dirpath, filename="best-epoch={epoch:03d}",
+                         monitor=monitor or self.TASK_METRIC, mode="max", save_top_k=save_top_k,
+                         save_last=False, auto_insert_metric_name=False)
         self.refresh_last = save_last
         self._stage: str | None = None
         self._last_written_step = -1
@@ -52,9 +70,11 @@ class TaskCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._stage = stage
+        task = getattr(pl_module, "task", None)
         if self.monitor == self.TASK_METRIC:
-            task = getattr(pl_module, "task", None)
             self.monitor = None if task is None else f"val/{task.primary_metric}"  # None: the latest epoch
+        elif task is not None:
+            check_monitor(self.monitor, task)
         install_atomic_io(trainer.strategy)  # whole checkpoints or none, also when /tmp is another disk
         super().setup(trainer, pl_module, stage)
 

@@ -13,7 +13,9 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from medtransfer.callbacks import LearningRates, TaskCheckpoint
+from medtransfer.callbacks import LearningRates, TaskCheckpoint, check_monitor
+from medtransfer.errors import ConfigValueError
+from medtransfer.task import Task
 
 BATCHES_PER_EPOCH = 4
 
@@ -131,3 +133,9 @@ def test_learning_rates_log_with_a_logger_and_do_nothing_without(with_logger, tm
     if with_logger:
         header = (tmp_path / "lr" / "version_0" / "metrics.csv").read_text().splitlines()[0]
         assert "lr-SGD" in header.split(",")
+
+
+def test_a_checkpoint_monitor_is_one_of_the_task_validation_metrics():
+    check_monitor("val/auroc", Task("multiclass", ("0", "1", "2"), ordinal=True, primary_metric="kappa"))
+    with pytest.raises(ConfigValueError, match="choose one of val/acc, val/auroc, val/f1 "):
+        check_monitor("val/kappa", Task("binary", ("a", "b")))

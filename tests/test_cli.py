@@ -237,7 +237,7 @@ def test_print_config_shows_the_default_callbacks(tiny_cli, tmp_path, capsys):
     assert exit_info.value.code == 0
     callbacks = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
     assert [c["class_path"] for c in callbacks] == [c["class_path"] for c in default_callbacks()]
-    assert callbacks[0]["init_args"] == {"dirpath": None, "save_top_k": 1, "save_last": True}
+    assert callbacks[0]["init_args"] == {"dirpath": None, "save_top_k": 1, "save_last": True, "monitor": None}
 
 
 def test_a_config_replaces_the_default_callbacks_and_a_flag_adds_one(tiny_cli, tmp_path):

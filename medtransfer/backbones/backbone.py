@@ -36,12 +36,14 @@ class Backbone(nn.Module):
         resize_to: int | None = None,
         arch: str | None = None,
         timm_kwargs: dict | None = None,
+        stem: str = "imagenet",
     ) -> None:
         super().__init__()
         self.model = model
         self.name = name
         self.arch = arch or name  # the timm architecture and arguments that rebuild ``model`` (exports)
         self.timm_kwargs = dict(timm_kwargs or {})
+        self.stem = stem  # ``stem.py``: part of what rebuilds ``model`` (exports)
         self.preprocessing = preprocessing
         self.embedding = embedding
         self.resize_to = resize_to
@@ -109,7 +111,7 @@ class Backbone(nn.Module):
 
     def describe(self) -> dict:
         return {"name": self.name, "fingerprint": self.fingerprint, "embed_dim": self.embed_dim,
-                "embedding": self.embedding, "preprocessing": self.preprocessing.to_dict()}
+                "embedding": self.embedding, "stem": self.stem, "preprocessing": self.preprocessing.to_dict()}
 
 
 def state_dict_fingerprint(state: dict[str, torch.Tensor]) -> str:

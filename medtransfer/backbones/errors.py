@@ -28,3 +28,8 @@ class CheckpointMismatchError(WeightsError, ValueError):
 class UnknownBackboneError(WeightsError, ValueError):
     """A backbone name that is neither a registry name, a timm pretrained tag, an hf-hub: name nor a timm
     architecture."""
+
+
+class StemError(WeightsError, ValueError):
+    """A ``stem`` the backbone cannot take: an unknown one, a family without it, or pretrained weights it
+    would not fit."""

@@ -35,6 +35,7 @@ class ExportedBackbone:
     preprocessing: Preprocessing
     fingerprint: str
     trained_with: dict
+    stem: str = "imagenet"  # exports written before stems existed had timm's
 
 
 def save_backbone(backbone: Backbone, path: str | Path, trained_with: dict | None = None,
@@ -51,6 +52,7 @@ def save_backbone(backbone: Backbone, path: str | Path, trained_with: dict | Non
         "arch": backbone.arch,
         "timm_kwargs": dict(backbone.timm_kwargs),
         "embedding": backbone.embedding,
+        "stem": backbone.stem,
         "preprocessing": preprocessing.to_dict(),
         "fingerprint": fingerprint,
         "trained_with": dict(trained_with or {}),
@@ -81,6 +83,7 @@ def read_export(checkpoint: Mapping, path: str | Path) -> ExportedBackbone | Non
                 str(preprocessing["interpolation"])),
             fingerprint=str(checkpoint["fingerprint"]),
             trained_with=dict(checkpoint.get("trained_with") or {}),
+            stem=str(checkpoint.get("stem", "imagenet")),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointFormatError(f"{path}: a damaged backbone export ({type(err).__name__}: {err}); "
@@ -108,6 +111,16 @@ def export_kwargs(exported: ExportedBackbone, kwargs: dict, path: str | Path) ->
             "another network. Remove them."
         )
     return {**exported.timm_kwargs, **kwargs}
+
+
+def export_stem(exported: ExportedBackbone, stem: str | None, path: str | Path) -> str:
+    """The export's stem (``stem.py``); the caller's, when given, may not contradict it."""
+    if stem is not None and stem != exported.stem:
+        raise CheckpointMismatchError(
+            f"{path} was trained with stem {exported.stem!r}; model.init_args.stem={stem!r} would build "
+            f"another network: set it to {exported.stem!r} or leave it null"
+        )
+    return exported.stem
 
 
 def check_export_fingerprint(exported: ExportedBackbone, backbone: Backbone, path: str | Path) -> None:

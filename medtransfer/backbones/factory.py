@@ -16,12 +16,13 @@ from .backbone import Backbone
 from .download import resolve_weights_file
 from .embedding import RECIPES
 from .errors import UnknownBackboneError
-from .export import check_export_arch, check_export_fingerprint, export_kwargs, read_export
+from .export import check_export_arch, check_export_fingerprint, export_kwargs, export_stem, read_export
 from .layouts import get_layout
 from .loading import load_weights
-from .preprocessing import from_timm_cfg
+from .preprocessing import from_timm_cfg, with_normalisation
 from .reading import read_checkpoint
 from .registry import REGISTRY, WeightsEntry, get_entry
+from .stem import apply_stem, check_small_stem_weights
 from .timm_weights import find_timm_weights, load_timm_weights, resolve_timm_file
 
 
@@ -30,6 +31,8 @@ def create_backbone(
     checkpoint: str | None = None,
     embedding: str | None = None,
     resize_to: int | None = None,
+    stem: str | None = None,
+    normalisation: dict | None = None,
     **timm_kwargs,
 ) -> Backbone:
     """A Backbone for ``name``.
@@ -43,8 +46,8 @@ def create_backbone(
     - a timm architecture (``resnet50``): random initialisation, or the weights of ``checkpoint`` in any
       layout that ``format: auto`` recognises (``layouts.detect_layout``);
     - with a medtransfer backbone export as ``checkpoint`` (``export.py``, e.g. from self-supervised
-      pretraining): the export's preprocessing, embedding recipe and timm arguments, its architecture checked
-      against the name, and its weights checked against the fingerprint it recorded.
+      pretraining): the export's preprocessing, embedding recipe, stem and timm arguments, its architecture
+      checked against the name, and its weights checked against the fingerprint it recorded.
 
     Loading is exact or fails (``CheckpointMismatchError`` listing the keys); the backbone's ``load_report``
     says what was loaded and dropped (None for random initialisation). ``timm_kwargs`` go to
@@ -55,16 +58,22 @@ def create_backbone(
         checkpoint: a weights file or a medtransfer backbone export, instead of the cache or a download.
         embedding: the embedding recipe; default: the registry entry's or the export's, else ``pre_logits``.
         resize_to: the side images are resized to on the device before the model, if given.
+        stem: ``imagenet`` (timm's) or ``small`` (3x3 stride-1 conv1, no max-pool: ResNets from random
+            initialisation or from an export trained so; ``stem.py``); default: the export's, else imagenet.
+        normalisation: ``{mean: [...], std: [...]}`` replacing the weights' own (``Preprocessing``).
         **timm_kwargs: more arguments of ``timm.create_model``.
 
     Raises:
         UnknownBackboneError: ``name`` is none of the above (the message lists the closest names).
         CheckpointMismatchError: the checkpoint's weights do not fit the architecture exactly.
+        StemError: ``stem`` small for pretrained weights or for a network that is not a ResNet.
     """
     entry = get_entry(name)
     tagged = find_timm_weights(name) if entry is None else None
     if entry is None and tagged is None:
         check_architecture(name)
+    named_weights = entry is not None or tagged is not None
+    check_small_stem_weights(stem, name, pretrained=checkpoint is None and named_weights)  # before a download
     if entry is not None:
         arch, kwargs = entry.arch, entry_kwargs(entry, timm_kwargs)
         path = resolve_weights_file(entry, checkpoint)
@@ -79,8 +88,11 @@ def create_backbone(
     if exported is not None:  # a medtransfer backbone export: its own architecture check and recipe
         check_export_arch(exported, arch, path)
         kwargs = export_kwargs(exported, kwargs, path)
+    stem = export_stem(exported, stem, path) if exported is not None else stem or "imagenet"
+    check_small_stem_weights(stem, name, pretrained=state is not None and exported is None)
     config = tagged.create_kwargs() if tagged is not None else {}
     model = timm.create_model(arch, pretrained=False, num_classes=0, **config, **kwargs)
+    apply_stem(model, stem, name)
     if exported is not None:
         preprocessing, default_embedding = exported.preprocessing, exported.embedding
         layout = get_layout("medtransfer")
@@ -89,6 +101,7 @@ def create_backbone(
         layout = get_layout(entry.layout)
     else:
         preprocessing, default_embedding, layout = from_timm_cfg(model.pretrained_cfg), "pre_logits", None
+    preprocessing = with_normalisation(preprocessing, normalisation)
     recipe = embedding or default_embedding
     check_recipe(recipe, model, name)
     report = None
@@ -99,7 +112,7 @@ def create_backbone(
             report = load_weights(model, state, path, layout)
         rank_zero_info(f"{name}: {report.summary()}")
     backbone = Backbone(model, name, preprocessing, embedding=recipe, resize_to=resize_to, arch=arch,
-                        timm_kwargs=kwargs)
+                        timm_kwargs=kwargs, stem=stem)
     backbone.load_report = report
     _ = backbone.fingerprint  # of the weights as loaded, before any training changes them
     if exported is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+from ..errors import ConfigValueError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,3 +38,25 @@ def from_timm_cfg(cfg: Mapping) -> Preprocessing:
         input_size=int((cfg.get("input_size") or (3, 224, 224))[-1]),
         interpolation=cfg.get("interpolation") or "bilinear",
     )
+
+
+def with_normalisation(preprocessing: Preprocessing, normalisation: Mapping | None) -> Preprocessing:
+    """``preprocessing`` with the mean and std of ``normalisation`` when given.
+
+    For weights trained from scratch on a dataset's own statistics (MedMNIST v2: 0.5 and 0.5); the values are
+    on the [0, 1] scale, three per key.
+    """
+    if normalisation is None:
+        return preprocessing
+    values = dict(normalisation)
+    mean, std = values.pop("mean", None), values.pop("std", None)
+    if values or not (is_triple(mean) and is_triple(std)) or min(std) <= 0:
+        raise ConfigValueError(f"model.init_args.normalisation={dict(normalisation)}: expected "
+                               "{mean: [m, m, m], std: [s, s, s]} on the [0, 1] scale, every std above 0")
+    return replace(preprocessing, mean=tuple(map(float, mean)), std=tuple(map(float, std)))
+
+
+def is_triple(value) -> bool:
+    """Three numbers, one per channel."""
+    return (isinstance(value, (list, tuple)) and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))

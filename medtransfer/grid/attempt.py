@@ -6,10 +6,12 @@ the attempt is skipped (exit status 3). A folder whose results.json is a failed 
 divergence guard, or with NaN or infinite test metrics or predictions) is moved aside to
 ``<output_dir>/moved/`` and the run starts afresh: its last checkpoint may hold the diverged weights. A folder
 whose ``checkpoints/last.ckpt`` reads as a checkpoint and whose ``run.json`` has the run's config fingerprint
-is continued (the attempt runs ``fit --ckpt_path last``, which goes on in that folder). A folder whose
-checkpoint belongs to another config or does not read is moved aside too (never deleted: it may be all that
+is continued (the attempt runs ``fit --ckpt_path last``, which goes on in that folder), unless the launcher
+says it is stale (trained on the export of a pretraining run that runs again). A folder whose checkpoint
+belongs to another config, is stale or does not read is moved aside too (never deleted: it may be all that
 is left of days of training) and the run starts afresh; leftovers of an attempt that saved no checkpoint are
-removed. The SLURM array tasks call this module before each attempt:
+removed. The local launcher calls ``prepare_attempt`` before it starts a run; the SLURM array tasks call
+this module before each attempt:
 
     python -m medtransfer.grid.attempt <run folder> <commands/<run>.json>
 """
@@ -40,9 +42,9 @@ from .state import (
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
-def prepare_attempt(folder: Path, run: dict) -> str:
+def prepare_attempt(folder: Path, run: dict, stale: str | None = None) -> str:
     """Make ``folder`` ready for an attempt at ``run`` (``run.json``'s content: id, fingerprint, argv...);
-    returns what was done, for the job's log."""
+    returns what was done, for the job's log. ``stale``: why a matching checkpoint must not be continued."""
     if folder.exists() and not (folder / RUN_FILE).is_file():
         raise GridStateError(f"{folder} exists but was not made by medtransfer benchmark (no {RUN_FILE}); "
                              "move it away or choose another output_dir")
@@ -51,10 +53,10 @@ def prepare_attempt(folder: Path, run: dict) -> str:
         why = ended_problem(folder)
         said = f"{why}: moved the folder to {move_aside(folder)}; starting afresh"
     elif checkpoint.is_file():
-        problem = continue_problem(folder, run)
+        problem = stale or continue_problem(folder, run)
         if problem is None:
             write_json_atomic(folder / RUN_FILE, run)
-            return f"continuing from {checkpoint} (epoch {saved_epoch(checkpoint)})"
+            return f"continuing from {checkpoint} ({saved_at(checkpoint)})"
         moved = move_aside(folder)
         said = f"{checkpoint} {problem}: moved the folder to {moved}; starting afresh"
     elif folder.exists():
@@ -75,19 +77,30 @@ def continue_problem(folder: Path, run: dict) -> str | None:
         previous = None
     if previous != run.get("fingerprint"):
         return f"was written for config fingerprint {previous}, not {run.get('fingerprint')}"
-    if saved_epoch(folder / LAST_CHECKPOINT) is None:
+    if saved_at(folder / LAST_CHECKPOINT) is None:
         return "does not read as a checkpoint (truncated or not one)"
     return None
 
 
-def saved_epoch(checkpoint: Path) -> int | None:
-    """The epoch a checkpoint saved, or None when it does not read (weights only, memory-mapped)."""
+def continues(folder: Path, run: dict) -> bool:
+    """Whether an attempt at ``run`` continues from ``folder``'s last checkpoint (``prepare_attempt``'s rule,
+    read only: for the plan the launcher prints)."""
+    return (not (folder / RESULTS_FILE).exists() and (folder / LAST_CHECKPOINT).is_file()
+            and continue_problem(folder, run) is None)
+
+
+def saved_at(checkpoint: Path) -> str | None:
+    """Where training stood when a checkpoint was saved (``epoch 4, step 40``), or None when it does not read
+    (weights only, memory-mapped)."""
     try:
         saved = torch.load(checkpoint, weights_only=True, mmap=True, map_location="cpu")
     except Exception:  # a truncated or foreign file fails in many ways: all mean "cannot continue from it"
         return None
     epoch = saved.get("epoch") if isinstance(saved, dict) else None
-    return epoch if isinstance(epoch, int) and "state_dict" in saved else None
+    if not isinstance(epoch, int) or "state_dict" not in saved:
+        return None
+    step = saved.get("global_step")
+    return f"epoch {epoch}" + (f", step {step}" if isinstance(step, int) else "")
 
 
 def ended_problem(folder: Path) -> str:

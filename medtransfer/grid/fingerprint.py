@@ -52,6 +52,9 @@ STORE_ROOT_KEYS = ("model.init_args.features_dir",)
 SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
 PROGRESS_BARS = ("TQDMProgressBar", "RichProgressBar", "EpochLines")
 BACKBONE_FIELDS = ("checkpoint", "backbone_kwargs", "embedding", "resize_to")
+# model arguments added after studies finished, whose null default computes what runs before them computed
+# (Finetune's stem, normalisation and multistep milestones): left out while null, so those runs are recognised
+LATER_MODEL_ARGUMENTS = tuple(f"model.init_args.{name}" for name in ("stem", "normalisation", "milestones"))
 
 
 def plain(config: Any) -> Any:
@@ -85,8 +88,8 @@ def group_fingerprint(config: dict, verb: str = "fit") -> str:
 
 def identity(config: dict) -> dict:
     """``plain(config)`` as configs were before the CLI showed its default callbacks (``trainer.callbacks``
-    was null) and dropped LightningCLI's ``optimizer``/``lr_scheduler`` (always null): runs finished before
-    keep their fingerprints."""
+    was null), dropped LightningCLI's ``optimizer``/``lr_scheduler`` (always null) and took the later model
+    arguments (``LATER_MODEL_ARGUMENTS``): runs finished before keep their fingerprints."""
     config = plain(config)
     for key in ("optimizer", "lr_scheduler"):
         config.setdefault(key, None)
@@ -97,7 +100,15 @@ def identity(config: dict) -> dict:
         trainer["callbacks"] = [c for c in trainer["callbacks"] if not is_progress_bar(c)]  # how it shows
     if isinstance(trainer, dict) and is_default_callbacks(trainer.get("callbacks")):
         trainer["callbacks"] = None
-    return config
+    return without(config, tuple(key for key in LATER_MODEL_ARGUMENTS if lookup(config, key) is None))
+
+
+def lookup(config: dict, dotted: str) -> Any:
+    """The value at a dotted key, None where any part is missing."""
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def continues_itself(ckpt_path: Any) -> bool:
@@ -117,11 +128,16 @@ def is_progress_bar(callback: Any) -> bool:
 
 def is_default_callbacks(callbacks: Any) -> bool:
     """Whether a resolved ``trainer.callbacks`` is ``medtransfer.run.config.default_callbacks()`` with every
-    argument at its default."""
+    argument at its default; an argument a callback took later (``TaskCheckpoint``'s ``monitor``) is at its
+    default where an older config lacks it."""
+    defaults = resolved_default_callbacks()
     if not isinstance(callbacks, list) or not all(isinstance(c, dict) for c in callbacks):
         return False
-    given = [{"class_path": c.get("class_path"), "init_args": c.get("init_args") or {}} for c in callbacks]
-    return plain(given) == resolved_default_callbacks()
+    if len(callbacks) != len(defaults):
+        return False
+    given = [{"class_path": c.get("class_path"), "init_args": d["init_args"] | (c.get("init_args") or {})}
+             for c, d in zip(callbacks, defaults, strict=True)]
+    return plain(given) == defaults
 
 
 @functools.cache

@@ -1,10 +1,12 @@
 """The local launcher: runs one after another, or ``parallel`` at once, each process given its own devices.
 
-Each run is a ``medtransfer fit`` subprocess writing into its own folder (stdout and stderr to
-``output.log``).
+Each run is a ``medtransfer fit --ckpt_path last`` subprocess writing into its own folder (stdout and stderr
+appended to ``output.log``).
 Pretraining runs go first, and the runs that load a pretraining run's backbone wait for it (and are skipped
 if it fails). Frozen-backbone runs that share feature stores wait for the first of them to finish, so every
-(backbone, dataset) is extracted once. Ctrl-C stops the running processes; their runs are redone next time.
+(backbone, dataset) is extracted once. Ctrl-C stops the running processes; next time their runs continue from
+their ``last.ckpt`` as SLURM tasks do (``attempt.py``: a failed run, another config's checkpoint or one
+trained on a pretraining export that runs again is moved aside and the run starts afresh).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .attempt import prepare_attempt
 from .failures import Failure
 from .plan import Run, run_waits
 from .spec import GridSpec, LocalSettings
-from .state import LOG_FILE, RESULTS_FILE, attempt_failure, prepare_run_dir
+from .state import LOG_FILE, RESULTS_FILE, attempt_failure, run_dir, run_record
 
 
 class Handle(Protocol):
@@ -53,7 +56,7 @@ class Process:
     """A ``medtransfer fit`` subprocess in its own process group (so Ctrl-C can stop its workers too)."""
 
     def __init__(self, run: Run, folder: Path, argv: list[str], env: dict[str, str]) -> None:
-        self.log = open(folder / LOG_FILE, "w")  # closed when the process ends
+        self.log = open(folder / LOG_FILE, "a")  # a continued run's log goes on; closed when the process ends
         self.popen = subprocess.Popen(
             [*cli_command(), *argv],
             stdout=self.log,
@@ -145,12 +148,14 @@ def run_local(
                 queue.remove(ready)
                 free.remove(slot_index)
                 env, extra = slot_env(slots[slot_index], len(slots))
-                folder = output_dir / "runs" / ready.dir_name
-                argv = ready.fit_args(extra=[*log_overrides(folder), *extra])
-                folder = prepare_run_dir(output_dir, spec, ready, argv)
+                folder = run_dir(output_dir, ready)
+                # ckpt_path last: the run continues a killed attempt's last.ckpt, which begin_attempt kept
+                argv = ready.fit_args(extra=[*log_overrides(folder), *extra, ("ckpt_path", "last")])
+                said = begin_attempt(spec, output_dir, ready, argv, {r.id for r in runs})
                 say(
-                    f"[{len(outcomes) + len(active) + 1}/{len(runs)}] start {ready.id}"
+                    f"[{len(outcomes) + len(active) + 1}/{len(runs)}] {ready.id}"
                     + (f" on devices {','.join(map(str, slots[slot_index]))}" if slots[slot_index] else "")
+                    + f": {said}"
                 )
                 active[slot_index] = (ready, start(ready, folder, argv, env), time.perf_counter())
             for slot_index, (run, handle, started) in list(active.items()):
@@ -171,9 +176,17 @@ def run_local(
     except BaseException:
         for run, handle, _ in active.values():
             handle.terminate()
-            say(f"stopped {run.id}; it will be redone next time")
+            say(f"stopped {run.id}; next time it continues from its last.ckpt (or starts over without one)")
         raise
     return outcomes
+
+
+def begin_attempt(spec: GridSpec, output_dir: Path, run: Run, argv: list[str], launched: set[str]) -> str:
+    """Ready the run's folder (``attempt.prepare_attempt``); returns what was done. A checkpoint trained on
+    the export of a pretraining run that this launch runs again is stale: the run starts afresh."""
+    redone = sorted(set(run.required_ids) & launched)
+    stale = f"was trained on the backbone of {redone[0]}, which runs again" if redone else None
+    return prepare_attempt(run_dir(output_dir, run), run_record(spec, run, argv), stale)
 
 
 def describe_outcome(outcome: Outcome, folder: Path) -> str:

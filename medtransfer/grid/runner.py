@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .attempt import continues
 from .local import Process, Starter, log_overrides, run_local
 from .lock import exclusive
 from .plan import Run, expand, level_order, link_exports, pretraining_runs, with_requirements
@@ -18,7 +19,7 @@ from .report import write_report
 from .resolve import ConfigResolver, resolve
 from .slurm import write_slurm
 from .spec import GridSpec, LocalSettings, load_grid
-from .state import DONE, INCOMPLETE, statuses, write_manifest
+from .state import DONE, INCOMPLETE, run_dir, statuses, write_manifest
 
 
 @dataclass
@@ -98,24 +99,36 @@ def describe_plan(plan: Plan, show_runs: bool = True) -> str:
             f"  feature stores: {users} frozen-backbone runs share {len(keys)} (dataset, backbone) "
             f"extractions in {spec.output_dir / 'features'}"
         )
-    lines.append(
-        f"  finished: {counts[DONE]}, to run: {len(runs) - counts[DONE]}"
-        + (
-            f" ({counts[INCOMPLETE]} killed or failed earlier, redone from scratch)"
-            if counts[INCOMPLETE]
-            else ""
-        )
-    )
+    resumed = continuing(plan)
+    lines.append(f"  finished: {counts[DONE]}, to run: {len(runs) - counts[DONE]}"
+                 + earlier_attempts(counts[INCOMPLETE], len(resumed)))
     if len(plan.selected) < len(runs):
         lines.append(f"  --only selects {len(plan.selected)} runs, {len(plan.todo())} of them to run")
     if show_runs:
         tag = {DONE: "done", INCOMPLETE: "redo", "pending": "todo"}
-        lines += [f"  {tag[plan.status[r.id]]:<5} {r.id}  [{r.fingerprint[:8]}]"
+        tags = {r.id: "cont" if r.id in resumed else tag[plan.status[r.id]] for r in runs}
+        lines += [f"  {tags[r.id]:<5} {r.id}  [{r.fingerprint[:8]}]"
                   + (f"  <- {', '.join(r.required_ids)}" if r.requires else "") for r in runs]
     todo = plan.todo()
     if todo:
         lines.append("  first command: medtransfer " + " ".join(todo[0].fit_args()))
     return "\n".join(lines)
+
+
+def continuing(plan: Plan) -> set[str]:
+    """The unfinished runs that continue a killed attempt's checkpoint (``local.begin_attempt``'s rule)."""
+    return {r.id for r in plan.runs if plan.status[r.id] == INCOMPLETE
+            and all(plan.status[i] == DONE for i in r.required_ids)
+            and continues(run_dir(plan.spec.output_dir, r), {"fingerprint": r.fingerprint})}
+
+
+def earlier_attempts(incomplete: int, resumed: int) -> str:
+    """`` (3 killed or failed earlier: 2 continue from their last.ckpt, 1 redone from scratch)``, or ''."""
+    if not incomplete:
+        return ""
+    parts = [f"{resumed} continue from their last.ckpt" if resumed else "",
+             f"{incomplete - resumed} redone from scratch" if incomplete > resumed else ""]
+    return f" ({incomplete} killed or failed earlier: {', '.join(filter(None, parts))})"
 
 
 def run_plan(

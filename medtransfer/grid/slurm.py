@@ -19,7 +19,7 @@ from typing import Any
 from .local import log_overrides
 from .plan import Run, run_waits
 from .spec import GridSpec, SlurmSettings
-from .state import FINISHED_STATUS
+from .state import FINISHED_STATUS, run_record
 
 REQUEUE_MARGIN_S = 60  # of the signal's lead, kept for scontrol requeue and the processes' ends
 GRACE_ENV = "MEDTRANSFER_REQUEUE_GRACE_S"  # medtransfer.runtime.requeue.GRACE_ENV (which imports Lightning)
@@ -67,19 +67,8 @@ def write_slurm(spec: GridSpec, output_dir: Path, runs: list[Run], cwd: Path) ->
         extra = [*log_overrides(run_folder), *ddp_overrides(settings), ("ckpt_path", "last")]
         argv = run.fit_args(extra=extra)
         (commands / f"{run.dir_name}.sh").write_text(command_script(spec, run, argv))
-        (commands / f"{run.dir_name}.json").write_text(
-            json.dumps(
-                {
-                    "grid": spec.name,
-                    "id": run.id,
-                    "fingerprint": run.fingerprint,
-                    "labels": run.labels,
-                    "argv": argv,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        record = json.dumps(run_record(spec, run, argv), indent=2)
+        (commands / f"{run.dir_name}.json").write_text(record + "\n")
     (folder / "runs.txt").write_text("".join(f"{run.dir_name}\n" for run in ordered))
     (folder / "grid.sbatch").write_text(sbatch_script(spec, output_dir, len(ordered), cwd))
     submit = folder / "submit.sh"

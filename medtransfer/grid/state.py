@@ -12,7 +12,8 @@ events
 A run is finished when its folder holds a readable results.json whose verb and config have the run's
 fingerprint (results.json is written once, atomically, when the run ends) and that is no failed run's
 (``failures.py``: stopped by the divergence guard, or NaN or infinite test metrics or predictions). A folder
-without one is a killed attempt and the run is redone from scratch; a failed run is redone too, after its
+without one is a killed attempt: the run continues from its ``last.ckpt`` when that is a checkpoint of the
+same config, else it is redone from scratch (``attempt.py``); a failed run is redone from scratch, after its
 folder is moved to ``<output_dir>/moved/`` (never deleted: it shows what went wrong). A run that loads a
 pretraining run's backbone export is finished only while that pretraining run is, and only if the weights it
 loaded are the ones that run exported (its results.json's backbone fingerprints hold the export's), so a
@@ -22,7 +23,6 @@ pretraining run done again redoes them.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -107,26 +107,11 @@ def export_fingerprint(output_dir: Path, stage: Run) -> str | None:
     return export.get("fingerprint")
 
 
-def prepare_run_dir(output_dir: Path, spec: GridSpec, run: Run, argv: list[str]) -> Path:
-    """An empty folder for a fresh attempt with run.json in it. An earlier attempt that ended (a failed run's
-    results.json) is moved aside; a killed attempt's leftovers are removed."""
-    folder = run_dir(output_dir, run)
-    if folder.exists():
-        if not (folder / RUN_FILE).is_file():
-            raise GridStateError(
-                f"{folder} exists but was not made by medtransfer benchmark (no {RUN_FILE}); "
-                "move it away or choose another output_dir"
-            )
-        if (folder / RESULTS_FILE).exists():
-            move_aside(folder)
-        else:
-            shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    write_json_atomic(
-        folder / RUN_FILE,
-        {"grid": spec.name, "id": run.id, "fingerprint": run.fingerprint, "labels": run.labels, "argv": argv},
-    )
-    return folder
+def run_record(spec: GridSpec, run: Run, argv: list[str]) -> dict:
+    """What run.json holds: the grid, the run's id, fingerprint and labels, and the command's arguments (the
+    fingerprint decides whether a later attempt may continue the folder's checkpoint, ``attempt.py``)."""
+    return {"grid": spec.name, "id": run.id, "fingerprint": run.fingerprint, "labels": run.labels,
+            "argv": argv}
 
 
 def move_aside(folder: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import pytorch_lightning as pl
@@ -125,6 +126,8 @@ class MedTransferModule(pl.LightningModule):
         return {}
 
 
+SCHEDULERS = ("cosine", "constant", "multistep")
+
 # torch's refusal to normalise a batch with one value per channel in training mode
 BATCHNORM_ONE_VALUE = "Expected more than 1 value per channel when training"
 
@@ -164,8 +167,11 @@ class TaskModule(MedTransferModule):
         lr: base learning rate.
         weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
         optimizer: ``adamw`` or ``sgd`` (momentum 0.9).
-        scheduler: ``cosine`` (per optimizer step, to zero at the end of training) or ``constant``.
+        scheduler: ``cosine`` (per optimizer step, to zero at the end of training), ``constant``, or
+            ``multistep`` (x0.1 at each of ``milestones``).
         warmup_epochs: linear warm-up length, in epochs (may be fractional).
+        milestones: the epochs at whose start ``multistep`` multiplies the learning rate by 0.1 (MedMNIST v2:
+            ``[50, 75]`` of 100); only with ``multistep``.
     """
 
     def __init__(
@@ -176,6 +182,7 @@ class TaskModule(MedTransferModule):
         optimizer: str = "adamw",
         scheduler: str = "cosine",
         warmup_epochs: float = 0.0,
+        milestones: list[int] | None = None,
     ) -> None:
         super().__init__()
         if task is None:
@@ -187,15 +194,17 @@ class TaskModule(MedTransferModule):
             task = Task.from_dict(task)
         if optimizer not in ("adamw", "sgd"):
             raise ValueError(f"model.optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
-        if scheduler not in ("cosine", "constant"):
-            raise ValueError(f"model.scheduler must be 'cosine' or 'constant', got {scheduler!r}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"model.scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
         check_optimisation(lr, weight_decay, warmup_epochs)
+        check_milestones(scheduler, milestones)
         self.task = task
         self.lr = lr
         self.weight_decay = weight_decay
         self.optimizer_name = optimizer
         self.scheduler_name = scheduler
         self.warmup_epochs = warmup_epochs
+        self.milestones = list(milestones or ())
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the "_split" suffix
         self.split_metrics = nn.ModuleDict({f"{stage}_split": build_metrics(task) for stage in SPLITS})
         self.split_losses = nn.ModuleDict({f"{stage}_split": MeanMetric() for stage in SPLITS})
@@ -358,12 +367,13 @@ class TaskModule(MedTransferModule):
         if self.scheduler_name == "constant" and self.warmup_epochs == 0:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(total, int(round(self.warmup_epochs * self.optimizer_steps_per_epoch(total))))
+        per_epoch = self.optimizer_steps_per_epoch(total)
+        warmup = min(total, int(round(self.warmup_epochs * per_epoch)))
         cosine = self.scheduler_name == "cosine"
+        drops = [int(round(epoch * per_epoch)) for epoch in self.milestones]
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, total, warmup, cosine))
+            optimizer, lambda step: lr_factor(step, total, warmup, cosine, drops))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
 
     def optimizer_steps_per_epoch(self, total: int) -> float:
         """Optimizer steps in one training epoch.
@@ -395,6 +405,23 @@ def check_optimisation(lr: float, weight_decay: float, warmup_epochs: float) -> 
                                "more epochs")
 
 
+def check_milestones(scheduler: str, milestones: list[int] | None) -> None:
+    """Raise ``ConfigValueError`` unless only ``multistep`` has milestones: increasing epochs above 0.
+
+    Milestones under another schedule would be ignored without a word.
+    """
+    if scheduler != "multistep":
+        if milestones:
+            raise ConfigValueError(f"model.init_args.milestones={milestones} needs scheduler: multistep "
+                                   f"(scheduler is {scheduler})")
+        return
+    epochs = list(milestones or ())
+    whole = all(_number(m) and m == int(m) and m > 0 for m in epochs)
+    if not (epochs and whole and epochs == sorted(set(epochs))):
+        raise ConfigValueError(f"model.init_args.milestones={milestones}: scheduler multistep needs "
+                               "increasing epochs above 0 where the learning rate drops x0.1, e.g. [50, 75]")
+
+
 def check_lr_multiplier(multiplier: float) -> None:
     """Raise ``ConfigValueError`` for a backbone learning-rate multiplier below 0.
 
@@ -410,12 +437,15 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to zero at ``total`` (or constant)."""
+def lr_factor(step: int, total: int, warmup: int, cosine: bool, drops: Sequence[int] = ()) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to zero at ``total``, or constant.
+
+    A constant schedule drops x0.1 from each step in ``drops`` (``multistep``).
+    """
     if step < warmup:
         return (step + 1) / warmup
     if not cosine:
-        return 1.0
+        return 0.1 ** sum(step >= drop for drop in drops)
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 

@@ -17,6 +17,11 @@ class Finetune(TaskModule):
 
     Args:
         backbone, checkpoint, backbone_kwargs, embedding, resize_to: as for ``LinearProbe``.
+        stem: ``small`` gives a ResNet the small-image stem of MedMNIST v2's ResNets at 28 px (3x3 stride-1
+            conv1, no max-pool; random initialisation or an export trained so, never pretrained 7x7 weights);
+            ``imagenet`` keeps timm's; null: the checkpoint export's, else imagenet (``backbones/stem.py``).
+        normalisation: ``{mean: [...], std: [...]}`` (the [0, 1] scale) instead of the weights' own, e.g.
+            the 0.5 / 0.5 of MedMNIST v2's from-scratch training; null: the weights'.
         backbone_lr_multiplier: the backbone's learning rate is ``lr * backbone_lr_multiplier`` (e.g. 0.1).
         head_dropout: dropout before the linear head.
         memory_format: ``channels_last`` keeps the backbone's convolution weights and each batch (on the
@@ -26,7 +31,7 @@ class Finetune(TaskModule):
         compile: ``true`` compiles the backbone's forward (normalisation included) with ``torch.compile`` on
             its first batch, or a mapping of ``torch.compile`` arguments (``{mode: max-autotune}``). The
             module is compiled in place, so checkpoints keep their usual keys and load either way.
-        task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule``.
+        task, lr, weight_decay, optimizer, scheduler, warmup_epochs, milestones: see ``TaskModule``.
     """
 
     def __init__(
@@ -46,15 +51,19 @@ class Finetune(TaskModule):
         warmup_epochs: float = 0.0,
         memory_format: Literal["contiguous", "channels_last"] = "contiguous",
         compile: bool | dict = False,
+        stem: Literal["imagenet", "small"] | None = None,
+        normalisation: dict | None = None,
+        milestones: list[int] | None = None,
     ) -> None:
-        super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs)
+        super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs, milestones)
         check_lr_multiplier(backbone_lr_multiplier)
         if memory_format not in ("contiguous", "channels_last"):
             raise ValueError("model.memory_format must be 'contiguous' or 'channels_last', "
                              f"got {memory_format!r}")
         self.save_task_hyperparameters()
         self.backbone = create_backbone(backbone, checkpoint=checkpoint, embedding=embedding,
-                                        resize_to=resize_to, **(backbone_kwargs or {}))
+                                        resize_to=resize_to, stem=stem, normalisation=normalisation,
+                                        **(backbone_kwargs or {}))
         if memory_format == "channels_last":
             self.backbone.use_channels_last()
         if compile:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from ..runtime.training_bar import step_value_on_bar
 from ..task import Task
 from .frozen import SingleBackboneModule
 from .head_stack import HeadStack
@@ -109,7 +110,8 @@ class LinearSweep(SingleBackboneModule):
         self.record_step("train", probabilities(self.task, logits[chosen].detach()),
                          metric_targets(self.task, labels), losses[chosen])
         if "image" in batch:  # as in TaskModule.training_step: no per-step log on cached features
-            self.log("train/loss_step", losses[chosen], prog_bar=True, batch_size=len(labels))
+            loss = losses[chosen]
+            self.log("train/loss_step", loss, prog_bar=step_value_on_bar(loss), batch_size=len(labels))
         # heads share no parameters: each gets the gradient of its own loss. A head whose learning rate is
         # too high for the data diverges alone; it gets no gradient (and loses the selection on its
         # non-finite validation score). Only when every head diverged does the loss say so (run.guards).

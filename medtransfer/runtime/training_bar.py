@@ -5,9 +5,17 @@ from __future__ import annotations
 import sys
 import time
 
+import torch
 from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 
 from .progress import show_progress
+
+
+def step_value_on_bar(value: torch.Tensor) -> bool:
+    """Whether a per-step tensor may go on the progress bar: Lightning turns progress-bar values into numbers
+    after every batch, which on a GPU makes the host wait for each step before it queues the next; on a CPU
+    the number is there already. The loggers get the value either way (every ``log_every_n_steps``)."""
+    return value.device.type == "cpu"
 
 
 def training_bar(callbacks: list, enabled: bool | None):

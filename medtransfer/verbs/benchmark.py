@@ -96,8 +96,8 @@ def main(argv: list[str]) -> int:
         return 2
     except RunStopped as stop:  # Ctrl-C or SIGTERM (runtime.signals): the local launcher stopped its runs
         name = signal.Signals(stop.signum).name
-        print(f"medtransfer benchmark: stopped by {name}; finished runs are kept, interrupted ones are "
-              "redone by the same command", file=sys.stderr)
+        print(f"medtransfer benchmark: stopped by {name}; finished runs are kept, interrupted ones continue "
+              "from their last.ckpt with the same command", file=sys.stderr)
         return stop.status
 
 

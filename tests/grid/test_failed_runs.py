@@ -132,7 +132,7 @@ def test_a_failed_run_is_redone_after_its_folder_is_moved_aside(write_grid, reso
 
     plan = make_plan(grid, resolver=resolver)
     assert plan.status[first_id] == INCOMPLETE
-    assert "(1 killed or failed earlier, redone from scratch)" in describe_plan(plan)
+    assert "(1 killed or failed earlier: 1 redone from scratch)" in describe_plan(plan)
     again = InstantRun()
     assert run_plan(plan, start=again, say=lambda _: None) == 0
     assert again.started == [first_id]

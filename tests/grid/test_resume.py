@@ -1,6 +1,7 @@
-"""Resuming a grid: finished runs are skipped by fingerprint, a killed run is redone from scratch, and a
-grid run twice does nothing new. Runs are stood in for by ``InstantRun`` (the real subprocess path is in
-test_smoke.py)."""
+"""Resuming a grid: finished runs are skipped by fingerprint, a killed run whose checkpoint does not read is
+moved aside and redone from scratch, and a grid run twice does nothing new. Runs are stood in for by
+``InstantRun`` (the real subprocess path is in test_smoke.py; a run continued from its checkpoint in
+test_continue_local.py)."""
 
 from __future__ import annotations
 

@@ -122,6 +122,39 @@ def test_lr_factor_warms_up_then_decays_to_zero():
     assert lr_factor(7, 10, 2, False) == 1.0
 
 
+class SteppedMeanColour(MeanColour):
+    """MeanColour on the MedMNIST v2 schedule, shrunk: x0.1 at the start of epochs 1 and 2."""
+
+    def __init__(self, task: Task | None = None) -> None:
+        TaskModule.__init__(self, task, lr=0.05, scheduler="multistep", milestones=[1, 2])
+        self.head = nn.Linear(3, self.task.num_outputs)
+        self.steps = 0
+        self.rates: list[float] = []
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        self.rates.append(self.optimizers().param_groups[0]["lr"])
+
+
+def test_the_multistep_schedule_drops_the_rate_tenfold_at_each_milestone(tmp_path):
+    data = tiny_data("binary")  # 32 training images in batches of 8: 4 steps per epoch
+    model = SteppedMeanColour(task=data.task)
+    trainer(tmp_path, max_epochs=3, enable_checkpointing=False).fit(model, datamodule=data)
+    assert model.rates == pytest.approx([0.05] * 4 + [0.005] * 4 + [0.0005] * 4)
+    assert lr_factor(7, 10, 2, False, drops=[4, 8]) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("scheduler", "milestones", "match"), [
+    ("multistep", None, "needs increasing epochs"),
+    ("multistep", [75, 50], "needs increasing epochs"),
+    ("multistep", [0, 50], "needs increasing epochs"),
+    ("cosine", [50], "needs scheduler: multistep"),
+])
+def test_milestones_belong_to_the_multistep_schedule(scheduler, milestones, match):
+    with pytest.raises(ConfigValueError, match=match):
+        TaskModule(Task("binary", ("a", "b")), scheduler=scheduler, milestones=milestones)
+
+
 def test_the_task_is_required_and_options_are_checked():
     with pytest.raises(ValueError, match="data.task"):
         MeanColour(task=None)

@@ -118,7 +118,8 @@ CHECKPOINT = {"epoch": 4, "global_step": 40, "state_dict": {"w": torch.ones(2)}}
 def test_an_attempt_continues_a_matching_checkpoint_and_moves_any_other_aside(tmp_path):
     runs = tmp_path / "grid" / "runs"
     kept = saved(runs / "kept", "f00d", CHECKPOINT)
-    assert prepare_attempt(kept, RUN) == f"continuing from {kept / 'checkpoints' / 'last.ckpt'} (epoch 4)"
+    said = prepare_attempt(kept, RUN)
+    assert said == f"continuing from {kept / 'checkpoints' / 'last.ckpt'} (epoch 4, step 40)"
     assert (kept / "events.out").exists() and json.loads((kept / "run.json").read_text()) == RUN
 
     for name, fingerprint, checkpoint, why in [

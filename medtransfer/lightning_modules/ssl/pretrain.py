@@ -19,6 +19,7 @@ from ...backbones.export import save_backbone
 from ...runtime.figures import send_figure
 from ...runtime.folder import run_directory
 from ...runtime.seeding import run_seed
+from ...runtime.training_bar import step_value_on_bar
 from ...task import Task
 from ...views import VIEWS_KEY, ViewSpec
 from ..base import MedTransferModule
@@ -163,7 +164,7 @@ class SSLPretrain(MedTransferModule):
             self.method.update_teacher(momentum)
         loss = self.method.loss(views, self.view_spec.global_views, progress)
         size = len(views[0])
-        self.log("train/loss_step", loss, prog_bar=True, batch_size=size)
+        self.log("train/loss_step", loss, prog_bar=step_value_on_bar(loss), batch_size=size)
         for name, value in self.method.logged_values(progress).items():
             self.log(f"train/{name}", value, batch_size=size)
         self.train_loss.update(loss.detach(), weight=size)
