@@ -1,7 +1,7 @@
 """Training images/s of the Finetune module, fitted by a Lightning Trainer as users run it, against a plain
 PyTorch training loop over the same model, data and settings, in the same process.
 
-    python benchmarks/train_throughput.py                       # resnet18, 64 px, fp32, CPU: 3.5 minutes
+    python benchmarks/train_throughput.py                       # resnet18, 64 px, fp32, CPU: about 7 minutes
     python benchmarks/train_throughput.py --backbone resnet50 --image_size 224 --batch_size 128 \\
         --precision bf16-mixed --channels_last                  # on a GPU when there is one
     python benchmarks/train_throughput.py --compile --warmup 10 # torch.compile'd backbone in both
@@ -19,8 +19,9 @@ every other repeat) and gives one ratio; the target is judged on the 95% interva
 ratios (``benchmarks/verdicts.py``): on a CPU in images per CPU-second of the process
 (what the steps cost, whatever else the cores run), on a GPU in images/s of the wall clock, which waits for
 the GPU. On a quiet 2-core VM one run of either side varies by 5-10% from one to the next whatever its
-length (the host, not the code), so the default takes 30 short pairs rather than a few long ones. On CUDA each
-side's peak memory is shown.
+length (the host, not the code), so the default takes 60 short pairs rather than a few long ones: with 30,
+the 95% interval of the median ratio was still 0.06 wide and straddled the target in one of three runs. On
+CUDA each side's peak memory is shown.
 
 Target (issue 15): Finetune >= 0.95x the plain loop's images/s; printed as met, MISSED or too wide to judge.
 """
@@ -74,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="model.compile: true (both sides)")
     parser.add_argument("--steps", type=int, default=10, help="timed batches per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches at the start of each run")
-    parser.add_argument("--repeats", type=int, default=30,
+    parser.add_argument("--repeats", type=int, default=60,
                         help="runs of each side, alternating (and one more of each first, not counted)")
     parser.add_argument("--distinct_batches", type=int, default=4, help="different batches, cycled")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
