@@ -226,7 +226,7 @@ def maps_figure(maps: Sequence[FeatureMap], title: str, method: str = "tsne") ->
     axes = figure.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[len(maps):]:
         ax.axis("off")
-    for ax, fmap in zip(axes.flat, maps, strict=False):
+    for ax, fmap in zip(axes.flat[:len(maps)], maps, strict=True):
         for g, name in enumerate(fmap.group_names):
             mask = fmap.groups == g
             if mask.any():

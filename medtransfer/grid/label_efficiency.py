@@ -152,12 +152,9 @@ def _replicates(members: list[Cell], statistics: ReportStatistics) -> tuple[list
     """Each cell's ``seeds x B`` scores in the image resamples of one shared test set, or None and why not."""
     out, test_sets = [], set()
     for cell in members:
-        missing = [r for r in cell.records if r.path not in statistics.scores]
-        if missing:
-            some = f"{len(missing)} of {cell.n} runs: " if len(missing) < cell.n else ""
-            why = statistics.missing.get(missing[0].path, "not scored")
-            return None, f"{_name(cell)}: {some}{why}"
-        scores = [statistics.scores[r.path] for r in cell.records]
+        scores, why = statistics.cell_scores(cell)
+        if scores is None:
+            return None, f"{_name(cell)}: {why}"
         test_sets.update(s.test_set.key for s in scores)
         out.append(np.stack([s.replicates for s in scores]))
     if len(test_sets) > 1:

@@ -145,6 +145,13 @@ class ReportStatistics:
             raise _NoScores("its runs were tested on different test sets")
         return scores
 
+    def cell_scores(self, cell: Cell) -> tuple[list[RunScores] | None, str]:
+        """The cell's runs' scores on one test set, or None and why there are none."""
+        try:
+            return self._cell_scores(cell), ""
+        except _NoScores as why:
+            return None, str(why)
+
     def cell_interval(self, cell: Cell) -> tuple[tuple[float, float] | None, str]:
         """(interval of the mean score over seeds, or None) and why there is none."""
         try:
