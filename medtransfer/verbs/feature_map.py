@@ -58,7 +58,8 @@ def main(argv: list[str]) -> int:
         parser.error("--projector writes to the TensorBoard log dir: give --tensorboard DIR too")
     missing = [p for p in args.paths if not Path(p).is_dir()]
     if missing:
-        parser.error(f"no such folder: {missing[0]}")
+        found = " (a file: give the folder of its stores)" if Path(missing[0]).exists() else ""
+        parser.error(f"no such folder: {missing[0]}{found}; e.g. runs/benchmark/<grid>/features")
 
     from ..errors import MedTransferError
 
