@@ -19,6 +19,8 @@ which is all the work there is. The features stay in float32 (half the memory tr
 to float64 for tolerances below ``FLOAT32_TOL``, which float32 gradients cannot resolve); the weights, the
 objective and the gradient are float64, so convergence is judged at full precision, and the logits are
 updated by the change in weight between evaluations, so their float32 rounding shrinks with the steps.
+With a few outputs these products are matrix-vector products on one thread, so the solve takes one thread
+(``solver_threads``): a second one would only spin.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from ..runtime.threads import solver_threads, torch_threads
 
 # the default gradient tolerance, relative to the objective (docs/protocols.md, "Convergence relative to the
 # objective"): every point of the path within 0.002 validation AUROC of scikit-learn's solution at tol 1e-8
@@ -115,9 +119,10 @@ def logistic_path(
         raise ValueError(f"l2 values must be positive and at least one, got {list(l2_values)}")
     solver = PathSolver(features, labels, kind, num_outputs, tol, history_size)
     solved: dict[int, PathPoint] = {}
-    for index in sorted(range(len(l2_values)), key=lambda i: -l2_values[i]):
-        solver.extrapolate(l2_values[index], list(solved.values())[-2:])
-        solved[index] = solver.solve(l2_values[index], max_iter)
+    with torch_threads(solver_threads(num_outputs, features.device)):
+        for index in sorted(range(len(l2_values)), key=lambda i: -l2_values[i]):
+            solver.extrapolate(l2_values[index], list(solved.values())[-2:])
+            solved[index] = solver.solve(l2_values[index], max_iter)
     return [solved[i] for i in range(len(l2_values))]
 
 

@@ -4,7 +4,9 @@ A head trained on cached features takes steps of a handful of tiny matrix produc
 synchronisation across threads costs more than the products (100 epochs of a linear probe ran 2-3x faster on
 one thread, measured on a 2-core VM). ``step_threads`` gives such runs one thread for their steps; the large
 computations inside them (extracting a feature store, the exact logistic solve, the results' statistics) ask
-for every thread back with ``all_threads``."""
+for every thread back with ``all_threads``. The exact solve with few outputs is the exception
+(``solver_threads``): its work is matrix-vector products, which MKL runs on one thread, so a second thread
+only spins between them."""
 
 from __future__ import annotations
 
@@ -49,6 +51,19 @@ def all_threads() -> Iterator[None]:
     inside a run whose steps take one thread (outside such a run: the current count)."""
     with torch_threads(_every_thread):
         yield
+
+
+# the exact logistic solve's products with at most this many outputs gain no wall time from a second thread
+# (1 and 5 outputs on 5,000 x 2,048 features: the same wall time on one thread at half the CPU time; 14
+# outputs: 1.5x faster on two; 2-core VM, MKL, docs/protocols.md)
+SOLVER_ONE_THREAD_OUTPUTS = 5
+
+
+def solver_threads(num_outputs: int, device: torch.device) -> int | None:
+    """The threads of the exact logistic solve (``torch_threads``): one for a CPU solve of at most
+    ``SOLVER_ONE_THREAD_OUTPUTS`` outputs, whose idle second thread would only spin; else the count as it
+    is."""
+    return 1 if device.type == "cpu" and num_outputs <= SOLVER_ONE_THREAD_OUTPUTS else None
 
 
 def usable_cpus() -> int:

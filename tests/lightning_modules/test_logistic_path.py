@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from medtransfer.backbones import create_backbone
 from medtransfer.lightning_modules.linear_probe import DEFAULT_L2
-from medtransfer.lightning_modules.logistic_path import data_loss, logistic_path
+from medtransfer.lightning_modules.logistic_path import PathSolver, data_loss, logistic_path
 
 L2_VALUES = [1e-3, 1e-2, 1e-1, 1.0]
 MEDMNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "medmnist"
@@ -162,3 +162,29 @@ def test_the_path_is_scikit_learns_solution_on_real_embeddings(one_thread):
     labels, val_labels = data["train_labels"][rows].ravel(), data["val_labels"].ravel()
     assert_path_is_scikit_learns(scaler.transform(train).astype(np.float32), labels, scaler.transform(val),
                                  val_labels)
+
+
+@pytest.mark.parametrize(("kind", "outputs", "threads"), [("binary", 1, 1), ("multiclass", 4, 1),
+                                                          ("multilabel", 14, 2)])
+def test_the_solve_takes_one_thread_for_few_outputs_and_gives_the_count_back(monkeypatch, kind, outputs,
+                                                                            threads):
+    """Matrix-vector products run on one thread: a second one would only spin (docs/protocols.md)."""
+    seen = []
+    real_solve = PathSolver.solve
+
+    def solve(self, l2, max_iter):
+        seen.append(torch.get_num_threads())
+        return real_solve(self, l2, max_iter)
+
+    monkeypatch.setattr(PathSolver, "solve", solve)
+    rng = np.random.default_rng(0)
+    features = torch.from_numpy(rng.normal(size=(60, 8)).astype(np.float32))
+    labels = (torch.from_numpy((rng.random((60, outputs)) < 0.4).astype(np.float32)) if kind == "multilabel"
+              else torch.from_numpy(rng.integers(0, max(outputs, 2), 60)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        logistic_path(features, labels, kind, outputs, [1e-2, 1e-1])
+        assert seen == [threads, threads] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
