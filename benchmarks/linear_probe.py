@@ -193,7 +193,7 @@ def compare_sweep_and_single(args, data, stores: str, verdicts: Verdicts) -> Non
         return timed_fit(model, data, args.sweep_epochs)[0]
 
     results: dict[str, list[Clock]] = {"single": [], "sweep": []}
-    for _, name, clock in alternating(args.repeats, {"single": single, "sweep": sweep}):
+    for _, name, clock in alternating(args.sweep_repeats, {"single": single, "sweep": sweep}):
         results[name].append(clock)
     print(f"(c) stores reused, {args.sweep_epochs} epochs: single AdamW probe {clocks(results['single'])}, "
           f"sweep of {args.sweep_lrs} lrs {clocks(results['sweep'])} = "
@@ -310,6 +310,9 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3, help="the AdamW probes' learning rate")
     parser.add_argument("--sweep_lrs", type=int, default=10, help="sweep this many rates, 1e-4 to 0.1")
+    parser.add_argument("--sweep_repeats", type=int, default=9,
+                        help="repeats of the sweep vs single-probe timing: its fits take a second or two, "
+                             "and with 3 repeats a loaded machine straddled the target")
     parser.add_argument("--sweep_epochs", type=int, default=20,
                         help="epochs of the sweep vs single-probe timing")
     parser.add_argument("--scale_rows", type=int, default=5000)
@@ -317,7 +320,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="run only these sections: stores (a, b), sweep (c), solver (d), scale (e)")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="repeats of every timing (baseline and candidate taking turns)")
+                        help="repeats of every timing but the sweep's (baseline and candidate taking turns)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     data = build_data(args)
@@ -326,7 +329,8 @@ def main() -> None:
     source = f" from {args.checkpoint}" if args.checkpoint else ""
     print(f"data: {data.name} {sizes} at {args.image_size} px; backbone {args.backbone}{source}; "
           f"batch {args.batch_size}; seed {args.seed}; {torch.get_num_threads()} CPU threads; {args.repeats} "
-          f"repeats of every timing; load average {load_average()}", flush=True)
+          f"repeats of every timing ({args.sweep_repeats} of the sweep's); load average {load_average()}",
+          flush=True)
     verdicts = Verdicts()
     with tempfile.TemporaryDirectory(prefix="medtransfer-bench-") as tmp:
         stores = stores_folder(tmp, 0)
