@@ -311,10 +311,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="the AdamW probes' learning rate")
     parser.add_argument("--sweep_lrs", type=int, default=10, help="sweep this many rates, 1e-4 to 0.1")
     parser.add_argument("--sweep_repeats", type=int, default=9,
-                        help="repeats of the sweep vs single-probe timing: its fits take a second or two, "
-                             "and with 3 repeats a loaded machine straddled the target")
-    parser.add_argument("--sweep_epochs", type=int, default=20,
-                        help="epochs of the sweep vs single-probe timing")
+                        help="repeats of the sweep vs single-probe timing")
+    parser.add_argument("--sweep_epochs", type=int, default=100,
+                        help="epochs of the sweep vs single-probe timing (the probes' own 100: at 20, a fit "
+                             "took a second or two and its setup's noise decided the verdict)")
     parser.add_argument("--scale_rows", type=int, default=5000)
     parser.add_argument("--scale_dim", type=int, default=2048)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
