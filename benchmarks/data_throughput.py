@@ -143,11 +143,13 @@ def write_pcam(root: Path, images: int) -> Path:
 # -- measuring -----------------------------------------------------------------------------------------------
 class PeakMemory:
     """Samples the resident (RSS) and proportional (PSS) memory of this process and its children in a
-    thread; ``rss``/``pss`` are the peaks of their sums, in bytes (Linux /proc)."""
+    thread; ``rss``/``pss`` are the peaks of their sums, in bytes (Linux /proc). ``anon`` is the peak of the
+    summed anonymous resident memory (RssAnon: what the processes allocated, without the pages of files they
+    map, which the kernel can drop and read again)."""
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
-        self.rss = self.pss = 0
+        self.rss = self.pss = self.anon = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -164,6 +166,7 @@ class PeakMemory:
             pids = [os.getpid(), *descendants(os.getpid())]
             self.rss = max(self.rss, sum(proc_kb(pid, "status", "VmRSS:") for pid in pids) * 1024)
             self.pss = max(self.pss, sum(proc_kb(pid, "smaps_rollup", "Pss:") for pid in pids) * 1024)
+            self.anon = max(self.anon, sum(proc_kb(pid, "status", "RssAnon:") for pid in pids) * 1024)
             self._stop.wait(self.interval)
 
 

@@ -57,10 +57,16 @@ FRACTIONS = (0.01, 0.1, 1.0)
 SEEDS = (0, 1, 2)
 
 
-def simulate(root: Path) -> int:
-    """Write the grid's 360 results.json + test_predictions.csv under ``root``; returns the run count."""
+def simulate(root: Path, scale: float = 1.0, seeds: tuple[int, ...] = SEEDS) -> int:
+    """Write the grid's 360 results.json + test_predictions.csv under ``root``; returns the run count.
+
+    ``scale`` multiplies every test set's size and patient count (at least 8 images and 2 patients), and
+    ``seeds`` replaces the grid's three: ``benchmarks/scaling.py`` times the report as the test sets grow (and
+    checks itself on a toy grid)."""
     count = 0
     for d, (dataset, (task, n, patients)) in enumerate(DATASETS.items()):
+        n = max(8, round(n * scale))
+        patients = None if patients is None else max(2, min(n, round(patients * scale)))
         rng = np.random.default_rng(d)
         labels = test_labels(task, n, rng)
         shape = (n, task.num_classes) if task.kind == "multiclass" else labels.shape
@@ -69,7 +75,7 @@ def simulate(root: Path) -> int:
         ids = [f"{dataset}-{i:06d}" for i in range(n)]
         for r, (protocol, backbone) in enumerate(ROWS):
             for fraction in FRACTIONS:
-                for seed in SEEDS:
+                for seed in seeds:
                     strength = 1.0 + 0.1 * r + 0.5 * np.log10(fraction * 100) + 0.05 * seed
                     noise = np.random.default_rng([d, r, seed, int(fraction * 100)]).normal(size=shape)
                     probs = predicted(task, labels, strength, difficulty + noise)

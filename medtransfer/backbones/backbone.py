@@ -24,7 +24,7 @@ class Backbone(nn.Module):
     ``freeze()`` makes it a fixed feature extractor for good: no gradients, and ``train()`` keeps it in eval
     mode so BatchNorm statistics and dropout never move. ``use_channels_last()`` stores the convolution
     weights and lays out each batch channels-last (NHWC), the layout GPU tensor cores and oneDNN convolve
-    fastest.
+    fastest; ``convolutional`` says whether a network has convolutions for it to pay on.
     """
 
     def __init__(
@@ -85,6 +85,15 @@ class Backbone(nn.Module):
         self.channels_last = True
         self.model.to(memory_format=torch.channels_last)
         return self
+
+    @property
+    def convolutional(self) -> bool:
+        """Whether the network convolves beyond a patch embedding: more than one 2-D convolution.
+
+        ResNets, ConvNeXts and hybrids are; a ViT or Swin (one patch-embedding convolution, then matrix
+        products) is not, and gains nothing from channels-last.
+        """
+        return sum(isinstance(m, nn.Conv2d) for m in self.model.modules()) > 1
 
     def freeze(self) -> Backbone:
         self.frozen = True

@@ -15,6 +15,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from ..backbones.backbone import Backbone
+from ..runtime.memory import check_fits
 from ..runtime.ranks import world_and_rank
 from ..runtime.seeding import run_seed
 from ..runtime.threads import all_threads
@@ -37,14 +38,17 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         source: the user's datamodule (a ``MedicalDataModule``: sources, fractions, eval transform).
         backbones: the frozen backbones to embed with, in the order of ``batch["features"]``.
         features_dir: where stores live (``medtransfer.features.DEFAULT_ROOT`` by default).
+        precision: the precision to extract in outside a trainer (``bf16-mixed``: bfloat16 autocast; see
+            ``store_for``); under a trainer, the trainer's ``precision``.
     """
 
     def __init__(self, source: pl.LightningDataModule, backbones: list[Backbone],
-                 features_dir: str = DEFAULT_ROOT) -> None:
+                 features_dir: str = DEFAULT_ROOT, precision: str | None = None) -> None:
         super().__init__()
         self.source = source
         self.backbones = list(backbones)
         self.features_dir = features_dir
+        self.precision = precision
         self._batches: dict[str, FeatureBatches] = {}
 
     def __getattr__(self, name: str):
@@ -102,13 +106,19 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         return self._batches[split]
 
     def _load(self, split: str) -> FeatureBatches:
+        precision = self.trainer.precision if self.trainer is not None else self.precision
         with all_threads():  # extraction: every CPU thread, whatever the head's steps use
-            stores = [store_for(b, self.source, split, self.features_dir) for b in self.backbones]
+            stores = [store_for(b, self.source, split, self.features_dir, precision) for b in self.backbones]
         check_aligned(stores)
         rows = stores[0].rows_of(self.source.split_source(split).ids)
         on_device = sum(s.nbytes for s in stores) <= DEVICE_CACHE_BYTES
         device = self._device() if on_device else torch.device("cpu")
-        features = [torch.from_numpy(np.ascontiguousarray(s.features[rows])).to(device) for s in stores]
+        check_fits(sum(len(rows) * s.dim * 2 for s in stores),
+                   f"the {split} split's feature stores ({len(rows)} rows of {[s.dim for s in stores]} "
+                   "float16 values), read into memory", "a frozen head holds its splits' stores in memory: "
+                   "use a smaller data.init_args.train_fraction (training split), or a machine with more "
+                   "memory")
+        features = [torch.from_numpy(rows_in_memory(s.features, rows)).to(device) for s in stores]
         labels = np.asarray(stores[0].labels[rows])
         task = self.source.task
         labels = torch.from_numpy(labels.astype(np.float32 if task.kind == "multilabel" else np.int64))
@@ -123,6 +133,16 @@ class EmbeddingsDataModule(pl.LightningDataModule):
         if self.trainer is not None:
             return self.trainer.strategy.root_device
         return next(self.backbones[0].parameters()).device
+
+
+def rows_in_memory(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``features[rows]`` of a memory-mapped store, read into one float16 array (the only copy held).
+
+    The whole split (every row, in order) is read sequentially rather than gathered row by row.
+    """
+    if len(rows) == len(features) and np.array_equal(rows, np.arange(len(features))):
+        return np.array(features, dtype=features.dtype, order="C")
+    return np.ascontiguousarray(features[rows])
 
 
 def warn_augmentation_unused(datamodule) -> None:

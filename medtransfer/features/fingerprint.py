@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import albumentations as A
+import torch
 
 from .. import __version__
 from ..backbones.backbone import Backbone, state_dict_fingerprint
@@ -15,12 +16,15 @@ from ..utils.hashing import json_digest
 STORE_DTYPE = "float16"
 
 
-def store_fingerprint(backbone: Backbone, datamodule, split: str) -> dict:
+def store_fingerprint(backbone: Backbone, datamodule, split: str,
+                      autocast: torch.dtype | None = None) -> dict:
     """Every input of the embeddings of ``split``: backbone weights (hashed as they are now, so weights loaded
     after construction count), embedding recipe, device-side resize and normalisation, the dataset
     (``data_fingerprint()``: its samples and labels), the split, the eval transform, the image size, the store
-    dtype and the package version."""
-    return as_json(
+    dtype, the package version and, for a store extracted under autocast, its dtype (``autocast``:
+    ``bfloat16``). A float32 extraction has no ``autocast`` entry: its fingerprint is the one stores had
+    before extraction took the trainer's precision, so they are still found."""
+    fingerprint = as_json(
         {
             "backbone": {
                 "name": backbone.name,
@@ -38,6 +42,9 @@ def store_fingerprint(backbone: Backbone, datamodule, split: str) -> dict:
             "medtransfer_version": __version__,
         }
     )
+    if autocast is not None:
+        fingerprint["autocast"] = str(autocast).removeprefix("torch.")
+    return fingerprint
 
 
 def as_json(document: dict) -> dict:

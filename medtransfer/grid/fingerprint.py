@@ -53,8 +53,10 @@ SEED_KEYS = ("seed_everything", "data.init_args.fraction_seed")
 PROGRESS_BARS = ("TQDMProgressBar", "RichProgressBar", "EpochLines")
 BACKBONE_FIELDS = ("checkpoint", "backbone_kwargs", "embedding", "resize_to")
 # model arguments added after studies finished, whose null default computes what runs before them computed
-# (Finetune's stem, normalisation and multistep milestones): left out while null, so those runs are recognised
-LATER_MODEL_ARGUMENTS = tuple(f"model.init_args.{name}" for name in ("stem", "normalisation", "milestones"))
+# (Finetune's stem, normalisation and multistep milestones; the frozen heads' and DVME's memory_format): left
+# out while null, so those runs are recognised
+LATER_MODEL_ARGUMENTS = tuple(f"model.init_args.{name}"
+                              for name in ("stem", "normalisation", "milestones", "memory_format"))
 
 
 def plain(config: Any) -> Any:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .spec import GridSpec, GridSpecError, Level, format_override
+from .spec import BACKBONES_KEY, GridSpec, GridSpecError, Level, format_override
 
 ID_PREFIX = {"fraction": "f", "seed": "s"}
 
@@ -135,7 +135,7 @@ def pretraining_runs(spec: GridSpec, runs: list[Run]) -> list[Run]:
     axes); records in each run which one it needs (``requires``)."""
     stages: dict[str, Run] = {}
     for run in runs:
-        for level in (lv for lv in run.levels if lv.pretrain is not None):
+        for level, key in (need for lv in run.levels for need in _pretrained(lv)):
             shared = [lv for lv in run.levels if lv.axis in level.pretrain.share]
             missing = sorted(set(level.pretrain.share) - {lv.axis for lv in shared})
             if missing:
@@ -146,8 +146,21 @@ def pretraining_runs(spec: GridSpec, runs: list[Run]) -> list[Run]:
             if (known.configs, known.overrides) != (stage.configs, stage.overrides):
                 raise GridSpecError(f"{spec.path}: two levels labelled {level.label!r} pretrain differently "
                                     f"(run {stage.id}); give them different labels")
-            run.requires.append((level.pretrain.checkpoint_key, stage.id))
+            run.requires.append((key, stage.id))
     return list(stages.values())
+
+
+# where a fusing level's run receives the export of its ``i``-th backbone: that entry's checkpoint
+FUSED_CHECKPOINT = re.compile(re.escape(BACKBONES_KEY) + r"\.(\d+)\.checkpoint")
+
+
+def _pretrained(level: Level) -> list[tuple[Level, str]]:
+    """(level with ``pretrain``, the key its export goes to) for ``level`` itself or, for a level that fuses
+    others, each fused level that pretrains (the export is that backbone entry's checkpoint)."""
+    if level.pretrain is not None:
+        return [(level, level.pretrain.checkpoint_key)]
+    return [(member, f"{BACKBONES_KEY}.{i}.checkpoint")
+            for i, member in enumerate(level.fused) if member.pretrain is not None]
 
 
 def _pretraining_run(spec: GridSpec, level: Level, shared: list[Level]) -> Run:
@@ -177,7 +190,16 @@ def link_exports(runs: list[Run], stages: list[Run], output_dir: Path) -> None:
     """Give each run the export path of every pretraining run it needs, under the level's checkpoint key."""
     by_id = {stage.id: stage for stage in stages}
     for run in runs:
-        run.overrides += [(key, str(export_path(by_id[stage], output_dir))) for key, stage in run.requires]
+        for key, stage in run.requires:
+            path = str(export_path(by_id[stage], output_dir))
+            fused = FUSED_CHECKPOINT.fullmatch(key)
+            if fused is None:
+                run.overrides.append((key, path))
+                continue
+            at = max(i for i, (k, _) in enumerate(run.overrides) if k == BACKBONES_KEY)
+            entries = [dict(entry) for entry in run.overrides[at][1]]
+            entries[int(fused[1])]["checkpoint"] = path
+            run.overrides[at] = (BACKBONES_KEY, entries)
 
 
 def with_requirements(selected: set[str], runs: list[Run]) -> set[str]:

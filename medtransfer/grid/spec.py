@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ BACKBONE_KEY = "model.init_args.backbone"
 BACKBONES_KEY = "model.init_args.backbones"  # DVME: a list of backbones
 FRACTION_KEY = "data.init_args.train_fraction"
 CHECKPOINT_KEY = "model.init_args.checkpoint"
-LEVEL_KEYS = {"value", "config", "overrides", "verb", "pretrain"}
+LEVEL_KEYS = {"value", "config", "overrides", "verb", "pretrain", "fuse"}
 PRETRAIN_KEYS = {"config", "overrides", "share", "checkpoint_key"}
 VERBS = ("fit", "test", "validate")
 TOP_KEYS = {
@@ -70,6 +70,11 @@ class Level:
     overrides: tuple[tuple[str, Any], ...] = ()
     verb: str | None = None  # e.g. ``test`` for kNN, which has nothing to fit
     pretrain: Pretrain | None = None  # a pretraining run to finish first, whose backbone the runs load
+    # a DVME level that fuses other backbone levels of the grid (``fuse: [simclr, byol]``): their labels, and
+    # the levels themselves once the grid is read; the runs get ``model.init_args.backbones`` with each
+    # level's backbone and, for a level with ``pretrain``, its export as that entry's checkpoint
+    fuse: tuple[str, ...] = ()
+    fused: tuple[Level, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,7 @@ def load_grid(path: str | Path, cwd: str | Path | None = None) -> GridSpec:
         if clash:
             raise GridSpecError(f"{path}: grids[{i}] repeats axis {sorted(clash)} already given under axes")
         blocks.append(shared + own)
+    blocks = _link_fusions(blocks, len(shared), where)
     spec = GridSpec(
         name=name,
         path=path.resolve(),
@@ -253,10 +259,12 @@ def _label_of(value: Any) -> str:
 
 
 def _level(axis: str, label: str, raw: Any, key: str, where: _Where) -> Level:
-    """A level from its value, or from ``{value, config, overrides, verb, pretrain}``."""
-    verb, pretrain = None, None
+    """A level from its value, or from ``{value, config, overrides, verb, pretrain, fuse}``."""
+    verb, pretrain, fuse = None, None, ()
     if isinstance(raw, dict) and raw and set(raw) <= LEVEL_KEYS:
         value = raw.get("value")
+        if "fuse" in raw:
+            fuse = _fuse(axis, raw, f"{key}.fuse", where)
         configs = where.config_pieces(raw.get("config") or [], f"{key}.config")
         overrides = list(_overrides(raw.get("overrides") or {}, f"{key}.overrides", where))
         verb = raw.get("verb")
@@ -271,9 +279,66 @@ def _level(axis: str, label: str, raw: Any, key: str, where: _Where) -> Level:
             configs = where.config_pieces(value, key) + configs
     elif value is not None:
         overrides = _axis_overrides(axis, value, key, where) + overrides
-    if not configs and not overrides:
+    if not configs and not overrides and not fuse:
         raise where.error(key, "this level changes nothing (give a value, config pieces or overrides)")
-    return Level(axis, label, value, tuple(configs), tuple(overrides), verb, pretrain)
+    return Level(axis, label, value, tuple(configs), tuple(overrides), verb, pretrain, fuse)
+
+
+def _fuse(axis: str, raw: dict, key: str, where: _Where) -> tuple[str, ...]:
+    """``fuse: [label, ...]`` of a backbone level: the other backbone levels whose backbones DVME fuses."""
+    names = raw["fuse"]
+    if axis != "backbone":
+        raise where.error(key, "only a backbone level can fuse other backbone levels")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise where.error(key, f"expected a list of the grid's backbone labels, got {names!r}")
+    if len(set(names)) != len(names):
+        raise where.error(key, f"labels repeat: {names}")
+    if raw.get("value") is not None or raw.get("pretrain") is not None:
+        raise where.error(key, "a fusing level takes its backbones from the levels it names: give no value "
+                               "or pretrain beside fuse")
+    return tuple(names)
+
+
+def _link_fusions(blocks: list[list[Axis]], shared: int, where: _Where) -> list[list[Axis]]:
+    """Resolve every ``fuse`` level's labels to the backbone levels they name (in any sub-grid): each must
+    set one backbone name and nothing else a fusion could not carry (its ``pretrain`` is carried)."""
+    known: dict[str, Level] = {}
+    for block in blocks:
+        for level in (lv for axis in block if axis.name == "backbone" for lv in axis.levels):
+            if not level.fuse:
+                known.setdefault(level.label, level)
+    linked = []
+    for i, block in enumerate(blocks):
+        axes = []
+        for j, axis in enumerate(block):
+            where_key = "axes" if j < shared else f"grids[{i}]"
+            levels = tuple(_linked(level, known, blocks, f"{where_key}.{axis.name}.{level.label}.fuse", where)
+                           if level.fuse else level for level in axis.levels)
+            axes.append(Axis(axis.name, levels))
+        linked.append(axes)
+    return linked
+
+
+def _linked(level: Level, known: dict[str, Level], blocks: list[list[Axis]], key: str,
+            where: _Where) -> Level:
+    """``level`` with the levels its ``fuse`` names and their backbones as ``model.init_args.backbones``."""
+    members = []
+    for name in level.fuse:
+        if name not in known:
+            raise where.error(key, f"unknown backbone level {name!r}; known: {sorted(known)}")
+        member = known[name]
+        if any(lv.label == name and not lv.fuse and (lv.value, lv.overrides, lv.pretrain)
+               != (member.value, member.overrides, member.pretrain)
+               for block in blocks for axis in block if axis.name == "backbone" for lv in axis.levels):
+            raise where.error(key, f"backbone level {name!r} is defined differently in two sub-grids; "
+                                   "give them different labels")
+        if not isinstance(member.value, str) or member.configs or member.overrides != ((BACKBONE_KEY,
+                                                                                        member.value),):
+            raise where.error(key, f"backbone level {name!r} must be one backbone name (with pretrain or "
+                                   "not) and nothing else to be fused")
+        members.append(member)
+    backbones = [{"name": member.value} for member in members]
+    return replace(level, overrides=((BACKBONES_KEY, backbones), *level.overrides), fused=tuple(members))
 
 
 def _pretrain(axis: str, value: Any, raw: Any, key: str, where: _Where) -> Pretrain:

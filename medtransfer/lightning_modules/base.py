@@ -422,6 +422,19 @@ def check_milestones(scheduler: str, milestones: list[int] | None) -> None:
                                "increasing epochs above 0 where the learning rate drops x0.1, e.g. [50, 75]")
 
 
+MEMORY_FORMATS = ("contiguous", "channels_last")
+
+
+def check_memory_format(memory_format: str | None, nullable: bool = True) -> None:
+    """Raise ``ValueError`` for a ``model.memory_format`` other than ``contiguous`` or ``channels_last``.
+
+    Null is accepted where ``nullable`` (contiguous, for the models that took the option later).
+    """
+    if not (memory_format in MEMORY_FORMATS or (nullable and memory_format is None)):
+        raise ValueError("model.memory_format must be 'contiguous' or 'channels_last', "
+                         f"got {memory_format!r}")
+
+
 def check_lr_multiplier(multiplier: float) -> None:
     """Raise ``ConfigValueError`` for a backbone learning-rate multiplier below 0.
 

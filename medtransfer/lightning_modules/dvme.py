@@ -27,7 +27,7 @@ from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
 from ..task import SPLITS, Task
 from .base import check_lr_multiplier
-from .frozen import FrozenBackboneModule
+from .frozen import FrozenBackboneModule, lay_out
 from .fusion import FUSIONS, build_fusion
 from .importance import EmbeddingMeans, ImportanceMeter, ablation_importance, importance_table
 
@@ -103,6 +103,11 @@ class DVME(FrozenBackboneModule):
         backbone_lr_multiplier: end to end only: the backbones learn at ``lr * backbone_lr_multiplier``.
         feature_cache, features_dir, standardize: frozen mode: see ``FrozenBackboneModule`` (each backbone's
             embedding is standardised with its own training statistics before its projection).
+        memory_format: ``channels_last`` lays out every convolutional backbone (weights and each batch) NHWC,
+            in both modes: the extraction of frozen stores, and end to end the training steps (with
+            ``trainer.precision: bf16-mixed`` on GPUs with tensor cores); ViTs keep their layout. Outputs
+            equal the default layout's to float rounding. Null (the default) or ``contiguous``: the default
+            layout.
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule`` (no weight decay on
             biases, norms and the source embeddings).
     """
@@ -126,6 +131,7 @@ class DVME(FrozenBackboneModule):
         optimizer: str = "adamw",
         scheduler: str = "cosine",
         warmup_epochs: float = 0.0,
+        memory_format: Literal["contiguous", "channels_last"] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"model.mode must be one of {list(MODES)}, got {mode!r}")
@@ -133,7 +139,7 @@ class DVME(FrozenBackboneModule):
             raise ValueError(f"model.fusion must be one of {list(FUSIONS)}, got {fusion!r}")
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs,
                          feature_cache=feature_cache and mode == "frozen", features_dir=features_dir,
-                         standardize=standardize and mode == "frozen")
+                         standardize=standardize and mode == "frozen", memory_format=memory_format)
         check_lr_multiplier(backbone_lr_multiplier)
         specs = [as_spec(b) for b in (PAPER_BACKBONES if backbones is None else backbones)]
         if not specs:
@@ -160,7 +166,7 @@ class DVME(FrozenBackboneModule):
     def _create(self, spec: BackboneSpec) -> Backbone:
         backbone = create_backbone(spec.name, checkpoint=spec.checkpoint, embedding=spec.embedding,
                                    resize_to=spec.resize_to, **(spec.backbone_kwargs or {}))
-        return backbone.freeze() if self.mode == "frozen" else backbone
+        return lay_out(backbone.freeze() if self.mode == "frozen" else backbone, self.memory_format)
 
     def _meters(self, stages: tuple[str, ...]) -> nn.ModuleDict:
         return nn.ModuleDict({f"{s}_split": ImportanceMeter(self.task, len(self.backbones)) for s in stages})

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..task import Task
-from .base import TaskModule, check_lr_multiplier
+from .base import TaskModule, check_lr_multiplier, check_memory_format
 
 
 class Finetune(TaskModule):
@@ -57,9 +57,7 @@ class Finetune(TaskModule):
     ) -> None:
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs, milestones)
         check_lr_multiplier(backbone_lr_multiplier)
-        if memory_format not in ("contiguous", "channels_last"):
-            raise ValueError("model.memory_format must be 'contiguous' or 'channels_last', "
-                             f"got {memory_format!r}")
+        check_memory_format(memory_format, nullable=False)
         self.save_task_hyperparameters()
         self.backbone = create_backbone(backbone, checkpoint=checkpoint, embedding=embedding,
                                         resize_to=resize_to, stem=stem, normalisation=normalisation,

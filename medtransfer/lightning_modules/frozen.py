@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -11,10 +14,12 @@ from ..errors import MedTransferError
 from ..features import DEFAULT_ROOT, EmbeddingsDataModule, FeatureBatches
 from ..runtime import settings
 from ..task import Task
-from .base import TaskModule
-from .standardize import FeatureStandardizer, Moments
+from .base import TaskModule, check_memory_format
+from .standardize import FeatureStandardizer, Moments, standardize_rows
 
-MOMENTS_CHUNK = 65_536  # rows of a cached split converted to float64 at once for its statistics
+# values of a cached split converted to float64 at once for its statistics: 128 MiB (8,192 rows of 2,048
+# dimensions), where 65,536 rows of them had taken 1 GiB, and var_mean's temporaries as much again
+MOMENTS_CHUNK_VALUES = 1 << 24
 
 
 class FeatureCacheError(MedTransferError, RuntimeError):
@@ -41,11 +46,19 @@ class FrozenBackboneModule(TaskModule):
     Checkpoints leave the frozen backbones out (they never change): they record the weights' fingerprints, and
     loading rebuilds the backbones from the config and checks the fingerprints.
 
+    Extraction runs in the trainer's precision: under ``bf16-mixed`` (``16-mixed``) the backbones embed under
+    autocast, and the stores record it in their fingerprint (``features.extract``), so stores of another
+    precision are never mixed in.
+
     Args:
         feature_cache: train and evaluate on feature stores (default) instead of running the backbone per
             batch.
         features_dir: where stores live (default ``$MEDTRANSFER_FEATURES`` or ``./features``).
         standardize: standardise the embeddings with training-split statistics before the head.
+        memory_format: ``channels_last`` lays out the weights of every convolutional backbone and each batch
+            NHWC (``Backbone.use_channels_last``), as ``Finetune``'s option does; a ViT's is left as it is.
+            Null (the default) or ``contiguous``: the default layout. Embeddings and stores equal the default
+            layout's to float rounding, so stores are shared across layouts.
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule``.
     """
 
@@ -60,8 +73,11 @@ class FrozenBackboneModule(TaskModule):
         feature_cache: bool = True,
         features_dir: str | None = None,
         standardize: bool = True,
+        memory_format: Literal["contiguous", "channels_last"] | None = None,
     ) -> None:
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs)
+        check_memory_format(memory_format)
+        self.memory_format = memory_format
         self.feature_cache = feature_cache
         self.features_dir = features_dir or settings.features_dir() or DEFAULT_ROOT
         self.standardize = standardize
@@ -78,19 +94,20 @@ class FrozenBackboneModule(TaskModule):
         The cached features, or the frozen backbones on the images; standardised when ``standardize`` is on.
         """
         if "features" in batch:
-            raw = [f.float() for f in batch["features"]]
+            raw = list(batch["features"])  # float16 rows of a store: converted by the standardiser below
         else:
             with torch.no_grad():
                 raw = [backbone(batch["image"]).float() for backbone in self.feature_backbones()]
         if not self.standardize:
-            return raw
+            return [f.float() for f in raw]
         if not all(bool(s.fitted) for s in self.standardizers):
             raise FeatureCacheError(
                 f"{type(self).__name__}: the standardisation statistics were never computed; they come from "
                 "the training split when fit, validate, test or predict starts through a MedicalDataModule "
                 "(or set model.init_args.standardize: false)"
             )
-        return [standardizer(e) for standardizer, e in zip(self.standardizers, raw, strict=True)]
+        return [standardize_rows(standardizer, e)
+                for standardizer, e in zip(self.standardizers, raw, strict=True)]
 
     # -- standardisation -------------------------------------------------------------------------------------
     def init_standardizers(self) -> None:
@@ -121,7 +138,9 @@ class FrozenBackboneModule(TaskModule):
         """
         backbones = self.feature_backbones()
         moments = [Moments(b.embed_dim) for b in backbones]
-        with torch.no_grad():
+        trainer = self.attached_trainer
+        precision = trainer.precision_plugin.forward_context() if trainer is not None else nullcontext()
+        with torch.no_grad(), precision:  # as the steps embed the images (autocast under bf16-mixed)
             for batch in datamodule.eval_dataloader("train"):
                 images = batch["image"].to(self.device)
                 for moment, backbone in zip(moments, backbones, strict=True):
@@ -250,8 +269,9 @@ class SingleBackboneModule(FrozenBackboneModule):
         self, name: str, checkpoint: str | None, backbone_kwargs: dict | None, embedding: str | None,
         resize_to: int | None,
     ) -> None:
-        self.backbone = create_backbone(name, checkpoint=checkpoint, embedding=embedding, resize_to=resize_to,
-                                        **(backbone_kwargs or {})).freeze()
+        self.backbone = lay_out(create_backbone(name, checkpoint=checkpoint, embedding=embedding,
+                                                resize_to=resize_to, **(backbone_kwargs or {})).freeze(),
+                                self.memory_format)
         self.init_standardizers()
 
     def feature_backbones(self) -> list[Backbone]:
@@ -262,9 +282,21 @@ class SingleBackboneModule(FrozenBackboneModule):
 
 
 
+def lay_out(backbone: Backbone, memory_format: str | None) -> Backbone:
+    """``backbone`` laid out as ``memory_format`` asks, where that pays.
+
+    Channels-last applies only where the backbone convolves (``Backbone.convolutional``); otherwise the
+    backbone is returned as it is.
+    """
+    if memory_format == "channels_last" and backbone.convolutional:
+        backbone.use_channels_last()
+    return backbone
+
+
 def _moments_of(features: torch.Tensor) -> Moments:
-    """Statistics of a cached split's rows, converted to float64 a chunk at a time."""
+    """Statistics of a cached split's rows, converted to float64 a block of rows at a time."""
     moments = Moments(features.shape[1])
-    for start in range(0, len(features), MOMENTS_CHUNK):
-        moments.update(features[start : start + MOMENTS_CHUNK])
+    rows = max(1, MOMENTS_CHUNK_VALUES // max(1, features.shape[1]))
+    for start in range(0, len(features), rows):
+        moments.update(features[start : start + rows])
     return moments

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
-from ..features.knn import knn_vote
+from ..features.knn import knn_vote, unit_rows
+from ..runtime.memory import check_fits
 from ..task import Task
 from .frozen import FeatureCacheError, SingleBackboneModule
 
@@ -29,6 +32,7 @@ class KNN(SingleBackboneModule):
         standardize: standardise bank and queries with the bank's statistics before the cosine similarity
             (centring helped on every store measured: docs/protocols.md; ``false`` is DINO's exact recipe).
         task: filled in from the datamodule.
+        memory_format: see ``FrozenBackboneModule``.
     """
 
     def __init__(
@@ -43,17 +47,20 @@ class KNN(SingleBackboneModule):
         features_dir: str | None = None,
         standardize: bool = True,
         task: Task | None = None,
+        memory_format: Literal["contiguous", "channels_last"] | None = None,
     ) -> None:
         if k < 1 or temperature <= 0:
             raise ValueError(
                 f"model.k must be >= 1 and model.temperature > 0, got k={k}, temperature={temperature}"
             )
-        super().__init__(task, feature_cache=True, features_dir=features_dir, standardize=standardize)
+        super().__init__(task, feature_cache=True, features_dir=features_dir, standardize=standardize,
+                         memory_format=memory_format)
         self.save_task_hyperparameters()
         self.build_frozen_backbone(backbone, checkpoint, backbone_kwargs, embedding, resize_to)
         self.k = k
         self.temperature = temperature
-        self._bank: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._bank: tuple[torch.Tensor, torch.Tensor] | None = None  # the stored rows and their labels
+        self._unit_bank: torch.Tensor | None = None  # the rows as compared: standardised, unit length
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
@@ -64,9 +71,19 @@ class KNN(SingleBackboneModule):
         super().setup(stage)
 
     def load_bank(self) -> None:
-        """The stored training split (its label fraction) becomes the memory bank, before any query."""
+        """The stored training split (its label fraction) becomes the memory bank, before any query.
+
+        The bank is standardised and scaled to unit rows once, in float32 (``unit_rows``), rather than by
+        every query batch: the one extra copy of the split kNN holds, refused up front when it cannot fit.
+        """
         train = self.cached_split("train")
-        self._bank = (train.features[0].to(self.device), train.labels.to(self.device))
+        bank = train.features[0].to(self.device)
+        rows, dim = bank.shape
+        check_fits(rows * dim * 4, f"kNN's memory bank ({rows} x {dim} training features as float32)",
+                   "it holds the whole training split (the label fraction used): use a smaller "
+                   "data.init_args.train_fraction, or a machine with more memory")
+        self._unit_bank = unit_rows(bank, self.standardizers[0] if self.standardize else None)
+        self._bank = (bank, train.labels.to(self.device))
 
     def on_validation_start(self) -> None:
         super().on_validation_start()
@@ -86,12 +103,9 @@ class KNN(SingleBackboneModule):
                 "kNN has no memory bank: it is loaded from the training split's feature store when "
                 "validation, test or predict starts through a Trainer"
             )
-        bank, labels = self._bank
-        if self.standardize:
-            bank = self.standardizers[0](bank)
-        scores = knn_vote(
-            self.embeddings(batch)[0], bank, labels, self.task.num_classes, self.k, self.temperature
-        )
+        labels = self._bank[1]
+        scores = knn_vote(self.embeddings(batch)[0], self._unit_bank, labels, self.task.num_classes, self.k,
+                          self.temperature, unit_bank=True)
         if self.task.kind == "multiclass":
             return scores.clamp_min(EPS).log()
         positive = scores[:, 1:] if self.task.kind == "binary" else scores

@@ -15,10 +15,11 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from ..errors import MedTransferError
+from ..runtime.memory import check_fits
 from ..runtime.threads import all_threads
 from ..task import Task
 from .frozen import SingleBackboneModule
-from .logistic_path import DEFAULT_TOL, PathPoint, logistic_path
+from .logistic_path import DEFAULT_TOL, FLOAT32_TOL, PathPoint, logistic_path
 from .metrics import build_metrics, metric_targets, probabilities, task_loss
 from .selection import best_index, grid_edges, warn_grid_edges
 
@@ -63,7 +64,7 @@ class LinearProbe(SingleBackboneModule):
             converged when the largest absolute entry of the gradient is at most ``tol`` times its objective
             relative to the objective at zero weights (``tol`` itself where the objective is that of zero
             weights, tighter as it shrinks on nearly separable features).
-        feature_cache, features_dir, standardize: see ``FrozenBackboneModule``.
+        feature_cache, features_dir, standardize, memory_format: see ``FrozenBackboneModule``.
         task, lr, weight_decay, optimizer, scheduler, warmup_epochs: see ``TaskModule`` (``sgd`` only).
     """
 
@@ -87,6 +88,7 @@ class LinearProbe(SingleBackboneModule):
         optimizer: str = "adamw",
         scheduler: str = "cosine",
         warmup_epochs: float = 0.0,
+        memory_format: Literal["contiguous", "channels_last"] | None = None,
     ) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"model.solver must be one of {list(SOLVERS)}, got {solver!r}")
@@ -96,7 +98,7 @@ class LinearProbe(SingleBackboneModule):
         if not l2_penalties or min(l2_penalties) <= 0:
             raise ValueError(f"model.l2_penalties needs positive values, got {list(l2_penalties)}")
         super().__init__(task, lr, weight_decay, optimizer, scheduler, warmup_epochs, feature_cache,
-                         features_dir, standardize)
+                         features_dir, standardize, memory_format)
         self.save_task_hyperparameters()
         self.build_frozen_backbone(backbone, checkpoint, backbone_kwargs, embedding, resize_to)
         self.head = nn.Linear(self.backbone.embed_dim, self.task.num_outputs)
@@ -146,6 +148,7 @@ class LinearProbe(SingleBackboneModule):
         """
         train = self.cached_split("train")
         val = self.cached_split("val")
+        self._check_memory(train.features[0].shape, len(val.labels))
         features = self.embeddings({"features": train.features})[0]
         check_training_labels(self.task, train.labels,
                               describe_subset(self.attached_data(), len(train.labels)))
@@ -165,6 +168,20 @@ class LinearProbe(SingleBackboneModule):
         self.solver_summary = summary
         self._report_path(summary)
         self._record_training_fit(features, train.labels)
+
+    def _check_memory(self, shape: torch.Size, val_rows: int) -> None:
+        """Refuse up front a solve whose standardised features cannot fit.
+
+        It holds the training split as float32 (float64 too for a ``tol`` below ``FLOAT32_TOL``) and the
+        validation split as float32.
+        """
+        rows, dim = shape
+        per_value = 4 + (8 if self.tol < FLOAT32_TOL else 0)
+        check_fits(rows * dim * per_value + val_rows * dim * 4,
+                   f"the exact solver on {rows} x {dim} training features (standardised, "
+                   f"{'float32 and float64' if per_value > 4 else 'float32'})",
+                   "use model.init_args.solver: sgd (or LinearSweep), which trains on batches of the float16 "
+                   "stores, or a smaller data.init_args.train_fraction")
 
     def _summarise(self, path: list[PathPoint], val_logits: list[torch.Tensor], labels: torch.Tensor) -> dict:
         """Each penalty's iterations, convergence and validation score; the selected one; grid-edge notes."""
@@ -221,9 +238,13 @@ class LinearProbe(SingleBackboneModule):
 
         Each rank takes its share so that the synchronised metrics count every sample once.
         """
-        rows = torch.arange(self.global_rank, len(labels), self.trainer.world_size, device=labels.device)
-        logits = self.head(features.index_select(0, rows.to(features.device)))
-        subset = labels.index_select(0, rows)
+        if self.trainer.world_size == 1:  # every row: no copy of the training features
+            features_share, subset = features, labels
+        else:
+            rows = torch.arange(self.global_rank, len(labels), self.trainer.world_size, device=labels.device)
+            features_share = features.index_select(0, rows.to(features.device))
+            subset = labels.index_select(0, rows)
+        logits = self.head(features_share)
         self.record_step("train", probabilities(self.task, logits.detach()),
                          metric_targets(self.task, subset), task_loss(self.task, logits.detach(), subset))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ class LinearSweep(SingleBackboneModule):
         backbone, checkpoint, backbone_kwargs, embedding, resize_to: as for ``LinearProbe``.
         lrs: learning rates to try.
         weight_decays: weight decays to try (every pair with ``lrs`` gets a head).
-        feature_cache, features_dir, standardize: see ``FrozenBackboneModule``.
+        feature_cache, features_dir, standardize, memory_format: see ``FrozenBackboneModule``.
         task, optimizer, scheduler, warmup_epochs: see ``TaskModule`` (the schedule scales every head's rate).
     """
 
@@ -62,11 +63,13 @@ class LinearSweep(SingleBackboneModule):
         optimizer: str = "sgd",
         scheduler: str = "cosine",
         warmup_epochs: float = 0.0,
+        memory_format: Literal["contiguous", "channels_last"] | None = None,
     ) -> None:
         if not lrs or not weight_decays:
             raise ValueError("model.lrs and model.weight_decays each need at least one value")
         super().__init__(
-            task, max(lrs), 0.0, optimizer, scheduler, warmup_epochs, feature_cache, features_dir, standardize
+            task, max(lrs), 0.0, optimizer, scheduler, warmup_epochs, feature_cache, features_dir,
+            standardize, memory_format,
         )
         self.save_task_hyperparameters()
         self.build_frozen_backbone(backbone, checkpoint, backbone_kwargs, embedding, resize_to)

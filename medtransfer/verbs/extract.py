@@ -3,7 +3,9 @@
 Takes the same ``--config`` files and ``--data.*``/``--model.*`` overrides as ``medtransfer fit``; the model
 must be a frozen-backbone model (LinearProbe, LinearSweep, KNN, frozen DVME). Stores land in the model's
 ``features_dir``, exactly where ``fit`` looks for them. For several GPUs run it under ``torchrun``: every
-process extracts its shard and rank 0 assembles the store.
+process extracts its shard and rank 0 assembles the store. It extracts in the trainer's precision as ``fit``
+does (``--trainer.precision bf16-mixed``: under bfloat16 autocast, a store of its own) and in the model's
+``memory_format``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ FIT_OPTIONS = """fit options it reads (spelled as for `medtransfer fit`; see `me
   --data.* / --data CLASS       the dataset whose splits are embedded (class_path, init_args.root, ...)
   --model.* / --model CLASS     a frozen-backbone model: its backbones and features_dir
   --trainer.accelerator, --trainer.devices
-                                the device the backbones run on (other --trainer.* are accepted, unused)
+                                the device the backbones run on
+  --trainer.precision           bf16-mixed (or 16-mixed): extract under autocast, as fit does in that
+                                precision (other --trainer.* are accepted, unused)
   --seed_everything             the run seed
 Every other fit option (--ckpt_path, --test_after_fit, --intervals.*) is accepted and ignored.
 
@@ -52,10 +56,12 @@ def main(argv: list[str]) -> int:
         parser.error(f"model {type(model).__name__} has no frozen backbones to extract; use a LinearProbe, "
                      "LinearSweep, KNN or frozen DVME config")
     device = _init_distributed(parts.trainer.strategy.root_device)
+    trainer = parts.trainer
     for backbone in model.feature_backbones():
-        backbone.to(device)
+        # weights in the dtype fit gives them (bf16-true, 64-true); the mixed precisions leave them float32
+        trainer.precision_plugin.convert_module(backbone).to(device)
         for split in args.splits:
-            store = store_for(backbone, datamodule, split, model.features_dir)
+            store = store_for(backbone, datamodule, split, model.features_dir, trainer.precision)
             if is_rank_zero():
                 print(f"{backbone.name:<32} {split:<5} {len(store):>8} x {store.dim:<5} {store.path}")
     return 0  # the command closes the process group (runtime.exits.close_process_group)

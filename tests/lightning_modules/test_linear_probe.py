@@ -247,6 +247,25 @@ def test_fit_with_a_linear_probe_config_uses_the_stores_extract_made(tmp_path, m
     assert len(list((tmp_path / "features/SyntheticMedical/test_resnet").iterdir())) == 3  # reused
 
 
+@pytest.mark.slow
+def test_extract_in_bf16_makes_the_stores_a_bf16_fit_reads(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(REPO / "configs/experiments/synthetic_linear.yaml"),
+            "--data.init_args.num_train", "64", "--data.init_args.num_val", "32",
+            "--data.init_args.num_test", "32", "--model.init_args.backbone", "test_resnet",
+            "--trainer.precision", "bf16-mixed", "--model.init_args.memory_format", "channels_last",
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    monkeypatch.setattr(sys, "argv", ["medtransfer"])
+    assert_exit_ok(lambda: medtransfer_main(["extract", *args]))
+    stores = tmp_path / "features/SyntheticMedical/test_resnet"
+    assert capsys.readouterr().out.count(f"{stores.relative_to(tmp_path)}/") == 3
+    manifests = [json.loads(f.read_text()) for f in stores.rglob("store.json")]
+    assert len(manifests) == 3 and all(m["fingerprint"]["autocast"] == "bfloat16" for m in manifests)
+    medtransfer_main(["fit", *args])
+    assert len(list(stores.iterdir())) == 3  # fit in bf16-mixed read the stores extract made
+
+
 def assert_exit_ok(call) -> None:
     with pytest.raises(SystemExit) as exit_info:
         call()

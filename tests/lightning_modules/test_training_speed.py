@@ -71,6 +71,55 @@ def test_channels_last_keeps_weights_and_batches_nhwc_and_gives_the_default_outp
 def test_unknown_memory_format_is_refused():
     with pytest.raises(ValueError, match="memory_format"):
         finetune(memory_format="nhwc")
+    with pytest.raises(ValueError, match="memory_format"):
+        finetune(memory_format=None)  # Finetune's default has always been "contiguous"
+    with pytest.raises(ValueError, match="memory_format"):
+        LinearProbe(backbone="test_resnet", task=TASK, memory_format="nhwc")
+
+
+def dvme_end_to_end(**kwargs) -> DVME:
+    torch.manual_seed(0)
+    vit = {"name": "test_vit", "backbone_kwargs": {"img_size": 16}}
+    return DVME(backbones=["test_resnet", vit], task=TASK, proj_dim=16, heads=2, mode="end_to_end",
+                dropout=0.0, **kwargs)
+
+
+def test_dvme_end_to_end_in_channels_last_gives_the_default_outputs_and_steps(one_thread):
+    default, fast = dvme_end_to_end(), dvme_end_to_end(memory_format="channels_last")
+    resnet, vit = fast.backbones
+    assert resnet.channels_last and not vit.channels_last  # a ViT (one patch-embedding convolution) keeps its
+    convs = [m.weight for m in resnet.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    fast.load_state_dict(default.state_dict())  # a default-layout checkpoint loads and keeps the layout
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    batch = make_batches(1)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(fast.eval()(batch["image"]), default.eval()(batch["image"]), rtol=1e-4,
+                                   atol=1e-5)
+    for model in (default, fast):  # one training step of each moves every weight the same way
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        model.training_step(batch, 0).backward()
+        optimizer.step()
+    for (name, a), b in zip(default.state_dict().items(), fast.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_dvme_end_to_end_takes_a_bfloat16_step_on_cpu(one_thread):
+    # under bf16-mixed the trainer runs each step in this autocast (the step itself is DVME's own)
+    model = dvme_end_to_end(memory_format="channels_last").train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.training_step(make_batches(1)[0], 0)
+    loss.backward()
+    assert math.isfinite(float(loss))
+    gradients = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and g.dtype == torch.float32 and g.isfinite().all() for g in gradients)
+    images = make_batches(1)[0]["image"]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        half = model.eval()(images).float()
+    with torch.no_grad():
+        full = model(images)
+    assert (half - full).norm() / full.norm() < 0.05  # bfloat16's rounding, not another network
 
 
 def test_compiled_backbone_keeps_the_checkpoint_keys(one_thread, tmp_path, monkeypatch):
