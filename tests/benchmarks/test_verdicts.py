@@ -3,23 +3,16 @@ distribution-free interval of the median of the repeats is on one side of the ta
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-VERDICTS = Path(__file__).resolve().parents[2] / "benchmarks" / "verdicts.py"
+from .script_loading import load_script
 
 
 @pytest.fixture(scope="module")
 def verdicts():
-    spec = importlib.util.spec_from_file_location("benchmark_verdicts", VERDICTS)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("verdicts.py", "benchmark_verdicts")
 
 
 def test_coverage_is_the_binomial_probability_of_holding_the_median(verdicts):

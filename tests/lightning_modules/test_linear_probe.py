@@ -232,11 +232,7 @@ def test_a_choice_at_the_end_of_the_grid_is_warned_and_recorded_and_only_then(tm
 @pytest.mark.slow
 def test_fit_with_a_linear_probe_config_uses_the_stores_extract_made(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    args = ["--config", str(REPO / "configs/experiments/synthetic_linear.yaml"),
-            "--data.init_args.num_train", "64", "--data.init_args.num_val", "32",
-            "--data.init_args.num_test", "32", "--model.init_args.backbone", "test_resnet",
-            "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
-            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    args = tiny_synthetic_probe(tmp_path, "--trainer.max_epochs", "2")
     monkeypatch.setattr(sys, "argv", ["medtransfer"])
     assert_exit_ok(lambda: medtransfer_main(["extract", *args]))
     out = capsys.readouterr().out
@@ -250,12 +246,8 @@ def test_fit_with_a_linear_probe_config_uses_the_stores_extract_made(tmp_path, m
 @pytest.mark.slow
 def test_extract_in_bf16_makes_the_stores_a_bf16_fit_reads(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    args = ["--config", str(REPO / "configs/experiments/synthetic_linear.yaml"),
-            "--data.init_args.num_train", "64", "--data.init_args.num_val", "32",
-            "--data.init_args.num_test", "32", "--model.init_args.backbone", "test_resnet",
-            "--trainer.precision", "bf16-mixed", "--model.init_args.memory_format", "channels_last",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    args = tiny_synthetic_probe(tmp_path, "--trainer.precision", "bf16-mixed",
+                                "--model.init_args.memory_format", "channels_last")
     monkeypatch.setattr(sys, "argv", ["medtransfer"])
     assert_exit_ok(lambda: medtransfer_main(["extract", *args]))
     stores = tmp_path / "features/SyntheticMedical/test_resnet"
@@ -264,6 +256,16 @@ def test_extract_in_bf16_makes_the_stores_a_bf16_fit_reads(tmp_path, monkeypatch
     assert len(manifests) == 3 and all(m["fingerprint"]["autocast"] == "bfloat16" for m in manifests)
     medtransfer_main(["fit", *args])
     assert len(list(stores.iterdir())) == 3  # fit in bf16-mixed read the stores extract made
+
+
+def tiny_synthetic_probe(tmp_path, *extra: str) -> list[str]:
+    """The synthetic linear-probe experiment at 64/32/32 images on ``test_resnet``, logging under
+    ``tmp_path``, with ``extra`` arguments."""
+    return ["--config", str(REPO / "configs/experiments/synthetic_linear.yaml"),
+            "--data.init_args.num_train", "64", "--data.init_args.num_val", "32",
+            "--data.init_args.num_test", "32", "--model.init_args.backbone", "test_resnet", *extra,
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
 
 
 def assert_exit_ok(call) -> None:
