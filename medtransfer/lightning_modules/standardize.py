@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 # rows standardised at once when a whole cached split is (the exact solver's training features, kNN's bank):
-# the float32 result is the only copy of the split, never one per arithmetic step
-STANDARDIZE_CHUNK = 65_536
+# the float32 result is the only copy of the split, never one per arithmetic step (a block's temporaries:
+# 3 x 128 MiB at 2,048 dimensions)
+STANDARDIZE_CHUNK = 16_384
 # a dimension whose std is below this share of its magnitude (or of 1) is constant: it is only centred, so
 # it becomes 0 instead of a division by (almost) zero
 CONSTANT_RELATIVE_STD = 1e-6
