@@ -12,7 +12,8 @@ The stages, each on generated data of the real formats and sizes (nothing is dow
   backbone (``test_resnet`` on 16 px: the point is the growth, not the network), loading in the process
   (``num_workers: 0``);
 - ``store-read``: opening a training store (its SHA-256 checked) and reading it into memory, as a frozen
-  head's ``EmbeddingsDataModule`` does, up to 262,144 x 2,048;
+  head's ``EmbeddingsDataModule`` does, up to 262,144 x 2,048 (after one untimed read: a fresh process's first
+  gigabyte costs the kernel a varying few seconds of page zeroing and compaction);
 - ``probe``: the exact solver's work on those features: the standardisation of the whole split and a FIXED
   number of objective-and-gradient evaluations (``PathSolver.evaluate``, the unit of L-BFGS's work; an
   iteration takes one to a few), so the per-iteration cost's growth is measured; the whole 10-penalty path
@@ -434,6 +435,10 @@ def store_read_work(setting: Setting, size: int) -> Work:
     def read() -> None:
         EmbeddingsDataModule(data, model.feature_backbones(), model.features_dir).split_batches("train")
 
+    # one untimed read first: a fresh process's first allocation of a gigabyte costs the kernel seconds of
+    # page zeroing and huge-page compaction that vary from run to run (measured in a fresh process: 1.1-2.0
+    # CPU-s at 131,072 rows, 3.5-3.9 at 262,144, against 1.0 and 1.6-2.1 after it), which is not the read
+    read()
     return Work(read)
 
 
@@ -671,7 +676,9 @@ def pcam_heads(setting: Setting, fresh: bool) -> None:
     del data
     gc.collect()
     print(f"\nPCam size: generated stores {PCAM_SPLITS[0]:,} / {PCAM_SPLITS[1]:,} / {PCAM_SPLITS[2]:,} x "
-          f"{setting.dim:,} float16 in {time.perf_counter() - started:.0f} s (not timed)", flush=True)
+          f"{setting.dim:,} float16 in {time.perf_counter() - started:.0f} s (not timed); their classes "
+          "differ along one direction (a linear probe reaches about 0.9 AUROC), not by neighbourhoods, so "
+          "kNN scores near chance on them: these runs measure cost, not quality", flush=True)
     for stage in ("pcam-probe", "pcam-knn"):
         result = run_stage(stage, PCAM_SPLITS[0], setting, 1, fresh)
         print(f"  {stage}: {result['wall'][0]:.0f} s wall, {result['cpu'][0]:.0f} CPU-s; peak RSS "
