@@ -432,14 +432,18 @@ def store_read_work(setting: Setting, size: int) -> Work:
     data = feature_data(setting, size)
     model = head("store-read", setting, data)
 
+    held = []  # the features read, held until the next repeat so that the memory sampler sees them
+
     def read() -> None:
-        EmbeddingsDataModule(data, model.feature_backbones(), model.features_dir).split_batches("train")
+        held[:] = [EmbeddingsDataModule(data, model.feature_backbones(), model.features_dir)
+                   .split_batches("train")]
 
     # one untimed read first: a fresh process's first allocation of a gigabyte costs the kernel seconds of
     # page zeroing and huge-page compaction that vary from run to run (measured in a fresh process: 1.1-2.0
     # CPU-s at 131,072 rows, 3.5-3.9 at 262,144, against 1.0 and 1.6-2.1 after it), which is not the read
     read()
-    return Work(read)
+    held.clear()
+    return Work(read, held.clear)
 
 
 def probe_work(setting: Setting, size: int) -> Work:
