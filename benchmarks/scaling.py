@@ -12,8 +12,9 @@ The stages, each on generated data of the real formats and sizes (nothing is dow
   backbone (``test_resnet`` on 16 px: the point is the growth, not the network), loading in the process
   (``num_workers: 0``);
 - ``store-read``: opening a training store (its SHA-256 checked) and reading it into memory, as a frozen
-  head's ``EmbeddingsDataModule`` does, up to 262,144 x 2,048 (after one untimed read: a fresh process's first
-  gigabyte costs the kernel a varying few seconds of page zeroing and compaction);
+  head's ``EmbeddingsDataModule`` does, up to 262,144 x 2,048 (without numpy's huge-page advice and after
+  one untimed read: the kernel's compaction for huge pages, and a fresh process's first gigabyte, cost a
+  varying 0.5-2.5 CPU-s that is not the read);
 - ``probe``: the exact solver's work on those features: the standardisation of the whole split and a FIXED
   number of objective-and-gradient evaluations (``PathSolver.evaluate``, the unit of L-BFGS's work; an
   iteration takes one to a few), so the per-iteration cost's growth is measured; the whole 10-penalty path
@@ -438,12 +439,20 @@ def store_read_work(setting: Setting, size: int) -> Work:
         held[:] = [EmbeddingsDataModule(data, model.feature_backbones(), model.features_dir)
                    .split_batches("train")]
 
-    # one untimed read first: a fresh process's first allocation of a gigabyte costs the kernel seconds of
-    # page zeroing and huge-page compaction that vary from run to run (measured in a fresh process: 1.1-2.0
-    # CPU-s at 131,072 rows, 3.5-3.9 at 262,144, against 1.0 and 1.6-2.1 after it), which is not the read
+    # numpy asks the kernel for huge pages for large arrays; compacting memory for them cost 0.45 to 2.5
+    # system CPU-s per gigabyte from one read to the next (0.50-0.59 without), which is the kernel's state,
+    # not the read: without the advice, and after one untimed read (a fresh process's first gigabyte costs
+    # the kernel more again), the repeats time the read
+    numpy_huge_pages(False)
     read()
     held.clear()
     return Work(read, held.clear)
+
+
+def numpy_huge_pages(enabled: bool) -> None:
+    """Whether numpy advises the kernel to back large arrays with huge pages (its default: yes)."""
+    core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+    core.multiarray._set_madvise_hugepage(enabled)
 
 
 def probe_work(setting: Setting, size: int) -> Work:
