@@ -15,7 +15,7 @@ from ..features import DEFAULT_ROOT, EmbeddingsDataModule, FeatureBatches
 from ..runtime import settings
 from ..task import Task
 from .base import TaskModule, check_memory_format
-from .standardize import FeatureStandardizer, Moments, standardize_rows
+from .standardize import FeatureStandardizer, Moments
 
 # values of a cached split converted to float64 at once for its statistics: 128 MiB (8,192 rows of 2,048
 # dimensions), where 65,536 rows of them had taken 1 GiB, and var_mean's temporaries as much again
@@ -106,8 +106,7 @@ class FrozenBackboneModule(TaskModule):
                 "the training split when fit, validate, test or predict starts through a MedicalDataModule "
                 "(or set model.init_args.standardize: false)"
             )
-        return [standardize_rows(standardizer, e)
-                for standardizer, e in zip(self.standardizers, raw, strict=True)]
+        return [standardizer(e) for standardizer, e in zip(self.standardizers, raw, strict=True)]
 
     # -- standardisation -------------------------------------------------------------------------------------
     def init_standardizers(self) -> None:

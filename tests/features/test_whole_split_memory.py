@@ -1,6 +1,6 @@
 """Heads that hold a whole split (the exact solver, kNN's bank) at PCam size: the split is held once per form
-it is needed in (float16 as stored, float32 standardised), computed in blocks with the same numbers as in one
-call, and a split that cannot fit is refused up front with the memory it needs and the option that fits."""
+it is needed in (float16 as stored, float32 standardised: one copy, computed in place), and a split that
+cannot fit is refused up front with the memory it needs and the option that fits."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from medtransfer.features import datamodule as datamodule_module
 from medtransfer.features.knn import knn_vote, unit_rows
 from medtransfer.features.store import _all_finite
 from medtransfer.lightning_modules import KNN, LinearProbe
-from medtransfer.lightning_modules.standardize import FeatureStandardizer, Moments, standardize_rows
+from medtransfer.lightning_modules.standardize import FeatureStandardizer, Moments
 from medtransfer.runtime import memory
 
 
@@ -23,12 +23,16 @@ def standardizer_of(x: torch.Tensor) -> FeatureStandardizer:
     return standardizer
 
 
-def test_blockwise_standardisation_equals_one_call():
-    x = torch.randn(1000, 7).half() * 3 + 1
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_standardisation_is_one_float32_copy_and_leaves_its_input_alone(dtype):
+    x = (torch.randn(1000, 7, dtype=torch.float64) * 3 + 1).to(dtype)
+    before = x.clone()
     standardizer = standardizer_of(x)
-    blocks = standardize_rows(standardizer, x, chunk=128)
-    assert blocks.dtype == torch.float32
-    assert torch.equal(blocks, standardizer(x))
+    out = standardizer(x)
+    assert out.dtype == torch.float32 and out.data_ptr() != x.data_ptr()
+    assert torch.equal(x, before)  # a float32 input is copied, not standardised in place
+    expected = (x.double() - standardizer.mean.double()) / standardizer.std.double()
+    torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_a_prepared_unit_bank_votes_as_the_bank_itself():
