@@ -16,7 +16,7 @@ from ..task import Task
 from .frozen import SingleBackboneModule
 from .head_stack import HeadStack
 from .headwise_optimizer import HeadwiseOptimizer
-from .metrics import build_metrics, metric_targets, probabilities
+from .metrics import binary_auroc_rows, build_metrics, metric_targets, probabilities
 from .selection import best_index, grid_edges, warn_grid_edges
 
 # SGD with momentum on standardised features: rates around 0.1, and the L2 weight decay searched too, since an
@@ -133,7 +133,7 @@ class LinearSweep(SingleBackboneModule):
         self.val_outputs.reset()
         targets = metric_targets(self.task, labels)
         losses = self.head_losses_of(logits, labels)
-        scores = [self._primary_score(logits[h], targets) for h in range(len(self.grid))]
+        scores = self._primary_scores(logits, targets)
         best = best_index(scores, [float(loss) for loss in losses])
         self.selected.fill_(best)
         self._last_val = (logits, targets, losses)
@@ -149,6 +149,16 @@ class LinearSweep(SingleBackboneModule):
         values = {name: float(v) for name, v in self.scorer.compute().items()}
         self.scorer.reset()
         return values
+
+    def _primary_scores(self, logits: torch.Tensor, targets: torch.Tensor) -> list[float]:
+        """Every head's primary metric (what selection needs) from ``H x N x outputs`` logits.
+
+        A binary AUROC is computed for all heads in one pass (ten torchmetrics computations an epoch were a
+        sweep's largest cost over one probe); other metrics head by head.
+        """
+        if self.task.kind == "binary" and self.task.primary_metric == "auroc":
+            return binary_auroc_rows(torch.sigmoid(logits.float().reshape(len(logits), -1)), targets).tolist()
+        return [self._primary_score(logits[h], targets) for h in range(len(self.grid))]
 
     def _primary_score(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
         """The task's primary metric alone (what selection needs) of one head's logits."""

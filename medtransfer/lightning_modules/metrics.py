@@ -73,6 +73,31 @@ class DefinedMultilabelAUROC(C.MultilabelAUROC):
         return per_class.nanmean() if self.macro else per_class
 
 
+def binary_auroc_rows(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The AUROC of every row of ``scores`` (``H x N``) against the binary ``targets`` (``N``), in one pass.
+
+    The rank-sum (Mann-Whitney) statistic with tied scores at their mean rank, in float64: the area under the
+    ROC curve with ties as diagonal steps, what ``BinaryAUROC`` computes one row at a time. A sweep scores
+    its heads with it every validation epoch. NaN for every row when ``targets`` hold one class.
+    """
+    scores = scores.double()
+    positive = targets.reshape(-1).bool()
+    rows, n = scores.shape
+    positives = int(positive.sum())
+    negatives = n - positives
+    if positives == 0 or negatives == 0:
+        return torch.full((rows,), float("nan"), dtype=torch.float64)
+    values, order = scores.sort(dim=1)
+    starts = torch.ones_like(values, dtype=torch.bool)
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]
+    group = starts.long().cumsum(dim=1) - 1  # the tie group of each sorted score
+    position = torch.arange(1, n + 1, dtype=torch.float64).expand(rows, n)
+    total = torch.zeros_like(values).scatter_add_(1, group, position)
+    count = torch.zeros_like(values).scatter_add_(1, group, torch.ones_like(values))
+    ranks = (total / count.clamp_min(1)).gather(1, group)
+    rank_sum = (ranks * positive[order].double()).sum(dim=1)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
 def build_metrics(task: Task, sync_on_compute: bool = True) -> MetricCollection:
     """Macro-averaged AUROC and F1, accuracy (fraction of correct predictions; per label for multilabel), and
     quadratic weighted kappa for ordinal tasks. Thresholds: 0.5 for binary/multilabel, argmax for

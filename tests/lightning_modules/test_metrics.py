@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from medtransfer.lightning_modules.metrics import (
+    DefinedBinaryAUROC,
+    binary_auroc_rows,
     build_calibration_metrics,
     build_metrics,
     build_per_class_auroc,
@@ -128,3 +130,24 @@ def test_sample_losses_average_to_the_task_loss():
         losses = sample_losses(task, logits, labels)
         assert losses.shape == (3,)
         assert float(losses.mean()) == pytest.approx(float(task_loss(task, logits, labels)), abs=1e-6)
+
+
+@pytest.mark.parametrize("levels", [None, 7])  # continuous scores, and scores with many ties
+def test_binary_auroc_of_every_row_at_once_is_scikit_learns_and_torchmetrics(levels):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 2, (300,), generator=generator)
+    scores = torch.rand(6, 300, generator=generator) + 0.3 * targets  # six heads, some signal
+    if levels:
+        scores = (scores * levels).round() / levels
+    got = binary_auroc_rows(scores, targets)
+    for row, value in zip(scores, got, strict=True):
+        expected = sklearn_metrics.roc_auc_score(targets.numpy(), row.numpy())
+        assert float(value) == pytest.approx(expected, abs=1e-9)
+        metric = DefinedBinaryAUROC()
+        metric.update(row, targets)
+        assert float(value) == pytest.approx(float(metric.compute()), abs=1e-6)
+
+
+def test_binary_auroc_of_every_row_is_nan_when_one_class_is_missing():
+    assert torch.isnan(binary_auroc_rows(torch.rand(3, 10), torch.ones(10))).all()
