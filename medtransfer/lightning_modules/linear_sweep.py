@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -154,11 +155,17 @@ class LinearSweep(SingleBackboneModule):
         """Every head's primary metric (what selection needs) from ``H x N x outputs`` logits.
 
         A binary AUROC is computed for all heads in one pass (ten torchmetrics computations an epoch were a
-        sweep's largest cost over one probe); other metrics head by head.
+        sweep's largest cost over one probe); other metrics head by head. A head with a non-finite logit
+        (diverged) scores NaN, which selection ranks last: the metrics would rank its NaN predictions as
+        numbers.
         """
+        per_head = logits.reshape(len(logits), -1)
         if self.task.kind == "binary" and self.task.primary_metric == "auroc":
-            return binary_auroc_rows(torch.sigmoid(logits.float().reshape(len(logits), -1)), targets).tolist()
-        return [self._primary_score(logits[h], targets) for h in range(len(self.grid))]
+            scores = binary_auroc_rows(torch.sigmoid(per_head.float()), targets).tolist()
+        else:
+            scores = [self._primary_score(logits[h], targets) for h in range(len(self.grid))]
+        finite = torch.isfinite(per_head).all(dim=1).tolist()
+        return [score if ok else math.nan for score, ok in zip(scores, finite, strict=True)]
 
     def _primary_score(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
         """The task's primary metric alone (what selection needs) of one head's logits."""

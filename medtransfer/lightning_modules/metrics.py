@@ -78,7 +78,8 @@ def binary_auroc_rows(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 
     The rank-sum (Mann-Whitney) statistic with tied scores at their mean rank, in float64: the area under the
     ROC curve with ties as diagonal steps, what ``BinaryAUROC`` computes one row at a time. A sweep scores
-    its heads with it every validation epoch. NaN for every row when ``targets`` hold one class.
+    its heads with it every validation epoch. NaN for every row when ``targets`` hold one class; scores
+    must be finite (a NaN is ranked as a number, as ``BinaryAUROC`` does).
     """
     scores = scores.double()
     positive = targets.reshape(-1).bool()
@@ -97,6 +98,7 @@ def binary_auroc_rows(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     ranks = (total / count.clamp_min(1)).gather(1, group)
     rank_sum = (ranks * positive[order].double()).sum(dim=1)
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
 
 def build_metrics(task: Task, sync_on_compute: bool = True) -> MetricCollection:
     """Macro-averaged AUROC and F1, accuracy (fraction of correct predictions; per label for multilabel), and

@@ -91,3 +91,18 @@ def test_sweep_selects_on_the_tasks_primary_metric(kind, tmp_path):
     assert len(results) == 3 and all(set(r) >= {"auroc", "acc", "f1", "loss"} for r in results)
     assert scores[int(model.selected)] == max(s for s in scores if s == s)  # NaN (undefined) never wins
     assert model.epoch_metrics["val"] == pytest.approx(results[int(model.selected)])
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_a_head_with_non_finite_logits_scores_nan_so_selection_ranks_it_last(kind):
+    from medtransfer.task import Task
+
+    task = Task(kind, ("a", "b") if kind == "binary" else ("a", "b", "c"))
+    sweep = LinearSweep(backbone="test_resnet", lrs=[1e-3, 1e-2, 1e-1], weight_decays=[0.0], task=task,
+                        standardize=False)
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % task.num_classes
+    logits = torch.randn(3, 40, 1 if kind == "binary" else 3, generator=generator)
+    logits[1, 5] = float("nan")  # one diverged prediction is enough
+    scores = sweep._primary_scores(logits, labels)
+    assert np.isnan(scores[1]) and np.isfinite(scores[0]) and np.isfinite(scores[2])
