@@ -751,7 +751,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="run these stages (none: only --pcam)")
     parser.add_argument("--quick", action="store_true",
                         help="toy sizes in this one process: seconds; checks the script, measures nothing")
-    parser.add_argument("--repeats", type=int, default=None,
+    parser.add_argument("--repeats", type=positive, default=None,
                         help="timed runs of each stage at its middle and largest sizes (default 2, which "
                         "keeps the run near 15 minutes; the smaller sizes are timed once)")
     parser.add_argument("--sizes", nargs="+", default=[], metavar="STAGE=N,N,N",
@@ -769,15 +769,26 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def positive(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def stage_sizes(args) -> dict[str, tuple[int, ...]]:
     sizes = {name: stage.quick if args.quick else stage.sizes for name, stage in STAGES.items()}
     for entry in args.sizes:
         name, _, values = entry.partition("=")
         if name not in STAGES or not values:
             raise SystemExit(f"--sizes {entry}: expected STAGE=N,N,N with a stage of {list(STAGES)}")
-        sizes[name] = tuple(int(v) for v in values.split(","))
-        if len(sizes[name]) < 2:
-            raise SystemExit(f"--sizes {entry}: give at least two sizes")
+        try:
+            sizes[name] = tuple(int(v) for v in values.split(","))
+        except ValueError:
+            raise SystemExit(f"--sizes {entry}: the sizes must be whole numbers, e.g. {name}=8192,16384,32768"
+                             ) from None
+        if len(sizes[name]) < 2 or sizes[name][0] < 1 or list(sizes[name]) != sorted(set(sizes[name])):
+            raise SystemExit(f"--sizes {entry}: give at least two positive sizes, increasing")
     return sizes
 
 

@@ -9,17 +9,17 @@ import torch
 import torch.nn.functional as F
 
 BANK_CHUNK = 65_536  # bank rows compared at once, so the similarity matrix stays small on large stores
+UNIT_ROWS_CHUNK = 16_384  # bank rows prepared at once: their float32 temporaries stay a few hundred MiB
 
 
 @torch.no_grad()
 def unit_rows(bank: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-              chunk: int = 16_384) -> torch.Tensor:
+              chunk: int = UNIT_ROWS_CHUNK) -> torch.Tensor:
     """The bank as ``knn_vote`` compares it, prepared once: ``transform`` (e.g. the standardisation) of each
     row, then scaled to unit length, as float32.
 
-    It is built a block of rows at a time (``chunk``: 16,384 rows, whose temporaries take a few hundred MiB
-    at 2,048 dimensions) into one float32 tensor (262,144 x 2,048: 2 GiB), so no query batch converts,
-    standardises or normalises the bank again; give it to ``knn_vote`` with ``unit_bank=True``.
+    It is built ``chunk`` rows at a time into one float32 tensor (262,144 x 2,048: 2 GiB), so no query batch
+    converts, standardises or normalises the bank again; give it to ``knn_vote`` with ``unit_bank=True``.
     """
     out = torch.empty(bank.shape, dtype=torch.float32, device=bank.device)
     for start in range(0, len(bank), chunk):

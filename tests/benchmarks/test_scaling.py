@@ -79,3 +79,14 @@ def test_a_stage_runs_in_a_fresh_process_and_reports_back(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "a fresh process per stage and size" in done.stdout
     assert re.search(rf"^  {VERDICT}\s+bootstrap: time ratio", done.stdout, re.MULTILINE)
+
+
+BAD_ARGUMENTS = [["--sizes", "probe=abc"], ["--sizes", "probe=0,5"], ["--sizes", "probe=200,100"],
+                 ["--sizes", "probe=8192"], ["--repeats", "0"]]
+
+
+@pytest.mark.parametrize("argv", BAD_ARGUMENTS)
+def test_bad_sizes_or_repeats_stop_with_what_was_expected(scaling, argv):
+    with pytest.raises(SystemExit) as stopped:
+        scaling.stage_sizes(scaling.parse(argv))
+    assert stopped.value.code != 0
