@@ -22,10 +22,14 @@ class HeadStack(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``H x B x out``: every head on ``x`` (``B x in``), one matrix product."""
+        """``H x B x out``: every head on ``x`` (``B x in``), one matrix product.
+
+        The product is taken as ``weight @ x.T``: with the few columns of a sweep's heads on the right
+        (``x @ weight.T``) MKL's product ran 1.5x slower on the CPU, forward and backward.
+        """
         heads, out, dim = self.weight.shape
-        logits = F.linear(x, self.weight.reshape(heads * out, dim), self.bias.reshape(heads * out))
-        return logits.view(len(x), heads, out).transpose(0, 1)
+        logits = torch.addmm(self.bias.reshape(heads * out, 1), self.weight.reshape(heads * out, dim), x.t())
+        return logits.view(heads, out, len(x)).transpose(1, 2)
 
     def head(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """``B x out``: head ``index`` alone."""
