@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..outputs.results import SCHEMA
 from .decisions import Decisions
-from .failures import Failure, run_failure
+from .failures import PRETRAINING_RANGES, Failure, run_failure
 from .fingerprint import group_fingerprint, run_fingerprint
 from .stages import PretrainingRun, pretraining_run, records_pretraining
 from .state import MANIFEST, MOVED_DIR, RESULTS_FILE, RUN_FILE, GridStateError, read_manifest
@@ -312,7 +312,7 @@ def _stage_outcome(path: Path, results: dict, fingerprint: str, manifest: dict |
     """A pretraining run as the report takes it: failed (stopped by the divergence guard, or a NaN or infinite
     training loss), in no table cell, or finished."""
     grid = manifest["name"] if manifest else None
-    failure = run_failure(results, path.parent, splits=("train",))
+    failure = run_failure(results, path.parent, splits=("train",), ranges=PRETRAINING_RANGES)
     if failure is None:
         return _Pretraining(pretraining_run(path, results, fingerprint, grid, run_id))
     config, verb = results["config"], str(results.get("verb"))

@@ -25,6 +25,9 @@ IMPOSSIBLE_METRICS = "impossible metrics"
 # computed by medtransfer: results.json was edited by hand or damaged
 METRIC_RANGES = {"auroc": (0.0, 1.0), "acc": (0.0, 1.0), "f1": (0.0, 1.0), "ece": (0.0, 1.0),
                  "kappa": (-1.0, 1.0), "loss": (0.0, math.inf)}
+# a pretraining run's loss is its self-supervised objective, which need not be positive (BYOL's is a negative
+# cosine similarity, -1 at best): it is checked for being finite only
+PRETRAINING_RANGES = {name: bounds for name, bounds in METRIC_RANGES.items() if name != "loss"}
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,13 @@ class Failure:
         return f"{self.kind}{f' at {at}' if at else ''}: {self.error}"
 
 
-def run_failure(results: dict, folder: Path, splits: tuple[str, ...] = ("test",)) -> Failure | None:
+def run_failure(results: dict, folder: Path, splits: tuple[str, ...] = ("test",),
+                ranges: dict[str, tuple[float, float]] = METRIC_RANGES) -> Failure | None:
     """Why the run whose results.json (in ``folder``) is ``results`` failed, or None when it did not: its
-    recorded failure, else a NaN or infinite metric of ``splits``, else one outside the values it can take,
-    else a NaN or infinite test prediction."""
+    recorded failure, else a NaN or infinite metric of ``splits``, else one outside the values ``ranges``
+    allows it, else a NaN or infinite test prediction."""
     return (recorded_failure(results) or nonfinite_metrics(results, splits)
-            or impossible_metrics(results, splits) or nonfinite_predictions(results, folder))
+            or impossible_metrics(results, splits, ranges) or nonfinite_predictions(results, folder))
 
 
 def recorded_failure(results: dict) -> Failure | None:
@@ -85,13 +89,15 @@ def nonfinite_metrics(results: dict, splits: tuple[str, ...]) -> Failure | None:
     return None
 
 
-def impossible_metrics(results: dict, splits: tuple[str, ...]) -> Failure | None:
-    """The first metric of ``splits`` outside the values it can take (an AUROC of 7.5), as a failure: such a
-    number was written by hand or damaged, and the mean it joined once stood in bold as the best."""
+def impossible_metrics(results: dict, splits: tuple[str, ...],
+                       ranges: dict[str, tuple[float, float]] = METRIC_RANGES) -> Failure | None:
+    """The first metric of ``splits`` outside the values it can take (an AUROC of 7.5; ``ranges``), as a
+    failure: such a number was written by hand or damaged, and the mean it joined once stood in bold as the
+    best."""
     metrics = _mapping(results.get("metrics"))
     for split in splits:
         for name, value in _mapping(metrics.get(split)).items():
-            low, high = METRIC_RANGES.get(name.split("/")[0], (-math.inf, math.inf))
+            low, high = ranges.get(name.split("/")[0], (-math.inf, math.inf))
             number = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
             if number and not low <= value <= high:  # NaN: a class without positives (nonfinite_metrics)
                 return Failure(IMPOSSIBLE_METRICS, f"{split}/{name} is {value}, outside [{low}, {high}]: "

@@ -6,8 +6,8 @@ Stores are matched to the report's runs by the fingerprint of their backbone's w
 ``fingerprint.backbone.weights`` against results.json ``model.backbones[].fingerprint``) and dataset, so
 panels carry the grid's labels (``random``, ``simclr``); a store of a multi-backbone run only (DVME) is
 labelled ``<run label>: <backbone name>``; a store no run claims keeps its folder names. Where one label has
-several stores (weights that differ per seed, e.g. random initialisation), the store of the lowest seed is
-drawn.
+several stores, the store of the lowest seed is drawn, and a note says whether their weights differ per seed
+(random initialisation) or the same weights were extracted more than once.
 """
 
 from __future__ import annotations
@@ -131,12 +131,12 @@ def panels_of(stores: list[FeatureStore], owners: dict[tuple[str, str], Owner],
     folder names), and notes on the stores not drawn."""
     fallback = dict(zip((s.path for s in stores), maps.folder_labels(stores), strict=True))
     chosen: dict[str, tuple[tuple, FeatureStore, tuple[str, ...] | None]] = {}
-    counts: dict[str, int] = {}
+    weights: dict[str, list[str]] = {}  # per label, the weights fingerprint of each of its stores
     for store in stores:
         owner = owner_of(store, owners)
         label = owner.backbone if owner else fallback[store.path]
         rank = (owner.seed if owner else 0, str(store.path))
-        counts[label] = counts.get(label, 0) + 1
+        weights.setdefault(label, []).append(str((store.fingerprint.get("backbone") or {}).get("weights")))
         if label not in chosen or rank < chosen[label][0]:
             chosen[label] = (rank, store, owner.class_names if owner else None)
 
@@ -144,10 +144,22 @@ def panels_of(stores: list[FeatureStore], owners: dict[tuple[str, str], Owner],
         base = label.split(": ")[0]
         return (order.index(base) if base in order else len(order), label)
 
-    panels = [(label, chosen[label][1], chosen[label][2]) for label in sorted(chosen, key=position)]
-    notes = [f"{label}: {counts[label]} stores (weights that differ per seed); the lowest seed's is drawn."
-             for label in sorted(chosen, key=position) if counts[label] > 1]
+    ordered = sorted(chosen, key=position)
+    panels = [(label, chosen[label][1], chosen[label][2]) for label in ordered]
+    notes = [_several_stores_note(label, weights[label], chosen[label][1]) for label in ordered
+             if len(weights[label]) > 1]
     return panels, notes
+
+
+def _several_stores_note(label: str, weights: list[str], drawn: FeatureStore) -> str:
+    """Why one label has several stores, and which is drawn: weights that differ per seed (random
+    initialisation), or the same weights extracted more than once (another folder or other settings)."""
+    distinct = len(set(weights))
+    if distinct > 1:
+        return (f"{label}: {len(weights)} stores of {distinct} different weights (one per seed, e.g. random "
+                "initialisation); the lowest seed's is drawn.")
+    return (f"{label}: {len(weights)} stores of the same weights (extracted into other folders or with other "
+            f"settings); {drawn.path} is drawn.")
 
 
 def separation_markdown(table: pd.DataFrame) -> list[str]:

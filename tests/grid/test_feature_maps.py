@@ -41,7 +41,19 @@ def test_panels_take_the_runs_labels_and_the_table_its_numbers(tmp_path):
     assert list(section.figures) == ["feature_map_toy_test_tsne.png"]
     assert section.figures["feature_map_toy_test_tsne.png"].startswith(b"\x89PNG")
     assert "![toy tsne](plots/feature_map_toy_test_tsne.png)" in section.markdown
-    assert any(line.startswith("simclr: 2 stores") for line in section.markdown)
+    assert "simclr: 2 stores of 2 different weights (one per seed, e.g. random initialisation); the lowest " \
+           "seed's is drawn." in section.markdown
+
+
+def test_the_same_weights_stored_twice_are_said_to_be_the_same(tmp_path):
+    """Runs copied from another grid keep their own features folder: the same weights then have two stores,
+    which are not seeds of a random initialisation."""
+    class_store(tmp_path / "features/Toy/net0/test-a", True, weights="wa")
+    class_store(tmp_path / "other/Toy/net0/test-a", True, weights="wa")
+    collection = Collection(tmp_path, [record(tmp_path, "simclr", ["wa"], 0)])
+    section = feature_map_section(collection, features_root=tmp_path)
+    assert (f"simclr: 2 stores of the same weights (extracted into other folders or with other settings); "
+            f"{tmp_path / 'features/Toy/net0/test-a'} is drawn.") in section.markdown
     assert any(line.startswith("| toy | simclr |") for line in section.markdown)
 
 

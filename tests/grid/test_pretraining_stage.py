@@ -238,14 +238,15 @@ def test_a_pretraining_run_started_by_hand_is_listed_with_what_it_exported(tmp_p
     exported = save_backbone(create_backbone("test_resnet"), folder / "backbone.pt", {"steps": 600})
     document = results_document({"model": {"class_path": "SSLPretrain"}}, {}, model="SSLPretrain",
                                 extra={"pretraining": {"method": "byol", "export": exported}})
-    document["metrics"] = {"train": {"loss": 4.25}}
+    document["metrics"] = {"train": {"loss": -0.52}}  # BYOL's objective is a negative cosine similarity
     document["model"]["weights"] = {"produced": exported | {"path": "backbone.pt"}}  # relative, as written
     write_json_atomic(folder / "results.json", document)
 
     collection = collect(tmp_path)
     assert not collection.records and not collection.excluded
     (run,) = collection.pretraining
-    assert (run.method, run.steps, run.loss, run.export) == ("byol", 600, 4.25, exported["fingerprint"])
+    assert (run.method, run.steps, run.loss, run.export) == ("byol", 600, -0.52, exported["fingerprint"])
+    assert not collection.failed
     assert run.monitor is None and run.run_id is None
 
     torch.manual_seed(1)
