@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
+from scipy.stats import rankdata
 from torchmetrics import Metric, MetricCollection
 from torchmetrics import classification as C
 from torchmetrics.functional.classification import binary_calibration_error
@@ -76,28 +77,19 @@ class DefinedMultilabelAUROC(C.MultilabelAUROC):
 def binary_auroc_rows(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The AUROC of every row of ``scores`` (``H x N``) against the binary ``targets`` (``N``), in one pass.
 
-    The rank-sum (Mann-Whitney) statistic with tied scores at their mean rank, in float64: the area under the
-    ROC curve with ties as diagonal steps, what ``BinaryAUROC`` computes one row at a time. A sweep scores
-    its heads with it every validation epoch. NaN for every row when ``targets`` hold one class; scores
-    must be finite (a NaN is ranked as a number, as ``BinaryAUROC`` does).
+    The rank-sum (Mann-Whitney) statistic on midranks, as ``stats.delong`` ranks: ties count one half, as in
+    ``BinaryAUROC``, which computes one row at a time. A sweep scores its heads with it every validation
+    epoch. NaN for every row when ``targets`` hold one class; scores must be finite (a NaN is ranked as a
+    number, as ``BinaryAUROC`` does).
     """
-    scores = scores.double()
-    positive = targets.reshape(-1).bool()
-    rows, n = scores.shape
+    positive = targets.reshape(-1).bool().cpu().numpy()
     positives = int(positive.sum())
-    negatives = n - positives
+    negatives = positive.size - positives
     if positives == 0 or negatives == 0:
-        return torch.full((rows,), float("nan"), dtype=torch.float64)
-    values, order = scores.sort(dim=1)
-    starts = torch.ones_like(values, dtype=torch.bool)
-    starts[:, 1:] = values[:, 1:] != values[:, :-1]
-    group = starts.long().cumsum(dim=1) - 1  # the tie group of each sorted score
-    position = torch.arange(1, n + 1, dtype=torch.float64).expand(rows, n)
-    total = torch.zeros_like(values).scatter_add_(1, group, position)
-    count = torch.zeros_like(values).scatter_add_(1, group, torch.ones_like(values))
-    ranks = (total / count.clamp_min(1)).gather(1, group)
-    rank_sum = (ranks * positive[order].double()).sum(dim=1)
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+        return torch.full((len(scores),), float("nan"), dtype=torch.float64)
+    ranks = rankdata(scores.double().cpu().numpy(), axis=1)
+    rank_sums = ranks[:, positive].sum(axis=1)
+    return torch.from_numpy((rank_sums - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def build_metrics(task: Task, sync_on_compute: bool = True) -> MetricCollection:
