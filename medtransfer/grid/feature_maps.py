@@ -63,7 +63,8 @@ def feature_map_section(collection: Collection, features_root: Path | None = Non
     captions: list[str] = []
     try:
         for (dataset, store_split), stores in sorted(grouped.items()):
-            panels, notes = panels_of(stores, owners, collection.level_order.get("backbone", []))
+            panels, notes = panels_of(stores, owners, collection.level_order.get("backbone", []),
+                                      collection.root)
             label = next((o.dataset for s in stores if (o := owner_of(s, owners))), dataset)
             for method in methods:
                 drawn = [maps.feature_map(store, name, method, class_names=names)
@@ -125,8 +126,8 @@ def owner_of(store: FeatureStore, owners: dict[tuple[str, str], Owner]) -> Owner
     return owners.get((str(weights), str(dataset)))
 
 
-def panels_of(stores: list[FeatureStore], owners: dict[tuple[str, str], Owner],
-              order: list[str]) -> tuple[list[tuple[str, FeatureStore, tuple[str, ...] | None]], list[str]]:
+def panels_of(stores: list[FeatureStore], owners: dict[tuple[str, str], Owner], order: list[str],
+              root: Path) -> tuple[list[tuple[str, FeatureStore, tuple[str, ...] | None]], list[str]]:
     """One (label, store, class names) per panel, in the grid's backbone order (runs' labels first, then
     folder names), and notes on the stores not drawn."""
     fallback = dict(zip((s.path for s in stores), maps.folder_labels(stores), strict=True))
@@ -146,20 +147,24 @@ def panels_of(stores: list[FeatureStore], owners: dict[tuple[str, str], Owner],
 
     ordered = sorted(chosen, key=position)
     panels = [(label, chosen[label][1], chosen[label][2]) for label in ordered]
-    notes = [_several_stores_note(label, weights[label], chosen[label][1]) for label in ordered
+    notes = [_several_stores_note(label, weights[label], chosen[label][1], root) for label in ordered
              if len(weights[label]) > 1]
     return panels, notes
 
 
-def _several_stores_note(label: str, weights: list[str], drawn: FeatureStore) -> str:
+def _several_stores_note(label: str, weights: list[str], drawn: FeatureStore, root: Path) -> str:
     """Why one label has several stores, and which is drawn: weights that differ per seed (random
-    initialisation), or the same weights extracted more than once (another folder or other settings)."""
+    initialisation), or the same weights extracted more than once (another folder or other settings). The
+    drawn store is named relative to the report's folder of runs where it lies inside it, so a published
+    summary does not carry the machine's paths."""
     distinct = len(set(weights))
     if distinct > 1:
         return (f"{label}: {len(weights)} stores of {distinct} different weights (one per seed, e.g. random "
                 "initialisation); the lowest seed's is drawn.")
+    path, root = Path(drawn.path).resolve(), root.resolve()
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
     return (f"{label}: {len(weights)} stores of the same weights (extracted into other folders or with other "
-            f"settings); {drawn.path} is drawn.")
+            f"settings); {shown} is drawn.")
 
 
 def separation_markdown(table: pd.DataFrame) -> list[str]:

@@ -53,7 +53,7 @@ def test_the_same_weights_stored_twice_are_said_to_be_the_same(tmp_path):
     collection = Collection(tmp_path, [record(tmp_path, "simclr", ["wa"], 0)])
     section = feature_map_section(collection, features_root=tmp_path)
     assert (f"simclr: 2 stores of the same weights (extracted into other folders or with other settings); "
-            f"{tmp_path / 'features/Toy/net0/test-a'} is drawn.") in section.markdown
+            f"{Path('features/Toy/net0/test-a')} is drawn.") in section.markdown
     assert any(line.startswith("| toy | simclr |") for line in section.markdown)
 
 
