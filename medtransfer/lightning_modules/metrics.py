@@ -82,7 +82,11 @@ def binary_auroc_rows(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     epoch. NaN for every row when ``targets`` hold one class; scores must be finite (a NaN is ranked as a
     number, as ``BinaryAUROC`` does).
     """
-    positive = targets.reshape(-1).bool().cpu().numpy()
+    labels = targets.reshape(-1).cpu().numpy()
+    if not ((labels == 0) | (labels == 1)).all():  # as BinaryAUROC's argument check: never read 2 as positive
+        values = sorted(set(labels.tolist()))
+        raise ValueError(f"binary AUROC needs targets of 0 and 1, got the values {values}")
+    positive = labels == 1
     positives = int(positive.sum())
     negatives = positive.size - positives
     if positives == 0 or negatives == 0:

@@ -151,3 +151,8 @@ def test_binary_auroc_of_every_row_at_once_is_scikit_learns_and_torchmetrics(lev
 
 def test_binary_auroc_of_every_row_is_nan_when_one_class_is_missing():
     assert torch.isnan(binary_auroc_rows(torch.rand(3, 10), torch.ones(10))).all()
+
+
+def test_binary_auroc_of_every_row_refuses_targets_other_than_0_and_1():
+    with pytest.raises(ValueError, match=r"targets of 0 and 1, got the values \[1, 2\]"):
+        binary_auroc_rows(torch.rand(2, 4), torch.tensor([1, 2, 1, 2]))
