@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from verdicts import Verdicts, alternating, load_average, spread
+from verdicts import Verdicts, alternating, load_average, repeats_argument, spread
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 3.0
@@ -58,7 +58,7 @@ def measure(repeats: int) -> dict[str, list[float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="runs of each command")
+    parser.add_argument("--repeats", type=repeats_argument, default=5, help="runs of each command")
     args = parser.parse_args(argv)
     print(f"cold start, {args.repeats} runs of each command; load average {load_average()}")
     times = measure(args.repeats)

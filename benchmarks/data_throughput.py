@@ -48,7 +48,7 @@ import h5py
 import numpy as np
 import torch
 from PIL import Image
-from verdicts import Verdicts, alternating, load_average, ratios, spread
+from verdicts import Verdicts, alternating, load_average, ratios, repeats_argument, spread
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -403,7 +403,7 @@ def main() -> None:
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per measurement")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=repeats_argument, default=3,
                         help="repeats of every measurement (the baseline and the loaders taking turns)")
     args, rest = parser.parse_known_args()
     cv2.setNumThreads(1)

@@ -42,7 +42,7 @@ import pytorch_lightning as pl
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from verdicts import Verdicts, alternating, load_average, ratios, spread
+from verdicts import Verdicts, alternating, load_average, ratios, repeats_argument, spread
 
 from medtransfer.datamodules import SyntheticMedical
 from medtransfer.features import store_for
@@ -310,7 +310,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3, help="the AdamW probes' learning rate")
     parser.add_argument("--sweep_lrs", type=int, default=10, help="sweep this many rates, 1e-4 to 0.1")
-    parser.add_argument("--sweep_repeats", type=int, default=9,
+    parser.add_argument("--sweep_repeats", type=repeats_argument, default=9,
                         help="repeats of the sweep vs single-probe timing")
     parser.add_argument("--sweep_epochs", type=int, default=100,
                         help="epochs of the sweep vs single-probe timing (the probes' own 100: at 20, a fit "
@@ -319,7 +319,7 @@ def main() -> None:
     parser.add_argument("--scale_dim", type=int, default=2048)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="run only these sections: stores (a, b), sweep (c), solver (d), scale (e)")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=repeats_argument, default=3,
                         help="repeats of every timing but the sweep's (baseline and candidate taking turns)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

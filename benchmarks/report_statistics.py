@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
-from verdicts import Verdicts, alternating, load_average, spread
+from verdicts import Verdicts, alternating, load_average, repeats_argument, spread
 
 from medtransfer.grid.report import write_report
 from medtransfer.outputs.predictions import Predictions
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", type=Path, help="simulate into (or reuse) this folder, not a temporary one")
     parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3, help="reports written, each timed")
+    parser.add_argument("--repeats", type=repeats_argument, default=3, help="reports written, each timed")
     args = parser.parse_args(argv)
     root = args.keep or Path(tempfile.mkdtemp(prefix="medtransfer-report-"))
     try:

@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from verdicts import Verdicts, load_average, spread
+from verdicts import Verdicts, load_average, repeats_argument, spread
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
@@ -602,7 +602,7 @@ def run_stage(stage: str, size: int, setting: Setting, repeats: int, fresh: bool
     if not fresh:
         return measure(stage, setting, size, repeats)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", stage, "--size", str(size),
-               "--repeats", str(repeats), "--workdir", str(setting.workdir)]
+               "--child_repeats", str(repeats), "--workdir", str(setting.workdir)]
     if setting.quick:
         command.append("--quick")
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
@@ -740,7 +740,7 @@ def child(args) -> None:
     if args.child.startswith("pcam-"):
         result = pcam_run(args.child, setting)
     else:
-        result = measure(args.child, setting, args.size, args.repeats)
+        result = measure(args.child, setting, args.size, args.child_repeats)
     print(RESULT + json.dumps(result), flush=True)
 
 
@@ -751,7 +751,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="run these stages (none: only --pcam)")
     parser.add_argument("--quick", action="store_true",
                         help="toy sizes in this one process: seconds; checks the script, measures nothing")
-    parser.add_argument("--repeats", type=positive, default=None,
+    parser.add_argument("--repeats", type=repeats_argument, default=None,
                         help="timed runs of each stage at its middle and largest sizes (default 2, which "
                         "keeps the run near 15 minutes; the smaller sizes are timed once)")
     parser.add_argument("--sizes", nargs="+", default=[], metavar="STAGE=N,N,N",
@@ -766,14 +766,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "folder, removed after); reused when given")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child_repeats", type=int, default=1, help=argparse.SUPPRESS)  # 1: a small size
     return parser.parse_args(argv)
-
-
-def positive(text: str) -> int:
-    """An argument that must be a whole number of at least 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
 
 
 def stage_sizes(args) -> dict[str, tuple[int, ...]]:

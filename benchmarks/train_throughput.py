@@ -51,7 +51,7 @@ from medtransfer.task import Task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from training_speed import TrainingSpeed  # noqa: E402
-from verdicts import Verdicts, alternating, load_average, ratios, spread  # noqa: E402
+from verdicts import Verdicts, alternating, load_average, ratios, repeats_argument, spread  # noqa: E402
 
 TARGET = 0.95
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="model.compile: true (both sides)")
     parser.add_argument("--steps", type=int, default=10, help="timed batches per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches at the start of each run")
-    parser.add_argument("--repeats", type=int, default=60,
+    parser.add_argument("--repeats", type=repeats_argument, default=60,
                         help="runs of each side, alternating (and one more of each first, not counted)")
     parser.add_argument("--distinct_batches", type=int, default=4, help="different batches, cycled")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

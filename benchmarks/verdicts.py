@@ -20,6 +20,7 @@ tolerance) is judged as one measurement.
 
 from __future__ import annotations
 
+import argparse
 import math
 import operator
 import os
@@ -32,6 +33,15 @@ T = TypeVar("T")
 RELATIONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 VERDICT_WIDTH = len("too wide to judge")
 CONFIDENCE = 0.95
+
+
+def repeats_argument(text: str) -> int:
+    """``--repeats`` of a timed target: a whole number of at least 2, since one measurement has no interval
+    and its verdict would be luck (argparse shows the message and exits with status 2)."""
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least 2 (one measurement has no interval to judge), got {text!r}")
+    return int(text)
 
 
 def alternating(repeats: int, measures: dict[str, Callable[[], T]]) -> Iterator[tuple[int, str, T]]:

@@ -82,7 +82,7 @@ def test_a_stage_runs_in_a_fresh_process_and_reports_back(tmp_path):
 
 
 BAD_ARGUMENTS = [["--sizes", "probe=abc"], ["--sizes", "probe=0,5"], ["--sizes", "probe=200,100"],
-                 ["--sizes", "probe=8192"], ["--repeats", "0"]]
+                 ["--sizes", "probe=8192"], ["--repeats", "0"], ["--repeats", "1"]]
 
 
 @pytest.mark.parametrize("argv", BAD_ARGUMENTS)

@@ -3,6 +3,7 @@ distribution-free interval of the median of the repeats is on one side of the ta
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import pytest
@@ -47,3 +48,11 @@ def test_verdict_needs_the_whole_interval_on_one_side(verdicts, values, expected
     assert judged.line().startswith(expected)
     if expected == "too wide to judge":
         assert "rerun with more repeats" in judged.line()
+
+
+@pytest.mark.parametrize("text", ["1", "0", "-3", "2.5", "many"])
+def test_repeats_of_a_timed_target_are_at_least_two(verdicts, text):
+    """One measurement has no interval: a --repeats 1 run would print met or MISSED by luck."""
+    with pytest.raises(argparse.ArgumentTypeError, match="at least 2"):
+        verdicts.repeats_argument(text)
+    assert verdicts.repeats_argument("2") == 2
