@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
-from ..utils.atomic import atomic_path
+from ..utils.atomic import torch_save_atomic
 from .backbone import Backbone, state_dict_fingerprint
 from .errors import CheckpointFormatError, CheckpointMismatchError
 from .layouts import EXPORT_FORMAT
@@ -59,8 +57,7 @@ def save_backbone(backbone: Backbone, path: str | Path, trained_with: dict | Non
         "state_dict": state,
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(document, tmp)
+    torch_save_atomic(document, path)
     return {"path": str(path.resolve()), "fingerprint": fingerprint}
 
 

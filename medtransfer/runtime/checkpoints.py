@@ -21,7 +21,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from .. import __version__
 from ..errors import MedTransferError, first_line
-from ..utils.atomic import atomic_path
+from ..utils.atomic import torch_save_atomic
 
 PICKLE_PROTO = pickle.PROTO  # the first byte of a pickle of protocol 2 or later
 
@@ -113,8 +113,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None or not _is_local(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        torch_save_atomic(checkpoint, path)
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         if not _is_local(path):

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..errors import MedTransferError
 
@@ -23,6 +24,8 @@ HINTS = {
     errno.ENAMETOOLONG: "a name in the path is longer than the file system allows (usually 255 bytes): "
                         "choose a shorter one",
     errno.EISDIR: "a folder of that name is in the way: give a file name, not a folder",
+    errno.EFBIG: "the file is larger than this process may write (ulimit -f) or the file system takes: raise "
+                 "the limit or write elsewhere",
 }
 NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)  # a file stands where the path needs a folder
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems, where pathconf cannot say
@@ -119,6 +122,22 @@ def _remove_if_there(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def torch_save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` through ``atomic_path``. Written through a Python file, so that a refused write (a full
+    disk) reaches ``atomic_path`` as the file system's ``OSError``: saved to a path, torch's own writer turns
+    it into an opaque ``RuntimeError`` ("enforce fail at inline_container.cc ... unexpected pos")."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as error:
+            if isinstance(error.__context__, OSError):
+                raise error.__context__ from None
+            raise
+    return Path(path)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
