@@ -127,17 +127,38 @@ def _remove_if_there(tmp: Path) -> None:
 def torch_save_atomic(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through ``atomic_path``. Written through a Python file, so that a refused write (a full
     disk) reaches ``atomic_path`` as the file system's ``OSError``: saved to a path, torch's own writer turns
-    it into an opaque ``RuntimeError`` ("enforce fail at inline_container.cc ... unexpected pos")."""
+    it into an opaque ``RuntimeError`` ("enforce fail at inline_container.cc ... unexpected pos"). What a
+    write raised (that ``OSError``, or a signal's exception: Ctrl-C during a save) comes out as itself."""
     import torch
 
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        writer = _KeptWriteError(handle)
         try:
-            torch.save(obj, handle)
-        except RuntimeError as error:
-            if isinstance(error.__context__, OSError):
-                raise error.__context__ from None
+            torch.save(obj, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
             raise
     return Path(path)
+
+
+class _KeptWriteError:
+    """The file ``torch.save`` writes to, keeping the exception a write raised: torch's writer replaces it by
+    a ``RuntimeError`` of its own."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.error: BaseException | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except BaseException as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
