@@ -27,6 +27,7 @@ import torch
 
 from ..errors import MedTransferError
 from ..outputs.results import write_json_atomic
+from ..utils.atomic import write_failure
 from .failures import run_failure
 from .state import (
     FINISHED_STATUS,
@@ -44,7 +45,18 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 def prepare_attempt(folder: Path, run: dict, stale: str | None = None) -> str:
     """Make ``folder`` ready for an attempt at ``run`` (``run.json``'s content: id, fingerprint, argv...);
-    returns what was done, for the job's log. ``stale``: why a matching checkpoint must not be continued."""
+    returns what was done, for the job's log. ``stale``: why a matching checkpoint must not be continued.
+    A folder the file system will not create, move or clear (a full disk) is an ``OutputWriteError`` naming
+    it: the launcher stops there, and every run it stopped continues on the next launch."""
+    try:
+        return _prepare(folder, run, stale)
+    except OSError as error:
+        if isinstance(error, MedTransferError):
+            raise
+        raise write_failure(folder, error) from error
+
+
+def _prepare(folder: Path, run: dict, stale: str | None) -> str:
     if folder.exists() and not (folder / RUN_FILE).is_file():
         raise GridStateError(f"{folder} exists but was not made by medtransfer benchmark (no {RUN_FILE}); "
                              "move it away or choose another output_dir")

@@ -4,6 +4,7 @@ an uninterrupted run ends (test metrics and weights); a benchmark task's run fol
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -15,11 +16,13 @@ from jsonargparse import Namespace
 from pytorch_lightning.callbacks import Callback
 
 from medtransfer.cli import main
+from medtransfer.errors import user_error_message
 from medtransfer.grid.attempt import prepare_attempt
 from medtransfer.grid.fingerprint import run_fingerprint
 from medtransfer.run import config as run_config
 from medtransfer.runtime.ckpt_path import resolve_last_checkpoint
 from medtransfer.runtime.requeue import GRACE_ENV, finish_epoch
+from medtransfer.utils.atomic import OutputWriteError
 
 
 class SignalAt(Callback):
@@ -138,6 +141,25 @@ def test_an_attempt_continues_a_matching_checkpoint_and_moves_any_other_aside(tm
     assert "no checkpoint" in prepare_attempt(early, RUN)
     assert sorted(p.name for p in early.iterdir()) == ["run.json"]
     assert prepare_attempt(runs / "new", RUN) == "starting"
+
+
+def test_a_full_disk_while_readying_a_run_folder_is_a_one_line_error(tmp_path, monkeypatch):
+    # the disk filled during a grid: creating the next run's folder (or moving a stale one aside) failed with
+    # the bare OSError, and the launcher ended in a traceback
+    refused = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full_disk(*args, **kwargs):
+        raise refused
+
+    runs = tmp_path / "grid" / "runs"
+    stale = saved(runs / "stale", "beef", CHECKPOINT)
+    monkeypatch.setattr(Path, "mkdir", full_disk)
+    monkeypatch.setattr(Path, "rename", full_disk)
+    for folder in (runs / "new", stale):
+        with pytest.raises(OutputWriteError, match="the disk is full") as caught:
+            prepare_attempt(folder, RUN)
+        assert str(folder) in str(caught.value) and user_error_message(caught.value) is not None
+    assert (stale / "checkpoints" / "last.ckpt").is_file() and not (runs / "new").exists()
 
 
 def test_ckpt_path_last_finds_the_checkpoint_of_a_benchmark_run_folder(tmp_path):
