@@ -10,6 +10,7 @@ import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -156,6 +157,12 @@ FLAGS: dict[str, Flag] = {
 }
 
 
+# as types, so that the config parser (and a benchmark's --dry_run) refuses a misspelt flag or an unpublished
+# size, naming the valid ones, before anything runs
+FlagName = Literal[tuple(FLAGS)]
+Resolution = Literal[SIZES]
+
+
 def flag_task(flag: str) -> Task:
     """The task of a MedMNIST dataset: its kind and classes, scored by kappa when ordinal, else by AUROC."""
     info = FLAGS[flag]
@@ -188,8 +195,8 @@ class MedMNIST(MedicalDataModule):
     def __init__(
         self,
         root: str,
-        flag: str = "pneumoniamnist",
-        size: int = 28,
+        flag: FlagName = "pneumoniamnist",
+        size: Resolution = 28,
         download: bool = False,
         cache_dir: str | None = None,
         image_size: int | None = None,

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from .attempt import prepare_attempt
 from .failures import Failure
 from .plan import Run, run_waits
+from .retention import drop_last_checkpoint, kept_message
 from .spec import GridSpec, LocalSettings
 from .state import LOG_FILE, RESULTS_FILE, attempt_failure, run_dir, run_record
 
@@ -171,6 +172,8 @@ def run_local(
                     failed.add(run.id)
                 outcomes.append(outcome)
                 say(describe_outcome(outcome, output_dir / "runs" / run.dir_name))
+                if not outcome.failed and not spec.checkpoints.keep_last:
+                    release_checkpoint(output_dir / "runs" / run.dir_name, say)
             if active:
                 time.sleep(0.2)
     except BaseException:
@@ -187,6 +190,14 @@ def begin_attempt(spec: GridSpec, output_dir: Path, run: Run, argv: list[str], l
     redone = sorted(set(run.required_ids) & launched)
     stale = f"was trained on the backbone of {redone[0]}, which runs again" if redone else None
     return prepare_attempt(run_dir(output_dir, run), run_record(spec, run, argv), stale)
+
+
+def release_checkpoint(folder: Path, say: Callable[[str], None]) -> None:
+    """Delete a finished run's ``last.ckpt`` (``retention``); a deletion the file system refuses is said."""
+    try:
+        drop_last_checkpoint(folder)
+    except OSError as error:
+        say(kept_message(folder, error))
 
 
 def describe_outcome(outcome: Outcome, folder: Path) -> str:

@@ -135,9 +135,18 @@ def sbatch_script(spec: GridSpec, output_dir: Path, count: int, cwd: Path) -> st
         *grace_lines(s),
         'echo "$RUN: attempt ${SLURM_RESTART_COUNT:-0} on $SLURM_JOB_NODELIST"',
         'srun --kill-on-bad-exit=1 bash "$GRID_DIR/slurm/commands/$RUN.sh" >> "$RUN_DIR/output.log" 2>&1',
+        *retention_lines(spec),
         "",
     ]
     return "\n".join(lines)
+
+
+def retention_lines(spec: GridSpec) -> list[str]:
+    """After a run that ended well: delete its ``last.ckpt`` unless the grid keeps it (``retention``)."""
+    if spec.checkpoints.keep_last:
+        return []
+    return ["# the run finished: its last.ckpt only served to continue it (checkpoints.keep_last keeps it)",
+            '"$PYTHON" -m medtransfer.grid.retention "$RUN_DIR" >> "$RUN_DIR/output.log" 2>&1']
 
 
 def grace_lines(settings: SlurmSettings) -> list[str]:

@@ -39,6 +39,7 @@ TOP_KEYS = {
     "report",
     "local",
     "slurm",
+    "checkpoints",
 }
 
 
@@ -93,6 +94,13 @@ class LocalSettings:
 
 
 @dataclass(frozen=True)
+class CheckpointSettings:
+    """``keep_last``: keep a finished run's ``last.ckpt``, kept only to continue it (``retention``)."""
+
+    keep_last: bool = False
+
+
+@dataclass(frozen=True)
 class SlurmSettings:
     """One array task per run; ``gpus_per_node`` x ``nodes`` processes per task run DDP through srun."""
 
@@ -130,6 +138,7 @@ class GridSpec:
     report: ReportSettings = field(default_factory=ReportSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    checkpoints: CheckpointSettings = field(default_factory=CheckpointSettings)
 
     def axis_names(self) -> list[str]:
         """All axes, in the order run ids and tables use (named axes first, seed last)."""
@@ -189,7 +198,11 @@ def load_grid(path: str | Path, cwd: str | Path | None = None) -> GridSpec:
         report=_settings(ReportSettings, raw.get("report"), "report", where),
         local=_settings(LocalSettings, raw.get("local"), "local", where),
         slurm=_settings(SlurmSettings, raw.get("slurm"), "slurm", where),
+        checkpoints=_settings(CheckpointSettings, raw.get("checkpoints"), "checkpoints", where),
     )
+    if not isinstance(spec.checkpoints.keep_last, bool):
+        keep_last = spec.checkpoints.keep_last
+        raise where.error("checkpoints.keep_last", f"expected true or false, got {keep_last!r}")
     if spec.local.parallel < 1 or spec.local.devices_per_run < 1:
         raise GridSpecError(f"{path}: local.parallel and local.devices_per_run must be at least 1")
     return spec

@@ -3,13 +3,18 @@ present."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from medtransfer.datamodules import MedMNIST
 from medtransfer.datamodules.errors import BadLabelError, DatasetLayoutError
 from medtransfer.datamodules.medmnist import FLAGS
 from medtransfer.errors import ConfigValueError
+from medtransfer.grid.resolve import InvalidRunError
+from medtransfer.grid.runner import make_plan
 
 from .conftest import write_medmnist
 
@@ -64,3 +69,19 @@ def test_real_retinamnist_and_pneumoniamnist(real_medmnist, check_batches):
     counts = np.bincount(pneumonia.split_source("train").labels).tolist()
     assert counts == [121, 350]  # 10% of [1214, 3494], stratified
     check_batches(pneumonia, 28)
+
+
+@pytest.mark.parametrize("key, value, valid", [
+    ("data.init_args.flag", "pneumonimnist", "'pneumoniamnist', 'retinamnist'"),
+    ("data.init_args.size", 32, "28, 64, 128, 224"),
+])
+def test_a_misspelt_flag_or_an_unpublished_size_stops_the_dry_run(tmp_path, key, value, valid):
+    # before, the config parser took any string: --dry_run passed and every run failed as it started
+    recipe = Path(__file__).parents[2] / "configs" / "experiments" / "medmnist_v2_resnet18_28.yaml"
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({
+        "name": "typo", "output_dir": str(tmp_path / "out"), "configs": [str(recipe)],
+        "overrides": {"data.init_args.root": str(tmp_path)}, "axes": {key: [value]},
+    }))
+    with pytest.raises(InvalidRunError, match=f"{key}: expected one of .*{valid}.*, got '?{value}'?"):
+        make_plan(grid)
