@@ -27,7 +27,7 @@ from .fractions import check_train_fraction, select_fraction
 from .samplers import EpochSampler, UnpaddedSampler
 from .sources import Source
 from .splits import write_split_file
-from .transforms import PRESETS, build_transform
+from .transforms import PRESETS, Preset, build_transform
 from .views import MultiViewDataset, build_view_transform
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class MedicalDataModule(pl.LightningDataModule):
         image_size: int = 224,
         train_fraction: float = 1.0,
         fraction_seed: int = 0,
-        augmentation: str | None = None,
+        augmentation: Preset | None = None,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         prefetch_factor: int = 4,

@@ -15,6 +15,7 @@ from ..task import KINDS, Task
 from .base import MedicalDataModule
 from .config_values import check_choice, check_integer, config_key, is_number
 from .sources import ArraySource, Source
+from .transforms import Preset
 
 FINDINGS = ("spot", "ring", "stripe", "patch")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -55,7 +56,7 @@ class SyntheticMedical(MedicalDataModule):
         image_size: int = 64,
         train_fraction: float = 1.0,
         fraction_seed: int = 0,
-        augmentation: str | None = None,
+        augmentation: Preset | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, image_size, train_fraction, fraction_seed,
                          augmentation)

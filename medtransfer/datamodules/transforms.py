@@ -3,10 +3,14 @@ backbone's job (docs/architecture.md, "A batch")."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import albumentations as A
 import cv2
 
 PRESETS = ("none", "natural", "histology", "fundus", "chest_xray")
+# as a type: the config parser (and a benchmark's --dry_run) refuses a misspelt preset before anything runs
+Preset = Literal[PRESETS]
 
 
 def build_transform(preset: str, image_size: int, train: bool, crop_border: bool = True) -> A.Compose:

@@ -36,6 +36,7 @@ from .images import (
 from .samplers import UnpaddedSampler
 from .sources import Source
 from .tabular import read_table, row_origins
+from .transforms import Preset
 
 GLOB_CHARACTERS = "*?["
 
@@ -165,7 +166,7 @@ class NewImages(MedicalDataModule):
         image_column: str = "path",
         task: dict | None = None,
         image_size: int | None = None,
-        augmentation: str | None = None,
+        augmentation: Preset | None = None,
         grey: bool | None = None,
         threshold: float | str = 0.5,
         validation_data: str | None = None,

@@ -146,12 +146,14 @@ def _not_a_choice(text: str) -> str | None:
         choices = [choice.strip() for choice in literal.group(1).split(",")]
         return (f"{_key_path(text) or 'a value'}: expected one of {', '.join(choices)}, got "
                 f"{literal.group(2).strip()!r}")
-    subtypes = SUBTYPES.search(text)
-    if subtypes is None or "Literal[" not in subtypes.group(1):
+    # the innermost union with literals: a class's optional choice (``data.init_args.augmentation``) sits in
+    # the union of the data group's class and None
+    unions = [found for found in SUBTYPES.finditer(text) if "Literal[" in found.group(1)]
+    if not unions:
         return None
-    choices = [choice.strip() for group in LITERAL.findall(subtypes.group(1)) for choice in group.split(",")]
-    values = GIVEN_VALUE.findall(text)
-    given = f", got {values[-1].strip()!r}" if values else ""
+    choices = [c.strip() for group in LITERAL.findall(unions[-1].group(1)) for c in group.split(",")]
+    value = GIVEN_VALUE.search(text, unions[-1].end())  # that union's own value, not an enclosing group's
+    given = f", got {value.group(1).strip()!r}" if value else ""
     return f"{_key_path(text) or 'a value'}: expected one of {', '.join(dict.fromkeys(choices))}{given}"
 
 

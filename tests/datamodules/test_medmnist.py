@@ -74,8 +74,9 @@ def test_real_retinamnist_and_pneumoniamnist(real_medmnist, check_batches):
 @pytest.mark.parametrize("key, value, valid", [
     ("data.init_args.flag", "pneumonimnist", "'pneumoniamnist', 'retinamnist'"),
     ("data.init_args.size", 32, "28, 64, 128, 224"),
+    ("data.init_args.augmentation", "chest-xray", "'fundus', 'chest_xray'"),
 ])
-def test_a_misspelt_flag_or_an_unpublished_size_stops_the_dry_run(tmp_path, key, value, valid):
+def test_a_misspelt_choice_stops_the_dry_run(tmp_path, key, value, valid):
     # before, the config parser took any string: --dry_run passed and every run failed as it started
     recipe = Path(__file__).parents[2] / "configs" / "experiments" / "medmnist_v2_resnet18_28.yaml"
     grid = tmp_path / "grid.yaml"

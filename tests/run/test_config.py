@@ -46,6 +46,9 @@ def error_of(argv: list[str], capsys) -> str:
     (["--intervals.confidence", "95"], "intervals.confidence=95.0: expected a level between 0 and 1"),
     (["--data.init_args.kind", "multiclas"], "data.init_args.kind: expected one of 'binary', 'multiclass', "
                                              "'multilabel', got 'multiclas'"),
+    (["--data.init_args.augmentation", "chest-xray"],  # an optional choice: a union of literals and None
+     "data.init_args.augmentation: expected one of 'none', 'natural', 'histology', 'fundus', 'chest_xray', "
+     "got 'chest-xray'"),
     (["--model.init_args.head_dropout", "1.5"], "model.init_args: dropout probability has to be between 0 "
                                                 "and 1"),
     (["--model.init_args.lr", "0"], "model.init_args.lr=0.0: expected a learning rate > 0 (0 would train "
