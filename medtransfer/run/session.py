@@ -128,12 +128,13 @@ class RunFolder:
     """The run's folder (``runtime.folder.run_directory``) for the length of a ``with`` block: logged, refused
     when it holds a finished run, locked by the launching process, and removed again when the run fails or
     is stopped before it produced anything (so a run that never started leaves no folder and shifts no
-    version number)."""
+    version number), with the folders above it that it made (``<save_dir>/<name>``) when they are empty."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.path = Path(run_directory(job.trainer))  # a broadcast under DDP: every rank asks
         self.existed = self.path.exists()
+        self.outermost_new = outermost_missing(self.path)
         self._lock: int | None = None
 
     def __enter__(self) -> RunFolder:
@@ -156,6 +157,7 @@ class RunFolder:
             os.close(self._lock)
         if error is not None and is_rank_zero() and not self.existed and self.never_started():
             shutil.rmtree(self.path, ignore_errors=True)
+            remove_empty_parents(self.path, self.outermost_new)
 
     def never_started(self) -> bool:
         """Whether the run produced nothing worth keeping: no training step, no results, no checkpoint."""
@@ -163,6 +165,31 @@ class RunFolder:
         if self.job.trainer.global_step > 0:
             return False
         return not any(next(self.path.rglob(pattern), None) for pattern in produced)
+
+
+def outermost_missing(path: Path) -> Path | None:
+    """The outermost folder on the way to ``path`` that does not exist yet (``path`` itself, or a parent),
+    or None when ``path`` exists."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def remove_empty_parents(path: Path, outermost: Path | None) -> None:
+    """Remove the folders above ``path`` up to ``outermost`` that are empty: made for this run, and holding
+    nothing of another (a run starting beside it in the same ``<name>`` keeps its folder)."""
+    if outermost is None or path == outermost:
+        return
+    for folder in path.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            return
+        if folder == outermost:
+            return
 
 
 def run_verb(job: Job, data, record: RunRecord, folder: Path) -> dict:

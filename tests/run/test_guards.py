@@ -98,8 +98,12 @@ def test_a_run_that_fails_before_training_leaves_no_folder(tiny_cli, tmp_path, c
     """The label fraction is chosen when the run's splits are first read (its pre-flight summary), after
     the run folder was made: the folder goes again, and the next run's version number is not shifted."""
     runs = tmp_path / "runs"
-    assert exit_status(["fit", *tiny_cli(runs), "--data.init_args.train_fraction", "500"]) == 2
+    refused = ["--data.init_args.train_fraction", "500"]
+    assert exit_status(["fit", *tiny_cli(runs), *refused]) == 2
     assert "train_fraction" in capsys.readouterr().err.strip().splitlines()[-1]
-    assert not list(runs.rglob("version_*"))
+    assert not runs.exists()  # nor <save_dir>/<name>, made for it
     main(["fit", *tiny_cli(runs)])
     assert (runs / "tiny" / "version_0" / "results.json").is_file()
+    for name in ("tiny", "other"):  # folders that hold another run's stay
+        assert exit_status(["fit", *tiny_cli(runs, name=name), *refused]) == 2
+    assert sorted(p.relative_to(runs).as_posix() for p in runs.glob("*/*")) == ["tiny/version_0"]
