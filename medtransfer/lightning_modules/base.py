@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -126,7 +126,11 @@ class MedTransferModule(pl.LightningModule):
         return {}
 
 
+OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "constant", "multistep")
+# as types: the config parser (and a benchmark's --dry_run) refuses a misspelt optimizer or schedule at once
+Optimizer = Literal[OPTIMIZERS]
+Schedule = Literal[SCHEDULERS]
 
 # torch's refusal to normalise a batch with one value per channel in training mode
 BATCHNORM_ONE_VALUE = "Expected more than 1 value per channel when training"
@@ -179,8 +183,8 @@ class TaskModule(MedTransferModule):
         task: Task | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: str = "adamw",
-        scheduler: str = "cosine",
+        optimizer: Optimizer = "adamw",
+        scheduler: Schedule = "cosine",
         warmup_epochs: float = 0.0,
         milestones: list[int] | None = None,
     ) -> None:
@@ -192,7 +196,7 @@ class TaskModule(MedTransferModule):
             )
         if isinstance(task, dict):  # as saved in a checkpoint's hyper-parameters (load_from_checkpoint)
             task = Task.from_dict(task)
-        if optimizer not in ("adamw", "sgd"):
+        if optimizer not in OPTIMIZERS:
             raise ValueError(f"model.optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
         if scheduler not in SCHEDULERS:
             raise ValueError(f"model.scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")

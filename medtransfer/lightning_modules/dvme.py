@@ -26,7 +26,7 @@ from torch import nn
 from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
 from ..task import SPLITS, Task
-from .base import check_lr_multiplier
+from .base import Optimizer, Schedule, check_lr_multiplier
 from .frozen import FrozenBackboneModule, lay_out
 from .fusion import FUSIONS, build_fusion
 from .importance import EmbeddingMeans, ImportanceMeter, ablation_importance, importance_table
@@ -128,8 +128,8 @@ class DVME(FrozenBackboneModule):
         task: Task | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
-        optimizer: str = "adamw",
-        scheduler: str = "cosine",
+        optimizer: Optimizer = "adamw",
+        scheduler: Schedule = "cosine",
         warmup_epochs: float = 0.0,
         memory_format: Literal["contiguous", "channels_last"] | None = None,
     ) -> None:

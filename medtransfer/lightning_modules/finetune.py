@@ -9,7 +9,7 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..task import Task
-from .base import TaskModule, check_lr_multiplier, check_memory_format
+from .base import Optimizer, Schedule, TaskModule, check_lr_multiplier, check_memory_format
 
 
 class Finetune(TaskModule):
@@ -46,8 +46,8 @@ class Finetune(TaskModule):
         task: Task | None = None,
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
-        optimizer: str = "adamw",
-        scheduler: str = "cosine",
+        optimizer: Optimizer = "adamw",
+        scheduler: Schedule = "cosine",
         warmup_epochs: float = 0.0,
         memory_format: Literal["contiguous", "channels_last"] = "contiguous",
         compile: bool | dict = False,

@@ -14,7 +14,7 @@ from ..errors import MedTransferError
 from ..features import DEFAULT_ROOT, EmbeddingsDataModule, FeatureBatches
 from ..runtime import settings
 from ..task import Task
-from .base import TaskModule, check_memory_format
+from .base import Optimizer, Schedule, TaskModule, check_memory_format
 from .standardize import FeatureStandardizer, Moments
 
 # values of a cached split converted to float64 at once for its statistics: 128 MiB (8,192 rows of 2,048
@@ -67,8 +67,8 @@ class FrozenBackboneModule(TaskModule):
         task: Task | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: str = "adamw",
-        scheduler: str = "cosine",
+        optimizer: Optimizer = "adamw",
+        scheduler: Schedule = "cosine",
         warmup_epochs: float = 0.0,
         feature_cache: bool = True,
         features_dir: str | None = None,

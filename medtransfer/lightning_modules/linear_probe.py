@@ -18,6 +18,7 @@ from ..errors import MedTransferError
 from ..runtime.memory import check_fits
 from ..runtime.threads import all_threads
 from ..task import Task
+from .base import Optimizer, Schedule
 from .frozen import SingleBackboneModule
 from .logistic_path import DEFAULT_TOL, FLOAT32_TOL, PathPoint, logistic_path
 from .metrics import build_metrics, metric_targets, probabilities, task_loss
@@ -85,8 +86,8 @@ class LinearProbe(SingleBackboneModule):
         task: Task | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: str = "adamw",
-        scheduler: str = "cosine",
+        optimizer: Optimizer = "adamw",
+        scheduler: Schedule = "cosine",
         warmup_epochs: float = 0.0,
         memory_format: Literal["contiguous", "channels_last"] | None = None,
     ) -> None:

@@ -14,6 +14,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from ..runtime.training_bar import step_value_on_bar
 from ..task import Task
+from .base import Optimizer, Schedule
 from .frozen import SingleBackboneModule
 from .head_stack import HeadStack
 from .headwise_optimizer import HeadwiseOptimizer
@@ -61,8 +62,8 @@ class LinearSweep(SingleBackboneModule):
         features_dir: str | None = None,
         standardize: bool = True,
         task: Task | None = None,
-        optimizer: str = "sgd",
-        scheduler: str = "cosine",
+        optimizer: Optimizer = "sgd",
+        scheduler: Schedule = "cosine",
         warmup_epochs: float = 0.0,
         memory_format: Literal["contiguous", "channels_last"] | None = None,
     ) -> None:

@@ -46,6 +46,12 @@ def error_of(argv: list[str], capsys) -> str:
     (["--intervals.confidence", "95"], "intervals.confidence=95.0: expected a level between 0 and 1"),
     (["--data.init_args.kind", "multiclas"], "data.init_args.kind: expected one of 'binary', 'multiclass', "
                                              "'multilabel', got 'multiclas'"),
+    (["--model.init_args.optimizer", "adam"], "model.init_args.optimizer: expected one of 'adamw', 'sgd', "
+                                              "got 'adam'"),
+    (["--model.init_args.scheduler", "step"], "model.init_args.scheduler: expected one of 'cosine', "
+                                              "'constant', 'multistep', got 'step'"),
+    (["--model.init_args.stem", "smal"], "model.init_args.stem: expected one of 'imagenet', 'small', "
+                                         "got 'smal'"),
     (["--data.init_args.augmentation", "chest-xray"],  # an optional choice: a union of literals and None
      "data.init_args.augmentation: expected one of 'none', 'natural', 'histology', 'fundus', 'chest_xray', "
      "got 'chest-xray'"),

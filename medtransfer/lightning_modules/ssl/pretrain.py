@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Literal
 
 import torch
 from lightly.models.utils import get_weight_decay_parameters
@@ -29,6 +30,7 @@ from .registry import build_method
 from .view_grid import views_figure
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
+PretrainOptimizer = Literal[OPTIMIZERS]  # a misspelt one stops the config check (and --dry_run)
 
 
 class SSLPretrain(MedTransferModule):
@@ -80,7 +82,7 @@ class SSLPretrain(MedTransferModule):
         views: dict | None = None,
         lr: float = 0.06,
         weight_decay: float = 5e-4,
-        optimizer: str = "sgd",
+        optimizer: PretrainOptimizer = "sgd",
         warmup_epochs: float = 0.0,
         knn_k: int = 20,
         knn_temperature: float = 0.07,
