@@ -10,7 +10,7 @@ from .errors import (
     WeightsError,
     WeightsNotFoundError,
 )
-from .factory import create_backbone
+from .factory import check_backbone_name, create_backbone
 from .loading import LoadReport
 from .preprocessing import Preprocessing
 from .registry import REGISTRY, WeightsEntry
@@ -27,5 +27,6 @@ __all__ = [
     "WeightsEntry",
     "WeightsError",
     "WeightsNotFoundError",
+    "check_backbone_name",
     "create_backbone",
 ]

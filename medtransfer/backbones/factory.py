@@ -23,7 +23,7 @@ from .preprocessing import from_timm_cfg, with_normalisation
 from .reading import read_checkpoint
 from .registry import REGISTRY, WeightsEntry, get_entry
 from .stem import apply_stem, check_small_stem_weights
-from .timm_weights import find_timm_weights, load_timm_weights, resolve_timm_file
+from .timm_weights import HF_HUB_PREFIX, find_timm_weights, load_timm_weights, resolve_timm_file
 
 
 def create_backbone(
@@ -132,6 +132,20 @@ def entry_kwargs(entry: WeightsEntry, timm_kwargs: dict) -> dict:
             "would build a different network. Remove them."
         )
     return {**entry.timm_kwargs, **timm_kwargs}
+
+
+def check_backbone_name(name: str) -> None:
+    """Refuse ``name`` as ``create_backbone`` would, without building anything or reading a file.
+
+    For checks before a run (a benchmark's ``--dry_run``). An ``hf-hub:`` name passes: only the Hub can say.
+
+    Raises:
+        UnknownBackboneError: ``name`` is no registry name, timm pretrained tag or timm architecture (the
+            message lists the closest names).
+    """
+    if name.startswith(HF_HUB_PREFIX) or get_entry(name) is not None or name in timm.list_pretrained():
+        return
+    check_architecture(name)
 
 
 def check_architecture(name: str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..backbones import UnknownBackboneError, check_backbone_name
 from ..errors import MedTransferError
 from ..run.config import build_parser
 from ..run.parse_errors import config_reason
@@ -31,6 +32,7 @@ class ConfigResolver:
     def __init__(self) -> None:
         self._parsers: dict[str, object] = {}
         self._parsed: dict[tuple[str, ...], dict] = {}  # config files are read once per resolver
+        self._known_backbones: set[str] = set()
 
     def parse(self, args: list[str]) -> dict:
         """The resolved config of ``args`` (a verb, then its arguments)."""
@@ -49,6 +51,22 @@ class ConfigResolver:
         if verb not in self._parsers:
             self._parsers[verb] = build_parser(verb)
         return list(self._parsers[verb].get_defaults().keys())
+
+    def check_backbones(self, run_id: str, config: dict) -> None:
+        """Refuse a backbone name that no run could build (``backbones.check_backbone_name``): the parser
+        takes any string, and each run with it would fail as it started. Each name is looked up once."""
+        init_args = (config.get("model") or {}).get("init_args") or {}
+        entries = [("backbone", init_args.get("backbone"))]
+        entries += [(f"backbones[{i}]", b.get("name") if isinstance(b, dict) else b)
+                    for i, b in enumerate(init_args.get("backbones") or [])]
+        for key, name in entries:
+            if not isinstance(name, str) or name in self._known_backbones:
+                continue
+            try:
+                check_backbone_name(name)
+            except UnknownBackboneError as err:
+                raise InvalidRunError(f"run {run_id}: model.init_args.{key}: {err}") from None
+            self._known_backbones.add(name)
 
     def check(self, args: list[str]) -> str | None:
         """None when ``args`` parse, else the parser's message."""
@@ -75,6 +93,7 @@ def resolve(
             config = resolver.parse(run.fit_args(extra=extra))
         except Exception as err:
             raise InvalidRunError(_blame(run, resolver, str(err), extra)) from None
+        resolver.check_backbones(run.id, config)
         key = store_root_key(config)
         if key is not None and not any(k == key for k, _ in run.overrides):
             run.overrides.append((key, str(store_dir)))

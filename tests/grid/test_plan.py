@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from medtransfer.grid.fingerprint import group_fingerprint, run_fingerprint
 from medtransfer.grid.plan import expand, store_waits
-from medtransfer.grid.resolve import resolve
+from medtransfer.grid.resolve import InvalidRunError, resolve
+from medtransfer.grid.runner import make_plan
 from medtransfer.grid.spec import GridSpecError, load_grid
 
 from .bench_helpers import DVME, KNN, LINEAR, SYNTHETIC, small_grid
@@ -174,3 +176,18 @@ def test_knn_runs_as_test_and_shares_the_linear_probes_stores(write_grid, resolv
     assert knn.config["model"]["class_path"].endswith("KNN")
     assert knn.store_keys == linear.store_keys
     assert store_waits(runs)[knn.id] == {linear.id}
+
+
+@pytest.mark.parametrize(("backbones", "key", "closest"), [
+    ({"supervised": "test_resnet", "swav": "resnet50.swav"}, "backbone", "resnet50.swav_in1k"),
+    ({"dvme": ["test_resnet", "resnet5O"]}, "backbones[1]", "resnet50"),
+])
+def test_an_unknown_backbone_stops_the_plan_naming_the_closest(write_grid, resolver, backbones, key, closest):
+    # the parser takes any string: before, --dry_run passed and every run with the name failed as it started
+    grid = small_grid()
+    grid["axes"]["backbone"] = backbones
+    if "dvme" in backbones:
+        grid["axes"]["protocol"] = {"fused": DVME}
+    where = re.escape(f"model.init_args.{key}")
+    with pytest.raises(InvalidRunError, match=rf"run .*: {where}: unknown backbone .*closest: .*{closest}"):
+        make_plan(write_grid(grid), resolver=resolver)
