@@ -1,9 +1,14 @@
 """Helpers for the benchmark tests: small grids over the repository's config pieces, hand-made results.json
-files, and a stand-in for ``medtransfer fit`` subprocesses that writes results instantly."""
+files, a stand-in for ``medtransfer fit`` subprocesses that writes results instantly, and a SLURM array task
+run by bash."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from medtransfer.grid.plan import Run
@@ -122,3 +127,31 @@ def diverged(epoch: int = 3, step: int = 41) -> dict:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+@dataclass
+class ArrayTask:
+    """Task 0 of a grid's sbatch array (``prepare``), run by bash as SLURM runs it (``run``)."""
+
+    slurm: Path  # <output_dir>/slurm
+    run_id: str  # the task's run
+    folder: Path  # its run folder
+
+    @classmethod
+    def prepare(cls, plan, tmp_path: Path) -> ArrayTask:
+        from medtransfer.grid.runner import run_plan
+
+        run_plan(plan, launcher="slurm", say=lambda _: None, cwd=tmp_path)
+        slurm = plan.spec.output_dir / "slurm"
+        run = (slurm / "runs.txt").read_text().split()[0]
+        return cls(slurm, run, plan.spec.output_dir / "runs" / run)
+
+    def run(self, srun: str, bin_dir: Path, **env: str) -> subprocess.CompletedProcess:
+        """``grid.sbatch`` with ``srun`` replaced by a shell script whose body is ``srun``."""
+        bin_dir.mkdir()
+        (bin_dir / "srun").write_text(f"#!/bin/sh\n{srun}\n")
+        (bin_dir / "srun").chmod(0o755)
+        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "0",
+               "SLURM_JOB_NODELIST": "node7", "MEDTRANSFER_PYTHON": sys.executable, **env}
+        return subprocess.run(["bash", str(self.slurm / "grid.sbatch")], env=env, capture_output=True,
+                              text=True, timeout=120)

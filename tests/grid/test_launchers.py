@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import subprocess
-import sys
 
 import torch
 
@@ -17,7 +14,7 @@ from medtransfer.grid.spec import LocalSettings
 from medtransfer.grid.state import FINISHED_STATUS
 from medtransfer.runtime.requeue import GRACE_ENV as READ_BY_FIT
 
-from .bench_helpers import DVME, LINEAR, InstantRun, small_grid
+from .bench_helpers import DVME, LINEAR, ArrayTask, InstantRun, small_grid
 
 
 def slurm_grid() -> dict:
@@ -128,26 +125,16 @@ def test_local_device_slots():
 
 def test_a_requeued_array_task_continues_its_run_in_place(write_grid, resolver, tmp_path):
     # grid.sbatch run by bash as SLURM would run array task 0 again, with srun replaced by a recorder
-    plan = make_plan(write_grid(small_grid()), resolver=resolver)
-    run_plan(plan, launcher="slurm", say=lambda _: None, cwd=tmp_path)
-    folder = plan.spec.output_dir / "slurm"
-    run = (folder / "runs.txt").read_text().split()[0]
-    run_dir = plan.spec.output_dir / "runs" / run
+    task = ArrayTask.prepare(make_plan(write_grid(small_grid()), resolver=resolver), tmp_path)
+    run_dir = task.folder
     (run_dir / "checkpoints").mkdir(parents=True)
-    shutil.copy(folder / "commands" / f"{run}.json", run_dir / "run.json")  # the first attempt's
+    shutil.copy(task.slurm / "commands" / f"{task.run_id}.json", run_dir / "run.json")  # the first attempt's
     torch.save({"epoch": 2, "state_dict": {}}, run_dir / "checkpoints" / "last.ckpt")
     (run_dir / "output.log").write_text("first attempt\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "srun").write_text('#!/bin/sh\necho "srun $*"\n')
-    (bin_dir / "srun").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "0",
-           "SLURM_JOB_NODELIST": "node7", "SLURM_RESTART_COUNT": "1", "MEDTRANSFER_PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(folder / "grid.sbatch")], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = task.run('echo "srun $*"', tmp_path / "bin", SLURM_RESTART_COUNT="1")
     assert done.returncode == 0, done.stderr
     assert f"continuing from {run_dir / 'checkpoints' / 'last.ckpt'} (epoch 2)" in done.stdout
     assert "attempt 1 on node7" in done.stdout
     log = (run_dir / "output.log").read_text()
-    assert log.startswith("first attempt\n") and f"commands/{run}.sh" in log  # appended to
+    assert log.startswith("first attempt\n") and f"commands/{task.run_id}.sh" in log  # appended to
     assert (run_dir / "checkpoints" / "last.ckpt").exists()

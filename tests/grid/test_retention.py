@@ -5,9 +5,6 @@ kept, by the local launcher and by the SLURM array task; unfinished and failed r
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ from medtransfer.grid.runner import make_plan, run_plan
 from medtransfer.grid.spec import GridSpecError, load_grid
 from medtransfer.grid.state import run_dir
 
-from .bench_helpers import InstantRun, results_document, small_grid
+from .bench_helpers import ArrayTask, InstantRun, results_document, small_grid
 
 
 def run_folder(tmp_path: Path, status: str | None = "finished", tested: str = "best-epoch=003.ckpt") -> Path:
@@ -83,23 +80,12 @@ def test_the_local_launcher_deletes_finished_runs_last_checkpoints_unless_kept(
 
 def test_a_slurm_task_whose_run_finishes_deletes_its_last_checkpoint(write_grid, resolver, tmp_path):
     # grid.sbatch run by bash as SLURM runs array task 0, with an srun that finishes the run at once
-    plan = make_plan(write_grid(small_grid()), resolver=resolver)
-    run_plan(plan, launcher="slurm", say=lambda _: None, cwd=tmp_path)
-    slurm = plan.spec.output_dir / "slurm"
-    run = (slurm / "runs.txt").read_text().split()[0]
-    folder = plan.spec.output_dir / "runs" / run
+    task = ArrayTask.prepare(make_plan(write_grid(small_grid()), resolver=resolver), tmp_path)
     finished = run_folder(tmp_path / "finished")  # what the run leaves: results.json and two checkpoints
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "srun").write_text(f"#!/bin/sh\ncp -r {finished}/. {folder}/\n")
-    (bin_dir / "srun").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "0",
-           "SLURM_JOB_NODELIST": "node7", "MEDTRANSFER_PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(slurm / "grid.sbatch")], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = task.run(f"cp -r {finished}/. {task.folder}/", tmp_path / "bin")
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best-epoch=003.ckpt"]
-    assert f"deleted {folder / 'checkpoints' / 'last.ckpt'}" in (folder / "output.log").read_text()
+    assert sorted(p.name for p in (task.folder / "checkpoints").iterdir()) == ["best-epoch=003.ckpt"]
+    assert f"deleted {task.folder / 'checkpoints' / 'last.ckpt'}" in (task.folder / "output.log").read_text()
 
 
 @pytest.mark.parametrize("keep_last", [False, True])
