@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime.cpu_precision import emulated_half_precision, planned_device_type, slow_precision_advice
 from .attempt import continues
 from .local import Process, Starter, log_overrides, run_local
 from .lock import exclusive
@@ -110,9 +111,23 @@ def describe_plan(plan: Plan, show_runs: bool = True) -> str:
         lines += [f"  {tags[r.id]:<5} {r.id}  [{r.fingerprint[:8]}]"
                   + (f"  <- {', '.join(r.required_ids)}" if r.requires else "") for r in runs]
     todo = plan.todo()
+    lines += slow_precision_notes(todo)
     if todo:
         lines.append("  first command: medtransfer " + " ".join(todo[0].fit_args()))
     return "\n".join(lines)
+
+
+def slow_precision_notes(runs: list[Run]) -> list[str]:
+    """Notes for runs to launch here that would train in bfloat16 on a CPU that emulates it.
+
+    Their numbers would be right, only many times later than in 32-true (``runtime.cpu_precision``).
+    """
+    precisions = Counter(
+        str(r.config["trainer"].get("precision")) for r in runs
+        if emulated_half_precision(r.config["trainer"].get("precision"),
+                                   planned_device_type(r.config["trainer"].get("accelerator"))))
+    return [f"  note: {count} runs to run: {slow_precision_advice(precision)}; to run them here, set "
+            "trainer.precision: 32-true in the grid's overrides" for precision, count in precisions.items()]
 
 
 def continuing(plan: Plan) -> set[str]:

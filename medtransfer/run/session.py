@@ -21,6 +21,7 @@ from ..callbacks import PredictionWriter
 from ..explain import add_explanations
 from ..lightning_modules import MedTransferModule
 from ..lightning_modules.frozen import FrozenBackboneModule
+from ..runtime.cpu_precision import warn_if_emulated
 from ..runtime.folder import checkpoint_directory, logger_description, run_directory
 from ..runtime.lock import lock_folder, run_folder_busy
 from ..runtime.ranks import is_rank_zero
@@ -67,6 +68,8 @@ def execute(job: Job) -> RunResult:
     """Run ``job`` (see the module docstring) and return what it produced."""
     record = RunRecord(job.verb, job.options, job.config)
     check_before_running(job)
+    if is_rank_zero():
+        warn_if_emulated(job.trainer)
     data = job.model.attach_data(job.data)
     with stop_on_signals(), step_threads(one_thread=steps_on_one_thread(job.model, job.trainer)):
         folder = RunFolder(job)

@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from medtransfer.grid.fingerprint import group_fingerprint, run_fingerprint
 from medtransfer.grid.plan import expand, store_waits
 from medtransfer.grid.resolve import InvalidRunError, resolve
-from medtransfer.grid.runner import make_plan
+from medtransfer.grid.runner import describe_plan, make_plan
 from medtransfer.grid.spec import GridSpecError, load_grid
 
 from .bench_helpers import DVME, KNN, LINEAR, SYNTHETIC, small_grid
@@ -191,3 +192,19 @@ def test_an_unknown_backbone_stops_the_plan_naming_the_closest(write_grid, resol
     where = re.escape(f"model.init_args.{key}")
     with pytest.raises(InvalidRunError, match=rf"run .*: {where}: unknown backbone .*closest: .*{closest}"):
         make_plan(write_grid(grid), resolver=resolver)
+
+
+@pytest.mark.parametrize(("amx", "noted"), [(False, True), (True, False)])
+def test_dry_run_notes_runs_that_would_train_in_emulated_bf16(write_grid, resolver, monkeypatch, amx, noted):
+    # right numbers, ~15x later: the plan says so before anything launches, and how to avoid it
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    grid = small_grid()
+    grid["overrides"]["trainer.precision"] = "bf16-mixed"
+    grid["overrides"]["trainer.accelerator"] = "cpu"
+    text = describe_plan(make_plan(write_grid(grid), resolver=resolver))
+    note = ("note: 8 runs to run: trainer.precision bf16-mixed on this CPU", "in software",
+            "to run them here, set trainer.precision: 32-true in the grid's overrides")
+    assert all(part in text for part in note) is noted
+    assert ("note:" in text) is noted

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,16 @@ def test_a_run_that_fails_before_training_leaves_no_folder(tiny_cli, tmp_path, c
     for name in ("tiny", "other"):  # folders that hold another run's stay
         assert exit_status(["fit", *tiny_cli(runs, name=name), *refused]) == 2
     assert sorted(p.relative_to(runs).as_posix() for p in runs.glob("*/*")) == ["tiny/version_0"]
+
+
+def test_a_run_in_bf16_on_a_cpu_that_emulates_it_is_told_so_at_its_start(tiny_cli, tmp_path, caplog,
+                                                                         monkeypatch):
+    # the scores stay right; the warning is about time (~15x here, benchmarks/cpu_precision.py)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    args = [*tiny_cli(tmp_path / "runs"), "--trainer.accelerator", "cpu", "--trainer.precision", "bf16-mixed",
+            "--allow_untrained", "true"]
+    with caplog.at_level(logging.WARNING, logger="medtransfer.runtime.cpu_precision"):
+        main(["test", *args])
+    (record,) = [r for r in caplog.records if r.name == "medtransfer.runtime.cpu_precision"]
+    assert "trainer.precision bf16-mixed on this CPU" in record.getMessage()
