@@ -45,7 +45,7 @@ from ..utils.yaml_files import jsonargparse_yaml_loader
 from .guards import fixed_callbacks
 from .options import RunOptions
 from .parse_errors import ConfigError, config_error
-from .trainer_values import check_trainer_values
+from .trainer_values import check_sync_batchnorm, check_trainer_values
 
 VERBS = ("fit", "validate", "test", "predict")
 # Trainer method arguments that are the model and data themselves, not settings
@@ -298,11 +298,13 @@ def build_trainer(settings: dict[str, Any]) -> pl.Trainer:
     callbacks = list(settings.pop("callbacks", None) or [])
     bar = training_bar(callbacks, settings.get("enable_progress_bar"))  # where the run's output goes
     try:
-        return pl.Trainer(**settings, callbacks=[*callbacks, *([bar] if bar else []), *fixed_callbacks()])
-    except (MisconfigurationException, ValueError) as error:
+        trainer = pl.Trainer(**settings, callbacks=[*callbacks, *([bar] if bar else []), *fixed_callbacks()])
+    except (MisconfigurationException, ValueError, ImportError) as error:  # ImportError: tpu, no torch_xla
         if _is_user_error(error):
             raise
         raise ConfigError(f"trainer: {first_line(error)}") from error
+    check_sync_batchnorm(settings.get("sync_batchnorm"), trainer.strategy.root_device.type)
+    return trainer
 
 
 def _is_user_error(error: BaseException) -> bool:

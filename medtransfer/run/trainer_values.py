@@ -5,6 +5,16 @@ weights, scored as a result), is a named error that says which key and what woul
 from __future__ import annotations
 
 from ..errors import ConfigValueError
+from ..runtime.lightning_compat import multiprocessing_strategy
+
+# what a run needs of its processes, which ddp_spawn, ddp_fork and ddp_notebook do not give
+MULTIPROCESSING_STRATEGY = (
+    "trainer.strategy={strategy}: it runs each fit and each test in processes it starts and ends, while a "
+    "run carries its state from one to the next in the processes the command started (the best checkpoint's "
+    "test, the decision thresholds, results.json; such a run hangs after fit). Use strategy ddp "
+    "(trainer.devices N on one machine, configs/trainer/ddp.yaml) or start the ranks with torchrun or srun "
+    "(docs/clusters.md)"
+)
 
 LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
 
@@ -25,8 +35,22 @@ def check_trainer_values(trainer, verb: str) -> None:
     if devices in (0, "0") or (isinstance(devices, int) and devices < -1):
         raise ConfigValueError(f"trainer.devices={devices}: expected 'auto', -1 (all), a number >= 1 or a "
                                "list of device ids")
+    if trainer.get("accelerator") == "cpu":  # "auto" may mean a GPU on the node that runs it
+        check_sync_batchnorm(trainer.get("sync_batchnorm"), "cpu")
+    strategy = trainer.get("strategy")
+    if multiprocessing_strategy(strategy):
+        name = strategy if isinstance(strategy, str) else strategy.get("class_path")
+        raise ConfigValueError(MULTIPROCESSING_STRATEGY.format(strategy=name))
     if verb == "fit":
         _trains_something(trainer)
+
+
+def check_sync_batchnorm(sync_batchnorm: object, device_type: str) -> None:
+    """torch's SyncBatchNorm runs on CUDA only: on a CPU, DDP fails with a traceback wrapping the model."""
+    if sync_batchnorm is True and device_type == "cpu":
+        raise ConfigValueError("trainer.sync_batchnorm=true: torch's SyncBatchNorm runs on GPUs only and "
+                               "this run is on the CPU; set trainer.sync_batchnorm: false "
+                               "(configs/trainer/ddp.yaml sets it for GPUs)")
 
 
 def _at_least(key: str, value, minimum: float, expected: str) -> None:

@@ -47,3 +47,27 @@ def lightning_tracing(model: pl.LightningModule):
         yield
     finally:
         setattr(model, TRACING_FLAG, False)
+
+
+def starts_ranks_by_multiprocessing(trainer: pl.Trainer) -> bool:
+    """Whether ``trainer``'s strategy runs each fit and test in worker processes that multiprocessing starts
+    and ends (``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``, XLA: Lightning's ``_MultiProcessingLauncher``)
+    rather than in the processes that run the command."""
+    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
+
+
+def multiprocessing_strategy(strategy: object) -> bool:
+    """Whether ``strategy`` (``trainer.strategy`` as a config gives it: a registered name, or a class path
+    with init_args, a dict or a parsed namespace) starts its ranks by multiprocessing (``start_method`` spawn,
+    fork or forkserver), for checks that build nothing."""
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    if hasattr(strategy, "get") and not isinstance(strategy, str):
+        init_args = strategy.get("init_args")
+        start_method = init_args.get("start_method") if init_args is not None else None
+        return start_method not in (None, "popen")
+    if not isinstance(strategy, str) or strategy not in StrategyRegistry:
+        return False
+    return StrategyRegistry[strategy].get("init_params", {}).get("start_method", "popen") != "popen"

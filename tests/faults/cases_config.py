@@ -36,6 +36,7 @@ def without_run_folder(runs: Path, outcome: Outcome) -> Outcome:
     return outcome
 
 
+REPO = Path(__file__).resolve().parents[2]
 DATA, MODEL, TRAINER = "data.init_args.", "model.init_args.", "trainer."
 # (key, value, what the one-line refusal must say)
 OUT_OF_RANGE = [
@@ -61,6 +62,10 @@ OUT_OF_RANGE = [
     (MODEL + "weight_decay", "-1", "model.init_args.weight_decay=-1.0: expected 0"),
     (MODEL + "warmup_epochs", "-1", "model.init_args.warmup_epochs=-1.0: expected 0"),
     (MODEL + "backbone_lr_multiplier", "-1", "model.init_args.backbone_lr_multiplier=-1.0: expected 0"),
+    # launchers that run fit and test in processes of their own (the run hung after fit)
+    (TRAINER + "strategy", "ddp_notebook", "trainer.strategy=ddp_notebook: it runs each fit and each test"),
+    (TRAINER + "strategy", "ddp_spawn", "trainer.strategy=ddp_spawn: it runs each fit and each test"),
+    (TRAINER + "accelerator", "tpu", "trainer: Requirement 'torch_xla"),  # was a bare ModuleNotFoundError
 ]
 
 
@@ -100,6 +105,15 @@ def half_precision_on_a_cpu(ws: Workspace) -> Outcome:
     runs = ws.root / "runs"
     args = ["fit", *synthetic_args(runs), "--trainer.precision", "16"]
     return without_run_folder(runs, cli(args, check=lambda: results_ok(runs / "tiny" / "version_0")))
+
+
+def ddp_config_on_a_cpu(ws: Workspace) -> Outcome:
+    """``configs/trainer/ddp.yaml`` on a CPU as its own comment once said (2 devices, 32-true): its GPU-only
+    SyncBatchNorm ended in a traceback as DDP wrapped the model."""
+    runs = ws.root / "runs"
+    args = ["fit", *synthetic_args(runs), "--config", str(REPO / "configs" / "trainer" / "ddp.yaml"),
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.precision", "32-true"]
+    return without_run_folder(runs, cli(args))
 
 
 def gpu_asked_for(ws: Workspace) -> Outcome:
@@ -235,6 +249,8 @@ def cases() -> list[Case]:
              half_precision_on_a_cpu),
         Case("accelerator gpu without one", "config", "--trainer.accelerator gpu", gpu_asked_for,
              says="gpu"),
+        Case("ddp.yaml on a CPU", "config", "configs/trainer/ddp.yaml with accelerator cpu, 2 devices",
+             ddp_config_on_a_cpu, expect="error", says="trainer.sync_batchnorm=true: torch's SyncBatchNorm"),
         Case("MEDTRANSFER_NUM_WORKERS=many", "env", "a worker count that is no number", workers_many,
              expect="error", says="MEDTRANSFER_NUM_WORKERS='many'"),
         Case("MEDTRANSFER_TRACEBACK=maybe", "env", "an unreadable switch while a run is refused",

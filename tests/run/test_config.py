@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from medtransfer.cli import main
 from medtransfer.lightning_modules import Finetune
@@ -66,6 +67,18 @@ def error_of(argv: list[str], capsys) -> str:
                                                 "warm-up)"),
     (["--model.init_args.backbone_lr_multiplier", "-1"], "backbone_lr_multiplier=-1.0: expected 0 (the "
                                                          "backbone does not learn) or more"),
+    # launchers that run fit and test in processes of their own: the run hung after fit
+    (["--trainer.strategy", "ddp_notebook"], "trainer.strategy=ddp_notebook: it runs each fit and each test "
+                                             "in processes it starts and ends"),
+    (["--trainer.strategy", "ddp_spawn_find_unused_parameters_true"], "Use strategy ddp"),
+    (["--config", str(REPO / "configs" / "trainer" / "ddp.yaml"), "--trainer.accelerator", "cpu",
+      "--trainer.strategy.init_args.start_method", "fork", "--trainer.sync_batchnorm", "false"],
+     "trainer.strategy=pytorch_lightning.strategies.DDPStrategy: it runs each fit and each test"),
+    # the documented CPU use of ddp.yaml without its GPU-only SyncBatchNorm: a traceback wrapping the model
+    (["--config", str(REPO / "configs" / "trainer" / "ddp.yaml"), "--trainer.accelerator", "cpu",
+      "--trainer.devices", "2", "--trainer.precision", "32-true"],
+     "trainer.sync_batchnorm=true: torch's SyncBatchNorm runs on GPUs only and this run is on the CPU"),
+    (["--trainer.accelerator", "tpu"], "trainer: Requirement 'torch_xla"),  # not a bare ModuleNotFoundError
 ])
 def test_a_bad_value_is_one_line_naming_the_key(tiny_cli, tmp_path, capsys, extra, expected):
     runs = tmp_path / "runs"
@@ -141,3 +154,13 @@ def test_a_checkpoint_of_another_model_class_than_the_config_names_is_refused(tm
     with pytest.raises(CheckpointFileError, match=r"holds a Finetune model, but the config names LinearProbe "
                                                   r"\(medtransfer.lightning_modules.LinearProbe\)"):
         parse_run("test", ["--model", "medtransfer.lightning_modules.LinearProbe", *synthetic])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="auto picks the GPU, where SyncBatchNorm runs")
+def test_sync_batchnorm_on_a_cpu_picked_by_auto_is_refused_when_the_trainer_is_built(tiny_cli, tmp_path,
+                                                                                     capsys):
+    runs = tmp_path / "runs"
+    line = error_of(["fit", *tiny_cli(runs), "--trainer.accelerator", "auto", "--trainer.strategy", "ddp",
+                     "--trainer.sync_batchnorm", "true"], capsys)
+    assert "trainer.sync_batchnorm=true: torch's SyncBatchNorm runs on GPUs only" in line
+    assert not runs.exists()

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from medtransfer import run
 from medtransfer.cli import main
-from medtransfer.lightning_modules import LinearSweep
+from medtransfer.datamodules import SyntheticMedical
+from medtransfer.errors import ConfigValueError
+from medtransfer.lightning_modules import Finetune, LinearSweep
 from medtransfer.run.guards import DivergedError, DivergenceGuard
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,3 +124,13 @@ def test_a_run_in_bf16_on_a_cpu_that_emulates_it_is_told_so_at_its_start(tiny_cl
         main(["test", *args])
     (record,) = [r for r in caplog.records if r.name == "medtransfer.runtime.cpu_precision"]
     assert "trainer.precision bf16-mixed on this CPU" in record.getMessage()
+
+
+def test_a_python_trainer_that_starts_ranks_by_multiprocessing_is_refused_before_anything_runs(tmp_path):
+    data = SyntheticMedical(num_train=16, num_val=8, num_test=8, native_size=32, image_size=32, batch_size=8)
+    model = Finetune(backbone="test_resnet", task=data.task)
+    trainer = run.default_trainer("spawned", save_dir=tmp_path / "runs", max_epochs=1, accelerator="cpu",
+                                  devices=1, strategy="ddp_spawn", enable_progress_bar=False)
+    with pytest.raises(ConfigValueError, match="trainer.strategy=DDPStrategy: it runs each fit and each"):
+        run.fit(model=model, data=data, trainer=trainer)
+    assert not (tmp_path / "runs").exists()

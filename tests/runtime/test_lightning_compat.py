@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 import medtransfer
+from medtransfer.runtime import lightning_compat
 
 REPO = Path(__file__).resolve().parents[2]
 COMPAT = "medtransfer/runtime/lightning_compat.py"
@@ -106,3 +107,24 @@ def test_no_private_lightning_or_jsonargparse_member_is_used_outside_lightning_c
     assert not outside, (
         f"private Lightning/jsonargparse members used outside {COMPAT}: {sorted(outside)}; use a "
         "public hook or argument, or isolate the use in lightning_compat with a test here")
+
+
+@pytest.mark.parametrize(("strategy", "multiprocessing"), [
+    ("ddp_spawn", True), ("ddp_fork", True), ("ddp_notebook", True),
+    ("ddp_spawn_find_unused_parameters_true", True),
+    ("ddp", False), ("ddp_find_unused_parameters_true", False), ("auto", False),
+])
+def test_strategies_that_start_ranks_by_multiprocessing_are_told_apart(strategy, multiprocessing):
+    # by the config's name (before anything is built) and by the built Trainer's launcher alike
+    trainer = pl.Trainer(accelerator="cpu", devices=1, strategy=strategy, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    assert lightning_compat.starts_ranks_by_multiprocessing(trainer) is multiprocessing
+    assert lightning_compat.multiprocessing_strategy(strategy) is multiprocessing
+
+
+@pytest.mark.parametrize(("init_args", "multiprocessing"), [
+    ({"start_method": "spawn"}, True), ({"start_method": "popen"}, False), ({}, False), (None, False),
+])
+def test_a_strategy_class_path_is_told_apart_by_its_start_method(init_args, multiprocessing):
+    strategy = {"class_path": "pytorch_lightning.strategies.DDPStrategy", "init_args": init_args}
+    assert lightning_compat.multiprocessing_strategy(strategy) is multiprocessing
