@@ -38,7 +38,7 @@ from .options import RunOptions
 from .preflight import preflight_summary, report_preflight
 from .record import RunRecord, metrics_line, write_results
 from .result import RunResult
-from .trainer_values import MULTIPROCESSING_STRATEGY
+from .trainer_values import MULTIPROCESSING_STRATEGY, check_other_nodes_can_join
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
@@ -103,6 +103,7 @@ def check_before_running(job: Job) -> None:
             raise TaskMismatchError(f"checkpoint {path} does not fit: {err}") from None
     if starts_ranks_by_multiprocessing(job.trainer):  # a Trainer built in Python (configs: when parsed)
         raise ConfigValueError(MULTIPROCESSING_STRATEGY.format(strategy=type(job.trainer.strategy).__name__))
+    check_other_nodes_can_join(job.trainer)
     check_trained(job.model, job.verb, job.ckpt_path, job.options.allow_untrained)
     prepare_for_new_images(job.model, job.data)
     if job.options.explain:

@@ -4,6 +4,9 @@ weights, scored as a result), is a named error that says which key and what woul
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from ..errors import ConfigValueError
 from ..runtime.lightning_compat import multiprocessing_strategy
 
@@ -51,6 +54,23 @@ def check_sync_batchnorm(sync_batchnorm: object, device_type: str) -> None:
         raise ConfigValueError("trainer.sync_batchnorm=true: torch's SyncBatchNorm runs on GPUs only and "
                                "this run is on the CPU; set trainer.sync_batchnorm: false "
                                "(configs/trainer/ddp.yaml sets it for GPUs)")
+
+
+def check_other_nodes_can_join(trainer, env: Mapping[str, str] = os.environ) -> None:
+    """``trainer.num_nodes`` above 1 needs the other nodes' ranks started by a launcher (srun, torchrun, which
+    Lightning detects) or each node told its place (``NODE_RANK`` and ``MASTER_ADDR``); without either, rank
+    0 waits for ranks that never come, for Lightning's 30-minute timeout, deaf to SIGTERM (``trainer``
+    built)."""
+    from pytorch_lightning.plugins.environments import LightningEnvironment
+
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    told = {"NODE_RANK", "GROUP_RANK", "MASTER_ADDR"} & set(env)
+    if trainer.num_nodes > 1 and type(environment) is LightningEnvironment and not told:
+        raise ConfigValueError(
+            f"trainer.num_nodes={trainer.num_nodes}: nothing starts the other nodes' ranks (no srun, "
+            "torchrun or NODE_RANK/MASTER_ADDR), so this one would wait for them for 30 minutes; start the "
+            "command on every node with srun (scripts/slurm_fit.sbatch) or torchrun --nnodes "
+            "(scripts/torchrun_fit.sh), or leave num_nodes at 1 on one machine (docs/clusters.md)")
 
 
 def _at_least(key: str, value, minimum: float, expected: str) -> None:

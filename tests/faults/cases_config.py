@@ -66,6 +66,8 @@ OUT_OF_RANGE = [
     (TRAINER + "strategy", "ddp_notebook", "trainer.strategy=ddp_notebook: it runs each fit and each test"),
     (TRAINER + "strategy", "ddp_spawn", "trainer.strategy=ddp_spawn: it runs each fit and each test"),
     (TRAINER + "accelerator", "tpu", "trainer: Requirement 'torch_xla"),  # was a bare ModuleNotFoundError
+    # nodes that nothing starts: rank 0 waited 30 minutes for them, deaf to SIGTERM
+    (TRAINER + "num_nodes", "2", "trainer.num_nodes=2: nothing starts the other nodes' ranks"),
 ]
 
 

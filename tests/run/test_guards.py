@@ -8,9 +8,11 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from pytorch_lightning.plugins.environments import LightningEnvironment
 
 from medtransfer import run
 from medtransfer.cli import main
@@ -18,6 +20,7 @@ from medtransfer.datamodules import SyntheticMedical
 from medtransfer.errors import ConfigValueError
 from medtransfer.lightning_modules import Finetune, LinearSweep
 from medtransfer.run.guards import DivergedError, DivergenceGuard
+from medtransfer.run.trainer_values import check_other_nodes_can_join
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,3 +137,25 @@ def test_a_python_trainer_that_starts_ranks_by_multiprocessing_is_refused_before
     with pytest.raises(ConfigValueError, match="trainer.strategy=DDPStrategy: it runs each fit and each"):
         run.fit(model=model, data=data, trainer=trainer)
     assert not (tmp_path / "runs").exists()
+
+
+def test_several_nodes_without_a_launcher_are_refused_instead_of_waiting_30_minutes(tmp_path, monkeypatch):
+    # seen: rank 0 waited in the process group for nodes nothing started, and SIGTERM did not end it
+    for name in ("NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "SLURM_NTASKS", "SLURM_JOB_NAME",
+                 "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    data = SyntheticMedical(num_train=16, num_val=8, num_test=8, native_size=32, image_size=32, batch_size=8)
+    model = Finetune(backbone="test_resnet", task=data.task)
+    trainer = run.default_trainer("nodes", save_dir=tmp_path / "runs", max_epochs=1, accelerator="cpu",
+                                  devices=1, num_nodes=2, enable_progress_bar=False)
+    with pytest.raises(ConfigValueError, match=r"trainer.num_nodes=2: nothing starts the other nodes' ranks"):
+        run.fit(model=model, data=data, trainer=trainer)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_node_told_its_place_is_left_to_join():
+    strategy = SimpleNamespace(cluster_environment=LightningEnvironment())
+    trainer = SimpleNamespace(num_nodes=2, strategy=strategy)
+    check_other_nodes_can_join(trainer, env={"NODE_RANK": "1", "MASTER_ADDR": "node0"})
+    with pytest.raises(ConfigValueError):
+        check_other_nodes_can_join(trainer, env={})
