@@ -18,13 +18,11 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from ..callbacks import PredictionWriter
-from ..errors import ConfigValueError
 from ..explain import add_explanations
 from ..lightning_modules import MedTransferModule
 from ..lightning_modules.frozen import FrozenBackboneModule
 from ..runtime.cpu_precision import warn_if_emulated
 from ..runtime.folder import checkpoint_directory, logger_description, run_directory
-from ..runtime.lightning_compat import starts_ranks_by_multiprocessing
 from ..runtime.lock import lock_folder, run_folder_busy
 from ..runtime.ranks import is_rank_zero
 from ..runtime.signals import RunStopped, stop_on_signals
@@ -38,7 +36,7 @@ from .options import RunOptions
 from .preflight import preflight_summary, report_preflight
 from .record import RunRecord, metrics_line, write_results
 from .result import RunResult
-from .trainer_values import MULTIPROCESSING_STRATEGY, check_other_nodes_can_join
+from .trainer_values import check_launch
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
@@ -101,9 +99,7 @@ def check_before_running(job: Job) -> None:
             saved.check_matches(data_task, what=f"the data ({type(job.data).__name__})")
         except TaskMismatchError as err:
             raise TaskMismatchError(f"checkpoint {path} does not fit: {err}") from None
-    if starts_ranks_by_multiprocessing(job.trainer):  # a Trainer built in Python (configs: when parsed)
-        raise ConfigValueError(MULTIPROCESSING_STRATEGY.format(strategy=type(job.trainer.strategy).__name__))
-    check_other_nodes_can_join(job.trainer)
+    check_launch(job.trainer)
     check_trained(job.model, job.verb, job.ckpt_path, job.options.allow_untrained)
     prepare_for_new_images(job.model, job.data)
     if job.options.explain:

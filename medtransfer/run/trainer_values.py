@@ -1,6 +1,8 @@
 """Trainer settings checked before anything is built: a value Lightning would refuse with a traceback from
 deep inside its loops, or accept and then train nothing (so the "best" checkpoint would be the initial
-weights, scored as a result), is a named error that says which key and what would do."""
+weights, scored as a result), is a named error that says which key and what would do. ``check_launch``
+checks what only a built Trainer knows (its launcher, its cluster environment) before a run starts, for
+Trainers from a config and built in Python alike."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import os
 from collections.abc import Mapping
 
 from ..errors import ConfigValueError
-from ..runtime.lightning_compat import multiprocessing_strategy
+from ..runtime.lightning_compat import multiprocessing_strategy, starts_ranks_by_multiprocessing
 
 # what a run needs of its processes, which ddp_spawn, ddp_fork and ddp_notebook do not give
 MULTIPROCESSING_STRATEGY = (
@@ -54,6 +56,14 @@ def check_sync_batchnorm(sync_batchnorm: object, device_type: str) -> None:
         raise ConfigValueError("trainer.sync_batchnorm=true: torch's SyncBatchNorm runs on GPUs only and "
                                "this run is on the CPU; set trainer.sync_batchnorm: false "
                                "(configs/trainer/ddp.yaml sets it for GPUs)")
+
+
+def check_launch(trainer, env: Mapping[str, str] = os.environ) -> None:
+    """Refuse a built ``trainer`` whose ranks would not run the whole run: a multiprocessing launcher (a
+    Trainer built in Python; a config's is refused when parsed), or nodes that nothing starts."""
+    if starts_ranks_by_multiprocessing(trainer):
+        raise ConfigValueError(MULTIPROCESSING_STRATEGY.format(strategy=type(trainer.strategy).__name__))
+    check_other_nodes_can_join(trainer, env)
 
 
 def check_other_nodes_can_join(trainer, env: Mapping[str, str] = os.environ) -> None:

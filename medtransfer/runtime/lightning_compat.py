@@ -64,7 +64,7 @@ def multiprocessing_strategy(strategy: object) -> bool:
     fork or forkserver), for checks that build nothing."""
     from pytorch_lightning.strategies import StrategyRegistry
 
-    if hasattr(strategy, "get") and not isinstance(strategy, str):
+    if hasattr(strategy, "get"):  # a dict or a namespace (a str has no get)
         init_args = strategy.get("init_args")
         start_method = init_args.get("start_method") if init_args is not None else None
         return start_method not in (None, "popen")
