@@ -38,6 +38,18 @@ SETTINGS = (("32-true", "contiguous"), ("32-true", "channels_last"),
 BASELINE = SETTINGS[0]
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer of ``minimum`` or more, else argparse's one-line usage error."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {minimum} or more, got {value}")
+        return value
+
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -46,9 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image_size", type=int, default=28)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--classes", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per setting and round")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds over every setting")
+    parser.add_argument("--steps", type=at_least(1), default=3, help="timed steps per setting and round")
+    parser.add_argument("--warmup", type=at_least(0), default=1, help="untimed steps before them")
+    parser.add_argument("--repeats", type=at_least(1), default=1, help="rounds over every setting")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
     return parser.parse_args(argv)
 

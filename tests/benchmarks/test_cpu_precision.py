@@ -43,3 +43,11 @@ def test_a_real_training_step_of_each_setting_runs(bench, capsys):
     out = capsys.readouterr().out
     assert len(re.findall(r"^(32-true|bf16-mixed) +(contiguous|channels_last) +\d+\.\d\d", out, re.M)) == 4
     assert re.search(r"bf16-mixed \(its faster layout\) takes \d+\.\d\dx the time of 32-true", out)
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--repeats", "0"], ["--warmup", "-1"]])
+def test_counts_that_measure_nothing_are_a_usage_error(bench, capsys, argv):
+    with pytest.raises(SystemExit) as ended:
+        bench.main(argv)
+    assert ended.value.code == 2
+    assert "or more, got" in capsys.readouterr().err
