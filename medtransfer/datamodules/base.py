@@ -24,6 +24,7 @@ from .config_values import check_choice, check_flag, check_integer
 from .dataset import TransformedDataset, collate_skipping
 from .errors import DatasetTooSmallError
 from .fractions import check_train_fraction, select_fraction
+from .patient_splits import check_patients_in_one_split
 from .samplers import EpochSampler, UnpaddedSampler
 from .sources import Source
 from .splits import write_split_file
@@ -168,6 +169,17 @@ class MedicalDataModule(pl.LightningDataModule):
         return write_split_file(path, self.sources())
 
     # -- splits ---------------------------------------------------------------------------------------------
+    # what to do about a patient in two splits, for datasets whose splits the user made
+    split_fix = ""
+
+    def splits_declared_by(self) -> str | None:
+        """Who made the splits, or None when the user did.
+
+        A patient in two splits the user made is refused (``patient_splits``); a published dataset's official
+        splits are kept as published, with a warning.
+        """
+        return "the dataset's official splits"
+
     def sources(self) -> dict[str, Source]:
         if self._sources is None:
             sources = self.build_sources()
@@ -175,6 +187,7 @@ class MedicalDataModule(pl.LightningDataModule):
             if missing:
                 raise RuntimeError(f"{self.name}.build_sources returned no {missing} split")
             self.check_class_set(sources)
+            check_patients_in_one_split(self.name, sources, self.splits_declared_by(), self.split_fix)
             self._sources = sources
         return self._sources
 

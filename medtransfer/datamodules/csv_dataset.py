@@ -60,6 +60,8 @@ class CSVDataset(FileBackedDataModule):
         "add training rows for it or fix its label or split column, or list the classes in "
         f"{config_key('class_names')} to keep it"
     )
+    split_fix = ("give each patient's rows one split in the split column, or leave the split column out to "
+                 "carve patient-grouped splits (data.init_args.val_fraction, test_fraction)")
 
     def __init__(
         self,
@@ -101,6 +103,9 @@ class CSVDataset(FileBackedDataModule):
 
     def classes_declared_by(self) -> str | None:
         return None if self.class_names is None else config_key("class_names")
+
+    def splits_declared_by(self) -> str | None:
+        return None  # the split column, or patient-grouped carved splits
 
     def _labels_and_task(self, ordinal: bool) -> tuple[np.ndarray, Task]:
         if len(self.label_columns) > 1:

@@ -29,6 +29,10 @@ class ClassSetError(BadLabelError):
     class names, a fractional class number, or a class with no training images (``class_sets``)."""
 
 
+class PatientLeakError(MedTransferError, ValueError):
+    """A patient's images in more than one of the splits the user made (``patient_splits``)."""
+
+
 class DatasetTooSmallError(MedTransferError, ValueError):
     """A split too small for what the run asks of it (e.g. one full batch of views per process)."""
 

@@ -108,6 +108,8 @@ class ImageFolder(FileBackedDataModule):
         "add training images to its folder, or remove the class folder from every split, or list the classes "
         f"in {config_key('class_names')} to keep it"
     )
+    split_fix = ("move each patient's images into one split folder, or keep one folder of class folders to "
+                 "carve patient-grouped splits (data.init_args.val_fraction, test_fraction)")
 
     def __init__(
         self,
@@ -135,6 +137,9 @@ class ImageFolder(FileBackedDataModule):
 
     def classes_declared_by(self) -> str | None:
         return None if self.class_names is None else config_key("class_names")
+
+    def splits_declared_by(self) -> str | None:
+        return None  # the split folders, or patient-grouped carved splits
 
     def split_folders(self) -> dict[str, Path]:
         """The split folders under the root, by split.

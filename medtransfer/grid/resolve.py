@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backbones import UnknownBackboneError, check_backbone_name
-from ..errors import MedTransferError
+from ..errors import ConfigValueError, MedTransferError
 from ..run.config import build_parser
 from ..run.parse_errors import config_reason
 from ..run.trainer_values import check_trainer_values
@@ -23,6 +23,15 @@ INCOMPLETE = "the following arguments are required"
 
 class InvalidRunError(MedTransferError, ValueError):
     """A run whose config LightningCLI rejects; the message names the axis value or override responsible."""
+
+
+def check_fixed_seed(seed) -> None:
+    """A grid's run repeats: redone after a failure, continued after a kill, compared across backbones on the
+    same seed. ``seed_everything: true`` would draw another seed each time."""
+    if seed is True:
+        raise ConfigValueError("seed_everything=true: each attempt of a grid's run would draw another seed, "
+                               "so a run redone or continued would not repeat and backbones would not share "
+                               "seeds; give numbers (the grid's seed axis, e.g. seed: [0, 1, 2])")
 
 
 class ConfigResolver:
@@ -43,6 +52,7 @@ class ConfigResolver:
                 self._parsers[verb] = build_parser(verb)
             config = self._parsers[verb].parse_args(args[1:])
             check_trainer_values(config.trainer, verb)
+            check_fixed_seed(config.get("seed_everything"))
             self._parsed[key] = config.as_dict()
         return copy.deepcopy(self._parsed[key])
 

@@ -1,7 +1,7 @@
 """summary.md: the run count, the methods, how to read the tables, then per protocol the score table, the
 paired comparisons of every backbone with the baseline (or of all pairs) and calibration; the report's
-sections (label efficiency, feature maps), the plots, the pretraining runs, the failed runs, the files left
-out and the runs not finished.
+sections (label efficiency, feature maps), the plots, the pretraining runs, the failed runs, the runs trained
+less than asked, the files left out and the runs not finished.
 
 Every table is built once (``ReportTable``) and kept, so that ``write_report`` writes the same tables as CSV
 and LaTeX and renders the same markdown as HTML."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..run.whole_run import cut_short_warnings
 from .aggregate import Cell, Collection
 from .comparisons import comparison_pairs, comparison_table
 from .report_table import ReportTable, frame_table
@@ -129,6 +130,7 @@ def summary(
         lines += ["## Plots", "", *(f"![{p}]({p})" for p in plots), ""]
     lines += pretraining_section(collection)
     lines += failed_section(collection)
+    lines += cut_short_section(collection)
     if collection.excluded:
         lines += ["## Left out", ""]
         lines += [f"- `{_relative(e.path, collection)}`: {e.reason}" for e in collection.excluded]
@@ -214,6 +216,26 @@ def failed_section(collection: Collection) -> list[str]:
         name = run.run_id or _relative(run.path.parent, collection)
         failure = run.failure
         cells = [name, failure.kind, _or_dash(failure.epoch), _or_dash(failure.step), failure.error]
+        lines.append("| " + " | ".join(text.replace("|", "\\|") for text in cells) + " |")
+    return [*lines, ""]
+
+
+def cut_short_section(collection: Collection) -> list[str]:
+    """The scored runs whose training was not what their config asked (``run.whole_run``): ended by a time
+    limit before ``max_epochs``, or tested on their last weights because nothing chose a best checkpoint.
+    Their scores stand in the tables; this says which ones a reader should weigh."""
+    short = [(r, r.results["training"]) for r in collection.records
+             if isinstance(r.results.get("training"), dict) and cut_short_warnings(r.results["training"])]
+    if not short:
+        return []
+    lines = ["## Trained less than asked", "",
+             "Scored above, but not as their configs ask: training ended by `trainer.max_time` before "
+             "`max_epochs`, or the last weights tested because no validation chose a best checkpoint.", "",
+             "| run | epochs | ended by | tested checkpoint |", "|---|---|---|---|"]
+    for record, training in short:
+        name = record.run_id or _relative(record.path.parent, collection)
+        cells = [name, f"{training['epochs']} of {training['max_epochs']}", training["ended_by"],
+                 str(training["tested_checkpoint"])]
         lines.append("| " + " | ".join(text.replace("|", "\\|") for text in cells) + " |")
     return [*lines, ""]
 

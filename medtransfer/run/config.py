@@ -39,6 +39,7 @@ from ..runtime.ckpt_path import (
     settings_unknown_to_model,
     with_checkpoint_model,
 )
+from ..runtime.seeding import drawn_seed
 from ..runtime.training_bar import training_bar
 from ..task import Task
 from ..utils.yaml_files import jsonargparse_yaml_loader
@@ -277,7 +278,7 @@ def instantiate(parsed: ParsedRun) -> RunParts:
     config = parsed.config
     seed = config.get("seed_everything")
     if seed is not False:
-        config.seed_everything = pl.seed_everything(None if seed is True else seed, workers=True,
+        config.seed_everything = pl.seed_everything(drawn_seed() if seed is True else seed, workers=True,
                                                     verbose=False)
     try:
         built = parsed.parser.instantiate_classes(config)

@@ -24,12 +24,14 @@ RESULTS_FILE = "results.json"
 @dataclass
 class RunRecord:
     """What results.json needs besides the model, data and trainer: the verb, its options, the resolved
-    config (None for a run built from Python objects), the pre-flight summary and the start time."""
+    config (None for a run built from Python objects), the pre-flight summary, a fit's training record and
+    the start time."""
 
     verb: str
     options: RunOptions
     config: dict | None
     preflight: dict | None = None
+    training: dict | None = None  # a fit's epochs, what ended it, the checkpoint tested (``run.whole_run``)
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -54,6 +56,8 @@ def write_results(record: RunRecord, folder: str | Path, model, data, trainer, m
     results["status"] = "failed" if failure else "finished"
     if failure:
         results["failure"] = failure
+    if record.training is not None:
+        results["training"] = record.training
     if record.preflight is not None:
         results["preflight"] = record.preflight
     return write_json_atomic(folder / RESULTS_FILE, results)

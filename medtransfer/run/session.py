@@ -37,6 +37,13 @@ from .preflight import preflight_summary, report_preflight
 from .record import RunRecord, metrics_line, write_results
 from .result import RunResult
 from .trainer_values import check_launch
+from .whole_run import (
+    built_settings,
+    check_both_classes_scored,
+    check_whole_splits,
+    cut_short_warnings,
+    training_record,
+)
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
@@ -59,6 +66,7 @@ class Job:
     checkpoint_task: tuple[Task, str] | None = None
     method_kwargs: dict = field(default_factory=dict)
     tested_checkpoint: str | None = None  # after fit: the best checkpoint, whose weights were tested
+    training: dict | None = None  # after fit: results.json's ``training`` (``whole_run.training_record``)
 
     def evaluated_checkpoint(self) -> str | None:
         """The checkpoint whose weights the run's scores are of (results.json's ``checkpoint``)."""
@@ -89,8 +97,9 @@ def execute(job: Job) -> RunResult:
 
 
 def check_before_running(job: Job) -> None:
-    """What must hold before a run starts: the checkpoint's task is the data's, an evaluation has trained
-    weights (or says it wants untrained ones), new images suit the model; explanation callbacks added, and
+    """What must hold before a run starts: the checkpoint's task is the data's, the Trainer launches every
+    rank and scores whole splits (``run.whole_run``), an evaluation has trained weights (or says it wants
+    untrained ones), new images suit the model; explanation callbacks added, and
     a run that tests records its decision thresholds (``run.decision``)."""
     data_task = getattr(job.data, "task", None)
     if job.checkpoint_task is not None and data_task is not None:
@@ -100,6 +109,8 @@ def check_before_running(job: Job) -> None:
         except TaskMismatchError as err:
             raise TaskMismatchError(f"checkpoint {path} does not fit: {err}") from None
     check_launch(job.trainer)
+    check_whole_splits(built_settings(job.trainer), job.verb)
+    check_both_classes_scored(job.data, job.verb)
     check_trained(job.model, job.verb, job.ckpt_path, job.options.allow_untrained)
     prepare_for_new_images(job.model, job.data)
     if job.options.explain:
@@ -224,14 +235,17 @@ def fit_then_test(job: Job, data) -> dict:
     metrics = {}
     if model.epoch_metrics.get("train"):
         metrics["train"] = model.epoch_metrics["train"]
-    if job.options.test_after_fit and model.evaluate_after_fit and not trainer.interrupted:
-        trainer.validate(model, datamodule=data, ckpt_path=best_checkpoint(trainer), verbose=False)
+    chosen, tests = None, job.options.test_after_fit and model.evaluate_after_fit and not trainer.interrupted
+    if tests:
+        chosen = best_checkpoint(trainer)
+        trainer.validate(model, datamodule=data, ckpt_path=chosen, verbose=False)
         metrics["val"] = dict(model.epoch_metrics.get("val", {}))
         job.tested_checkpoint = trainer.ckpt_path  # the best checkpoint, now loaded: test these weights
         trainer.test(model, datamodule=data, ckpt_path=None)
         metrics["test"] = dict(model.epoch_metrics.get("test", {}))
     elif "val" in model.epoch_metrics:
         metrics["val"] = model.epoch_metrics["val"]
+    job.training = training_record(trainer, chosen, tests)
     return metrics
 
 
@@ -253,6 +267,7 @@ def finish(job: Job, data, record: RunRecord, folder: Path, metrics: dict) -> Ru
     results_path = None
     predictions = next((cb.path for cb in trainer.callbacks if isinstance(cb, PredictionWriter)), None)
     if job.verb != "predict" and trainer.is_global_zero:
+        record.training = job.training
         with all_threads():  # the statistics of the results: every thread again
             results_path = write_results(record, folder, job.model, data, trainer, metrics,
                                          job.evaluated_checkpoint())
@@ -264,6 +279,8 @@ def finish(job: Job, data, record: RunRecord, folder: Path, metrics: dict) -> Ru
             print(f"predictions: {predictions}")
         if "test" in metrics:
             print(metrics_line(metrics["test"], result.intervals))
+        for warning in cut_short_warnings(job.training) if job.training else ():
+            log.warning(warning)
     return result
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from ..errors import ConfigValueError
 from ..runtime.lightning_compat import multiprocessing_strategy, starts_ranks_by_multiprocessing
+from .whole_run import check_whole_splits
 
 # what a run needs of its processes, which ddp_spawn, ddp_fork and ddp_notebook do not give
 MULTIPROCESSING_STRATEGY = (
@@ -25,7 +26,8 @@ LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "lim
 
 
 def check_trainer_values(trainer, verb: str) -> None:
-    """Raise ``ConfigValueError`` for the first trainer setting out of range (``trainer`` as parsed)."""
+    """Raise ``ConfigValueError`` for the first trainer setting out of range, or under which the run would
+    score part of what it reports (``whole_run``; ``trainer`` as parsed)."""
     _at_least("max_epochs", trainer.get("max_epochs"), -1, "-1 (no limit) or a number of epochs")
     _at_least("max_steps", trainer.get("max_steps"), -1, "-1 (no limit) or a number of optimizer steps")
     _at_least("min_epochs", trainer.get("min_epochs"), 0, "0 or more epochs")
@@ -48,6 +50,7 @@ def check_trainer_values(trainer, verb: str) -> None:
         raise ConfigValueError(MULTIPROCESSING_STRATEGY.format(strategy=name))
     if verb == "fit":
         _trains_something(trainer)
+    check_whole_splits(trainer, verb)
 
 
 def check_sync_batchnorm(sync_batchnorm: object, device_type: str) -> None:

@@ -29,9 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 def csv_root(imagefolder_root: Path) -> Path:
     """The image-folder fixture listed in a CSV with patient and split columns."""
     rows = ["path,label,patient,split"]
-    for i, path in enumerate(sorted(imagefolder_root.rglob("*.png"))):
+    patients = sorted({path.name[:4] for path in imagefolder_root.rglob("*.png")})
+    tested = set(patients[::5])  # every 5th patient's images, all of them: no patient in two splits
+    for path in sorted(imagefolder_root.rglob("*.png")):
         rows.append(f"{path.relative_to(imagefolder_root)},{path.parent.name},{path.name[:4]},"
-                    f"{'test' if i % 5 == 0 else 'train'}")
+                    f"{'test' if path.name[:4] in tested else 'train'}")
     (imagefolder_root / "labels.csv").write_text("\n".join(rows) + "\n")
     return imagefolder_root
 

@@ -31,8 +31,6 @@ def fit(tmp_path: Path, config: Path, root: Path | None, *extra: str) -> dict:
         "2",
         "--trainer.limit_val_batches",
         "1",
-        "--trainer.limit_test_batches",
-        "2",
         "--trainer.accelerator",
         "cpu",
         "--trainer.devices",

@@ -68,6 +68,13 @@ OUT_OF_RANGE = [
     (TRAINER + "accelerator", "tpu", "trainer: Requirement 'torch_xla"),  # was a bare ModuleNotFoundError
     # nodes that nothing starts: rank 0 waited 30 minutes for them, deaf to SIGTERM
     (TRAINER + "num_nodes", "2", "trainer.num_nodes=2: nothing starts the other nodes' ranks"),
+    # Lightning's debugging settings: a results.json of one batch, or of half the test split (exit 0)
+    (TRAINER + "fast_dev_run", "true", "trainer.fast_dev_run=True: Lightning's debugging run"),
+    (TRAINER + "overfit_batches", "1", "trainer.overfit_batches=1: Lightning's overfitting check"),
+    (TRAINER + "limit_test_batches", "0.5", "limit_test_batches=0.5: fit would score part of the test"),
+    # validation that never runs: the last weights tested as "the best on validation"
+    (TRAINER + "limit_val_batches", "0", "trainer.limit_val_batches=0: fit would never validate"),
+    (TRAINER + "check_val_every_n_epoch", "5", "check_val_every_n_epoch=5 with trainer.max_epochs=1"),
 ]
 
 
@@ -97,9 +104,35 @@ def fraction_as_the_whole_split(ws: Workspace) -> Outcome:
                check=lambda: results_ok(run_dir) and trained_on(run_dir) == 32)
 
 
+def random_seeds_differ(ws: Workspace) -> Outcome:
+    """``--seed_everything true`` twice: Lightning gave seed 0 both times (identical "random" repeats); each
+    run must draw its own and record it."""
+    runs = ws.root / "runs"
+    first = cli(["fit", *synthetic_args(runs), "--seed_everything", "true"])
+    if first.exit_code:
+        return first
+    return cli(["fit", *synthetic_args(runs), "--seed_everything", "true"], check=lambda: len({
+        recorded(runs / "tiny" / f"version_{n}")["seed"] for n in (0, 1)}) == 2)
+
+
+def time_limit_recorded(ws: Workspace) -> Outcome:
+    """``--trainer.max_time`` that ends training before ``max_epochs``: scored, and results.json says what
+    ended training after how many epochs (it said "finished" alone)."""
+    runs = ws.root / "runs"
+    run_dir = runs / "tiny" / "version_0"
+    args = ["fit", *synthetic_args(runs), "--trainer.max_epochs", "500", "--trainer.max_time",
+            "00:00:00:01"]
+    return cli(args, check=lambda: results_ok(run_dir) and recorded(run_dir)["training"]["ended_by"]
+               == "max_time" and recorded(run_dir)["training"]["epochs"] < 500)
+
+
+def recorded(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
 def trained_on(run_dir: Path) -> int:
     """The training images results.json says the run used."""
-    return json.loads((run_dir / "results.json").read_text())["data"]["num_samples"]["train"]
+    return recorded(run_dir)["data"]["num_samples"]["train"]
 
 
 def half_precision_on_a_cpu(ws: Workspace) -> Outcome:
@@ -229,6 +262,10 @@ GRIDS = [
     grid_case("a typo'd override key", GRID.replace("data.init_args.num_train", "data.init_args.num_trian"),
               r"the grid's overrides is not a valid `medtransfer fit` config: .*num_trian"),
     grid_case("an empty grid file", "", r"expected a mapping with keys name"),
+    grid_case("seed_everything true in a grid", GRID.replace("  seed: [0]\n", "").replace(
+        "overrides:\n", "overrides:\n  seed_everything: true\n"), r"seed_everything=true: each attempt"),
+    grid_case("fast_dev_run in a grid's overrides", GRID.replace(
+        "overrides:\n", "overrides:\n  trainer.fast_dev_run: true\n"), r"trainer.fast_dev_run=True"),
 ]
 
 
@@ -247,6 +284,10 @@ def cases() -> list[Case]:
              expect="error", says="labels.csv"),
         Case("train_fraction 32 = the training split", "config", "a count equal to the split: every image",
              fraction_as_the_whole_split, expect="success"),
+        Case("seed_everything true, twice", "config", "two runs that each draw a seed", random_seeds_differ,
+             expect="success"),
+        Case("max_time before max_epochs", "config", "training ended by a time limit", time_limit_recorded,
+             expect="success"),
         Case("precision 16 on a CPU", "config", "--trainer.precision 16 without a GPU",
              half_precision_on_a_cpu),
         Case("accelerator gpu without one", "config", "--trainer.accelerator gpu", gpu_asked_for,

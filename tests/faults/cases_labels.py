@@ -30,6 +30,7 @@ def with_split(pairs: list[str], header: bytes = b"path,label,split") -> bytes:
 
 # --- label columns that change the task (class 1) ----------------------------------------------------------
 
+SPLIT_OF = ["train"] * 8 + ["val"] * 2 + ["test"] * 2
 ONE_SPACED = ["sick " if i == 3 else ("normal", "sick")[i % 2] for i in range(12)]
 TEST_ONLY_CLASS = ["a,train", "b,train"] * 5 + ["c,test", "c,test"]
 NEVER_POSITIVE = [f"{i % 2},0,train" for i in range(10)] + ["1,1,test", "0,1,test"]
@@ -80,6 +81,15 @@ MORE_TABLES = [
     table_case("unknown split value 'holdout'", with_split([f"{i % 2},{('train', 'holdout')[i % 2]}"
                                                             for i in range(12)]),
                "error", says="split='holdout'", split_column="split"),
+    # patient p0's images 0 and 1 in train, its image 10 in test: a model tested on a patient it trained on
+    table_case("a patient in the training and the test split",
+               with_split([f"{i % 2},{SPLIT_OF[i]},p{0 if i == 10 else i // 2}" for i in range(12)],
+                          header=b"path,label,split,patient"),
+               "error", says=r"1 patient\(s\) have images in more than one split: 'p0' \(train 2, test 1\)",
+               split_column="split", patient_column="patient"),
+    table_case("patients each in one split", with_split(
+        [f"{i % 2},{SPLIT_OF[i]},p{i // 2}" for i in range(12)], header=b"path,label,split,patient"),
+        "success", GOOD, split_column="split", patient_column="patient"),
 ]
 
 
@@ -229,6 +239,25 @@ def training_batch_of_one(ws: Workspace) -> Outcome:
     return cli(["fit", *folder_args(image_folder(ws.root / "data", per_class=6), runs, batch_size=5)])
 
 
+def one_class_split(split: str) -> Case:
+    """A binary fit whose ``split`` folder holds one class: on the val split it "chose" its first epoch on a
+    NaN AUROC and tested it as the best, exit 0; on the test split it trained to a NaN AUROC."""
+    other = "test" if split == "val" else "val"
+
+    def run(ws: Workspace) -> Outcome:
+        root = ws.root / "data"
+        for folder, count in {"train/lesion": 8, "train/normal": 8, f"{split}/normal": 4,
+                              f"{other}/lesion": 2, f"{other}/normal": 2}.items():
+            (root / folder).mkdir(parents=True)
+            for i in range(count):
+                plain_png(root / folder / f"{i}.png")
+        runs = ws.root / "runs"
+        return cli(["fit", *folder_args(root, runs)])
+
+    return Case(f"a {split} split of one class", "labels", f"binary fit, {split}/ holds normal only", run,
+                expect="error", says=f"the {split} split has no 'lesion' image \\(lesion 0, normal 4\\)")
+
+
 def cases() -> list[Case]:
     return [
         *LABEL_TABLES,
@@ -238,6 +267,8 @@ def cases() -> list[Case]:
         Case("a folder listed as an image", "table", "labels.csv: a row's path is a folder",
              folder_listed_as_image, expect="error", says="series"),
         *FOLDERS,
+        one_class_split("val"),
+        one_class_split("test"),
         Case("fit on images of every size and mode", "image", "1x1, 500x30 grey, 1-bit, LA, 16-bit and float "
              "TIFF in one folder", mixed_sizes_and_modes, expect="success"),
         Case("a last training batch of one image", "image", "6 training images, batch_size 5, 32 px",
