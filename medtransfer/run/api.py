@@ -123,6 +123,7 @@ def execute_parsed(parsed: ParsedRun, expect: type | None = None) -> RunResult:
     return execute(Job(
         parsed.verb, parts.model, parts.data, parts.trainer, parsed.ckpt_path, parsed.options(),
         parsed.as_dict(), parsed.dump(), parsed.checkpoint_task, method_kwargs(parsed),
+        checkpoint_images=parsed.checkpoint_images,
     ))
 
 

@@ -32,7 +32,13 @@ from ..callbacks import (
 from ..datamodules import MedicalDataModule
 from ..errors import first_line
 from ..lightning_modules import MedTransferModule
-from ..runtime.checkpoints import CHECKPOINT_MODEL_KEY, VERSION_KEY, CheckpointFileError, read_checkpoint
+from ..runtime.checkpoints import (
+    CHECKPOINT_DATA_KEY,
+    CHECKPOINT_MODEL_KEY,
+    VERSION_KEY,
+    CheckpointFileError,
+    read_checkpoint,
+)
 from ..runtime.ckpt_path import (
     fill_data_from_checkpoint,
     resolve_last_checkpoint,
@@ -68,6 +74,7 @@ class ParsedRun:
     parser: LightningArgumentParser
     config: Namespace
     checkpoint_task: tuple[Task, str] | None = None
+    checkpoint_images: dict | None = None  # how the checkpoint's images were prepared (``data_preparation``)
 
     @property
     def ckpt_path(self) -> str | None:
@@ -205,6 +212,7 @@ def apply_checkpoint(parsed: ParsedRun) -> None:
     saved_task = hparams.pop("task", None)
     if saved_task is not None:
         parsed.checkpoint_task = (Task.from_dict(saved_task), str(ckpt_path))
+    parsed.checkpoint_images = dict(checkpoint.get(CHECKPOINT_DATA_KEY) or {})
     fill_data_from_checkpoint(config, checkpoint, str(ckpt_path))
     if hparams:
         parsed.config = _with_model_settings(parsed, checkpoint, hparams, str(ckpt_path))

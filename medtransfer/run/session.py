@@ -31,7 +31,7 @@ from ..task import Task, TaskMismatchError
 from ..utils.atomic import write_bytes_atomic
 from .decision import record_decisions
 from .guards import DivergedError, check_not_finished
-from .inference import check_trained, prepare_for_new_images, trainable_parameters
+from .inference import check_images_as_trained, check_trained, prepare_for_new_images, trainable_parameters
 from .options import RunOptions
 from .preflight import preflight_summary, report_preflight
 from .record import RunRecord, metrics_line, write_results
@@ -65,6 +65,7 @@ class Job:
     config_yaml: str | None = None
     checkpoint_task: tuple[Task, str] | None = None
     method_kwargs: dict = field(default_factory=dict)
+    checkpoint_images: dict | None = None  # how the checkpoint's images were prepared, as it records
     tested_checkpoint: str | None = None  # after fit: the best checkpoint, whose weights were tested
     training: dict | None = None  # after fit: results.json's ``training`` (``whole_run.training_record``)
 
@@ -112,6 +113,7 @@ def check_before_running(job: Job) -> None:
     check_whole_splits(built_settings(job.trainer), job.verb)
     check_both_classes_scored(job.data, job.verb)
     check_trained(job.model, job.verb, job.ckpt_path, job.options.allow_untrained)
+    check_images_as_trained(job.checkpoint_images, job.data, job.ckpt_path)
     prepare_for_new_images(job.model, job.data)
     if job.options.explain:
         add_explanations(job.trainer, job.verb)
