@@ -53,6 +53,12 @@ def with_normalisation(preprocessing: Preprocessing, normalisation: Mapping | No
     if values or not (is_triple(mean) and is_triple(std)) or min(std) <= 0:
         raise ConfigValueError(f"model.init_args.normalisation={dict(normalisation)}: expected "
                                "{mean: [m, m, m], std: [s, s, s]} on the [0, 1] scale, every std above 0")
+    if max(mean) > 1 or min(mean) < 0 or max(std) > 1:
+        scaled = {"mean": [round(v / 255, 4) for v in mean], "std": [round(v / 255, 4) for v in std]}
+        raise ConfigValueError(
+            f"model.init_args.normalisation={dict(normalisation)}: images reach the model on the [0, 1] "
+            "scale, where every mean lies in [0, 1] and every std is at most 1 (these look like 0-255 "
+            f"values, which would make every image nearly one colour: divided by 255 they are {scaled})")
     return replace(preprocessing, mean=tuple(map(float, mean)), std=tuple(map(float, std)))
 
 

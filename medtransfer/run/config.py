@@ -9,6 +9,9 @@ from the data (``data.task``) when the classes are built."""
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +57,7 @@ from .options import RunOptions
 from .parse_errors import ConfigError, config_error
 from .trainer_values import check_sync_batchnorm, check_trainer_values
 
+log = logging.getLogger(__name__)
 VERBS = ("fit", "validate", "test", "predict")
 # Trainer method arguments that are the model and data themselves, not settings
 METHOD_SKIPS = {"model", "datamodule", "train_dataloaders", "val_dataloaders", "dataloaders"}
@@ -227,6 +231,7 @@ def _with_model_settings(parsed: ParsedRun, checkpoint: dict, hparams: dict, ckp
             f"the checkpoint was written by {written_by}. Use it with that version"
         )
     check_model_class(class_path, parsed.config.get("model"), ckpt_path)
+    warn_settings_replaced(class_path, parsed.config.get("model"), hparams, ckpt_path)
     class_path = _same_class_spelling(class_path, parsed.config.get("model"))
     model = {"class_path": class_path, "dict_kwargs": hparams} if class_path is not None else hparams
     try:
@@ -251,6 +256,29 @@ def check_model_class(class_path: str | None, model, ckpt_path: str) -> None:
         f"{given.rsplit('.', 1)[-1]} ({given}): leave the model out of the config (the checkpoint's is "
         "rebuilt from it), or give a checkpoint of that model"
     )
+
+
+def warn_settings_replaced(class_path: str | None, model, hparams: dict, ckpt_path: str) -> None:
+    """Say which model settings the config gives (not left at the class's default) that the checkpoint's
+    replace: a ``--model.init_args.backbone resnet50`` beside a ResNet-18's checkpoint scored the ResNet-18,
+    and only results.json told."""
+    given = model.get("init_args") if isinstance(model, Namespace) else None
+    model_class = _import(class_path) if class_path else None
+    if given is None or model_class is None:
+        return
+    defaults = {name: p.default for name, p in inspect.signature(model_class.__init__).parameters.items()}
+    replaced = [f"{key} {_shown(saved)} (the config gives {_shown(given.get(key))})"
+                for key, saved in hparams.items()
+                if key in given and _shown(given.get(key)) not in (_shown(saved), _shown(defaults.get(key)))]
+    if replaced:
+        log.warning("--ckpt_path %s: the checkpoint's model settings replace the config's: %s", ckpt_path,
+                    "; ".join(replaced))
+
+
+def _shown(value) -> str:
+    """A setting as compared and shown: config values and saved hyperparameters as the same plain JSON."""
+    plain = value.as_dict() if isinstance(value, Namespace) else value
+    return json.dumps(plain, sort_keys=True, default=str)
 
 
 def _same_class_spelling(class_path: str | None, model) -> str | None:

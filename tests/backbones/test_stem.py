@@ -98,3 +98,11 @@ def test_normalisation_replaces_the_weights_mean_and_std():
                        torch.ones(1, 3, 2, 2))
     with pytest.raises(ConfigValueError, match="every std above 0"):
         create_backbone("test_resnet", normalisation={"mean": [0.5] * 3, "std": [0.0] * 3})
+
+
+def test_normalisation_on_the_0_255_scale_is_refused_with_the_values_divided():
+    """torchvision's statistics times 255 (mmcv and detectron configs) made every image nearly one colour."""
+    with pytest.raises(ConfigValueError, match=r"look like 0-255 values.*divided by 255 they are \{'mean': "
+                                               r"\[0\.4851, 0\.4561, 0\.4059\], 'std': \[0\.229, 0\.2239, "):
+        create_backbone("test_resnet", normalisation={"mean": [123.7, 116.3, 103.5],
+                                                      "std": [58.4, 57.1, 57.4]})

@@ -62,6 +62,9 @@ OUT_OF_RANGE = [
     (MODEL + "weight_decay", "-1", "model.init_args.weight_decay=-1.0: expected 0"),
     (MODEL + "warmup_epochs", "-1", "model.init_args.warmup_epochs=-1.0: expected 0"),
     (MODEL + "backbone_lr_multiplier", "-1", "model.init_args.backbone_lr_multiplier=-1.0: expected 0"),
+    # mmcv's 0-255 statistics: every image nearly one colour, trained and scored (exit 0)
+    (MODEL + "normalisation", "{mean: [123.7, 116.3, 103.5], std: [58.4, 57.1, 57.4]}",
+     "look like 0-255 values"),
     # launchers that run fit and test in processes of their own (the run hung after fit)
     (TRAINER + "strategy", "ddp_notebook", "trainer.strategy=ddp_notebook: it runs each fit and each test"),
     (TRAINER + "strategy", "ddp_spawn", "trainer.strategy=ddp_spawn: it runs each fit and each test"),

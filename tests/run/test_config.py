@@ -4,6 +4,7 @@ ad-hoc run is named after what it runs."""
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -154,6 +155,26 @@ def test_a_checkpoint_of_another_model_class_than_the_config_names_is_refused(tm
     with pytest.raises(CheckpointFileError, match=r"holds a Finetune model, but the config names LinearProbe "
                                                   r"\(medtransfer.lightning_modules.LinearProbe\)"):
         parse_run("test", ["--model", "medtransfer.lightning_modules.LinearProbe", *synthetic])
+
+
+def test_model_settings_the_checkpoint_replaces_are_said(tmp_path, caplog):
+    """``--model.init_args.backbone resnet18`` beside a test_resnet checkpoint scored the test_resnet, and
+    only results.json told; settings left at their defaults, or equal, are not listed."""
+    data = tiny_data("binary")
+    checkpoint = train_checkpoint(tmp_path / "model", Finetune(backbone="test_resnet", task=data.task), data)
+    synthetic = ["--data", "medtransfer.datamodules.SyntheticMedical", "--ckpt_path", str(checkpoint),
+                 "--model", "medtransfer.lightning_modules.Finetune"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medtransfer.run.config"):
+        parse_run("test", [*synthetic, "--model.init_args.backbone", "test_resnet"])
+        assert not caplog.records
+        parsed = parse_run("test", [*synthetic, "--model.init_args.backbone", "resnet18",
+                                    "--model.init_args.head_dropout", "0.5"])
+    assert parsed.config.model.init_args.backbone == "test_resnet"
+    (record,) = [r for r in caplog.records if r.name == "medtransfer.run.config"]
+    assert record.getMessage() == (
+        f"--ckpt_path {checkpoint}: the checkpoint's model settings replace the config's: backbone "
+        '"test_resnet" (the config gives "resnet18"); head_dropout 0.0 (the config gives 0.5)')
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="auto picks the GPU, where SyncBatchNorm runs")
