@@ -36,7 +36,7 @@ from .options import RunOptions
 from .preflight import preflight_summary, report_preflight
 from .record import RunRecord, metrics_line, write_results
 from .result import RunResult
-from .trainer_values import check_launch
+from .trainer_values import check_launch, missing_monitor
 from .whole_run import (
     built_settings,
     check_both_classes_scored,
@@ -228,6 +228,11 @@ def run_verb(job: Job, data, record: RunRecord, folder: Path) -> dict:
             with all_threads():
                 write_results(record, folder, model, data, trainer, metrics, None, failure=error.record())
         raise
+    except Exception as error:
+        named = missing_monitor(error)
+        if named is None:
+            raise
+        raise named from error
 
 
 def fit_then_test(job: Job, data) -> dict:

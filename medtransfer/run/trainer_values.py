@@ -86,6 +86,18 @@ def check_other_nodes_can_join(trainer, env: Mapping[str, str] = os.environ) -> 
             "(scripts/torchrun_fit.sh), or leave num_nodes at 1 on one machine (docs/clusters.md)")
 
 
+def missing_monitor(error: Exception) -> ConfigValueError | None:
+    """A callback of the config (``EarlyStopping``, a ``ModelCheckpoint``) that monitors a metric the run
+    does not log, as one line: Lightning raised it as a traceback after the first epoch. Its message lists
+    the metrics the run logs; its hint to call ``log`` in the LightningModule is left out (the module is
+    medtransfer's). None for any other error."""
+    text = str(error).strip()
+    if not text.startswith(("Early stopping conditioned on metric", "`ModelCheckpoint(monitor=")):
+        return None
+    text = text.split(" HINT:")[0]
+    return ConfigValueError(f"trainer.callbacks: {text} (a callback's monitor names one of these)")
+
+
 def _at_least(key: str, value, minimum: float, expected: str) -> None:
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return

@@ -129,6 +129,18 @@ def time_limit_recorded(ws: Workspace) -> Outcome:
                == "max_time" and recorded(run_dir)["training"]["epochs"] < 500)
 
 
+def monitor_typo(callback: str):
+    """A callback added to the config whose monitor is a metric the run does not log (``val_auroc`` for
+    ``val/auroc``): a traceback from inside Lightning after the first epoch."""
+
+    def run(ws: Workspace) -> Outcome:
+        return cli(["fit", *synthetic_args(ws.root / "runs"),
+                    f"--trainer.callbacks+=pytorch_lightning.callbacks.{callback}",
+                    "--trainer.callbacks.monitor=val_auroc"])
+
+    return run
+
+
 def recorded(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
@@ -291,6 +303,12 @@ def cases() -> list[Case]:
              expect="success"),
         Case("max_time before max_epochs", "config", "training ended by a time limit", time_limit_recorded,
              expect="success"),
+        Case("EarlyStopping on val_auroc", "config", "a callback's monitor that is no logged metric",
+             monitor_typo("EarlyStopping"), expect="error",
+             says="trainer.callbacks: Early stopping conditioned on metric `val_auroc`.*`val/auroc`"),
+        Case("ModelCheckpoint on val_auroc", "config", "a second checkpoint callback's monitor, misspelt",
+             monitor_typo("ModelCheckpoint"), expect="error",
+             says=r"trainer.callbacks: `ModelCheckpoint\(monitor='val_auroc'\)` could not find .*val/auroc"),
         Case("precision 16 on a CPU", "config", "--trainer.precision 16 without a GPU",
              half_precision_on_a_cpu),
         Case("accelerator gpu without one", "config", "--trainer.accelerator gpu", gpu_asked_for,
