@@ -5,7 +5,8 @@ split's score; and a fit that validates nothing would test its last weights unde
 best on validation".
 
 ``check_whole_splits`` refuses those settings when the config is read (so also at a grid's ``--dry_run``),
-and for a Trainer built in Python before its run starts (``built_settings``).
+and for a Trainer built in Python before its run starts (``built_settings``). ``check_both_classes_scored``
+refuses a binary fit whose validation or test split holds one class, where AUROC is undefined.
 ``training_record`` is results.json's ``training``: how many epochs and steps ran, what ended training, and
 which checkpoint was tested and why; ``cut_short_warnings`` says when that is not what the config asked."""
 
@@ -36,7 +37,7 @@ def check_whole_splits(trainer: Mapping, verb: str) -> None:
         raise ConfigValueError(
             f"trainer.overfit_batches={trainer.get('overfit_batches')}: Lightning's overfitting check trains "
             "and validates on the same few training batches, which chooses the checkpoint and the decision "
-            f"thresholds on them; remove it (data.init_args.train_fraction trains on a real subset)")
+            "thresholds on them; remove it (data.init_args.train_fraction trains on a real subset)")
     split, key = SCORED_SPLIT.get(verb, (None, None))
     if key is not None and _limited(trainer.get(key)):
         raise ConfigValueError(
