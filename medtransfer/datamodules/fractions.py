@@ -26,12 +26,17 @@ def strata_of(labels: np.ndarray) -> np.ndarray:
     return strata.reshape(-1)
 
 
+def patient_keys(groups) -> np.ndarray:
+    """Each sample's patient id as text: the key patients are grouped and compared by (7 and '7' are one)."""
+    return np.asarray([str(g) for g in np.asarray(groups).tolist()])
+
+
 def group_index(groups: np.ndarray | None, n: int) -> np.ndarray:
     """A dense group number per sample (groups numbered in order of first appearance); each sample its own
     group when ``groups`` is None."""
     if groups is None:
         return np.arange(n)
-    keys = np.asarray([str(g) for g in np.asarray(groups).tolist()])
+    keys = patient_keys(groups)
     if len(keys) != n:
         raise ValueError(f"{len(keys)} patient ids for {n} samples")
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..task import SPLITS
 from .errors import PatientLeakError
+from .fractions import patient_keys
 from .images import Source
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,7 @@ def check_patients_in_one_split(dataset: str, sources: Mapping[str, Source], dec
         groups = getattr(sources[split], "groups", None)
         if groups is None:
             continue
-        patients, counts = np.unique(np.asarray([str(g) for g in np.asarray(groups).tolist()]),
-                                     return_counts=True)
+        patients, counts = np.unique(patient_keys(groups), return_counts=True)
         for patient, count in zip(patients.tolist(), counts.tolist(), strict=True):
             splits_of.setdefault(patient, {})[split] = count
     shared = {patient: found for patient, found in splits_of.items() if len(found) > 1}
