@@ -139,7 +139,8 @@ class CSVDataset(FileBackedDataModule):
             Path(p) if Path(p).is_absolute() else root / p for p in self.frame[self.image_column].str.strip()
         ]
         ids = self.frame[self.image_column].str.strip().tolist()
-        groups = self.frame[self.patient_column].to_numpy() if self.patient_column else None
+        # " p7 " is patient p7, as every other column is read: else it would be grouped and split apart
+        groups = self.frame[self.patient_column].str.strip().to_numpy() if self.patient_column else None
         splits = self._split_of_rows()
         available = {}
         for split in ("train", "val", "test"):

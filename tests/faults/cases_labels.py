@@ -87,6 +87,10 @@ MORE_TABLES = [
                           header=b"path,label,split,patient"),
                "error", says=r"1 patient\(s\) have images in more than one split: 'p0' \(train 2, test 1\)",
                split_column="split", patient_column="patient"),
+    table_case("a patient written ' p0 ' in the test split", with_split(
+        [f"{i % 2},{SPLIT_OF[i]},{' p0 ' if i == 10 else f'p{i // 2}'}" for i in range(12)],
+        header=b"path,label,split,patient"), "error", says=r"'p0' \(train 2, test 1\)",
+        split_column="split", patient_column="patient"),
     table_case("patients each in one split", with_split(
         [f"{i % 2},{SPLIT_OF[i]},p{i // 2}" for i in range(12)], header=b"path,label,split,patient"),
         "success", GOOD, split_column="split", patient_column="patient"),
