@@ -21,6 +21,7 @@ from ..task import SPLITS, Task
 from ..views import ViewSpec
 from .class_sets import check_training_classes, class_counts, warn_findings_left_out
 from .config_values import check_choice, check_flag, check_integer
+from .copies import check_no_copies_across_splits
 from .dataset import TransformedDataset, collate_skipping
 from .errors import DatasetTooSmallError
 from .fractions import check_train_fraction, select_fraction
@@ -175,8 +176,9 @@ class MedicalDataModule(pl.LightningDataModule):
     def splits_declared_by(self) -> str | None:
         """Who made the splits, or None when the user did.
 
-        A patient in two splits the user made is refused (``patient_splits``); a published dataset's official
-        splits are kept as published, with a warning.
+        A patient, or an image with a byte-identical copy, in two splits the user made is refused
+        (``patient_splits``, ``copies``); a published dataset's official splits are kept as published, with a
+        warning.
         """
         return "the dataset's official splits"
 
@@ -188,6 +190,7 @@ class MedicalDataModule(pl.LightningDataModule):
                 raise RuntimeError(f"{self.name}.build_sources returned no {missing} split")
             self.check_class_set(sources)
             check_patients_in_one_split(self.name, sources, self.splits_declared_by(), self.split_fix)
+            check_no_copies_across_splits(self.name, sources, self.splits_declared_by())
             self._sources = sources
         return self._sources
 

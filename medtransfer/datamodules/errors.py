@@ -33,6 +33,10 @@ class PatientLeakError(MedTransferError, ValueError):
     """A patient's images in more than one of the splits the user made (``patient_splits``)."""
 
 
+class CopiedImageError(MedTransferError, ValueError):
+    """An image with a byte-identical copy in another of the splits the user made (``copies``)."""
+
+
 class DatasetTooSmallError(MedTransferError, ValueError):
     """A split too small for what the run asks of it (e.g. one full batch of views per process)."""
 

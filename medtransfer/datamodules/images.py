@@ -4,6 +4,7 @@ them to ``H x W x 3`` uint8, and the Source over a list of files."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 from collections import Counter
@@ -16,7 +17,7 @@ from PIL import EpsImagePlugin, Image, ImageFile, ImageOps
 from pytorch_lightning.utilities import rank_zero_warn
 
 from .errors import CorruptImageError, SkippedSample
-from .sources import Source, as_rgb_uint8
+from .sources import DIGEST_BYTES, Source, as_rgb_uint8
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +197,19 @@ class FileSource(Source):
         self.skip_corrupt = skip_corrupt
         self.draft_size = draft_size
         self.skipped: dict[str, str] = {}
+        self._sizes: list[int | None] | None = None
 
     def load_image(self, index: int) -> np.ndarray:
         return as_rgb_uint8(self.load_pixels(index))
+
+    def size_keys(self) -> list[int | None]:
+        """Each file's size in bytes (None for a file that cannot be read: it is never a copy)."""
+        if self._sizes is None:
+            self._sizes = [file_size(path) for path in self.paths]
+        return self._sizes
+
+    def content_key(self, index: int, whole: bool) -> bytes | None:
+        return file_digest(self.paths[index], whole)
 
     def load_pixels(self, index: int) -> np.ndarray:
         try:
@@ -219,6 +230,34 @@ class FileSource(Source):
                 f"{err}{where}. Replace or remove the file, or set data.init_args.skip_corrupt: true to skip "
                 "unreadable images (each is logged and counted)"
             ) from None
+
+
+def file_size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+ENDS_BYTES = 4096  # read from each end of a file by ``file_digest(whole=False)``
+
+
+def file_digest(path: str, whole: bool) -> bytes | None:
+    """A digest of the file's bytes: all of them, or its first and last 4 KiB (``whole`` False); None when
+    the file cannot be read."""
+    digest = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    try:
+        with open(path, "rb") as handle:
+            if whole:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+            else:
+                digest.update(handle.read(ENDS_BYTES))
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - ENDS_BYTES))
+                digest.update(handle.read(ENDS_BYTES))
+    except OSError:
+        return None
+    return digest.digest()
 
 
 def missing_files(paths: Sequence[str | Path], origins: Sequence[str] | None = None, limit: int = 5) -> str:

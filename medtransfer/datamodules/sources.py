@@ -6,9 +6,12 @@ fractions, transforms, samplers, feature stores) works on sources and never on a
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 
 import numpy as np
+
+DIGEST_BYTES = 16
 
 
 class Source(ABC):
@@ -36,6 +39,17 @@ class Source(ABC):
     def subset(self, indices: np.ndarray) -> SubsetSource:
         return SubsetSource(self, np.asarray(indices, dtype=np.int64))
 
+    def size_keys(self) -> list | None:
+        """A key per sample that byte-identical images share and that is cheap to get (a file's size), for
+        finding copies (``copies``); None when the source cannot give one cheaply (its images are then never
+        compared)."""
+        return None
+
+    def content_key(self, index: int, whole: bool) -> bytes | None:
+        """A digest of the bytes of the image at ``index``: of its ends (``whole`` False: cheaper, and enough
+        to tell most images apart) or of all of it; None when it cannot be read."""
+        return None
+
 
 class SubsetSource(Source):
     """A view on some rows of another source, used for carved splits and label fractions."""
@@ -53,6 +67,13 @@ class SubsetSource(Source):
     def load_pixels(self, index: int) -> np.ndarray:
         return self.parent.load_pixels(int(self.indices[index]))
 
+    def size_keys(self) -> list | None:
+        keys = self.parent.size_keys()
+        return None if keys is None else [keys[i] for i in self.indices]
+
+    def content_key(self, index: int, whole: bool) -> bytes | None:
+        return self.parent.content_key(int(self.indices[index]), whole)
+
 
 class ArraySource(Source):
     """Images already in memory as ``N x H x W`` or ``N x H x W x 3`` uint8 (MedMNIST, synthetic data)."""
@@ -68,10 +89,21 @@ class ArraySource(Source):
         self.labels = labels
         self.ids = list(ids)
         self.groups = groups
+        self._digests: list[bytes] | None = None
 
     def load_image(self, index: int) -> np.ndarray:
         # a copy: the array may be a read-only memory map, and transforms may write into their input
         return as_rgb_uint8(np.array(self.images[index]))
+
+    def size_keys(self) -> list[bytes]:
+        """Each image's pixel digest: in memory, hashing is as cheap as any other key, and exact."""
+        if self._digests is None:
+            self._digests = [hashlib.blake2b(np.ascontiguousarray(image).tobytes(),
+                                             digest_size=DIGEST_BYTES).digest() for image in self.images]
+        return self._digests
+
+    def content_key(self, index: int, whole: bool) -> bytes:
+        return self.size_keys()[index]
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ConfigValueError
 from ..utils.atomic import atomic_path
 from .config_values import config_key
+from .copies import grouped_with_copies
 from .errors import DatasetLayoutError, DatasetTooSmallError
 from .fractions import stratified_group_keys
 from .sources import Source
@@ -61,8 +62,9 @@ def check_carved_shares(fractions: Mapping[str, float], dataset: str = "") -> No
 def carve_sources(
     pool: Source, fractions: Mapping[str, float], seed: int, dataset: str, pool_name: str = "train"
 ) -> dict[str, Source]:
-    """Split ``pool`` into ``train`` plus the splits named in ``fractions``, and log that it happened."""
-    assignment = carve_assignment(pool.labels, pool.groups, fractions, seed, dataset)
+    """Split ``pool`` into ``train`` plus the splits named in ``fractions``, and log that it happened.
+    A patient's images, and byte-identical copies of an image, stay in one split."""
+    assignment = carve_assignment(pool.labels, grouped_with_copies(pool), fractions, seed, dataset)
     carved = {name: pool.subset(np.flatnonzero(assignment == name)) for name in ("train", *fractions)}
     for name, source in carved.items():
         if len(source) == 0:

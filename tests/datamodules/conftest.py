@@ -221,6 +221,16 @@ def imagefolder_root(tmp_path: Path) -> Path:
     return root
 
 
+def new_pixels_copy(folder: Path, to: Path, seed: int) -> None:
+    """``folder``'s tree of PNGs under ``to``, same names and sizes, new pixels: a split made of it holds no
+    byte-identical copy of ``folder``'s images (those are refused across splits, ``copies``)."""
+    rng = np.random.default_rng(seed)
+    for path in sorted(folder.rglob("*.png")):
+        with Image.open(path) as image:
+            shape = (image.height, image.width, 3)
+        write_image(to / path.relative_to(folder), rng.integers(0, 256, shape, np.uint8))
+
+
 def assert_batches(datamodule, image_size: int) -> None:
     """Every split yields docs/architecture.md batches: uint8 B x 3 x S x S images, labels of the task's
     type, string ids."""

@@ -3,8 +3,6 @@ the key as a config spells it, the value and what would do; values in range load
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -19,7 +17,7 @@ from medtransfer.datamodules import (
 )
 from medtransfer.errors import ConfigValueError
 
-from .conftest import write_image
+from .conftest import new_pixels_copy, write_image
 
 NAN = float("nan")
 
@@ -83,8 +81,8 @@ def test_carved_shares_must_leave_training_images(imagefolder_root):
 
 
 def test_a_zero_share_is_fine_where_the_split_is_not_carved(imagefolder_root, tmp_path):
-    for split in ("train", "val", "test"):
-        shutil.copytree(imagefolder_root, tmp_path / split)
+    for seed, split in enumerate(("train", "val", "test")):
+        new_pixels_copy(imagefolder_root, tmp_path / split, seed)
     sizes = {k: len(v) for k, v in ImageFolder(root=str(tmp_path), val_fraction=0).sources().items()}
     assert sizes == {"train": 36, "val": 36, "test": 36}
 

@@ -10,7 +10,7 @@ import pytest
 from medtransfer.datamodules import CSVDataset, ImageFolder, SyntheticMedical
 from medtransfer.datamodules.errors import BadLabelError, DatasetLayoutError
 
-from .conftest import write_image
+from .conftest import new_pixels_copy, write_image
 
 
 def test_imagefolder_without_split_folders_carves_by_patient(imagefolder_root, check_batches):
@@ -34,13 +34,9 @@ def test_imagefolder_without_split_folders_carves_by_patient(imagefolder_root, c
 
 def test_imagefolder_with_split_folders(imagefolder_root, tmp_path):
     root = tmp_path / "split"
-    for split, classes in (
-        ("train", ("benign", "malignant")),
-        ("valid", ("benign", "malignant")),
-        ("test", ("benign", "malignant")),
-    ):
-        for name in classes:
-            shutil.copytree(imagefolder_root / name, root / split / name)
+    for seed, split in enumerate(("train", "valid", "test")):
+        for name in ("benign", "malignant"):
+            new_pixels_copy(imagefolder_root / name, root / split / name, seed)
     dm = ImageFolder(root=str(root), ordinal=True, class_names=["benign", "malignant"])
     assert dm.task.kind == "multiclass" and dm.task.primary_metric == "kappa"
     assert {k: len(v) for k, v in dm.sources().items()} == {"train": 24, "val": 24, "test": 24}

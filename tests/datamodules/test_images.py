@@ -145,11 +145,11 @@ def test_files_that_are_not_images_are_counted_and_named_never_dropped_in_silenc
 def test_training_data_reads_the_same_formats_from_a_folder_and_from_a_csv(tmp_path):
     """ImageFolder finds a WEBP, TIFF and BMP among PNGs and names the text file it leaves out; a CSVDataset
     listing the same files reads every one of them."""
-    for split in ("train", "val", "test"):
+    for number, split in enumerate(("train", "val", "test")):
         for label, name in enumerate(("benign", "malignant")):
             for index, suffix in enumerate(("png", "webp", "tif", "bmp")):
                 path = tmp_path / split / name / f"{index}.{suffix}"
-                write_image(path, picture(index + 4 * label))
+                write_image(path, picture(index + 4 * label + 8 * number))
         (tmp_path / split / "benign" / "notes.txt").write_text("not an image")
     said = r"1 file\(s\) under .*benign are not images Pillow reads.*notes.txt"
     with pytest.warns(UserWarning, match=said):

@@ -44,10 +44,11 @@ def test_official_splits_are_kept_with_a_warning_and_unknown_patients_are_no_lea
 def test_an_image_folder_whose_split_folders_share_a_patient_is_refused(tmp_path):
     layout = {"train/normal": ["P1_a", "P2_a"], "train/sick": ["P3_a", "P4_a"],
               "test/normal": ["P5_a"], "test/sick": ["P1_b"]}
+    rng = np.random.default_rng(0)
     for folder, names in layout.items():
         (tmp_path / folder).mkdir(parents=True)
         for name in names:
-            Image.new("RGB", (8, 8)).save(tmp_path / folder / f"{name}.png")
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)).save(tmp_path / folder / f"{name}.png")
     data = ImageFolder(root=str(tmp_path), patient_pattern=r"^(P\d+)_", image_size=8, val_fraction=0.25)
     with pytest.raises(PatientLeakError, match=r"'P1' \((train|val) 1, test 1\).*move each patient's images"):
         data.setup("fit")

@@ -41,9 +41,8 @@ def test_bad_fractions_and_too_small_pools():
 
 
 def test_carving_logs_and_completes_missing_splits(caplog):
-    pool = ArraySource(
-        np.zeros((1200, 4, 4), np.uint8), PATIENT_LABELS, [str(i) for i in range(1200)], PATIENTS
-    )
+    images = np.random.default_rng(0).integers(0, 256, (1200, 4, 4), np.uint8)
+    pool = ArraySource(images, PATIENT_LABELS, [str(i) for i in range(1200)], PATIENTS)
     with caplog.at_level(logging.INFO, logger="medtransfer.datamodules.splits"):
         splits = complete_splits({"train": pool}, 0.1, 0.2, seed=0, dataset="Demo")
     assert "Demo: carved val and test from the 1200 train samples (split_seed=0" in caplog.text

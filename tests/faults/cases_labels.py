@@ -7,6 +7,8 @@ and the images in it: every size and mode at once, and a split that leaves a tra
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 from PIL import Image
 
@@ -114,6 +116,36 @@ def split_names_case(ws: Workspace) -> Outcome:
 
     expected = {f"img{i:02d}.png": wanted[split.lower()] for i, split in enumerate(written)}
     return call(splits_of_images, check=lambda found: found == expected)
+
+
+def copies_across_splits(carved: bool):
+    """Two test images that are byte-identical copies of training images (one scan exported twice under two
+    names): refused where the split column put them apart; carved splits keep each pair in one split."""
+
+    def run(ws: Workspace) -> Outcome:
+        from medtransfer.datamodules import CSVDataset
+
+        root = _images(ws, 12)
+        for i in (0, 1):
+            shutil.copy(root / f"img{i:02d}.png", root / f"export{i}.png")
+        written = ["train"] * 8 + ["val", "val", "test", "test"]
+        listed = [f"img{i:02d}.png,{i % 2},{split}" for i, split in enumerate(written)]
+        listed += [f"export{i}.png,{i},test" for i in (0, 1)]
+        if carved:
+            listed = [row.rsplit(",", 1)[0] for row in listed]
+        header = "path,label" if carved else "path,label,split"
+        (root / "labels.csv").write_text("\n".join([header, *listed]) + "\n")
+
+        def split_of_each_copy() -> list[tuple[str, str]]:
+            split = {} if carved else {"split_column": "split"}
+            data = CSVDataset(root=str(root), image_size=16, val_fraction=0.25, test_fraction=0.25, **split)
+            data.setup("fit")
+            found = {image: name for name, source in data.sources().items() for image in source.ids}
+            return [(found[f"img{i:02d}.png"], found[f"export{i}.png"]) for i in (0, 1)]
+
+        return call(split_of_each_copy, check=lambda pairs: all(a == b for a, b in pairs))
+
+    return run
 
 
 def folder_listed_as_image(ws: Workspace) -> Outcome:
@@ -270,6 +302,12 @@ def cases() -> list[Case]:
              expect="success"),
         Case("a folder listed as an image", "table", "labels.csv: a row's path is a folder",
              folder_listed_as_image, expect="error", says="series"),
+        Case("a test image copied from train", "table", "labels.csv: two test rows are copies of training "
+             "images", copies_across_splits(carved=False), expect="error",
+             says=r"2 image\(s\) have a byte-identical copy in another split: 'img00.png' \(train\) = "
+                  r"'export0.png' \(test\)"),
+        Case("copies in a pool to carve", "table", "labels.csv without splits: two images listed twice under "
+             "two names", copies_across_splits(carved=True), expect="success"),
         *FOLDERS,
         one_class_split("val"),
         one_class_split("test"),
