@@ -59,7 +59,24 @@ def data_paragraph(dataset: str, records: list[Record], tables: list[Table]) -> 
     seeds = distinct(r.seed for r in records)
     return (text + f". Label fractions of the training split (training images): {', '.join(fractions)}"
             + (f"; seeds {seeds}" if seeds else "")
-            + "; the validation and test splits are never subsampled.")
+            + "; the validation and test splits are never subsampled." + unscored_classes_text(task, records))
+
+
+def unscored_classes_text(task: dict, records: list[Record]) -> str:
+    """A sentence naming the classes (findings) without a test image (a positive one) in some run: their
+    AUROC is undefined, so the macro AUROC of those runs averages the other classes only. '' when every class
+    has test images, and for binary tasks (such a fit is refused). Read from results.json's preflight."""
+    if task.get("kind") not in ("multiclass", "multilabel"):
+        return ""
+    classes = [str(name) for name in task.get("class_names") or []]
+    counts = [r.results.get("preflight", {}).get("class_counts", {}).get("test", {}) for r in records]
+    missing = [name for name in classes if any(found.get(name) == 0 for found in counts)]
+    if not missing:
+        return ""
+    images = "positive test images" if task["kind"] == "multilabel" else "test images"
+    return (f" Without {images} in some runs: {', '.join(map(repr, missing))}. AUROC is undefined for "
+            f"{'it' if len(missing) == 1 else 'them'}, so the macro AUROC of those runs averages the other "
+            f"{len(classes) - len(missing)} of {len(classes)} classes, not comparable with a score over all.")
 
 
 def protocol_paragraph(protocol: str, model: str, records: list[Record]) -> str:

@@ -36,7 +36,6 @@ from ..datamodules import MedicalDataModule
 from ..errors import first_line
 from ..lightning_modules import MedTransferModule
 from ..runtime.checkpoints import (
-    CHECKPOINT_DATA_KEY,
     CHECKPOINT_MODEL_KEY,
     VERSION_KEY,
     CheckpointFileError,
@@ -53,6 +52,7 @@ from ..runtime.training_bar import training_bar
 from ..task import Task
 from ..utils.yaml_files import jsonargparse_yaml_loader
 from .guards import fixed_callbacks
+from .inference import recorded_by_checkpoint
 from .options import RunOptions
 from .parse_errors import ConfigError, config_error
 from .trainer_values import check_sync_batchnorm, check_trainer_values
@@ -213,10 +213,8 @@ def apply_checkpoint(parsed: ParsedRun) -> None:
     checkpoint = read_checkpoint(ckpt_path)
     hparams = dict(checkpoint.get("hyper_parameters", {}))
     hparams.pop("_instantiator", None)
-    saved_task = hparams.pop("task", None)
-    if saved_task is not None:
-        parsed.checkpoint_task = (Task.from_dict(saved_task), str(ckpt_path))
-    parsed.checkpoint_images = dict(checkpoint.get(CHECKPOINT_DATA_KEY) or {})
+    hparams.pop("task", None)
+    parsed.checkpoint_task, parsed.checkpoint_images = recorded_by_checkpoint(checkpoint, str(ckpt_path))
     fill_data_from_checkpoint(config, checkpoint, str(ckpt_path))
     if hparams:
         parsed.config = _with_model_settings(parsed, checkpoint, hparams, str(ckpt_path))

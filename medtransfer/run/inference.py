@@ -5,6 +5,7 @@ frozen head."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from torch import nn
 
@@ -13,6 +14,8 @@ from ..errors import MedTransferError
 from ..lightning_modules.base import TaskModule
 from ..lightning_modules.frozen import FrozenBackboneModule
 from ..lightning_modules.knn import KNN
+from ..runtime.checkpoints import CHECKPOINT_DATA_KEY, read_checkpoint
+from ..task import Task
 
 EVALUATING_VERBS = ("validate", "test", "predict")
 
@@ -48,6 +51,23 @@ def check_images_as_trained(recorded: Mapping | None, data, ckpt_path: str | Non
         raise OtherImagesError(
             f"--ckpt_path {ckpt_path}: the model would see images prepared otherwise than it was trained on: "
             f"{'; '.join(differ)}; give the training's values (its run folder's config.yaml)")
+
+
+def recorded_by_checkpoint(checkpoint: Mapping, path: str) -> tuple[tuple[Task, str] | None, dict]:
+    """What a checkpoint records of its training's data: the task (with ``path``, for messages; None when it
+    records none) and how its images were prepared ({} for none)."""
+    saved = dict(checkpoint.get("hyper_parameters") or {}).get("task")
+    task = (Task.from_dict(saved), path) if saved is not None else None
+    return task, dict(checkpoint.get(CHECKPOINT_DATA_KEY) or {})
+
+
+def read_training_record(ckpt_path: str | None) -> tuple[tuple[Task, str] | None, dict] | None:
+    """``recorded_by_checkpoint`` of the checkpoint file ``ckpt_path``, for a run built in Python (a config's
+    run reads it when it is parsed); None when ``ckpt_path`` names no file (none, or Lightning's ``last``,
+    ``best``)."""
+    if ckpt_path is None or not Path(ckpt_path).is_file():
+        return None
+    return recorded_by_checkpoint(read_checkpoint(ckpt_path), str(ckpt_path))
 
 
 def trainable_parameters(model: nn.Module) -> int:

@@ -31,7 +31,13 @@ from ..task import Task, TaskMismatchError
 from ..utils.atomic import write_bytes_atomic
 from .decision import record_decisions
 from .guards import DivergedError, check_not_finished
-from .inference import check_images_as_trained, check_trained, prepare_for_new_images, trainable_parameters
+from .inference import (
+    check_images_as_trained,
+    check_trained,
+    prepare_for_new_images,
+    read_training_record,
+    trainable_parameters,
+)
 from .options import RunOptions
 from .preflight import preflight_summary, report_preflight
 from .record import RunRecord, metrics_line, write_results
@@ -102,6 +108,8 @@ def check_before_running(job: Job) -> None:
     rank and scores whole splits (``run.whole_run``), an evaluation has trained weights (or says it wants
     untrained ones), new images suit the model; explanation callbacks added, and
     a run that tests records its decision thresholds (``run.decision``)."""
+    if job.checkpoint_images is None and (recorded := read_training_record(job.ckpt_path)) is not None:
+        job.checkpoint_task, job.checkpoint_images = recorded  # a run built in Python: read here
     data_task = getattr(job.data, "task", None)
     if job.checkpoint_task is not None and data_task is not None:
         saved, path = job.checkpoint_task

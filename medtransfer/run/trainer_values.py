@@ -126,3 +126,21 @@ def _trains_something(trainer) -> None:
     if trainer.get("limit_train_batches") in (0, 0.0):
         raise ConfigValueError("trainer.limit_train_batches=0: fit would train on no batch; give a fraction "
                                "in (0, 1] or a number of batches >= 1")
+    if trainer.get("max_epochs") == -1 and not _ends_otherwise(trainer):
+        raise ConfigValueError("trainer.max_epochs=-1 (no limit) with no trainer.max_steps, max_time or "
+                               "EarlyStopping callback: fit would train until it is killed and never test; "
+                               "give max_epochs a number of epochs, or set one of the others to end training")
+
+
+def _ends_otherwise(trainer) -> bool:
+    """Whether a step limit, a time limit or an EarlyStopping callback ends training."""
+    callbacks = trainer.get("callbacks") or []
+    return (trainer.get("max_steps") not in (None, -1) or bool(trainer.get("max_time"))
+            or any("EarlyStopping" in _class_path(callback) for callback in callbacks))
+
+
+def _class_path(callback) -> str:
+    """A callback's class path as the config gives it (a class_path entry, or an object built in Python)."""
+    if isinstance(callback, Mapping) or hasattr(callback, "class_path"):
+        return str(callback.get("class_path") or "")
+    return type(callback).__name__

@@ -48,6 +48,7 @@ OUT_OF_RANGE = [
     (DATA + "batch_size", "0", "data.init_args.batch_size: 0 is out of range"),
     (TRAINER + "max_epochs", "-5", r"trainer.max_epochs=-5: expected -1"),
     (TRAINER + "max_epochs", "0", "trainer.max_epochs=0: fit would train nothing"),
+    (TRAINER + "max_epochs", "-1", "trainer.max_epochs=-1 .* fit would train until it is killed"),
     (TRAINER + "limit_train_batches", "0", "trainer.limit_train_batches=0: fit would train on no batch"),
     (TRAINER + "devices", "0", "trainer.devices=0"),
     ("intervals.confidence", "95", "intervals.confidence=95.0: expected a level between 0 and 1"),

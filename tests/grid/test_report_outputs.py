@@ -244,6 +244,25 @@ def test_methods_of_the_exact_linear_probe(tmp_path):
     assert "AdamW" not in text  # the exact solver takes no optimiser steps
 
 
+def test_methods_name_the_classes_a_run_had_no_test_image_of(tmp_path):
+    """A multiclass run whose test split holds no 'severe' image: its macro AUROC averages 2 of 3 classes,
+    and the methods say so (the metric leaves the class out with only a warning in the run's log)."""
+    task = {"kind": "multiclass", "class_names": ["none", "mild", "severe"], "ordinal": False,
+            "primary_metric": "auroc", "num_classes": 3}
+    config = {"model": {"class_path": "medtransfer.lightning_modules.Finetune", "init_args": {}}}
+    for seed, severe in ((0, 0), (1, 4)):
+        counts = {"train": {"none": 9, "mild": 9, "severe": 9},
+                  "test": {"none": 4, "mild": 4, "severe": severe}}
+        document = results_document(config, {"auroc": 0.8}, task=task, seed=seed)
+        document["preflight"] = {"class_counts": counts}
+        write_json_atomic(tmp_path / f"s{seed}" / "results.json", document)
+    collection = collect(tmp_path)
+    text = "\n".join(methods_section(collection, build_tables(collection, cells(collection)),
+                                     ReportStatistics(collection, resamples=10)))
+    assert ("Without test images in some runs: 'severe'. AUROC is undefined for it, so the macro AUROC of "
+            "those runs averages the other 2 of 3 classes, not comparable with a score over all.") in text
+
+
 def test_writing_twice_changes_nothing_and_stale_files_go(runs, tmp_path):
     out = tmp_path / "report"
     first = write_report(runs, out=out, baseline="supervised", resamples=20)

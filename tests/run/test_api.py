@@ -103,6 +103,27 @@ def test_pretrain_returns_the_export_and_results_name_its_fingerprint(tmp_path):
     assert (result.run_dir / produced["path"]).resolve() == Path(result.exported["path"]).resolve()
 
 
+def test_a_checkpoint_scored_from_objects_is_checked_as_from_a_config(tmp_path):
+    """``run.test(model=, data=, ckpt_path=)`` reads what the checkpoint records of its training's data: a
+    32 px model given 64 px images, or a binary model given a three-class dataset, is refused before it
+    runs."""
+    from medtransfer.run.inference import OtherImagesError
+    from medtransfer.task import TaskMismatchError
+
+    model, data, trainer = tiny_objects(tmp_path)
+    best = run.fit(model=model, data=data, trainer=trainer).best_checkpoint
+    larger = SyntheticMedical(num_train=48, num_val=24, num_test=25, native_size=32, image_size=64,
+                              batch_size=16)
+    with pytest.raises(OtherImagesError, match=r"data.init_args.image_size 64 \(trained at 32 px\)"):
+        run.test(model=Finetune(backbone="test_resnet", task=larger.task), data=larger, ckpt_path=str(best))
+    three = SyntheticMedical(kind="multiclass", num_train=48, num_val=24, num_test=25, native_size=32,
+                             image_size=32, batch_size=16)
+    with pytest.raises(TaskMismatchError, match=f"checkpoint {best} does not fit"):
+        run.test(model=Finetune(backbone="test_resnet", task=three.task), data=three, ckpt_path=str(best))
+    tested = run.test(model=Finetune(backbone="test_resnet", task=data.task), data=data, ckpt_path=str(best))
+    assert tested.results["metrics"]["test"]
+
+
 def test_a_config_and_objects_together_are_refused(tmp_path):
     model, data, trainer = tiny_objects(tmp_path)
     with pytest.raises(ConfigError, match="not both"):

@@ -41,6 +41,8 @@ def error_of(argv: list[str], capsys) -> str:
     (["--config", "/nowhere/missing.yaml"], "--config: no such file /nowhere/missing.yaml"),
     (["--trainer.max_epochs", "-5"], "trainer.max_epochs=-5: expected -1 (no limit) or a number of epochs"),
     (["--trainer.max_epochs", "0"], "trainer.max_epochs=0: fit would train nothing"),
+    (["--trainer.max_epochs", "-1"], "trainer.max_epochs=-1 (no limit) with no trainer.max_steps, max_time "
+                                     "or EarlyStopping callback: fit would train until it is killed"),
     (["--trainer.limit_train_batches", "0"], "trainer.limit_train_batches=0: fit would train on no batch"),
     (["--trainer.limit_val_batches", "1.5"], "trainer.limit_val_batches=1.5: expected a fraction"),
     (["--trainer.devices", "0"], "trainer.devices=0"),
