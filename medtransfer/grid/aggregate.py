@@ -183,6 +183,7 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
         if manifest is not None:
             found[manifest["name"]].add(record.fingerprint)
         out.records.append(record)
+    _leave_out_rescores(out)
     _add_failed(out, failed, seen, found)
     for manifest in (m for m in manifests.values() if m is not None):
         _merge_order(out.level_order, manifest.get("levels") or {})
@@ -200,6 +201,37 @@ def _plan_order(manifests: list[dict]):
     planned = {(manifest["name"], stage["id"]): position for manifest in manifests
                for position, stage in enumerate(manifest.get("pretraining", []))}
     return lambda run: (planned.get((run.grid, run.run_id), len(planned)), str(run.path))
+
+
+def _leave_out_rescores(out: Collection) -> None:
+    """A ``test`` (or ``validate``) run of a checkpoint that a run in the collection already scored on the
+    same split (the fit that tested it, or an earlier such run) is one model, not another row of the table:
+    it is left out, naming the run kept. Fits are never left out here (their seeds are the repeats)."""
+    scored: dict[tuple, Path] = {}
+    for record in sorted(out.records, key=lambda r: r.results.get("verb") != "fit"):
+        key = _scored_checkpoint(record)
+        if key is not None:
+            scored.setdefault(key, record.path)
+    rescores = {id(r): scored[key] for r in out.records if r.results.get("verb") != "fit"
+                and (key := _scored_checkpoint(r)) is not None and scored[key] != r.path}
+    for record in out.records:
+        if id(record) in rescores:
+            out.excluded.append(Excluded(record.path, f"scores the checkpoint that {rescores[id(record)]} "
+                                                      "scored, on the same split, with the same score: one "
+                                                      "model, counted once"))
+    out.records = [r for r in out.records if id(r) not in rescores]
+
+
+def _scored_checkpoint(record: Record) -> tuple | None:
+    """What two scorings of one checkpoint on one split share: the checkpoint as results.json names it (the
+    path the run was given, so a ``test`` started where its ``fit`` was names it alike), the split's digest,
+    the metric and the score; None without a checkpoint or a split digest."""
+    checkpoint = record.results.get("checkpoint")
+    splits = record.results.get("data", {}).get("splits")
+    digest = splits.get(record.split) if isinstance(splits, dict) else None
+    if not isinstance(checkpoint, str) or not digest:
+        return None
+    return checkpoint, digest, record.metric, record.value
 
 
 def _add_failed(out: Collection, failed: list[tuple[FailedRun, dict | None]], seen: dict[str, Path],

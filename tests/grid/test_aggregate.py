@@ -203,3 +203,28 @@ def test_dvme_importance_bar_chart(tmp_path):
     charts = sorted(p.name for p in (report.folder / "plots").glob("importance_*.png"))
     assert charts == ["importance_SyntheticMedical_DVME_test_resnet+test_vit.png"]
     assert "plots/importance_SyntheticMedical_DVME_test_resnet+test_vit.png" in report.summary.read_text()
+
+
+def scored(folder, verb: str, checkpoint: str, test_split: str, score: float, seed: int = 0) -> None:
+    """A results.json of a fit or a test of ``checkpoint`` on the test split of digest ``test_split``."""
+    document = results_document(config(SWAV, 1.0, seed), {"auroc": score}, verb=verb, seed=seed,
+                                data={"splits": {"test": test_split}})
+    document["checkpoint"] = checkpoint
+    write_json_atomic(folder / "results.json", document)
+
+
+def test_a_test_of_a_checkpoint_its_fit_already_scored_is_one_model_not_another_row(tmp_path):
+    best = "runs/probe/version_0/checkpoints/best-epoch=003.ckpt"
+    scored(tmp_path / "probe" / "version_0", "fit", best, "d1", 0.8)
+    scored(tmp_path / "probe-test" / "version_0", "test", best, "d1", 0.8)  # the same model, re-scored
+    scored(tmp_path / "probe-test" / "version_1", "test", best, "d2", 0.7, seed=2)  # another test set: kept
+    other = best.replace("runs/", "runs_other/")  # another fit, of the same score: another model
+    scored(tmp_path / "other" / "version_0", "fit", other, "d1", 0.8, seed=1)
+    collection = collect(tmp_path)
+    assert sorted(str(r.path.parent.relative_to(tmp_path)) for r in collection.records) == [
+        "other/version_0", "probe-test/version_1", "probe/version_0"]
+    (left_out,) = collection.excluded
+    assert left_out.path == tmp_path / "probe-test" / "version_0" / "results.json"
+    fit = tmp_path / "probe" / "version_0" / "results.json"
+    assert left_out.reason == (f"scores the checkpoint that {fit} scored, on the same split, with the same "
+                               "score: one model, counted once")
