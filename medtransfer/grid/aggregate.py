@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import MedTransferError
 from ..outputs.results import SCHEMA
 from .decisions import Decisions
 from .failures import PRETRAINING_RANGES, Failure, run_failure
@@ -155,6 +156,7 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
     seen: dict[str, Path] = {}
     found: dict[str, set[str]] = defaultdict(set)
     failed: list[tuple[FailedRun, dict | None]] = []
+    unscored: list[dict] = []
     for path in sorted(root.rglob(RESULTS_FILE)):
         manifest_dir = _manifest_dir(path.parent, manifests)
         if manifest_dir is not None and path.relative_to(manifest_dir).parts[0] == MOVED_DIR:
@@ -165,6 +167,8 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
             record = _record(path, manifest, metric, split)
         except _LeftOut as why:
             out.excluded.append(Excluded(path, str(why)))
+            if isinstance(why, _Unscored):
+                unscored.append(why.results)
             continue
         except _Failed as stopped:
             failed.append((stopped.run, manifest))
@@ -185,6 +189,7 @@ def collect(root: str | Path, metric: str | None = None, split: str | None = Non
         out.records.append(record)
     _leave_out_rescores(out)
     _add_failed(out, failed, seen, found)
+    _check_score_found(out, metric, split, unscored)
     for manifest in (m for m in manifests.values() if m is not None):
         _merge_order(out.level_order, manifest.get("levels") or {})
         out.baseline = out.baseline or manifest.get("baseline")
@@ -257,6 +262,31 @@ class _LeftOut(Exception):
     """Why a results.json does not join the table."""
 
 
+class _Unscored(_LeftOut):
+    """A results.json without the split and metric tabulated; ``results`` says which it has."""
+
+    def __init__(self, why: str, results: dict) -> None:
+        super().__init__(why)
+        self.results = results
+
+
+class UnknownScoreError(MedTransferError, ValueError):
+    """A ``--metric`` or ``--split`` that no results.json under the folder holds (a typo, say)."""
+
+
+def _check_score_found(out: Collection, metric: str | None, split: str | None, unscored: list[dict]) -> None:
+    """Refuse a report whose ``--metric``/``--split`` left every run out for lacking it: it would be a report
+    without a table, written with exit status 0. Names the splits and metrics the results hold."""
+    if out.records or out.failed or not unscored or (metric is None and split is None):
+        return
+    held = sorted({f"{name}/{key}" for results in unscored
+                   for name, values in results["metrics"].items() if isinstance(values, dict)
+                   for key in values if "/" not in key})
+    asked = f"{split or 'test'}/{metric}" if metric else f"a {split!r} split"
+    raise UnknownScoreError(f"no results.json under {out.root} holds {asked} ({len(unscored)} read): "
+                            f"--metric and --split choose among what they hold: {', '.join(held)}")
+
+
 class _Failed(Exception):  # noqa: N818 - an outcome, not an error of this code
     """A results.json of a failed run."""
 
@@ -317,7 +347,7 @@ def _record(path: Path, manifest: dict | None, metric: str | None, split: str | 
         raise _LeftOut(f"incomplete: no {', '.join(missing)}")
     value = (results["metrics"].get(split) or {}).get(metric)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise _LeftOut(f"no {split}/{metric} in its metrics (verb {results.get('verb')!r})")
+        raise _Unscored(f"no {split}/{metric} in its metrics (verb {results.get('verb')!r})", results)
     if math.isnan(value):
         raise _LeftOut(f"{split}/{metric} is NaN")
     labels = derived_labels(results)

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from medtransfer.grid.aggregate import cells, collect
+from medtransfer.grid.aggregate import UnknownScoreError, cells, collect
 from medtransfer.grid.fingerprint import group_fingerprint, run_fingerprint
 from medtransfer.grid.report import write_report
 from medtransfer.grid.state import MANIFEST, MANIFEST_SCHEMA
@@ -228,3 +228,15 @@ def test_a_test_of_a_checkpoint_its_fit_already_scored_is_one_model_not_another_
     fit = tmp_path / "probe" / "version_0" / "results.json"
     assert left_out.reason == (f"scores the checkpoint that {fit} scored, on the same split, with the same "
                                "score: one model, counted once")
+
+
+def test_a_metric_or_split_no_run_holds_is_refused_naming_what_they_hold(results_dir):
+    """``--metric aucroc`` left every run out and wrote a report without a table, with exit status 0."""
+    with pytest.raises(UnknownScoreError) as refused:
+        collect(results_dir, metric="aucroc")
+    assert str(refused.value) == (f"no results.json under {results_dir} holds test/aucroc (9 read): "
+                                  "--metric and --split choose among what they hold: test/acc, test/auroc, "
+                                  "val/acc, val/auroc")
+    with pytest.raises(UnknownScoreError, match="holds a 'tset' split"):
+        collect(results_dir, split="tset")
+    assert len(collect(results_dir, metric="acc").records) == 9
