@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import MedTransferError
 from ..stats.resampling import DEFAULT_RESAMPLES
 from ..utils.atomic import write_bytes_atomic
 from .aggregate import Cell, Collection, Record, cells, collect
@@ -29,7 +30,7 @@ from .plots import fraction_figures, importance_figures
 from .report_table import ReportTable
 from .sections import Section
 from .summary import summary
-from .tables import build_tables
+from .tables import Table, build_tables
 from .uncertainty import ReportStatistics
 
 
@@ -50,6 +51,21 @@ class Report:
         return self.folder / "report.html"
 
 
+class UnknownBaselineError(MedTransferError, ValueError):
+    """A ``--baseline`` that is the label of no backbone in the report's tables."""
+
+
+def check_baseline(baseline: str | None, tables: list[Table]) -> None:
+    """Refuse a requested baseline that no table has as a row (a typo).
+
+    Every comparison would be left out, with only a line in summary.md saying why.
+    """
+    rows = list(dict.fromkeys(row for table in tables for row in table.rows))
+    if baseline is not None and rows and baseline not in rows:
+        raise UnknownBaselineError(f"--baseline {baseline!r} is not a backbone of these results; they have: "
+                                   f"{', '.join(map(repr, rows))} (or leave it out, or use --all_pairs)")
+
+
 def write_report(
     root: str | Path,
     out: str | Path | None = None,
@@ -58,6 +74,7 @@ def write_report(
     baseline: str | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     all_pairs: bool = False,
+    baseline_given: bool = True,
 ) -> Report:
     """Collect the results under ``root`` and write the report into ``out`` (default ``root/report``).
 
@@ -71,6 +88,8 @@ def write_report(
         resamples: bootstrap resamples of each test set for the intervals and paired comparisons (seeded, so
             the same results give the same report).
         all_pairs: compare every pair of backbones, not only each with the baseline.
+        baseline_given: ``baseline`` is the user's choice, refused when no table has it (a grid's own
+            ``report.baseline`` may not have run yet: its report says so instead).
     """
     root = Path(root)
     folder = Path(out) if out is not None else root / "report"
@@ -83,6 +102,8 @@ def write_report(
     for cell in all_cells:
         cell.interval, cell.interval_note = statistics.cell_interval(cell)
     tables = build_tables(collection, all_cells)
+    if baseline_given:
+        check_baseline(baseline, tables)
     figures = {**fraction_figures(tables), **importance_figures(all_cells)}
     plots = [f"plots/{name}" for name in sorted(figures, key=lambda n: (n.startswith("importance_"), n))]
     sections = report_sections(collection, all_cells, statistics, baseline or collection.baseline)

@@ -13,7 +13,7 @@ import pytest
 
 from medtransfer.grid.aggregate import UnknownScoreError, cells, collect
 from medtransfer.grid.fingerprint import group_fingerprint, run_fingerprint
-from medtransfer.grid.report import write_report
+from medtransfer.grid.report import UnknownBaselineError, write_report
 from medtransfer.grid.state import MANIFEST, MANIFEST_SCHEMA
 from medtransfer.outputs.results import write_json_atomic
 
@@ -240,3 +240,14 @@ def test_a_metric_or_split_no_run_holds_is_refused_naming_what_they_hold(results
     with pytest.raises(UnknownScoreError, match="holds a 'tset' split"):
         collect(results_dir, split="tset")
     assert len(collect(results_dir, metric="acc").records) == 9
+
+
+def test_a_baseline_no_table_has_is_refused_unless_it_is_the_grid_s_own(results_dir, tmp_path):
+    """``--baseline resnet50.tv_in1kk`` left every comparison out, said in one line of summary.md."""
+    said = (r"--baseline 'resnet50.tv_in1kk' is not a backbone of these results; they have: "
+            r"'resnet50.swav_in1k', 'resnet50.tv_in1k'")
+    with pytest.raises(UnknownBaselineError, match=said):
+        write_report(results_dir, out=tmp_path / "typo", baseline="resnet50.tv_in1kk")
+    assert not (tmp_path / "typo").exists()
+    report = write_report(results_dir, out=tmp_path / "grid", baseline="not run yet", baseline_given=False)
+    assert "baseline 'not run yet' is not a backbone here" in report.summary.read_text()
