@@ -2,7 +2,7 @@
 not trust. Runs that decide one class or give constant probabilities, results.json files edited by hand (NaN,
 infinity, an AUROC of 7.5, a plausible score the predictions do not give), damaged or foreign results.json
 files and missing predictions: each is marked, listed apart or left out and named, never the bold best; every
-cell shows the balanced accuracy beside its score."""
+cell shows the balanced accuracy beside its score. A typo'd ``--metric`` or ``--baseline`` is refused."""
 
 from __future__ import annotations
 
@@ -129,6 +129,17 @@ def no_resamples(ws: Workspace) -> Outcome:
     return cli(["benchmark", "--report", str(two_backbones(ws.root / "results")), "--resamples", "0"])
 
 
+def typo_in(option: str, value: str) -> Callable[[Workspace], Outcome]:
+    """``benchmark --report`` with ``option value`` that none of the results has (it wrote a report without a
+    table, or without its comparisons, with exit status 0)."""
+
+    def run(ws: Workspace) -> Outcome:
+        folder = two_backbones(ws.root / "results")
+        return cli(["benchmark", "--report", str(folder), "--resamples", "20", option, value])
+
+    return run
+
+
 def cases() -> list[Case]:
     return [
         report_case("a backbone that decides one class", decide_one_class, marked_not_bold),
@@ -146,4 +157,9 @@ def cases() -> list[Case]:
              no_results_folder, expect="error", says="is not a folder of results"),
         Case("--resamples 0", "report", "benchmark --report --resamples 0", no_resamples, expect="error",
              says="--resamples must be at least 1"),
+        Case("--metric aucroc", "report", "benchmark --report --metric aucroc", typo_in("--metric", "aucroc"),
+             expect="error", says="holds test/aucroc .* what they hold: test/auroc, val/auroc"),
+        Case("--baseline supervisd", "report", "benchmark --report --baseline supervisd",
+             typo_in("--baseline", "supervisd"), expect="error",
+             says="--baseline 'supervisd' is not a backbone of these results; they have: "),
     ]
