@@ -22,7 +22,12 @@ from .outputs.plots import confusion_figure, image_grid_figure, label_text, reli
 from .outputs.predictions import TEST_PREDICTIONS, Predictions
 from .outputs.scoring import decide, write_predictions
 from .outputs.thresholds import DEFAULT_THRESHOLD
-from .runtime.checkpoints import CHECKPOINT_DATA_KEY, CHECKPOINT_MODEL_KEY, install_atomic_io
+from .runtime.checkpoints import (
+    CHECKPOINT_DATA_KEY,
+    CHECKPOINT_MODEL_KEY,
+    CHECKPOINT_TRAINING_KEY,
+    install_atomic_io,
+)
 from .runtime.figures import send_figure, takes_images
 from .runtime.folder import run_directory
 from .stats.calibration import confidence_and_correct, reliability
@@ -92,9 +97,12 @@ class TaskCheckpoint(ModelCheckpoint):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict) -> None:
         """Every checkpoint of the run records how its images were prepared (``data_preparation``) and the
-        model's class, which ``predict`` on new images and ``export`` read."""
+        model's class, which ``predict`` on new images and ``export`` read, and the data the fit trained and
+        chose on, which a fit continuing it must use too."""
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
         checkpoint[CHECKPOINT_DATA_KEY] = data_preparation(trainer.datamodule)
+        training_data = getattr(trainer.datamodule, "training_data", None)
+        checkpoint[CHECKPOINT_TRAINING_KEY] = training_data() if callable(training_data) else {}
         checkpoint[CHECKPOINT_MODEL_KEY] = f"{type(pl_module).__module__}.{type(pl_module).__qualname__}"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:

@@ -35,6 +35,13 @@ from .views import MultiViewDataset, build_view_transform
 log = logging.getLogger(__name__)
 
 
+def source_digest(source: Source) -> str:
+    """A short hash of a source's sample ids and labels: equal digests mean the same samples."""
+    digest = hashlib.sha256("\n".join(source.ids).encode())
+    digest.update(np.ascontiguousarray(source.labels, dtype=np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
 class MedicalDataModule(pl.LightningDataModule):
     """Base datamodule. Subclasses set ``task`` in ``__init__`` and implement ``build_sources``.
 
@@ -148,12 +155,17 @@ class MedicalDataModule(pl.LightningDataModule):
 
     def split_digests(self) -> dict[str, str]:
         """A short hash of each split's sample ids and labels: equal digests mean the same samples."""
-        digests = {}
-        for split, source in self.sources().items():
-            digest = hashlib.sha256("\n".join(source.ids).encode())
-            digest.update(np.ascontiguousarray(source.labels, dtype=np.float32).tobytes())
-            digests[split] = digest.hexdigest()[:16]
-        return digests
+        return {split: source_digest(source) for split, source in self.sources().items()}
+
+    def training_data(self) -> dict:
+        """What a fit trains and chooses its checkpoint on, as its checkpoints record it.
+
+        A fit continuing a checkpoint must use the same: digests of the training subset (the label fraction)
+        and of the validation split, and the label fraction's settings, for messages.
+        """
+        return {"train": source_digest(self.split_source("train")),
+                "val": source_digest(self.sources()["val"]),
+                "train_fraction": self.train_fraction, "fraction_seed": self.fraction_seed}
 
     def write_splits(self, path: str | Path) -> Path:
         """Write ``id,split,label,patient`` for every sample (official and carved splits) to a CSV.

@@ -122,8 +122,7 @@ def execute_parsed(parsed: ParsedRun, expect: type | None = None) -> RunResult:
     _check_model(parts.model, expect)
     return execute(Job(
         parsed.verb, parts.model, parts.data, parts.trainer, parsed.ckpt_path, parsed.options(),
-        parsed.as_dict(), parsed.dump(), parsed.checkpoint_task, method_kwargs(parsed),
-        checkpoint_images=parsed.checkpoint_images,
+        parsed.as_dict(), parsed.dump(), parsed.checkpoint, method_kwargs(parsed),
     ))
 
 

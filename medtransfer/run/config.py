@@ -49,10 +49,9 @@ from ..runtime.ckpt_path import (
 )
 from ..runtime.seeding import drawn_seed
 from ..runtime.training_bar import training_bar
-from ..task import Task
 from ..utils.yaml_files import jsonargparse_yaml_loader
 from .guards import fixed_callbacks
-from .inference import recorded_by_checkpoint
+from .inference import CheckpointRecord, recorded_by_checkpoint
 from .options import RunOptions
 from .parse_errors import ConfigError, config_error
 from .trainer_values import check_sync_batchnorm, check_trainer_values
@@ -77,8 +76,7 @@ class ParsedRun:
     verb: str
     parser: LightningArgumentParser
     config: Namespace
-    checkpoint_task: tuple[Task, str] | None = None
-    checkpoint_images: dict | None = None  # how the checkpoint's images were prepared (``data_preparation``)
+    checkpoint: CheckpointRecord | None = None  # what --ckpt_path's checkpoint records of its training
 
     @property
     def ckpt_path(self) -> str | None:
@@ -214,7 +212,7 @@ def apply_checkpoint(parsed: ParsedRun) -> None:
     hparams = dict(checkpoint.get("hyper_parameters", {}))
     hparams.pop("_instantiator", None)
     hparams.pop("task", None)
-    parsed.checkpoint_task, parsed.checkpoint_images = recorded_by_checkpoint(checkpoint, str(ckpt_path))
+    parsed.checkpoint = recorded_by_checkpoint(checkpoint, str(ckpt_path))
     fill_data_from_checkpoint(config, checkpoint, str(ckpt_path))
     if hparams:
         parsed.config = _with_model_settings(parsed, checkpoint, hparams, str(ckpt_path))

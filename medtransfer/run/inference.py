@@ -5,6 +5,7 @@ frozen head."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -14,7 +15,7 @@ from ..errors import MedTransferError
 from ..lightning_modules.base import TaskModule
 from ..lightning_modules.frozen import FrozenBackboneModule
 from ..lightning_modules.knn import KNN
-from ..runtime.checkpoints import CHECKPOINT_DATA_KEY, read_checkpoint
+from ..runtime.checkpoints import CHECKPOINT_DATA_KEY, CHECKPOINT_TRAINING_KEY, read_checkpoint
 from ..task import Task
 
 EVALUATING_VERBS = ("validate", "test", "predict")
@@ -53,21 +54,59 @@ def check_images_as_trained(recorded: Mapping | None, data, ckpt_path: str | Non
             f"{'; '.join(differ)}; give the training's values (its run folder's config.yaml)")
 
 
-def recorded_by_checkpoint(checkpoint: Mapping, path: str) -> tuple[tuple[Task, str] | None, dict]:
-    """What a checkpoint records of its training's data: the task (with ``path``, for messages; None when it
-    records none) and how its images were prepared ({} for none)."""
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """What a checkpoint records of the fit that wrote it, checked before the checkpoint is used: its task,
+    how its images were prepared (``data_preparation``) and what it trained and chose on (``training_data``);
+    ``{}`` or None where a checkpoint of an older version records nothing."""
+
+    path: str
+    task: Task | None
+    images: dict
+    training: dict
+
+
+def recorded_by_checkpoint(checkpoint: Mapping, path: str) -> CheckpointRecord:
     saved = dict(checkpoint.get("hyper_parameters") or {}).get("task")
-    task = (Task.from_dict(saved), path) if saved is not None else None
-    return task, dict(checkpoint.get(CHECKPOINT_DATA_KEY) or {})
+    return CheckpointRecord(path, Task.from_dict(saved) if saved is not None else None,
+                            dict(checkpoint.get(CHECKPOINT_DATA_KEY) or {}),
+                            dict(checkpoint.get(CHECKPOINT_TRAINING_KEY) or {}))
 
 
-def read_training_record(ckpt_path: str | None) -> tuple[tuple[Task, str] | None, dict] | None:
+def read_checkpoint_record(ckpt_path: str | None) -> CheckpointRecord | None:
     """``recorded_by_checkpoint`` of the checkpoint file ``ckpt_path``, for a run built in Python (a config's
     run reads it when it is parsed); None when ``ckpt_path`` names no file (none, or Lightning's ``last``,
     ``best``)."""
     if ckpt_path is None or not Path(ckpt_path).is_file():
         return None
     return recorded_by_checkpoint(read_checkpoint(ckpt_path), str(ckpt_path))
+
+
+class OtherTrainingDataError(MedTransferError, ValueError):
+    """A fit continuing a checkpoint on another training subset or validation split than it trained on."""
+
+
+def check_same_training_data(recorded: Mapping | None, data, ckpt_path: str | None) -> None:
+    """Refuse a fit that continues a checkpoint on another training subset (another label fraction, fraction
+    seed or training split) or another validation split: the run would be one model trained on two subsets,
+    or chosen on two validation splits, recorded as the second. ``recorded``: the checkpoint's
+    ``training_data``, {} or None for none (then nothing is checked)."""
+    training_data = getattr(data, "training_data", None)
+    if not recorded or ckpt_path is None or not callable(training_data):
+        return
+    now = training_data()
+    differ = []
+    if recorded.get("train") not in (None, now["train"]):
+        differ.append(f"the training subset (trained with train_fraction {recorded.get('train_fraction')}, "
+                      f"fraction_seed {recorded.get('fraction_seed')}; now {now['train_fraction']}, "
+                      f"{now['fraction_seed']}, or other training images)")
+    if recorded.get("val") not in (None, now["val"]):
+        differ.append("the validation split the checkpoint was chosen on")
+    if differ:
+        raise OtherTrainingDataError(
+            f"--ckpt_path {ckpt_path}: fit would continue training on other data than the checkpoint's: "
+            f"{'; '.join(differ)}; give the training's data settings (its run folder's config.yaml), or "
+            "leave out --ckpt_path to start a new run")
 
 
 def trainable_parameters(model: nn.Module) -> int:

@@ -27,15 +27,17 @@ from ..runtime.lock import lock_folder, run_folder_busy
 from ..runtime.ranks import is_rank_zero
 from ..runtime.signals import RunStopped, stop_on_signals
 from ..runtime.threads import all_threads, step_threads
-from ..task import Task, TaskMismatchError
+from ..task import TaskMismatchError
 from ..utils.atomic import write_bytes_atomic
 from .decision import record_decisions
 from .guards import DivergedError, check_not_finished
 from .inference import (
+    CheckpointRecord,
     check_images_as_trained,
+    check_same_training_data,
     check_trained,
     prepare_for_new_images,
-    read_training_record,
+    read_checkpoint_record,
     trainable_parameters,
 )
 from .options import RunOptions
@@ -69,9 +71,8 @@ class Job:
     options: RunOptions = field(default_factory=RunOptions)
     config: dict | None = None
     config_yaml: str | None = None
-    checkpoint_task: tuple[Task, str] | None = None
+    checkpoint: CheckpointRecord | None = None  # what the checkpoint records of its training
     method_kwargs: dict = field(default_factory=dict)
-    checkpoint_images: dict | None = None  # how the checkpoint's images were prepared, as it records
     tested_checkpoint: str | None = None  # after fit: the best checkpoint, whose weights were tested
     training: dict | None = None  # after fit: results.json's ``training`` (``whole_run.training_record``)
 
@@ -108,20 +109,22 @@ def check_before_running(job: Job) -> None:
     rank and scores whole splits (``run.whole_run``), an evaluation has trained weights (or says it wants
     untrained ones), new images suit the model; explanation callbacks added, and
     a run that tests records its decision thresholds (``run.decision``)."""
-    if job.checkpoint_images is None and (recorded := read_training_record(job.ckpt_path)) is not None:
-        job.checkpoint_task, job.checkpoint_images = recorded  # a run built in Python: read here
+    if job.checkpoint is None:
+        job.checkpoint = read_checkpoint_record(job.ckpt_path)  # a run built in Python: read here
+    record = job.checkpoint
     data_task = getattr(job.data, "task", None)
-    if job.checkpoint_task is not None and data_task is not None:
-        saved, path = job.checkpoint_task
+    if record is not None and record.task is not None and data_task is not None:
         try:
-            saved.check_matches(data_task, what=f"the data ({type(job.data).__name__})")
+            record.task.check_matches(data_task, what=f"the data ({type(job.data).__name__})")
         except TaskMismatchError as err:
-            raise TaskMismatchError(f"checkpoint {path} does not fit: {err}") from None
+            raise TaskMismatchError(f"checkpoint {record.path} does not fit: {err}") from None
     check_launch(job.trainer)
     check_whole_splits(built_settings(job.trainer), job.verb)
     check_both_classes_scored(job.data, job.verb)
     check_trained(job.model, job.verb, job.ckpt_path, job.options.allow_untrained)
-    check_images_as_trained(job.checkpoint_images, job.data, job.ckpt_path)
+    check_images_as_trained(record and record.images, job.data, job.ckpt_path)
+    if job.verb == "fit":
+        check_same_training_data(record and record.training, job.data, job.ckpt_path)
     prepare_for_new_images(job.model, job.data)
     if job.options.explain:
         add_explanations(job.trainer, job.verb)

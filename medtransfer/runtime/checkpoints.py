@@ -29,6 +29,7 @@ PICKLE_PROTO = pickle.PROTO  # the first byte of a pickle of protocol 2 or later
 VERSION_KEY = "medtransfer_version"  # the version that wrote it
 CHECKPOINT_DATA_KEY = "medtransfer_data"  # how the model's images were prepared (``data_preparation``)
 CHECKPOINT_MODEL_KEY = "medtransfer_model_class"  # the model's class path, also when trained in Python
+CHECKPOINT_TRAINING_KEY = "medtransfer_training_data"  # what the fit trained and chose on (``training_data``)
 
 
 def stamp_version(checkpoint: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from .tiny import (
     synthetic_args,
     template,
     trainer_args,
+    unfinished,
 )
 
 DIVERGING = ["--model.init_args.lr", "1e10"]
@@ -173,6 +174,16 @@ def linear_probe_tested_as_finetune(ws: Workspace) -> Outcome:
     ws.protect(ws.root / "linear")
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     return cli(["test", *synthetic_args(ws.root / "runs"), "--ckpt_path", str(checkpoint)])
+
+
+def continued_on_a_smaller_fraction(ws: Workspace) -> Outcome:
+    """``fit --ckpt_path last`` of a stopped run with ``train_fraction 0.5``: it went on training on half the
+    images, one model of two subsets recorded as the second."""
+    unfinished(ws)
+    runs = ws.root / "runs"
+    ws.protect(runs)
+    return cli(["fit", *synthetic_args(runs, max_epochs=2), "--data.init_args.train_fraction", "0.5",
+                "--ckpt_path", "last"])
 
 
 def continue_without_a_run(ws: Workspace) -> Outcome:
@@ -336,6 +347,9 @@ def cases() -> list[Case]:
              expect="error", says="data.init_args.augmentation fundus \\(trained with natural"),
         Case("--ckpt_path last before any run", "checkpoint", "fit --ckpt_path last, nothing to continue",
              continue_without_a_run, expect="success"),
+        Case("a run continued on half its images", "checkpoint", "fit --ckpt_path last with train_fraction "
+             "0.5 of a run that trained on all", continued_on_a_smaller_fraction, expect="error",
+             says=r"the training subset \(trained with train_fraction 1.0, fraction_seed 0; now 0.5, 0"),
         Case("run.fit, lr 1e10", "api", "the Python API with a diverging learning rate", api_diverged,
              expect="error", says="training diverged at epoch 0"),
         Case("run.fit into a finished run", "api", "the Python API's trainer logging into version_0",
