@@ -17,6 +17,7 @@ own mixing weights, logged as ``{train,val,test}/attention/<backbone>``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -25,6 +26,8 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
+from ..backbones.registry import get_entry
+from ..errors import ConfigValueError
 from ..task import SPLITS, Task
 from .base import Optimizer, Schedule, check_lr_multiplier
 from .frozen import FrozenBackboneModule, lay_out
@@ -53,6 +56,35 @@ class BackboneSpec:
     backbone_kwargs: dict | None = None
     embedding: str | None = None
     resize_to: int | None = None
+
+
+def check_distinct_backbones(specs: list[BackboneSpec]) -> None:
+    """Refuse one set of weights listed twice with the same settings.
+
+    Its embedding would be fused with a copy of itself (frozen, the very same numbers), and the result read as
+    a fusion of two backbones. One architecture with two checkpoints (SimCLR and BYOL ResNet-18s), embeddings
+    or input sizes is fine, and so is a random-init architecture twice (two different initialisations).
+    """
+    first: dict[str, int] = {}
+    for number, spec in enumerate(specs, 1):
+        if not has_fixed_weights(spec):
+            continue
+        key = json.dumps(asdict(spec), sort_keys=True, default=str)
+        if key in first:
+            raise ConfigValueError(
+                f"model.init_args.backbones: entries {first[key]} and {number} are the same backbone "
+                f"({spec.name!r}, checkpoint {spec.checkpoint}): DVME would fuse its embedding with a copy "
+                "of itself; give each entry other weights (a checkpoint), or list it once")
+        first[key] = number
+
+
+def has_fixed_weights(spec: BackboneSpec) -> bool:
+    """Whether the entry loads given weights (a checkpoint, registry or timm pretrained weights).
+
+    The other entries are random initialisations of an architecture, different each time.
+    """
+    return (spec.checkpoint is not None or get_entry(spec.name) is not None or "." in spec.name
+            or spec.name.startswith("hf-hub:"))
 
 
 def as_spec(entry: BackboneSpec | str | dict) -> BackboneSpec:
@@ -144,6 +176,7 @@ class DVME(FrozenBackboneModule):
         specs = [as_spec(b) for b in (PAPER_BACKBONES if backbones is None else backbones)]
         if not specs:
             raise ValueError("model.backbones is empty: list at least one backbone to fuse")
+        check_distinct_backbones(specs)
         self.save_task_hyperparameters()
         self.hparams["backbones"] = [asdict(s) for s in specs]  # plain data: loadable with weights_only
         self.mode = mode

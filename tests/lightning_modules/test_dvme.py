@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from medtransfer.cli import main
 from medtransfer.datamodules import SyntheticMedical
+from medtransfer.errors import ConfigValueError
 from medtransfer.grid.resolve import ConfigResolver
 from medtransfer.lightning_modules import DVME
 from medtransfer.lightning_modules.metrics import task_loss
@@ -98,8 +99,16 @@ def test_bad_options_are_clear_errors() -> None:
 
 
 def test_the_same_backbone_twice_gets_numbered_labels() -> None:
+    """A random-init architecture twice: two different initialisations, numbered."""
     model = DVME(backbones=["test_resnet", "test_resnet"], fusion="mean", proj_dim=8, task=tiny_data().task)
     assert model.backbone_labels == ["test_resnet#1", "test_resnet#2"]
+
+
+def test_the_same_weights_twice_are_refused_before_anything_is_loaded() -> None:
+    said = (r"entries 1 and 3 are the same backbone \('resnet50.swav_in1k', checkpoint None\): DVME would "
+            "fuse its embedding with a copy of itself")
+    with pytest.raises(ConfigValueError, match=said):
+        DVME(backbones=["resnet50.swav_in1k", "test_vit", "resnet50.swav_in1k"], task=tiny_data().task)
 
 
 def test_one_backbone_end_to_end_in_mixed_precision_holds_all_the_importance() -> None:
