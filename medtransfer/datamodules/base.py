@@ -21,7 +21,7 @@ from ..task import SPLITS, Task
 from ..views import ViewSpec
 from .class_sets import check_training_classes, class_counts, warn_findings_left_out
 from .config_values import check_choice, check_flag, check_integer
-from .copies import check_no_copies_across_splits
+from .copies import check_copies
 from .dataset import TransformedDataset, collate_skipping
 from .errors import DatasetTooSmallError
 from .fractions import check_train_fraction, select_fraction
@@ -202,7 +202,8 @@ class MedicalDataModule(pl.LightningDataModule):
                 raise RuntimeError(f"{self.name}.build_sources returned no {missing} split")
             self.check_class_set(sources)
             check_patients_in_one_split(self.name, sources, self.splits_declared_by(), self.split_fix)
-            check_no_copies_across_splits(self.name, sources, self.splits_declared_by())
+            check_copies(self.name, sources, self.splits_declared_by(),
+                         self.task.class_names if self.task is not None else ())
             self._sources = sources
         return self._sources
 

@@ -4,8 +4,8 @@ the test score goes up with the leak, as with a patient in two splits.
 
 Carved splits keep copies together, like a patient's images (``grouped_with_copies``). Splits the user made
 with a copy on both sides are refused, naming the copies; a published dataset's official splits are kept with
-a warning (``check_no_copies_across_splits``). Images re-encoded or resized are not byte-identical and are
-not found here.
+a warning (``check_copies``, which also warns about copies that carry different labels, in any split). Images
+re-encoded or resized are not byte-identical and are not found here.
 
 Finding copies stays cheap on large datasets: images are compared by a key every source gives at no cost (a
 file's size; an in-memory image's pixel digest), and only images that share one are read, first their ends,
@@ -90,20 +90,44 @@ def _joined(keys: list[str], rows_together: list[list[int]]) -> Callable[[str], 
     return root
 
 
-def check_no_copies_across_splits(
-    dataset: str, sources: Mapping[str, Source], declared_by: str | None
-) -> None:
+def check_copies(dataset: str, sources: Mapping[str, Source], declared_by: str | None,
+                 class_names: Sequence[str] = ()) -> None:
     """Raise ``CopiedImageError`` when an image has a byte-identical copy in another split the user made
-    (``declared_by`` None), or warn naming who declared the splits."""
+    (``declared_by`` None), or warn naming who declared the splits; and warn about copies that carry
+    different labels, in any split (one image cannot be both: a label table to check)."""
     names = [split for split in SPLITS if split in sources]
-    sets = copy_sets([sources[split] for split in names], across=True)
-    if not sets:
+    sets = copy_sets([sources[split] for split in names])
+    conflicting = [members for members in sets if not _same_labels(sources, names, members)]
+    if conflicting:
+        named = "; ".join(" = ".join(f"{sources[names[n]].ids[row]!r} ({names[n]}, "
+                                     f"{_label_text(sources[names[n]].labels[row], class_names)})"
+                                     for n, row in members) for members in conflicting[:SHOWN])
+        more = f" and {len(conflicting) - SHOWN} more" if len(conflicting) > SHOWN else ""
+        log.warning("%s: %d set(s) of byte-identical images carry different labels: %s%s; one image cannot "
+                    "be both: check the labels of these images", dataset, len(conflicting), named, more)
+    across = [members for members in sets if len({number for number, _ in members}) > 1]
+    if not across:
         return
     named = "; ".join(" = ".join(f"{sources[names[n]].ids[row]!r} ({names[n]})" for n, row in members)
-                      for members in sets[:SHOWN])
-    more = f" and {len(sets) - SHOWN} more" if len(sets) > SHOWN else ""
-    problem = (f"{len(sets)} image(s) have a byte-identical copy in another split: {named}{more}; a model "
+                      for members in across[:SHOWN])
+    more = f" and {len(across) - SHOWN} more" if len(across) > SHOWN else ""
+    problem = (f"{len(across)} image(s) have a byte-identical copy in another split: {named}{more}; a model "
                "tested on an image it was trained on scores higher than on a new one (leakage)")
     if declared_by is None:
         raise CopiedImageError(f"{dataset}: {problem}; {COPY_FIX}")
     log.warning("%s: %s (kept: %s)", dataset, problem, declared_by)
+
+
+def _same_labels(sources: Mapping[str, Source], names: list[str], members: list[Member]) -> bool:
+    first, *others = [np.asarray(sources[names[n]].labels[row]) for n, row in members]
+    return all(np.array_equal(first, other) for other in others)
+
+
+def _label_text(label, class_names: Sequence[str]) -> str:
+    """A class name (a list of findings for multilabel rows), or the class number without names."""
+    label = np.asarray(label)
+    if label.ndim:  # multilabel: the findings present
+        found = [class_names[i] if i < len(class_names) else str(i) for i in np.flatnonzero(label)]
+        return "+".join(found) or "no finding"
+    number = int(label)
+    return class_names[number] if number < len(class_names) else str(number)

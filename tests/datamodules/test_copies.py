@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medtransfer.datamodules import CSVDataset
-from medtransfer.datamodules.copies import check_no_copies_across_splits, copy_sets, grouped_with_copies
+from medtransfer.datamodules.copies import check_copies, copy_sets, grouped_with_copies
 from medtransfer.datamodules.errors import CopiedImageError
 from medtransfer.datamodules.images import ENDS_BYTES, FileSource
 from medtransfer.datamodules.medmnist import MedMNIST
@@ -60,7 +60,7 @@ def test_user_made_splits_with_a_copy_on_both_sides_are_refused_naming_the_copie
                "val": files(tmp_path / "v", {"scan3.png": b"third"}),
                "test": files(tmp_path / "s", {"scan1_again.png": body})}
     with pytest.raises(CopiedImageError) as refused:
-        check_no_copies_across_splits("Mine", sources, None)
+        check_copies("Mine", sources, None)
     assert str(refused.value) == (
         "Mine: 1 image(s) have a byte-identical copy in another split: 'scan1.png' (train) = "
         "'scan1_again.png' (test); a model tested on an image it was trained on scores higher than on a new "
@@ -72,7 +72,7 @@ def test_official_splits_with_copies_are_kept_with_a_warning(tmp_path, caplog):
     sources = {"train": files(tmp_path / "t", {"a": b"x"}), "val": files(tmp_path / "v", {"b": b"x"}),
                "test": files(tmp_path / "s", {"c": b"y"})}
     with caplog.at_level(logging.WARNING):
-        check_no_copies_across_splits("Published", sources, "the dataset's official splits")
+        check_copies("Published", sources, "the dataset's official splits")
     (record,) = caplog.records
     assert "'a' (train) = 'b' (val)" in record.getMessage()
     assert record.getMessage().endswith("(leakage) (kept: the dataset's official splits)")
@@ -135,3 +135,20 @@ def test_pneumoniamnist_official_splits_share_eight_images_and_are_kept(real_med
     (record,) = caplog.records
     said = "MedMNIST-pneumoniamnist: 8 image(s) have a byte-identical copy in another split: 'train_"
     assert record.getMessage().startswith(said)
+
+
+def test_copies_with_different_labels_are_named_with_their_classes_in_a_warning(tmp_path, caplog):
+    """One image labelled normal and pneumonia (within a split, or across official ones): a label table to
+    check, named with both class names; copies that agree on their label say nothing of labels."""
+    train = files(tmp_path / "t", {"a.png": b"x", "b.png": b"x", "c.png": b"y"})
+    train.labels = np.asarray([0, 1, 1])
+    test = files(tmp_path / "s", {"d.png": b"y"})
+    test.labels = np.asarray([1])
+    with caplog.at_level(logging.WARNING):
+        check_copies("Mine", {"train": train, "val": files(tmp_path / "v", {"e.png": b"z"}), "test": test},
+                     "the dataset's official splits", ("normal", "pneumonia"))
+    labels, leak = (record.getMessage() for record in caplog.records)
+    assert labels == ("Mine: 1 set(s) of byte-identical images carry different labels: 'a.png' (train, "
+                      "normal) = 'b.png' (train, pneumonia); one image cannot be both: check the labels of "
+                      "these images")
+    assert "'c.png' (train) = 'd.png' (test)" in leak
