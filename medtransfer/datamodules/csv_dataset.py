@@ -5,6 +5,7 @@ An image path column, one or more label columns, optional patient and split colu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -135,9 +136,12 @@ class CSVDataset(FileBackedDataModule):
 
     def build_sources(self) -> dict[str, Source]:
         root = Path(self.root).expanduser()
-        paths = [
-            Path(p) if Path(p).is_absolute() else root / p for p in self.frame[self.image_column].str.strip()
-        ]
+        paths = [listed_path(root, p) for p in self.frame[self.image_column].str.strip()]
+        if paths and not any(path.exists() for path in paths):  # a wrong root or column, not some files
+            raise DatasetLayoutError(
+                f"{self.name}: none of the {len(paths)} images {self.table_path.name} lists exists (e.g. "
+                f"{paths[0]}): check {config_key('root')} (the folder the listed paths are relative to) and "
+                f"{config_key('image_column')} (the column of image paths, now {self.image_column!r})")
         ids = self.frame[self.image_column].str.strip().tolist()
         # " p7 " is patient p7, as every other column is read: else it would be grouped and split apart
         groups = self.frame[self.patient_column].str.strip().to_numpy() if self.patient_column else None
@@ -197,3 +201,18 @@ def check_label_settings(label_columns: list[str], class_names: list[str] | None
             f"{config_key('class_names')}: {class_names} names {len(class_names)} findings for the "
             f"{len(label_columns)} label columns {label_columns}: give one name per column, in their order"
         )
+
+
+def listed_path(root: Path, text: str) -> Path:
+    r"""The file a row lists: ``text`` relative to ``root`` unless absolute.
+
+    A path written on Windows (``img\a.png``) is read with ``/`` where no file has the name as written, so a
+    table made on Windows reads on Linux and macOS.
+    """
+    path = Path(text) if Path(text).is_absolute() else root / text
+    if "\\" in text and os.sep == "/" and not path.exists():
+        posix = text.replace("\\", "/")
+        written = Path(posix) if Path(posix).is_absolute() else root / posix
+        if written.exists():
+            return written
+    return path

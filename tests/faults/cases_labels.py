@@ -75,6 +75,9 @@ MORE_TABLES = [
                says=r"found \['path;label'\]"),
     table_case("one row with an extra field", rows(GOOD).replace(b"img05.png,1", b"img05.png,1,x"), "error",
                says="cannot read .* as CSV"),
+    table_case("every listed image under another folder", rows(GOOD).replace(b"img", b"scans/img"), "error",
+               says=r"none of the 12 images labels.csv lists exists \(e.g. .*scans/img00.png\): check "
+                    r"data.init_args.root"),
     table_case("absolute image paths that are missing",
                rows(GOOD).replace(b"img05.png", b"/nonexistent/scans/img05.png"), "error",
                says="listed images are missing"),
