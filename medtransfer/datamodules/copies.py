@@ -23,10 +23,10 @@ import numpy as np
 from ..task import SPLITS
 from .errors import CopiedImageError
 from .fractions import patient_keys
+from .leaks import named, refuse_or_warn
 from .sources import Source
 
 log = logging.getLogger(__name__)
-SHOWN = 3  # copies named in a message
 COPY_FIX = ("delete or unlist one of each pair, or give both copies the same split (carved splits keep "
             "copies together)")
 
@@ -99,23 +99,19 @@ def check_copies(dataset: str, sources: Mapping[str, Source], declared_by: str |
     sets = copy_sets([sources[split] for split in names])
     conflicting = [members for members in sets if not _same_labels(sources, names, members)]
     if conflicting:
-        named = "; ".join(" = ".join(f"{sources[names[n]].ids[row]!r} ({names[n]}, "
-                                     f"{_label_text(sources[names[n]].labels[row], class_names)})"
-                                     for n, row in members) for members in conflicting[:SHOWN])
-        more = f" and {len(conflicting) - SHOWN} more" if len(conflicting) > SHOWN else ""
-        log.warning("%s: %d set(s) of byte-identical images carry different labels: %s%s; one image cannot "
-                    "be both: check the labels of these images", dataset, len(conflicting), named, more)
+        sets_named = named([" = ".join(f"{sources[names[n]].ids[row]!r} ({names[n]}, "
+                                       f"{_label_text(sources[names[n]].labels[row], class_names)})"
+                                       for n, row in members) for members in conflicting])
+        log.warning("%s: %d set(s) of byte-identical images carry different labels: %s; one image cannot be "
+                    "both: check the labels of these images", dataset, len(conflicting), sets_named)
     across = [members for members in sets if len({number for number, _ in members}) > 1]
     if not across:
         return
-    named = "; ".join(" = ".join(f"{sources[names[n]].ids[row]!r} ({names[n]})" for n, row in members)
-                      for members in across[:SHOWN])
-    more = f" and {len(across) - SHOWN} more" if len(across) > SHOWN else ""
-    problem = (f"{len(across)} image(s) have a byte-identical copy in another split: {named}{more}; a model "
+    copies = named([" = ".join(f"{sources[names[n]].ids[row]!r} ({names[n]})" for n, row in members)
+                    for members in across])
+    problem = (f"{len(across)} image(s) have a byte-identical copy in another split: {copies}; a model "
                "tested on an image it was trained on scores higher than on a new one (leakage)")
-    if declared_by is None:
-        raise CopiedImageError(f"{dataset}: {problem}; {COPY_FIX}")
-    log.warning("%s: %s (kept: %s)", dataset, problem, declared_by)
+    refuse_or_warn(log, dataset, problem, declared_by, CopiedImageError, COPY_FIX)
 
 
 def _same_labels(sources: Mapping[str, Source], names: list[str], members: list[Member]) -> bool:

@@ -16,9 +16,9 @@ from ..task import SPLITS
 from .errors import PatientLeakError
 from .fractions import patient_keys
 from .images import Source
+from .leaks import named, refuse_or_warn
 
 log = logging.getLogger(__name__)
-SHOWN = 3  # patients named in the message
 
 
 def check_patients_in_one_split(dataset: str, sources: Mapping[str, Source], declared_by: str | None,
@@ -36,11 +36,8 @@ def check_patients_in_one_split(dataset: str, sources: Mapping[str, Source], dec
     shared = {patient: found for patient, found in splits_of.items() if len(found) > 1}
     if not shared:
         return
-    named = "; ".join(f"{patient!r} ({', '.join(f'{s} {n}' for s, n in found.items())})"
-                      for patient, found in list(shared.items())[:SHOWN])
-    more = f" and {len(shared) - SHOWN} more" if len(shared) > SHOWN else ""
-    problem = (f"{len(shared)} patient(s) have images in more than one split: {named}{more}; a model tested "
+    patients = named([f"{patient!r} ({', '.join(f'{s} {n}' for s, n in found.items())})"
+                      for patient, found in shared.items()])
+    problem = (f"{len(shared)} patient(s) have images in more than one split: {patients}; a model tested "
                "on a patient it was trained on scores higher than on a new one (leakage)")
-    if declared_by is None:
-        raise PatientLeakError(f"{dataset}: {problem}; {fix}")
-    log.warning("%s: %s (kept: %s)", dataset, problem, declared_by)
+    refuse_or_warn(log, dataset, problem, declared_by, PatientLeakError, fix)
