@@ -143,9 +143,17 @@ def check_backbone_name(name: str) -> None:
         UnknownBackboneError: ``name`` is no registry name, timm pretrained tag or timm architecture (the
             message lists the closest names).
     """
-    if name.startswith(HF_HUB_PREFIX) or get_entry(name) is not None or name in timm.list_pretrained():
+    if names_weights(name):
         return
     check_architecture(name)
+
+
+def names_weights(name: str) -> bool:
+    """Whether ``name`` names weights: a registry name, a timm pretrained tag or an ``hf-hub:`` name.
+
+    Anything else is a bare architecture that starts from a random initialisation. Reads no file.
+    """
+    return name.startswith(HF_HUB_PREFIX) or get_entry(name) is not None or name in timm.list_pretrained()
 
 
 def check_architecture(name: str) -> None:

@@ -5,7 +5,6 @@ An image path column, one or more label columns, optional patient and split colu
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,15 @@ from .file_backed import FileBackedDataModule
 from .label_column import LabelColumn, read_label_column
 from .sources import Source
 from .splits import complete_splits
-from .tabular import check_filled, check_unique, checked_file_source, class_labels, read_table, row_origins
+from .tabular import (
+    check_filled,
+    check_unique,
+    checked_file_source,
+    class_labels,
+    listed_path,
+    read_table,
+    row_origins,
+)
 
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
@@ -202,17 +209,3 @@ def check_label_settings(label_columns: list[str], class_names: list[str] | None
             f"{len(label_columns)} label columns {label_columns}: give one name per column, in their order"
         )
 
-
-def listed_path(root: Path, text: str) -> Path:
-    r"""The file a row lists: ``text`` relative to ``root`` unless absolute.
-
-    A path written on Windows (``img\a.png``) is read with ``/`` where no file has the name as written, so a
-    table made on Windows reads on Linux and macOS.
-    """
-    path = Path(text) if Path(text).is_absolute() else root / text
-    if "\\" in text and os.sep == "/" and not path.exists():
-        posix = text.replace("\\", "/")
-        written = Path(posix) if Path(posix).is_absolute() else root / posix
-        if written.exists():
-            return written
-    return path

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import EpsImagePlugin, Image, ImageFile, ImageOps
 from pytorch_lightning.utilities import rank_zero_warn
 
+from ..utils.hashing import file_digest
 from .errors import CorruptImageError, SkippedSample
 from .sources import DIGEST_BYTES, Source, as_rgb_uint8
 
@@ -198,6 +199,7 @@ class FileSource(Source):
         self.draft_size = draft_size
         self.skipped: dict[str, str] = {}
         self._sizes: list[int | None] | None = None
+        self._content_keys: dict[tuple[int, bool], str | bytes | None] = {}
 
     def load_image(self, index: int) -> np.ndarray:
         return as_rgb_uint8(self.load_pixels(index))
@@ -208,8 +210,12 @@ class FileSource(Source):
             self._sizes = [file_size(path) for path in self.paths]
         return self._sizes
 
-    def content_key(self, index: int, whole: bool) -> bytes | None:
-        return file_digest(self.paths[index], whole)
+    def content_key(self, index: int, whole: bool) -> str | bytes | None:
+        """The file's digest, whole or of its ends; kept, since carving and the split check both ask."""
+        key = (index, whole)
+        if key not in self._content_keys:
+            self._content_keys[key] = content_digest(self.paths[index], whole)
+        return self._content_keys[key]
 
     def load_pixels(self, index: int) -> np.ndarray:
         try:
@@ -242,22 +248,20 @@ def file_size(path: str) -> int | None:
 ENDS_BYTES = 4096  # read from each end of a file by ``file_digest(whole=False)``
 
 
-def file_digest(path: str, whole: bool) -> bytes | None:
-    """A digest of the file's bytes: all of them, or its first and last 4 KiB (``whole`` False); None when
-    the file cannot be read."""
-    digest = hashlib.blake2b(digest_size=DIGEST_BYTES)
+def content_digest(path: str, whole: bool) -> str | bytes | None:
+    """A digest of the file's bytes: all of them (``utils.hashing.file_digest``), or its first and last 4 KiB
+    (``whole`` False); None when the file cannot be read."""
     try:
+        if whole:
+            return file_digest(path)
+        digest = hashlib.blake2b(digest_size=DIGEST_BYTES)
         with open(path, "rb") as handle:
-            if whole:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-            else:
-                digest.update(handle.read(ENDS_BYTES))
-                handle.seek(max(0, os.fstat(handle.fileno()).st_size - ENDS_BYTES))
-                digest.update(handle.read(ENDS_BYTES))
+            digest.update(handle.read(ENDS_BYTES))
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - ENDS_BYTES))
+            digest.update(handle.read(ENDS_BYTES))
+        return digest.digest()
     except OSError:
         return None
-    return digest.digest()
 
 
 def missing_files(paths: Sequence[str | Path], origins: Sequence[str] | None = None, limit: int = 5) -> str:

@@ -45,7 +45,7 @@ class Source(ABC):
         compared)."""
         return None
 
-    def content_key(self, index: int, whole: bool) -> bytes | None:
+    def content_key(self, index: int, whole: bool) -> str | bytes | None:
         """A digest of the bytes of the image at ``index``: of its ends (``whole`` False: cheaper, and enough
         to tell most images apart) or of all of it; None when it cannot be read."""
         return None
@@ -71,7 +71,7 @@ class SubsetSource(Source):
         keys = self.parent.size_keys()
         return None if keys is None else [keys[i] for i in self.indices]
 
-    def content_key(self, index: int, whole: bool) -> bytes | None:
+    def content_key(self, index: int, whole: bool) -> str | bytes | None:
         return self.parent.content_key(int(self.indices[index]), whole)
 
 

@@ -4,6 +4,7 @@ turning them into FileSources whose images are checked to exist."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,3 +127,22 @@ def checked_file_source(
         labels = labels[keep]
         groups = None if groups is None else np.asarray(groups)[keep]
     return FileSource(paths, labels, ids, groups, origins, skip_corrupt=skip_corrupt, **source_kwargs)
+
+
+def listed_path(root: Path, text: str) -> Path:
+    r"""The file a table row lists: ``text`` relative to ``root`` unless absolute (``~`` is the home folder).
+
+    A path written on Windows (``img\a.png``) is read with ``/`` where no file has the name as written, so a
+    table made on Windows reads on Linux and macOS.
+    """
+    path = _under(root, text)
+    if "\\" in text and os.sep == "/" and not path.exists():
+        written = _under(root, text.replace("\\", "/"))
+        if written.exists():
+            return written
+    return path
+
+
+def _under(root: Path, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else root / text

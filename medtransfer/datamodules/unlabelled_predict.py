@@ -35,7 +35,7 @@ from .images import (
 )
 from .samplers import UnpaddedSampler
 from .sources import Source
-from .tabular import read_table, row_origins
+from .tabular import listed_path, read_table, row_origins
 from .transforms import Preset
 
 GLOB_CHARACTERS = "*?["
@@ -103,7 +103,7 @@ def _listed_in_csv(table: Path, image_column: str, dataset: str) -> tuple[list[P
     frame = read_table(table, [image_column], dataset)
     origins = row_origins(table, frame)
     ids = frame[image_column].str.strip().tolist()
-    paths = [Path(p).expanduser() if Path(p).expanduser().is_absolute() else table.parent / p for p in ids]
+    paths = [listed_path(table.parent, p) for p in ids]
     problem = missing_files(paths, origins)
     if problem:
         raise DatasetLayoutError(f"{dataset}: {problem}")

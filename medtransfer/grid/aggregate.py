@@ -212,19 +212,18 @@ def _leave_out_rescores(out: Collection) -> None:
     """A ``test`` (or ``validate``) run of a checkpoint that a run in the collection already scored on the
     same split (the fit that tested it, or an earlier such run) is one model, not another row of the table:
     it is left out, naming the run kept. Fits are never left out here (their seeds are the repeats)."""
-    scored: dict[tuple, Path] = {}
-    for record in sorted(out.records, key=lambda r: r.results.get("verb") != "fit"):
+    kept: dict[tuple, Path] = {}
+    rescores: set[Path] = set()
+    for record in sorted(out.records, key=lambda r: r.results.get("verb") != "fit"):  # fits first
         key = _scored_checkpoint(record)
-        if key is not None:
-            scored.setdefault(key, record.path)
-    rescores = {id(r): scored[key] for r in out.records if r.results.get("verb") != "fit"
-                and (key := _scored_checkpoint(r)) is not None and scored[key] != r.path}
-    for record in out.records:
-        if id(record) in rescores:
-            out.excluded.append(Excluded(record.path, f"scores the checkpoint that {rescores[id(record)]} "
-                                                      "scored, on the same split, with the same score: one "
-                                                      "model, counted once"))
-    out.records = [r for r in out.records if id(r) not in rescores]
+        if key in kept and record.results.get("verb") != "fit":
+            why = (f"scores the checkpoint that {kept[key]} scored, on the same split, with the same "
+                   "score: one model, counted once")
+            out.excluded.append(Excluded(record.path, why))
+            rescores.add(record.path)
+        elif key is not None:
+            kept.setdefault(key, record.path)
+    out.records = [r for r in out.records if r.path not in rescores]
 
 
 def _scored_checkpoint(record: Record) -> tuple | None:

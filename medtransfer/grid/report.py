@@ -74,7 +74,6 @@ def write_report(
     baseline: str | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     all_pairs: bool = False,
-    baseline_given: bool = True,
 ) -> Report:
     """Collect the results under ``root`` and write the report into ``out`` (default ``root/report``).
 
@@ -83,13 +82,12 @@ def write_report(
         out: the report's folder.
         metric: the metric to tabulate (default: the grid's, else each task's primary metric).
         split: the split to tabulate (default: the grid's, else ``test``).
-        baseline: the backbone label the others are compared with (default: the grid's
-            ``report.baseline``, else one that looks supervised).
+        baseline: the backbone label the others are compared with, refused when no table has it (default:
+            the grid's ``report.baseline``, only noted when its runs have not run yet, else one that looks
+            supervised).
         resamples: bootstrap resamples of each test set for the intervals and paired comparisons (seeded, so
             the same results give the same report).
         all_pairs: compare every pair of backbones, not only each with the baseline.
-        baseline_given: ``baseline`` is the user's choice, refused when no table has it (a grid's own
-            ``report.baseline`` may not have run yet: its report says so instead).
     """
     root = Path(root)
     folder = Path(out) if out is not None else root / "report"
@@ -102,8 +100,7 @@ def write_report(
     for cell in all_cells:
         cell.interval, cell.interval_note = statistics.cell_interval(cell)
     tables = build_tables(collection, all_cells)
-    if baseline_given:
-        check_baseline(baseline, tables)
+    check_baseline(baseline, tables)
     figures = {**fraction_figures(tables), **importance_figures(all_cells)}
     plots = [f"plots/{name}" for name in sorted(figures, key=lambda n: (n.startswith("importance_"), n))]
     sections = report_sections(collection, all_cells, statistics, baseline or collection.baseline)

@@ -206,7 +206,7 @@ def _launch(
         run_local(spec, spec.output_dir, todo, local or spec.local, start=start, say=say) if todo else []
     )
     failed = [o for o in outcomes if o.failed]
-    report = write_report(spec.output_dir, baseline=spec.report.baseline, baseline_given=False)
+    report = write_report(spec.output_dir)  # the baseline: its manifest's report.baseline, unchecked
     say(
         f"report: {report.summary} ({len(report.collection.records)} runs"
         + (f", {len(report.written)} files updated)" if report.written else ", unchanged)")

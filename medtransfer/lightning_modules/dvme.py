@@ -26,7 +26,7 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..backbones.backbone import Backbone
-from ..backbones.registry import get_entry
+from ..backbones.factory import names_weights
 from ..errors import ConfigValueError
 from ..task import SPLITS, Task
 from .base import Optimizer, Schedule, check_lr_multiplier
@@ -79,12 +79,11 @@ def check_distinct_backbones(specs: list[BackboneSpec]) -> None:
 
 
 def has_fixed_weights(spec: BackboneSpec) -> bool:
-    """Whether the entry loads given weights (a checkpoint, registry or timm pretrained weights).
+    """Whether the entry loads given weights (a checkpoint, or weights its name names).
 
     The other entries are random initialisations of an architecture, different each time.
     """
-    return (spec.checkpoint is not None or get_entry(spec.name) is not None or "." in spec.name
-            or spec.name.startswith("hf-hub:"))
+    return spec.checkpoint is not None or names_weights(spec.name)
 
 
 def as_spec(entry: BackboneSpec | str | dict) -> BackboneSpec:

@@ -249,5 +249,15 @@ def test_a_baseline_no_table_has_is_refused_unless_it_is_the_grid_s_own(results_
     with pytest.raises(UnknownBaselineError, match=said):
         write_report(results_dir, out=tmp_path / "typo", baseline="resnet50.tv_in1kk")
     assert not (tmp_path / "typo").exists()
-    report = write_report(results_dir, out=tmp_path / "grid", baseline="not run yet", baseline_given=False)
+    grid = tmp_path / "grid"  # a grid's own report.baseline, from its manifest: its runs may not have run yet
+    cfg = config(SUPERVISED, 1.0, 0)
+    write_results(grid / "runs" / "a", SUPERVISED, 1.0, 0, 0.8)
+    write_results(grid / "runs" / "b", SWAV, 1.0, 0, 0.9)
+    labels = {"dataset": "synth", "protocol": "linear", "fraction": "full", "seed": "0"}
+    runs = [{"id": name, "dir": f"runs/{name}", "fingerprint": run_fingerprint(c),
+             "group": group_fingerprint(c), "labels": {**labels, "backbone": name}}
+            for name, c in (("a", cfg), ("b", config(SWAV, 1.0, 0)))]
+    write_json_atomic(grid / MANIFEST, {"schema": MANIFEST_SCHEMA, "name": "mine", "levels": {}, "runs": runs,
+                                        "baseline": "not run yet", "metric": None, "split": "test"})
+    report = write_report(grid)
     assert "baseline 'not run yet' is not a backbone here" in report.summary.read_text()
