@@ -40,7 +40,7 @@ from ..utils.atomic import flush_to_disk, write_failure
 from ..utils.hashing import json_digest
 from .errors import CorruptImageError, SkippedSample
 from .fundus import retina_bounding_box
-from .images import FileSource, read_pixels
+from .images import FileSource, read_pixels, stat_stamp
 from .sources import Source, SubsetSource, as_rgb_uint8
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,7 @@ class CachedSource(Source):
         self.pixels_path = str(cache.folder / "pixels.u8")
         self.offsets = cache.offsets[rows]
         self.shapes = cache.shapes[rows]
+        self.file_stats = (cache.sizes[rows], cache.mtimes[rows])  # the files', checked by ``cache.check``
         self.skipped: dict[str, str] = {}
         self._file = None
         self._pid: int | None = None
@@ -206,6 +207,10 @@ class CachedSource(Source):
         if self._file.readinto(memoryview(pixels).cast("B")) != pixels.nbytes:
             raise CacheError(f"{self.pixels_path} is truncated; rebuild the cache with `{PREPARE_HINT}`")
         return pixels
+
+    def pixel_stamps(self) -> list[str | None]:
+        """The stamps of the image files the cache was prepared from (``FileSource.pixel_stamps``)."""
+        return [stat_stamp(stat) for stat in zip(*self.file_stats, strict=True)]
 
     def _unreadable(self, index: int) -> np.ndarray:
         where = f" (listed in {self.origins[index]})" if self.origins else ""

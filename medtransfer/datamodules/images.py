@@ -198,7 +198,7 @@ class FileSource(Source):
         self.skip_corrupt = skip_corrupt
         self.draft_size = draft_size
         self.skipped: dict[str, str] = {}
-        self._sizes: list[int | None] | None = None
+        self._stats: list[tuple[int, int] | None] | None = None
         self._content_keys: dict[tuple[int, bool], str | bytes | None] = {}
 
     def load_image(self, index: int) -> np.ndarray:
@@ -206,9 +206,17 @@ class FileSource(Source):
 
     def size_keys(self) -> list[int | None]:
         """Each file's size in bytes (None for a file that cannot be read: it is never a copy)."""
-        if self._sizes is None:
-            self._sizes = [file_size(path) for path in self.paths]
-        return self._sizes
+        return [None if stat is None else stat[0] for stat in self._file_stats()]
+
+    def pixel_stamps(self) -> list[str | None]:
+        """Each file's size and modification time: a file rewritten under its name changes them."""
+        return [stat_stamp(stat) for stat in self._file_stats()]
+
+    def _file_stats(self) -> list[tuple[int, int] | None]:
+        """Each file's ``file_stat``, taken once (the copy check and the feature stores both ask)."""
+        if self._stats is None:
+            self._stats = [file_stat(path) for path in self.paths]
+        return self._stats
 
     def content_key(self, index: int, whole: bool) -> str | bytes | None:
         """The file's digest, whole or of its ends; kept, since carving and the split check both ask."""
@@ -238,11 +246,18 @@ class FileSource(Source):
             ) from None
 
 
-def file_size(path: str) -> int | None:
+def file_stat(path: str) -> tuple[int, int] | None:
+    """The file's size in bytes and modification time in ns; None when it cannot be read."""
     try:
-        return os.stat(path).st_size
+        stat = os.stat(path)
     except OSError:
         return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def stat_stamp(stat: tuple[int, int] | None) -> str | None:
+    """``size:mtime_ns``, a file's ``Source.pixel_stamps`` entry."""
+    return None if stat is None else f"{int(stat[0])}:{int(stat[1])}"
 
 
 ENDS_BYTES = 4096  # read from each end of a file by ``file_digest(whole=False)``

@@ -50,6 +50,12 @@ class Source(ABC):
         to tell most images apart) or of all of it; None when it cannot be read."""
         return None
 
+    def pixel_stamps(self) -> list[str | None] | None:
+        """Per sample, a short text that changes when its pixels change (a file's size and modification
+        time, an in-memory image's digest), so that a feature store is keyed by the pixels it was extracted
+        from and not only by ids and labels; None when the source has none."""
+        return None
+
 
 class SubsetSource(Source):
     """A view on some rows of another source, used for carved splits and label fractions."""
@@ -73,6 +79,10 @@ class SubsetSource(Source):
 
     def content_key(self, index: int, whole: bool) -> str | bytes | None:
         return self.parent.content_key(int(self.indices[index]), whole)
+
+    def pixel_stamps(self) -> list[str | None] | None:
+        stamps = self.parent.pixel_stamps()
+        return None if stamps is None else [stamps[i] for i in self.indices]
 
 
 class ArraySource(Source):
@@ -104,6 +114,10 @@ class ArraySource(Source):
 
     def content_key(self, index: int, whole: bool) -> bytes:
         return self.size_keys()[index]
+
+    def pixel_stamps(self) -> list[str]:
+        """The pixel digests: exact, and already computed for the copy check."""
+        return [digest.hex() for digest in self.size_keys()]
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:

@@ -46,9 +46,11 @@ def store_for(backbone: Backbone, datamodule, split: str, root: str | Path = DEF
     trainer's (``bf16-mixed``: extraction under bfloat16 autocast, recorded in the fingerprint; None or
     ``32-true``: float32). Every DDP rank must call this together; all of them get the same store."""
     autocast = extraction_autocast(precision, _device_of(backbone))
-    fingerprint = store_fingerprint(backbone, datamodule, split, autocast)
-    path = store_path(root, fingerprint)
     world, rank = world_and_rank()
+    fingerprint = store_fingerprint(backbone, datamodule, split, autocast)
+    if world > 1:  # one store for all ranks, also where nodes hold copies of the data with other file times
+        fingerprint = _from_rank_zero(fingerprint)
+    path = store_path(root, fingerprint)
     if _agree(is_store(path), world):
         store = FeatureStore.open(path, expected_fingerprint=fingerprint)
         if rank == 0:

@@ -20,10 +20,11 @@ def store_fingerprint(backbone: Backbone, datamodule, split: str,
                       autocast: torch.dtype | None = None) -> dict:
     """Every input of the embeddings of ``split``: backbone weights (hashed as they are now, so weights loaded
     after construction count), embedding recipe, device-side resize and normalisation, the dataset
-    (``data_fingerprint()``: its samples and labels), the split, the eval transform, the image size, the store
-    dtype, the package version and, for a store extracted under autocast, its dtype (``autocast``:
-    ``bfloat16``). A float32 extraction has no ``autocast`` entry: its fingerprint is the one stores had
-    before extraction took the trainer's precision, so they are still found."""
+    (``data_fingerprint()``: its samples and labels), the split, its pixels (``Source.pixel_stamps``: each
+    image file's size and modification time, each in-memory image's digest, so that an image rewritten under
+    its name makes a new store), the eval transform, the image size, the store dtype, the package version
+    and, for a store extracted under autocast, its dtype (``autocast``: ``bfloat16``; a float32 extraction has
+    no ``autocast`` entry)."""
     fingerprint = as_json(
         {
             "backbone": {
@@ -42,6 +43,9 @@ def store_fingerprint(backbone: Backbone, datamodule, split: str,
             "medtransfer_version": __version__,
         }
     )
+    stamps = datamodule.sources()[split].pixel_stamps()
+    if stamps is not None:
+        fingerprint["pixels"] = json_digest(stamps)
     if autocast is not None:
         fingerprint["autocast"] = str(autocast).removeprefix("torch.")
     return fingerprint

@@ -69,6 +69,7 @@ def test_a_cache_serves_exactly_the_original_samples(name, request, tmp_path, ch
         assert got.ids == expected.ids, split
         assert np.array_equal(got.labels, expected.labels), split
         assert (got.groups is None) == (expected.groups is None), split
+        assert got.pixel_stamps() == expected.pixel_stamps(), split  # one feature store for both
         if expected.groups is not None:
             assert np.array_equal(got.groups, expected.groups), split
         # the fixtures' images are smaller than the cache size: stored as decoded (and cropped), so the

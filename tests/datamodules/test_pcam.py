@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import shutil
 
@@ -45,6 +46,16 @@ def test_images_are_read_lazily_one_handle_per_process(pcam_root):
     assert source._file is not None
     clone = pickle.loads(pickle.dumps(source))  # what a DataLoader worker receives
     assert clone._file is None and np.array_equal(clone.load_image(1), source.load_image(1))
+
+
+def test_rewriting_the_images_file_changes_every_pixel_stamp(pcam_root):
+    x_path = pcam_root / "camelyonpatch_level_2_split_valid_x.h5"
+    before = PCam(root=str(pcam_root)).sources()["val"].pixel_stamps()
+    later = x_path.stat().st_mtime_ns + 10**9
+    os.utime(x_path, ns=(later, later))  # as rewriting it would
+    after = PCam(root=str(pcam_root)).sources()["val"].pixel_stamps()
+    assert len(before) == len(after) == 8 and len(set(before)) == len(set(after)) == 1
+    assert before[0] != after[0] and after[0].endswith(f":{later}")
 
 
 def test_worker_processes_read_the_hdf5(pcam_root):

@@ -19,6 +19,7 @@ import torch
 from .harness import Case, Outcome, Workspace, call, cli, disk_full_in, driver, read_only
 from .images import BROKEN, VALID, plain_png
 from .tiny import (
+    LINEAR,
     REPO,
     fitted,
     folder_args,
@@ -30,6 +31,7 @@ from .tiny import (
     stores_of,
     stores_ok,
     synthetic_args,
+    trainer_args,
     unfinished,
 )
 
@@ -551,6 +553,47 @@ def grown_dataset_store(ws: Workspace) -> Outcome:
     )
 
 
+def rewritten_image_store(ws: Workspace) -> Outcome:
+    """An image exported again under its name (inverted) after the stores were extracted: its split is
+    extracted again, its row alone differing; the other splits' stores are reused, the old ones untouched."""
+    from PIL import Image, ImageOps
+
+    from medtransfer.features.store import FeatureStore
+
+    root = ws.root / "data"
+    root.mkdir()
+    for i in range(16):
+        plain_png(root / f"img{i:02d}.png")
+    (root / "labels.csv").write_bytes(rows([i % 2 for i in range(16)]))
+    features = ws.root / "features"
+    args = ["extract", "--data", "medtransfer.datamodules.CSVDataset", "--data.init_args.root", str(root),
+            "--data.init_args.val_fraction", "0.25", "--data.init_args.test_fraction", "0.25",
+            "--data.init_args.image_size", "32", "--config", str(LINEAR), "--model.init_args.backbone",
+            "test_resnet", "--model.init_args.features_dir", str(features), "--trainer.accelerator", "cpu",
+            *trainer_args(ws.root / "runs")]
+    first = cli(args)
+    if first.exit_code:
+        return first
+    before = {store.name.split("-")[0]: FeatureStore.open(store) for store in stores_of(features)}
+    ws.protect(features)
+    image = root / "img05.png"
+    later = image.stat().st_mtime_ns + 10**9
+    with Image.open(image) as original:
+        ImageOps.invert(original.convert("RGB")).save(image)
+    os.utime(image, ns=(later, later))
+
+    def only_its_row_changed() -> bool:
+        stores = stores_of(features)
+        new = [FeatureStore.open(s) for s in stores if s not in {old.path for old in before.values()}]
+        if len(stores) != 4 or len(new) != 1:
+            return False
+        old = before[new[0].path.name.split("-")[0]]
+        changed = np.flatnonzero(np.any(new[0].features != old.features, axis=1))
+        return new[0].ids.tolist() == old.ids.tolist() and [str(old.ids[i]) for i in changed] == ["img05.png"]
+
+    return cli(args, check=only_its_row_changed)
+
+
 # --- the matrix ---------------------------------------------------------------------------------------------
 
 
@@ -692,6 +735,13 @@ def storage_cases() -> list[Case]:
         changed_dataset("deleted"),
         changed_dataset("corrupted"),
         changed_dataset("relabelled"),
+        Case(
+            "image rewritten after extraction",
+            "dataset",
+            "an image exported again under its name after the stores were made",
+            rewritten_image_store,
+            expect="success",
+        ),
         Case(
             "dataset grown after extraction",
             "dataset",

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from PIL import Image
 
 from medtransfer.features import extract as extract_module
 from medtransfer.features import store_for
@@ -88,6 +89,52 @@ def test_same_ids_and_labels_from_other_pixels_make_a_new_store(tmp_path, backbo
     assert not np.array_equal(stores[0].features, stores[2].features)
 
 
+def test_an_array_of_other_pixels_under_the_same_name_makes_a_new_store(tmp_path, backbone, monkeypatch):
+    from medtransfer.datamodules import MedMNIST
+
+    path = tmp_path / "medmnist" / "pneumoniamnist.npz"
+    calls = count_extractions(monkeypatch)
+    options = {"root": str(path.parent), "flag": "pneumoniamnist", "image_size": 32, "augmentation": "none"}
+    write_pneumoniamnist(path, size=28, seed=0)
+    first = store_for(backbone, MedMNIST(**options), "val", tmp_path / "f")
+    write_pneumoniamnist(path, size=28, seed=3)  # the same file name, ids and labels; other pixels
+    second = store_for(backbone, MedMNIST(**options), "val", tmp_path / "f")
+    assert second.path != first.path and calls == ["val", "val"]
+
+
+def write_folder(root, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for name in ("benign", "malignant"):
+        for k in range(10):
+            path = root / name / f"P{k:02d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), np.uint8)).save(path)
+
+
+def test_an_image_file_rewritten_under_its_name_makes_a_new_store(tmp_path, backbone, monkeypatch):
+    from medtransfer.datamodules import ImageFolder
+
+    root = tmp_path / "folders"
+    write_folder(root, seed=0)
+    calls = count_extractions(monkeypatch)
+
+    def train_store():
+        data = ImageFolder(root=str(root), image_size=32, augmentation="none", batch_size=8)
+        return store_for(backbone, data, "train", tmp_path / "f")
+
+    first = train_store()
+    assert train_store().path == first.path and calls == ["train"]
+    rewritten = root / first.ids[0]  # one training image exported again, e.g. with other windowing
+    before = rewritten.stat().st_mtime_ns
+    Image.fromarray(np.full((20, 24, 3), 200, np.uint8)).save(rewritten)
+    os.utime(rewritten, ns=(before + 10**9, before + 10**9))  # a later time, on any file system's clock
+    second = train_store()
+    assert second.path != first.path and calls == ["train", "train"]
+    assert second.ids.tolist() == first.ids.tolist()
+    assert not np.array_equal(second.features[0], first.features[0])
+    np.testing.assert_array_equal(second.features[1:], first.features[1:])
+
+
 def _ddp_worker(rank: int, world: int, port: int, root: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -129,7 +176,7 @@ def test_ids_the_split_does_not_hold_are_refused(tmp_path, data, backbone, monke
 # embeddings move by 0.6% of their norm on average (0.8% at most on these images). The bound leaves room for
 # other CPUs' kernels.
 BF16_TOLERANCE = 0.03  # relative L2 distance of each bfloat16 embedding from its float32 one
-FLOAT32_STORE_ENTRIES = {"backbone", "data", "split", "transform", "image_size", "dtype",
+FLOAT32_STORE_ENTRIES = {"backbone", "data", "split", "pixels", "transform", "image_size", "dtype",
                          "medtransfer_version"}
 
 
@@ -149,7 +196,7 @@ def test_channels_last_extraction_gives_the_contiguous_features_and_shares_their
 def test_bf16_extraction_is_within_tolerance_of_float32_and_never_mixed_with_it(tmp_path, data, backbone,
                                                                                monkeypatch):
     full = store_for(backbone, data, "val", tmp_path)
-    assert set(full.fingerprint) == FLOAT32_STORE_ENTRIES  # float32 stores keep the fingerprint they had
+    assert set(full.fingerprint) == FLOAT32_STORE_ENTRIES  # no autocast entry for float32
     calls = count_extractions(monkeypatch)
     half = store_for(backbone, data, "val", tmp_path, precision="bf16-mixed")
     assert calls == ["val"] and half.path != full.path  # a store of its own, extracted anew
