@@ -482,13 +482,19 @@ def killed_extraction(ws: Workspace, point: str) -> Outcome:
 # --- the dataset changed between prepare and fit ------------------------------------------------------------
 
 
+def sixteen_listed_images(ws: Workspace) -> Path:
+    """``data/img00.png`` ... ``img15.png`` listed in ``data/labels.csv`` with labels 0, 1, 0, 1, ..."""
+    root = ws.root / "data"
+    root.mkdir()
+    for i in range(16):
+        plain_png(root / f"img{i:02d}.png")
+    (root / "labels.csv").write_bytes(rows([i % 2 for i in range(16)]))
+    return root
+
+
 def changed_dataset(change: str):
     def run(ws: Workspace) -> Outcome:
-        root = ws.root / "data"
-        root.mkdir()
-        for i in range(16):
-            plain_png(root / f"img{i:02d}.png")
-        (root / "labels.csv").write_bytes(rows([i % 2 for i in range(16)]))
+        root = sixteen_listed_images(ws)
         splits = ws.root / "splits.csv"
         data = [
             "--data",
@@ -560,11 +566,7 @@ def rewritten_image_store(ws: Workspace) -> Outcome:
 
     from medtransfer.features.store import FeatureStore
 
-    root = ws.root / "data"
-    root.mkdir()
-    for i in range(16):
-        plain_png(root / f"img{i:02d}.png")
-    (root / "labels.csv").write_bytes(rows([i % 2 for i in range(16)]))
+    root = sixteen_listed_images(ws)
     features = ws.root / "features"
     args = ["extract", "--data", "medtransfer.datamodules.CSVDataset", "--data.init_args.root", str(root),
             "--data.init_args.val_fraction", "0.25", "--data.init_args.test_fraction", "0.25",
