@@ -215,27 +215,32 @@ def _leave_out_rescores(out: Collection) -> None:
     kept: dict[tuple, Path] = {}
     rescores: set[Path] = set()
     for record in sorted(out.records, key=lambda r: r.results.get("verb") != "fit"):  # fits first
-        key = _scored_checkpoint(record)
-        if key in kept and record.results.get("verb") != "fit":
-            why = (f"scores the checkpoint that {kept[key]} scored, on the same split, with the same "
+        keys = _scorings(record)
+        earlier = next((kept[key] for key in keys if key in kept), None)
+        owner = record.path
+        if earlier is not None and record.results.get("verb") != "fit":
+            why = (f"scores the checkpoint that {earlier} scored, on the same split, with the same "
                    "score: one model, counted once")
             out.excluded.append(Excluded(record.path, why))
             rescores.add(record.path)
-        elif key is not None:
-            kept.setdefault(key, record.path)
+            owner = earlier  # the run kept, named again for a later re-score known by another key
+        for key in keys:
+            kept.setdefault(key, owner)
     out.records = [r for r in out.records if r.path not in rescores]
 
 
-def _scored_checkpoint(record: Record) -> tuple | None:
-    """What two scorings of one checkpoint on one split share: the checkpoint as results.json names it (the
-    path the run was given, so a ``test`` started where its ``fit`` was names it alike), the split's digest,
-    the metric and the score; None without a checkpoint or a split digest."""
-    checkpoint = record.results.get("checkpoint")
+def _scorings(record: Record) -> list[tuple]:
+    """What two scorings of one model on one split share: the model, named by the fingerprint of its whole
+    state as scored (``model.weights.scored``, wherever its checkpoint was read from) and by the checkpoint
+    as results.json names it (the path the run was given: all results written before ``scored`` have), the
+    split's digest, the metric and the score; none without a split digest."""
     splits = record.results.get("data", {}).get("splits")
     digest = splits.get(record.split) if isinstance(splits, dict) else None
-    if not isinstance(checkpoint, str) or not digest:
-        return None
-    return checkpoint, digest, record.metric, record.value
+    weights = record.results.get("model", {}).get("weights")
+    names = [("checkpoint", record.results.get("checkpoint")),
+             ("weights", weights.get("scored") if isinstance(weights, dict) else None)]
+    return [(kind, name, digest, record.metric, record.value) for kind, name in names
+            if isinstance(name, str) and digest]
 
 
 def _add_failed(out: Collection, failed: list[tuple[FailedRun, dict | None]], seen: dict[str, Path],

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backbones.backbone import state_dict_fingerprint
 from ..callbacks import TestPredictionWriter
 from ..outputs.results import build_results, write_json_atomic
 from ..runtime.seeding import recorded_seed
@@ -64,12 +65,15 @@ def write_results(record: RunRecord, folder: str | Path, model, data, trainer, m
 
 
 def weights_record(model, folder: Path) -> dict:
-    """The fingerprints of the weights the run started from and, where it produced weights (a backbone
-    export, a finetuned backbone), of what it produced, with paths relative to the run's folder."""
+    """The fingerprints of the weights the run started from, of what it produced where it produced weights
+    (a backbone export, a finetuned backbone; with paths relative to the run's folder), and of the whole model
+    as it was last scored (``scored``: every weight and buffer, frozen backbones and head alike), which names
+    the model wherever its checkpoint is read from."""
     produced = model.produced_weights()
     if produced is not None and produced.get("path"):
         produced = produced | {"path": _relative(produced["path"], folder)}
-    return {"initial": [b.get("fingerprint") for b in model.backbone_descriptions()], "produced": produced}
+    return {"initial": [b.get("fingerprint") for b in model.backbone_descriptions()], "produced": produced,
+            "scored": state_dict_fingerprint(model.state_dict())}
 
 
 def _relative(path: str | Path, folder: Path) -> str:

@@ -205,11 +205,15 @@ def test_dvme_importance_bar_chart(tmp_path):
     assert "plots/importance_SyntheticMedical_DVME_test_resnet+test_vit.png" in report.summary.read_text()
 
 
-def scored(folder, verb: str, checkpoint: str, test_split: str, score: float, seed: int = 0) -> None:
-    """A results.json of a fit or a test of ``checkpoint`` on the test split of digest ``test_split``."""
+def scored(folder, verb: str, checkpoint: str, test_split: str, score: float, seed: int = 0,
+           weights: str | None = None) -> None:
+    """A results.json of a fit or a test of ``checkpoint`` on the test split of digest ``test_split``; with
+    ``weights``, the fingerprint of the model scored (``model.weights.scored``)."""
     document = results_document(config(SWAV, 1.0, seed), {"auroc": score}, verb=verb, seed=seed,
                                 data={"splits": {"test": test_split}})
     document["checkpoint"] = checkpoint
+    if weights is not None:
+        document["model"]["weights"] = {"initial": [], "produced": None, "scored": weights}
     write_json_atomic(folder / "results.json", document)
 
 
@@ -228,6 +232,24 @@ def test_a_test_of_a_checkpoint_its_fit_already_scored_is_one_model_not_another_
     fit = tmp_path / "probe" / "version_0" / "results.json"
     assert left_out.reason == (f"scores the checkpoint that {fit} scored, on the same split, with the same "
                                "score: one model, counted once")
+
+
+def test_a_test_of_the_same_model_started_elsewhere_is_known_by_its_weights(tmp_path):
+    """A ``test`` started in another folder names the checkpoint by another path: the model's fingerprint
+    still says it is the fit's model (the fit's report row is kept, the test left out)."""
+    scored(tmp_path / "probe" / "version_0", "fit", "runs/probe/version_0/checkpoints/best.ckpt", "d1", 0.8,
+           weights="a1")
+    scored(tmp_path / "elsewhere" / "version_0", "test", "/home/me/runs/probe/version_0/best.ckpt",
+           "d1", 0.8, weights="a1")
+    scored(tmp_path / "other" / "version_0", "fit", "runs/other/version_0/checkpoints/best.ckpt", "d1", 0.8,
+           seed=1, weights="b2")  # another model of the same score: its own row
+    collection = collect(tmp_path)
+    fit = tmp_path / "probe" / "version_0" / "results.json"
+    assert sorted(r.path for r in collection.records) == [tmp_path / "other" / "version_0" / "results.json",
+                                                           fit]
+    (left_out,) = collection.excluded
+    assert left_out.path == tmp_path / "elsewhere" / "version_0" / "results.json"
+    assert f"scores the checkpoint that {fit} scored" in left_out.reason
 
 
 def test_a_metric_or_split_no_run_holds_is_refused_naming_what_they_hold(results_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,10 @@ def test_test_and_predict_from_a_checkpoint(tmp_path):
                       ckpt_path=str(fitted.best_checkpoint))
     assert tested.metrics["test"] == pytest.approx(fitted.metrics["test"], abs=1e-6)
     assert tested.results["verb"] == "test" and tested.run_dir != fitted.run_dir
+    moved = shutil.copy(fitted.best_checkpoint, tmp_path / "moved.ckpt")  # named otherwise: one model still
+    again = run.test(QUICKSTART, args=tiny_cli_args(tmp_path / "runs")[2:], ckpt_path=str(moved))
+    scored = {r.results["model"]["weights"]["scored"] for r in (fitted, tested, again)}
+    assert len(scored) == 1  # the fingerprint of the model scored, wherever its checkpoint lies
     predicted = run.predict(QUICKSTART, args=tiny_cli_args(tmp_path / "runs")[2:],
                             ckpt_path=str(fitted.best_checkpoint))
     assert predicted.predictions_path.is_file() and predicted.results == {}
