@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from ..stats.paired import mean_over_drawn_seeds, seed_draws
 from ..stats.resampling import percentile_interval, seed_sequence
 from .aggregate import TABLE_AXES, Cell, Collection
-from .plots import png_bytes
+from .plots import draw_intervals, png_bytes
 from .sections import Section
 from .tables import (
     Table,
@@ -316,7 +316,7 @@ def _row(table: Table, factor: Factor) -> dict:
 
 def efficiency_figure(title: str, panels: list[Panel], baseline: str, level: int) -> bytes:
     """Score against training labels (log axis, ticks at the measured counts), a line per backbone with its
-    cells' interval bands, one panel per dataset."""
+    cells' intervals, one panel per dataset."""
     figure = Figure(figsize=(4.6 * len(panels) + 0.8, 3.8), layout="constrained")
     metric = ""
     for index, panel in enumerate(panels):
@@ -330,10 +330,7 @@ def efficiency_figure(title: str, panels: list[Panel], baseline: str, level: int
             label = f"{backbone} (baseline)" if backbone == baseline else backbone
             width = 2.2 if backbone == baseline else 1.4
             line = axes.plot(x, mean, marker="o", label=label, linewidth=width)[0]
-            band = ~np.isnan(low)
-            if band.any():
-                axes.fill_between(x[band], low[band], high[band], color=line.get_color(), alpha=0.18,
-                                  linewidth=0)
+            draw_intervals(axes, x, low, high, line.get_color())
         counts = sorted({p.labels for along in panel.curves.values() for p in along})
         axes.set_xscale("log")
         axes.set_xticks(counts, [str(c) for c in counts])

@@ -1,4 +1,4 @@
-"""Report figures as PNG bytes: the metric against the label fraction per backbone with 95% CI bands
+"""Report figures as PNG bytes: the metric against the label fraction per backbone with its 95% CIs
 (bootstrap over seeds and test images; one figure per dataset and protocol), and DVME's per-backbone
 importance as a bar chart.
 
@@ -25,6 +25,21 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def draw_intervals(axes, x: np.ndarray, low: np.ndarray, high: np.ndarray, color) -> None:
+    """Each point's interval as a capped whisker, and a band between neighbouring points. The whisker is what
+    shows the interval of a lone point (a grid with one label fraction), where a band has no width. Drawn
+    from the bounds alone: a percentile interval need not contain the mean. Points without an interval (NaN)
+    get neither."""
+    known = ~np.isnan(low)
+    if not known.any():
+        return
+    x, low, high = x[known], low[known], high[known]
+    axes.vlines(x, low, high, color=color, linewidth=1)
+    axes.plot(np.concatenate([x, x]), np.concatenate([low, high]), linestyle="none", marker="_", markersize=7,
+              color=color)
+    axes.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0)
+
+
 def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
     """``{file name: png}``: per table (protocol) and dataset, mean +- 95% CI against the label fraction."""
     figures = {}
@@ -45,16 +60,7 @@ def fraction_figures(tables: list[Table]) -> dict[str, bytes]:
                 low = np.array([100 * c.interval[0] if c.interval else np.nan for _, c in cells])
                 high = np.array([100 * c.interval[1] if c.interval else np.nan for _, c in cells])
                 line = axes.plot(x, mean, marker="o", label=row)[0]
-                band = ~np.isnan(low)
-                if band.any():
-                    axes.fill_between(
-                        x[band],
-                        low[band],
-                        high[band],
-                        color=line.get_color(),
-                        alpha=0.18,
-                        linewidth=0,
-                    )
+                draw_intervals(axes, x, low, high, line.get_color())
             if not metric:  # every run of this dataset failed: nothing to draw
                 continue
             values = sorted(c.value for c in columns if not math.isnan(c.value))
